@@ -1,0 +1,21 @@
+# The test command of README.md. Namespace tests need root; elsewhere they skip.
+.PHONY: test build lint fuzz
+
+build:
+	go build -o bin/tcpchaos ./cmd/tcpchaos
+
+test:
+	go test -race -count=1 ./...
+
+lint:
+	go vet ./...
+	test -z "$$(gofmt -l .)"
+
+# Short fuzzing of each fuzz target (FUZZTIME per target).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$(go list ./...); do \
+	  for f in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
