@@ -1,0 +1,277 @@
+package statetrack
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"net/netip"
+)
+
+// tupleKey is the packed, direction-free 4-tuple of a connection: address
+// A (16 bytes, IPv4 as IPv4-mapped), address B, port A, port B (big
+// endian), and the address family (4 or 6). A is the lesser endpoint. It is
+// half the size of a Key, which matters at a million connections.
+type tupleKey [37]byte
+
+const famOff = 36
+
+// packKey packs the tuple of a segment from src to dst and reports whether
+// src is endpoint A. An IPv6 zone is not part of the key.
+func packKey(src, dst netip.AddrPort) (k tupleKey, srcIsA bool) {
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	c := bytes.Compare(s[:], d[:])
+	srcIsA = c < 0 || (c == 0 && src.Port() <= dst.Port())
+	a, b, pa, pb := s, d, src.Port(), dst.Port()
+	if !srcIsA {
+		a, b, pa, pb = d, s, dst.Port(), src.Port()
+	}
+	copy(k[0:16], a[:])
+	copy(k[16:32], b[:])
+	binary.BigEndian.PutUint16(k[32:34], pa)
+	binary.BigEndian.PutUint16(k[34:36], pb)
+	k[famOff] = 6
+	if src.Addr().Is4() {
+		k[famOff] = 4
+	}
+	return k, srcIsA
+}
+
+// endpoints unpacks the key's two endpoints A and B.
+func (k *tupleKey) endpoints() (a, b netip.AddrPort) {
+	addr := func(b []byte) netip.Addr {
+		if k[famOff] == 4 {
+			return netip.AddrFrom4([4]byte(b[12:16]))
+		}
+		return netip.AddrFrom16([16]byte(b))
+	}
+	return netip.AddrPortFrom(addr(k[0:16]), binary.BigEndian.Uint16(k[32:34])),
+		netip.AddrPortFrom(addr(k[16:32]), binary.BigEndian.Uint16(k[34:36]))
+}
+
+// self reports whether both endpoints are one socket (a self-connect).
+func (k *tupleKey) self() bool {
+	return [16]byte(k[0:16]) == [16]byte(k[16:32]) && k[32] == k[34] && k[33] == k[35]
+}
+
+// none marks the end of an intrusive list or hash chain.
+const none int32 = -1
+
+// conn is one tracked connection: 144 bytes, linked into the hash index by
+// hnext, into the activity (LRU) list and, while an endpoint sits in
+// TIME_WAIT, into the TIME_WAIT list, all by slab index.
+type conn struct {
+	key   tupleKey
+	flags connFlags
+	// gen is the slot's generation: the high half of the ConnID. It changes
+	// every time the slot is freed, so stale ConnIDs do not match.
+	gen              uint32
+	hnext            int32
+	lruPrev, lruNext int32
+	twPrev, twNext   int32
+	// last is the time of the last packet observed or delivered, twAt the
+	// time an endpoint last entered TIME_WAIT (both Unix nanoseconds).
+	last, twAt int64
+	// h holds the half-connections indexed by Side. A self-connect uses
+	// h[Client] only.
+	h [2]half
+}
+
+type connFlags uint8
+
+const (
+	inUse connFlags = 1 << iota
+	clientIsB
+	selfConn
+	midstream
+	inTimeWait
+)
+
+// ends returns the sender's and the receiver's halves for a packet from
+// side from: the same half twice for a self-connect.
+func (c *conn) ends(from Side) (s, r *half) {
+	if c.flags&selfConn != 0 {
+		return &c.h[Client], &c.h[Client]
+	}
+	return &c.h[from], &c.h[from.Other()]
+}
+
+// states returns both endpoints' states.
+func (c *conn) states() [2]State {
+	if c.flags&selfConn != 0 {
+		return [2]State{c.h[Client].state, c.h[Client].state}
+	}
+	return [2]State{c.h[Client].state, c.h[Server].state}
+}
+
+// sideOf returns the side of the endpoint that is A in the key (or B).
+func (c *conn) sideOf(isA bool) Side {
+	if c.flags&selfConn != 0 || isA != (c.flags&clientIsB != 0) {
+		return Client
+	}
+	return Server
+}
+
+// clientServer returns the connection's endpoints as the client sees them.
+func (c *conn) clientServer() (client, server netip.AddrPort) {
+	a, b := c.key.endpoints()
+	if c.flags&clientIsB != 0 {
+		return b, a
+	}
+	return a, b
+}
+
+// id returns the connection's ConnID: generation and slab index.
+func (t *Tracker) id(i int32) uint64 { return uint64(t.slab[i].gen)<<32 | uint64(uint32(i)) }
+
+// byID returns the slab index of a live connection with ConnID id.
+func (t *Tracker) byID(id uint64) (int32, bool) {
+	i := int64(uint32(id))
+	if id == 0 || i >= int64(len(t.slab)) {
+		return none, false
+	}
+	c := &t.slab[i]
+	if c.flags&inUse == 0 || c.gen != uint32(id>>32) {
+		return none, false
+	}
+	return int32(i), true
+}
+
+func (t *Tracker) hash(k *tupleKey) uint64 { return maphash.Bytes(t.seed, k[:]) }
+
+// find returns the slab index of the connection with key k, or none.
+func (t *Tracker) find(h uint64, k *tupleKey) int32 {
+	i, ok := t.index[h]
+	if !ok {
+		return none
+	}
+	for ; i != none; i = t.slab[i].hnext {
+		if t.slab[i].key == *k {
+			return i
+		}
+	}
+	return none
+}
+
+// alloc takes a free slot for key k (hash h), links it into the index and
+// at the front of the activity list, and returns it zeroed but for its
+// links, key, generation and time.
+func (t *Tracker) alloc(h uint64, k *tupleKey, now int64) int32 {
+	var i int32
+	if t.free != none {
+		i = t.free
+		t.free = t.slab[i].lruNext
+	} else {
+		t.slab = append(t.slab, conn{gen: 1})
+		i = int32(len(t.slab) - 1)
+	}
+	c := &t.slab[i]
+	*c = conn{key: *k, flags: inUse, gen: c.gen, last: now, twPrev: none, twNext: none}
+	c.hnext = none
+	if j, ok := t.index[h]; ok {
+		c.hnext = j
+	}
+	t.index[h] = i
+	t.lruPushFront(i)
+	t.n++
+	return i
+}
+
+// release unlinks slot i from the index and the lists and frees it.
+func (t *Tracker) release(i int32) {
+	c := &t.slab[i]
+	h := t.hash(&c.key)
+	if head := t.index[h]; head == i {
+		if c.hnext == none {
+			delete(t.index, h)
+		} else {
+			t.index[h] = c.hnext
+		}
+	} else {
+		for j := head; j != none; j = t.slab[j].hnext {
+			if t.slab[j].hnext == i {
+				t.slab[j].hnext = c.hnext
+				break
+			}
+		}
+	}
+	t.lruUnlink(i)
+	t.twUnlink(i)
+	c.flags = 0
+	if c.gen++; c.gen == 0 {
+		c.gen = 1
+	}
+	c.lruNext = t.free
+	t.free = i
+	t.n--
+}
+
+func (t *Tracker) lruPushFront(i int32) {
+	c := &t.slab[i]
+	c.lruPrev, c.lruNext = none, t.lruHead
+	if t.lruHead != none {
+		t.slab[t.lruHead].lruPrev = i
+	} else {
+		t.lruTail = i
+	}
+	t.lruHead = i
+}
+
+func (t *Tracker) lruUnlink(i int32) {
+	c := &t.slab[i]
+	if c.lruPrev != none {
+		t.slab[c.lruPrev].lruNext = c.lruNext
+	} else {
+		t.lruHead = c.lruNext
+	}
+	if c.lruNext != none {
+		t.slab[c.lruNext].lruPrev = c.lruPrev
+	} else {
+		t.lruTail = c.lruPrev
+	}
+	c.lruPrev, c.lruNext = none, none
+}
+
+// touch records activity on slot i at now, moving it to the front of the
+// activity list.
+func (t *Tracker) touch(i int32, now int64) {
+	t.slab[i].last = now
+	if t.lruHead != i {
+		t.lruUnlink(i)
+		t.lruPushFront(i)
+	}
+}
+
+// twPushBack (re)starts slot i's TIME_WAIT timer at now: the TIME_WAIT
+// list stays ordered by deadline because every entry lasts 2×MSL.
+func (t *Tracker) twPushBack(i int32, now int64) {
+	t.twUnlink(i)
+	c := &t.slab[i]
+	c.twAt = now
+	c.flags |= inTimeWait
+	c.twPrev, c.twNext = t.twTail, none
+	if t.twTail != none {
+		t.slab[t.twTail].twNext = i
+	} else {
+		t.twHead = i
+	}
+	t.twTail = i
+}
+
+func (t *Tracker) twUnlink(i int32) {
+	c := &t.slab[i]
+	if c.flags&inTimeWait == 0 {
+		return
+	}
+	if c.twPrev != none {
+		t.slab[c.twPrev].twNext = c.twNext
+	} else {
+		t.twHead = c.twNext
+	}
+	if c.twNext != none {
+		t.slab[c.twNext].twPrev = c.twPrev
+	} else {
+		t.twTail = c.twPrev
+	}
+	c.twPrev, c.twNext = none, none
+	c.flags &^= inTimeWait
+}

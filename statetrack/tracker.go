@@ -1,0 +1,322 @@
+package statetrack
+
+import (
+	"hash/maphash"
+	"time"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMSL            = 30 * time.Second
+	DefaultMaxConnections = 1_000_000
+	DefaultIdleTimeout    = 10 * time.Minute
+)
+
+// reapPerObserve bounds how many expired connections Observe removes in
+// passing, so that its cost stays flat; Expire removes all of them.
+const reapPerObserve = 2
+
+// Stats counts what happened to the tracker's table since New.
+type Stats struct {
+	// Connections counts entries created: first SYNs, mid-stream pickups
+	// and new incarnations.
+	Connections uint64
+	// NewIncarnations counts SYNs that replaced a connection in TIME_WAIT
+	// or CLOSED on the same tuple.
+	NewIncarnations uint64
+	// Midstream counts connections picked up after their handshake.
+	Midstream uint64
+	// Evicted counts connections removed because the table was full.
+	Evicted uint64
+	// TimeWaitExpired counts connections removed 2×MSL after TIME_WAIT.
+	TimeWaitExpired uint64
+	// IdleExpired counts connections removed after the idle timeout.
+	IdleExpired uint64
+	// Untracked counts packets of unknown tuples that created no entry: a
+	// lone RST, or a segment without SYN, RST and ACK.
+	Untracked uint64
+}
+
+// Tracker follows TCP connections from the middle of the path. See the
+// package documentation for the model. A Tracker is not safe for
+// concurrent use: one goroutine (for example one queue worker) owns it.
+type Tracker struct {
+	cfg      Config
+	tw, idle int64 // TIME_WAIT length (2×MSL) and idle timeout, in ns
+	max      int
+	seed     maphash.Seed
+	// index maps a tuple's hash to the head of its chain of slab indexes.
+	index map[uint64]int32
+	slab  []conn
+	// free heads the list of free slots, linked by lruNext.
+	free             int32
+	lruHead, lruTail int32 // most and least recently active
+	twHead, twTail   int32 // earliest and latest TIME_WAIT deadline
+	n                int
+	stats            Stats
+}
+
+// New returns an empty tracker. Zero fields of cfg select the defaults:
+// MSL 30s, MaxConnections 1,000,000, IdleTimeout 10m.
+func New(cfg Config) *Tracker {
+	if cfg.MSL <= 0 {
+		cfg.MSL = DefaultMSL
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	return &Tracker{
+		cfg:     cfg,
+		tw:      int64(2 * cfg.MSL),
+		idle:    int64(cfg.IdleTimeout),
+		max:     cfg.MaxConnections,
+		seed:    maphash.MakeSeed(),
+		index:   make(map[uint64]int32),
+		free:    none,
+		lruHead: none, lruTail: none,
+		twHead: none, twTail: none,
+	}
+}
+
+// Len returns the number of tracked connections.
+func (t *Tracker) Len() int { return t.n }
+
+// Stats returns the table's counters.
+func (t *Tracker) Stats() Stats { return t.stats }
+
+// Observe classifies seg as its sender emits it, counts it and moves the
+// sender's state (never the receiver's: see Deliver). It creates the
+// connection entry when needed:
+//
+//   - a SYN of an unknown tuple makes its sender the client;
+//   - a SYN from an endpoint in CLOSED or TIME_WAIT starts a new
+//     incarnation (the old entry goes with reason Replaced);
+//   - any other segment with ACK of an unknown tuple is a mid-stream
+//     pickup (a SYN-ACK: client SYN_SENT, server LISTEN; anything else:
+//     both ESTABLISHED) before the packet's own move, with the server
+//     found by Config.ServerPorts (else the packet's destination);
+//   - a lone RST, or a segment with none of SYN, RST and ACK, of an
+//     unknown tuple creates nothing: the Observation has ConnID 0, Nth 0,
+//     both states CLOSED, and From decided by the server ports.
+//
+// Observe also removes a few expired connections in passing, and removes
+// the packet's own connection first if it has expired by now.
+func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
+	ns := now.UnixNano()
+	t.reap(ns, reapPerObserve)
+	o := Observation{Seg: *seg}
+	k, srcIsA := packKey(seg.Src, seg.Dst)
+	h := t.hash(&k)
+	i := t.find(h, &k)
+	if i != none {
+		if at, why := t.deadline(i); at <= ns {
+			t.remove(i, why, at)
+			i = none
+		}
+	}
+	if i != none && seg.Flags&(SYN|ACK|RST) == SYN {
+		c := &t.slab[i]
+		if s, _ := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
+			t.remove(i, Replaced, ns)
+			i = none
+			o.NewIncarnation = true
+			t.stats.NewIncarnations++
+		}
+	}
+	if i == none {
+		if i = t.create(h, &k, srcIsA, seg, ns); i == none {
+			t.untracked(&o)
+			return o
+		}
+		o.NewConn = true
+	} else {
+		t.touch(i, ns)
+	}
+	c := &t.slab[i]
+	o.From = c.sideOf(srcIsA)
+	o.Client, o.Server = seg.Src, seg.Dst
+	if o.From == Server {
+		o.Client, o.Server = seg.Dst, seg.Src
+	}
+	o.ConnID = t.id(i)
+	o.Midstream = c.flags&midstream != 0
+	o.Before = c.states()
+	s, r := c.ends(o.From)
+	res := send(s, r, seg)
+	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
+	o.After = c.states()
+	t.syncTimeWait(i, ns, false)
+	return o
+}
+
+// Deliver records that the packet of o reached its receiver at now and
+// moves the receiver's state. Call it once per arrival: never for a
+// dropped packet, when released for a delayed one, once per copy for a
+// duplicated one. It returns both endpoints' states after the move and
+// whether the receiver's state changed. If o's connection incarnation is
+// gone (replaced, expired, evicted, or never tracked), Deliver does
+// nothing and returns both CLOSED and false.
+func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, changed bool) {
+	i, ok := t.byID(o.ConnID)
+	if !ok {
+		return after, false
+	}
+	ns := now.UnixNano()
+	if at, why := t.deadline(i); at <= ns {
+		t.remove(i, why, at)
+		return after, false
+	}
+	t.touch(i, ns)
+	c := &t.slab[i]
+	s, r := c.ends(o.From)
+	old := r.state
+	t.syncTimeWait(i, ns, receive(r, s, &o.Seg))
+	return c.states(), r.state != old
+}
+
+// Expire removes every connection whose TIME_WAIT (2×MSL after an endpoint
+// last entered it) or idle timeout has run out by now, in deadline order,
+// calling Config.OnGone for each.
+func (t *Tracker) Expire(now time.Time) { t.reap(now.UnixNano(), -1) }
+
+// reap removes up to limit expired connections (all of them for a
+// negative limit), earliest deadline first.
+func (t *Tracker) reap(now int64, limit int) {
+	for n := 0; n != limit; n++ {
+		i := t.lruTail
+		if i == none {
+			return
+		}
+		at, why := t.deadline(i)
+		if j := t.twHead; j != none {
+			if jat, jwhy := t.deadline(j); jat < at {
+				i, at, why = j, jat, jwhy
+			}
+		}
+		if at > now {
+			return
+		}
+		t.remove(i, why, at)
+	}
+}
+
+// deadline returns when slot i expires and why.
+func (t *Tracker) deadline(i int32) (at int64, why GoneReason) {
+	c := &t.slab[i]
+	at, why = c.last+t.idle, IdleExpired
+	if c.flags&inTimeWait != 0 && c.twAt+t.tw < at {
+		at, why = c.twAt+t.tw, TimeWaitExpired
+	}
+	return at, why
+}
+
+// syncTimeWait keeps slot i's TIME_WAIT membership in line with its
+// endpoints' states; restart (re)starts the timer at now.
+func (t *Tracker) syncTimeWait(i int32, now int64, restart bool) {
+	c := &t.slab[i]
+	st := c.states()
+	switch {
+	case st[Client] != TimeWait && st[Server] != TimeWait:
+		t.twUnlink(i)
+	case restart || c.flags&inTimeWait == 0:
+		t.twPushBack(i, now)
+	}
+}
+
+// create makes the entry for the first packet seg of an unknown tuple and
+// returns its slot, or none if seg creates no entry. A full table evicts
+// its least recently active connection first.
+func (t *Tracker) create(h uint64, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
+	f := seg.Flags
+	if f&RST != 0 || !valid(seg) {
+		return none
+	}
+	if t.n >= t.max {
+		t.remove(t.lruTail, Evicted, now)
+	}
+	i := t.alloc(h, k, now)
+	c := &t.slab[i]
+	syn := f&(SYN|ACK) == SYN
+	clientIsSrc := syn || (f&SYN == 0 && !t.srcIsServer(seg))
+	if clientIsSrc != srcIsA {
+		c.flags |= clientIsB
+	}
+	if k.self() {
+		c.flags |= selfConn
+	}
+	t.stats.Connections++
+	s, r := c.ends(c.sideOf(srcIsA))
+	switch {
+	case syn:
+		r.state = Listen // overwritten by Closed for a self-connect
+		s.state = Closed
+	case f&SYN != 0: // a SYN-ACK: the client's SYN was missed
+		r.state, s.state = SynSent, Listen
+		r.isn, r.nxt = seg.Ack-1, seg.Ack
+		r.bits |= hasISN | hasNxt
+	default:
+		r.state, s.state = Established, Established
+		r.nxt = seg.Ack
+		r.bits |= hasNxt
+	}
+	if !syn {
+		c.flags |= midstream
+		t.stats.Midstream++
+	}
+	return i
+}
+
+// srcIsServer reports whether a mid-stream pickup makes seg's source the
+// server: its port is a server port and its destination's is not.
+func (t *Tracker) srcIsServer(seg *Segment) bool {
+	return t.serverPort(seg.Src.Port()) && !t.serverPort(seg.Dst.Port())
+}
+
+func (t *Tracker) serverPort(p uint16) bool {
+	for _, q := range t.cfg.ServerPorts {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// untracked fills o for a packet that belongs to no connection.
+func (t *Tracker) untracked(o *Observation) {
+	t.stats.Untracked++
+	seg := &o.Seg
+	o.From, o.Client, o.Server = Client, seg.Src, seg.Dst
+	if t.srcIsServer(seg) {
+		o.From, o.Client, o.Server = Server, seg.Dst, seg.Src
+	}
+	var blank half
+	o.Kind = classify(&blank, &blank, seg)
+}
+
+// remove takes slot i out of the table and reports it through OnGone.
+func (t *Tracker) remove(i int32, why GoneReason, at int64) {
+	c := &t.slab[i]
+	g := Gone{ConnID: t.id(i), Reason: why, Before: c.states(), At: time.Unix(0, at)}
+	g.Client, g.Server = c.clientServer()
+	g.After = g.Before
+	switch why {
+	case TimeWaitExpired:
+		t.stats.TimeWaitExpired++
+		for s, st := range g.After {
+			if st == TimeWait {
+				g.After[s] = Closed
+			}
+		}
+	case IdleExpired:
+		t.stats.IdleExpired++
+	case Evicted:
+		t.stats.Evicted++
+	}
+	t.release(i)
+	if t.cfg.OnGone != nil {
+		t.cfg.OnGone(g)
+	}
+}
