@@ -1,0 +1,100 @@
+package rules
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Decision is what to do with one packet.
+type Decision struct {
+	// Action is Accept when no rule acted, or when an accept rule did.
+	Action config.ActionType
+	// Hold is how long a delayed packet is held: the rule's delay plus its
+	// jitter draw, never negative.
+	Hold time.Duration
+	// Copies and After: a duplicated packet is let through now, and Copies
+	// copies of it are sent After later.
+	Copies uint32
+	After  time.Duration
+	// Rule is the index of the rule that acted, or -1 when none did: no
+	// rule matched, or the first rule that matched did not act because its
+	// probability draw failed or its limit was used up.
+	Rule int
+}
+
+// stream is the second word of every Engine's PCG state ("tcpchaos" in
+// ASCII), so that the seed alone picks the stream.
+const stream = 0x7463706368616f73
+
+// Engine decides for one queue worker. It is not safe for concurrent use;
+// give each worker its own, with a seed of its own (for example the config
+// seed plus the worker's index) when their draws must differ.
+type Engine struct {
+	set  *Set
+	rng  *rand.Rand
+	hits []uint64
+}
+
+// NewEngine returns an Engine deciding by s, drawing from a PCG generator
+// seeded with seed.
+func NewEngine(s *Set, seed uint64) *Engine {
+	return &Engine{set: s, rng: rand.New(rand.NewPCG(seed, stream)), hits: make([]uint64, s.Len())}
+}
+
+// Decide returns the decision for one observed packet. It does not
+// allocate.
+//
+// A rule with probability p strictly between 0 and 1 draws once per
+// matching packet, before its limit is consulted, so an Engine's draws
+// depend only on its own packets, not on what other Engines sharing the
+// limit did. A delay with jitter J draws once more, uniformly in [-J, +J].
+func (e *Engine) Decide(o *statetrack.Observation) Decision {
+	for i := range e.set.rules {
+		r := &e.set.rules[i]
+		if r.matches(o) {
+			return e.act(i, r)
+		}
+	}
+	return Decision{Rule: -1}
+}
+
+// act applies matching rule i, subject to its probability and limit.
+func (e *Engine) act(i int, r *rule) Decision {
+	if r.prob < 1 && (r.prob == 0 || e.rng.Float64() >= r.prob) {
+		return Decision{Rule: -1}
+	}
+	if !e.set.take(i, r.limit) {
+		return Decision{Rule: -1}
+	}
+	e.hits[i]++
+	d := Decision{Action: r.action.Type, Rule: i}
+	switch r.action.Type {
+	case config.Delay:
+		d.Hold = e.hold(r.action.Delay, r.action.Jitter)
+	case config.Duplicate:
+		d.Copies, d.After = r.action.Copies, r.action.After
+	}
+	return d
+}
+
+// hold returns delay plus a uniform draw in [-jitter, +jitter], clamped at
+// zero.
+func (e *Engine) hold(delay, jitter time.Duration) time.Duration {
+	if jitter <= 0 {
+		return max(delay, 0)
+	}
+	j := uint64(jitter)
+	u := e.rng.Uint64N(2*j + 1) // in [0, 2J]: u-J is the offset
+	if u >= j {
+		return max(delay+time.Duration(u-j), 0)
+	}
+	return max(delay-time.Duration(j-u), 0)
+}
+
+// Hits returns, per rule, the packets this Engine acted on. Set.Hits sums
+// every Engine of the Set.
+func (e *Engine) Hits() []uint64 { return slices.Clone(e.hits) }

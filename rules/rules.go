@@ -1,0 +1,206 @@
+// Package rules compiles fault rules and decides, packet by packet, what
+// tcpchaos does: accept, drop, delay or duplicate.
+//
+// A Set is compiled once from the validated rules of a config and never
+// changes (a reload compiles a new Set). Each queue worker decides with an
+// Engine of its own, which holds the seeded random source; Engines built
+// from one Set share the Set's per-rule limits. The package is pure: it
+// reads no clock, and the same seed with the same observations gives the
+// same decisions.
+//
+// Rules are tried in order and the first rule whose match selects the
+// packet decides. When that rule's probability draw fails, or its limit is
+// used up, the packet is accepted: it does not fall through to later rules,
+// so that "drop the first SYN with probability 0.3" never turns into
+// whatever a broader rule further down does to SYNs.
+package rules
+
+import (
+	"math"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Set is an immutable, compiled list of rules. Only its limit counters
+// change, atomically, as Engines act.
+type Set struct {
+	rules []rule
+	names []string
+	// faulty has the bit of every kind that some rule may drop, delay or
+	// duplicate.
+	faulty uint16
+	// acted counts, per rule, the packets acted on by every Engine of the
+	// Set; it enforces the limits.
+	acted []atomic.Uint64
+}
+
+// rule is one compiled rule: every selector is a bitset or a short list.
+type rule struct {
+	kinds  uint16 // bit per Kind; all set for any kind
+	states uint16 // bit per sender State; all set for any state
+	closer statetrack.Closer
+	from   int8 // -1 for either side, else a statetrack.Side
+	rexmit int8 // -1 for either, 0 originals only, 1 retransmissions only
+	nth    uint32
+	ports  *portSet // nil for any server port
+	src    []netip.Prefix
+	dst    []netip.Prefix
+	action config.Action
+	prob   float64 // in [0,1]
+	limit  uint64  // 0 for none
+}
+
+// portSet is a bitset of the 65536 TCP ports.
+type portSet [65536 / 64]uint64
+
+func (p *portSet) add(port uint16)      { p[port/64] |= 1 << (port % 64) }
+func (p *portSet) has(port uint16) bool { return p[port/64]&(1<<(port%64)) != 0 }
+
+const allBits = math.MaxUint16
+
+// bit returns the mask bit of a kind or state (0 when out of range, so an
+// invalid value matches only rules that do not select on it).
+func bit[T statetrack.Kind | statetrack.State](v T) uint16 {
+	if v >= 16 {
+		return 0
+	}
+	return 1 << v
+}
+
+// Compile builds a Set from rules as config.Decode validates them. It
+// copies what it keeps, so rs may be reused.
+func Compile(rs []config.Rule) *Set {
+	s := &Set{
+		rules: make([]rule, len(rs)),
+		names: make([]string, len(rs)),
+		acted: make([]atomic.Uint64, len(rs)),
+	}
+	for i, r := range rs {
+		s.names[i] = r.Name
+		c := compile(r)
+		if c.action.Type != config.Accept && c.prob > 0 {
+			s.faulty |= c.kinds
+		}
+		s.rules[i] = c
+	}
+	return s
+}
+
+func compile(r config.Rule) rule {
+	m := r.Match
+	c := rule{
+		kinds: allBits, states: allBits, closer: m.Closer, from: -1, rexmit: -1, nth: m.Nth,
+		src: slices.Clone(m.Src), dst: slices.Clone(m.Dst),
+		action: r.Action, prob: r.Probability, limit: r.Limit,
+	}
+	if len(m.Packets) > 0 {
+		c.kinds = 0
+		for _, k := range m.Packets {
+			c.kinds |= bit(k)
+		}
+	}
+	if m.Closer != statetrack.NoCloser {
+		c.kinds &= bit(statetrack.Fin)
+	}
+	if len(m.States) > 0 {
+		c.states = 0
+		for _, st := range m.States {
+			c.states |= bit(st)
+		}
+	}
+	if m.From != nil {
+		c.from = int8(*m.From)
+	}
+	if m.Retransmission != nil {
+		c.rexmit = 0
+		if *m.Retransmission {
+			c.rexmit = 1
+		}
+	}
+	if len(m.Ports) > 0 {
+		c.ports = new(portSet)
+		for _, p := range m.Ports {
+			c.ports.add(p)
+		}
+	}
+	switch {
+	case !(c.prob > 0): // also NaN
+		c.prob = 0
+	case c.prob > 1:
+		c.prob = 1
+	}
+	return c
+}
+
+// Len returns the number of rules.
+func (s *Set) Len() int { return len(s.rules) }
+
+// Names returns the rules' names, indexed as Decision.Rule and Hits.
+func (s *Set) Names() []string { return slices.Clone(s.names) }
+
+// MayMatch reports whether some rule may drop, delay or duplicate a packet
+// of kind k. When it reports false for every kind of a connection phase,
+// those packets need not be queued for a decision (they are accepted).
+func (s *Set) MayMatch(k statetrack.Kind) bool { return s.faulty&bit(k) != 0 }
+
+// Hits returns, per rule, the packets acted on by all the Set's Engines.
+func (s *Set) Hits() []uint64 {
+	h := make([]uint64, len(s.acted))
+	for i := range s.acted {
+		h[i] = s.acted[i].Load()
+	}
+	return h
+}
+
+// take counts one more packet acted on by rule i, and reports false (not
+// counting it) when the rule's limit is already reached.
+func (s *Set) take(i int, limit uint64) bool {
+	c := &s.acted[i]
+	if limit == 0 {
+		c.Add(1)
+		return true
+	}
+	for {
+		n := c.Load()
+		if n >= limit {
+			return false
+		}
+		if c.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// matches reports whether every selector of r accepts o.
+func (r *rule) matches(o *statetrack.Observation) bool {
+	switch {
+	case r.kinds&bit(o.Kind) == 0,
+		r.states&bit(o.Before[o.From]) == 0,
+		r.closer != statetrack.NoCloser && o.Closer != r.closer,
+		r.from >= 0 && statetrack.Side(r.from) != o.From,
+		r.nth != 0 && o.Nth != r.nth,
+		r.rexmit >= 0 && o.Retransmission != (r.rexmit == 1),
+		r.ports != nil && !r.ports.has(o.Server.Port()):
+		return false
+	}
+	return inAny(r.src, o.Seg.Src.Addr()) && inAny(r.dst, o.Seg.Dst.Addr())
+}
+
+// inAny reports whether a is in one of ps; an empty ps holds every address.
+// An IPv4-mapped IPv6 address counts as the IPv4 address.
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

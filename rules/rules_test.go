@@ -1,0 +1,445 @@
+package rules
+
+import (
+	"net/netip"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+var (
+	client4 = netip.MustParseAddrPort("198.18.0.1:40000")
+	server4 = netip.MustParseAddrPort("198.18.1.1:8080")
+	client6 = netip.MustParseAddrPort("[fd00:1::2]:40312")
+	server6 = netip.MustParseAddrPort("[fd00:2::1]:5432")
+)
+
+// obs returns an observation of a packet of kind k from the client of an
+// established IPv4 connection to port 8080, as modified by mods.
+func obs(k statetrack.Kind, mods ...func(*statetrack.Observation)) *statetrack.Observation {
+	o := &statetrack.Observation{
+		Seg:    statetrack.Segment{Src: client4, Dst: server4},
+		Client: client4, Server: server4,
+		From: statetrack.Client, Kind: k, Nth: 1,
+		Before: [2]statetrack.State{statetrack.Established, statetrack.Established},
+	}
+	for _, m := range mods {
+		m(o)
+	}
+	return o
+}
+
+func fromServer(o *statetrack.Observation) {
+	o.From = statetrack.Server
+	o.Seg.Src, o.Seg.Dst = o.Server, o.Client
+}
+
+func nth(n uint32) func(*statetrack.Observation) {
+	return func(o *statetrack.Observation) { o.Nth = n }
+}
+
+func rexmit(o *statetrack.Observation) { o.Retransmission = true }
+
+func closer(c statetrack.Closer) func(*statetrack.Observation) {
+	return func(o *statetrack.Observation) { o.Closer = c }
+}
+
+// before sets the client's and the server's states before the packet.
+func before(c, s statetrack.State) func(*statetrack.Observation) {
+	return func(o *statetrack.Observation) { o.Before = [2]statetrack.State{c, s} }
+}
+
+// conn moves the observation to another connection, sent by the client.
+func conn(client, server netip.AddrPort) func(*statetrack.Observation) {
+	return func(o *statetrack.Observation) {
+		o.Client, o.Server = client, server
+		o.Seg.Src, o.Seg.Dst = client, server
+	}
+}
+
+func side(s statetrack.Side) *statetrack.Side { return &s }
+func boolp(b bool) *bool                      { return &b }
+
+func prefixes(ss ...string) []netip.Prefix {
+	ps := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		ps[i] = netip.MustParsePrefix(s)
+	}
+	return ps
+}
+
+func drop(m config.Match) config.Rule {
+	return config.Rule{Name: "r", Match: m, Action: config.Action{Type: config.Drop}, Probability: 1}
+}
+
+func TestMatch(t *testing.T) {
+	type pkt struct {
+		o    *statetrack.Observation
+		want bool
+	}
+	S := statetrack.Syn
+	for _, tc := range []struct {
+		name  string
+		match config.Match
+		pkts  []pkt
+	}{
+		{"empty matches all", config.Match{}, []pkt{
+			{obs(S), true}, {obs(statetrack.Data, fromServer), true}, {obs(statetrack.Rst, rexmit, nth(9)), true},
+		}},
+		{"one kind", config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, []pkt{
+			{obs(statetrack.SynAck, fromServer), true}, {obs(S), false}, {obs(statetrack.HandshakeAck), false},
+		}},
+		{"kinds", config.Match{Packets: []statetrack.Kind{statetrack.FinAck, statetrack.FinalAck}}, []pkt{
+			{obs(statetrack.FinAck), true}, {obs(statetrack.FinalAck), true}, {obs(statetrack.Ack), false}, {obs(statetrack.Fin), false},
+		}},
+		{"closer", config.Match{Packets: []statetrack.Kind{statetrack.Fin}, Closer: statetrack.Passive}, []pkt{
+			{obs(statetrack.Fin, closer(statetrack.Passive)), true}, {obs(statetrack.Fin, closer(statetrack.Active)), false},
+		}},
+		{"closer alone selects fin", config.Match{Closer: statetrack.Active}, []pkt{
+			{obs(statetrack.Fin, closer(statetrack.Active)), true}, {obs(statetrack.Fin, closer(statetrack.Passive)), false},
+			{obs(statetrack.Ack), false},
+		}},
+		{"from server", config.Match{From: side(statetrack.Server)}, []pkt{
+			{obs(statetrack.SynAck, fromServer), true}, {obs(S), false},
+		}},
+		{"from client", config.Match{From: side(statetrack.Client)}, []pkt{
+			{obs(statetrack.SynAck, fromServer), false}, {obs(S), true},
+		}},
+		{"nth", config.Match{Packets: []statetrack.Kind{S}, Nth: 2}, []pkt{
+			{obs(S, nth(2), rexmit), true}, {obs(S), false}, {obs(S, nth(3), rexmit), false},
+		}},
+		{"retransmissions", config.Match{Retransmission: boolp(true)}, []pkt{
+			{obs(statetrack.Data, rexmit, nth(5)), true}, {obs(statetrack.Data, nth(5)), false},
+		}},
+		{"originals", config.Match{Retransmission: boolp(false)}, []pkt{
+			{obs(statetrack.Data, rexmit, nth(5)), false}, {obs(statetrack.Data, nth(5)), true},
+		}},
+		{"state is the sender's before", config.Match{States: []statetrack.State{statetrack.TimeWait, statetrack.LastAck}}, []pkt{
+			{obs(statetrack.FinalAck, nth(2), before(statetrack.TimeWait, statetrack.LastAck)), true},
+			{obs(statetrack.Fin, fromServer, nth(2), before(statetrack.TimeWait, statetrack.LastAck)), true},
+			{obs(statetrack.Fin, fromServer, before(statetrack.FinWait2, statetrack.CloseWait)), false},
+			{obs(statetrack.Ack, before(statetrack.Established, statetrack.LastAck)), false},
+		}},
+		{"server port either direction", config.Match{Ports: []uint16{443, 8080}}, []pkt{
+			{obs(S), true}, {obs(statetrack.SynAck, fromServer), true}, {obs(S, conn(client6, server6)), false},
+		}},
+		{"src v4", config.Match{Src: prefixes("198.18.0.0/24")}, []pkt{
+			{obs(S), true}, {obs(statetrack.SynAck, fromServer), false}, {obs(S, conn(client6, server6)), false},
+		}},
+		{"dst v4", config.Match{Dst: prefixes("10.0.0.0/8", "198.18.1.1/32")}, []pkt{
+			{obs(S), true}, {obs(statetrack.SynAck, fromServer), false},
+		}},
+		{"src v6", config.Match{Src: prefixes("fd00:1::/64")}, []pkt{
+			{obs(S, conn(client6, server6)), true}, {obs(S), false},
+			{obs(statetrack.SynAck, conn(client6, server6), fromServer), false},
+		}},
+		{"dst v6 and v4", config.Match{Dst: prefixes("fd00:2::/32", "198.18.0.0/15")}, []pkt{
+			{obs(S, conn(client6, server6)), true}, {obs(S), true},
+		}},
+		{"mapped address matches v4 prefix", config.Match{Src: prefixes("198.18.0.0/15")}, []pkt{
+			{obs(S, conn(netip.MustParseAddrPort("[::ffff:198.18.0.1]:40000"), server4)), true},
+		}},
+		{"every selector", config.Match{
+			Packets: []statetrack.Kind{statetrack.FinalAck}, From: side(statetrack.Client), Nth: 1,
+			Retransmission: boolp(false), States: []statetrack.State{statetrack.FinWait2}, Ports: []uint16{8080},
+			Src: prefixes("198.18.0.1/32"), Dst: prefixes("198.18.1.0/24"),
+		}, []pkt{
+			{obs(statetrack.FinalAck, before(statetrack.FinWait2, statetrack.LastAck)), true},
+			{obs(statetrack.FinalAck, before(statetrack.FinWait2, statetrack.LastAck), nth(2)), false},
+			{obs(statetrack.FinalAck, before(statetrack.FinWait2, statetrack.LastAck), rexmit), false},
+			{obs(statetrack.FinalAck, before(statetrack.TimeWait, statetrack.LastAck)), false},
+			{obs(statetrack.FinalAck, before(statetrack.FinWait2, statetrack.LastAck), fromServer), false},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEngine(Compile([]config.Rule{drop(tc.match)}), 1)
+			for i, p := range tc.pkts {
+				d := e.Decide(p.o)
+				if got := d.Rule == 0; got != p.want || (got && d.Action != config.Drop) {
+					t.Errorf("packet %d (%v from %v): decision %+v, want match %v", i, p.o.Kind, p.o.From, d, p.want)
+				}
+			}
+		})
+	}
+}
+
+func TestActions(t *testing.T) {
+	for _, tc := range []struct {
+		action config.Action
+		want   Decision
+	}{
+		{config.Action{Type: config.Drop}, Decision{Action: config.Drop}},
+		{config.Action{Type: config.Accept}, Decision{Action: config.Accept}},
+		{config.Action{Type: config.Delay, Delay: 300 * time.Millisecond}, Decision{Action: config.Delay, Hold: 300 * time.Millisecond}},
+		{config.Action{Type: config.Duplicate, Copies: 2, After: 3 * time.Second}, Decision{Action: config.Duplicate, Copies: 2, After: 3 * time.Second}},
+	} {
+		s := Compile([]config.Rule{
+			{Name: "other", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 1},
+			{Name: "this", Action: tc.action, Probability: 1},
+		})
+		tc.want.Rule = 1
+		if got := NewEngine(s, 1).Decide(obs(statetrack.Syn)); got != tc.want {
+			t.Errorf("%v: got %+v, want %+v", tc.action.Type, got, tc.want)
+		}
+	}
+}
+
+func TestNoRuleAccepts(t *testing.T) {
+	for _, s := range []*Set{Compile(nil), Compile([]config.Rule{drop(config.Match{Packets: []statetrack.Kind{statetrack.Rst}})})} {
+		if got, want := NewEngine(s, 1).Decide(obs(statetrack.Syn)), (Decision{Action: config.Accept, Rule: -1}); got != want {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+	}
+}
+
+func TestJitter(t *testing.T) {
+	const delay, jitter = 100 * time.Millisecond, 20 * time.Millisecond
+	e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Delay, Delay: delay, Jitter: jitter}, Probability: 1}}), 7)
+	lo, hi, sum := time.Duration(1<<62), time.Duration(0), time.Duration(0)
+	const n = 10000
+	for range n {
+		h := e.Decide(obs(statetrack.Data)).Hold
+		lo, hi, sum = min(lo, h), max(hi, h), sum+h
+	}
+	if lo < delay-jitter || hi > delay+jitter {
+		t.Errorf("holds in [%v, %v], want within [%v, %v]", lo, hi, delay-jitter, delay+jitter)
+	}
+	if lo > delay-jitter+jitter/50 || hi < delay+jitter-jitter/50 {
+		t.Errorf("holds in [%v, %v] do not reach near both ends of [%v, %v]", lo, hi, delay-jitter, delay+jitter)
+	}
+	if mean := sum / n; mean < delay-time.Millisecond || mean > delay+time.Millisecond {
+		t.Errorf("mean hold %v, want about %v", mean, delay)
+	}
+}
+
+// Decode refuses a jitter above the delay, but a Config built in code may
+// hold one: the hold is clamped at zero.
+func TestJitterClampedAtZero(t *testing.T) {
+	e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Delay, Delay: time.Millisecond, Jitter: 10 * time.Millisecond}, Probability: 1}}), 1)
+	zeros := 0
+	for range 1000 {
+		h := e.Decide(obs(statetrack.Data)).Hold
+		if h < 0 || h > 11*time.Millisecond {
+			t.Fatalf("hold %v outside [0, 11ms]", h)
+		}
+		if h == 0 {
+			zeros++
+		}
+	}
+	if zeros < 300 {
+		t.Errorf("%d zero holds of 1000, want about 450", zeros)
+	}
+}
+
+func TestProbability(t *testing.T) {
+	for _, tc := range []struct {
+		p      float64
+		lo, hi int
+	}{{0, 0, 0}, {0.3, 2800, 3200}, {0.5, 4800, 5200}, {1, 10000, 10000}} {
+		e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Drop}, Probability: tc.p}}), 42)
+		n := 0
+		for range 10000 {
+			switch d := e.Decide(obs(statetrack.Data)); {
+			case d.Rule == 0 && d.Action == config.Drop:
+				n++
+			case d != Decision{Rule: -1}:
+				t.Fatalf("p=%v: decision %+v", tc.p, d)
+			}
+		}
+		if n < tc.lo || n > tc.hi {
+			t.Errorf("p=%v: %d of 10000 dropped, want in [%d, %d]", tc.p, n, tc.lo, tc.hi)
+		}
+		if got := e.Hits()[0]; got != uint64(n) {
+			t.Errorf("p=%v: Hits %d, want %d", tc.p, got, n)
+		}
+	}
+}
+
+// Rules with probability 0 or 1 draw nothing: the draws of a rule with
+// probability 0.5 are the same whether or not such packets come between.
+func TestCertainRulesDrawNothing(t *testing.T) {
+	s := Compile([]config.Rule{
+		{Name: "always", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 1},
+		{Name: "never", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 0},
+		{Name: "half", Action: config.Action{Type: config.Drop}, Probability: 0.5},
+	})
+	quiet, busy := NewEngine(s, 3), NewEngine(s, 3)
+	for i := range 1000 {
+		busy.Decide(obs(statetrack.Syn))
+		busy.Decide(obs(statetrack.Rst))
+		if q, b := quiet.Decide(obs(statetrack.Data)), busy.Decide(obs(statetrack.Data)); q != b {
+			t.Fatalf("packet %d: %+v without certain rules in between, %+v with", i, q, b)
+		}
+	}
+}
+
+func TestDeterminism(t *testing.T) {
+	s := Compile([]config.Rule{
+		{Name: "lossy", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 0.3},
+		{Name: "jittery", Action: config.Action{Type: config.Delay, Delay: 50 * time.Millisecond, Jitter: 50 * time.Millisecond}, Probability: 0.7},
+	})
+	run := func(seed uint64) []Decision {
+		e := NewEngine(s, seed)
+		ds := make([]Decision, 0, 2000)
+		for i := range 1000 {
+			ds = append(ds, e.Decide(obs(statetrack.Syn, nth(uint32(i%3+1)))), e.Decide(obs(statetrack.Data)))
+		}
+		return ds
+	}
+	a, b, c := run(9), run(9), run(10)
+	if !reflect.DeepEqual(a, b) {
+		t.Error("same seed, same packets, different decisions")
+	}
+	if reflect.DeepEqual(a, c) {
+		t.Error("seeds 9 and 10 gave the same 2000 decisions")
+	}
+}
+
+func TestFirstMatchDecides(t *testing.T) {
+	s := Compile([]config.Rule{
+		{Name: "exempt-8443", Match: config.Match{Ports: []uint16{8443}}, Action: config.Action{Type: config.Accept}, Probability: 1},
+		{Name: "first-syn-never", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: config.Action{Type: config.Drop}, Probability: 0},
+		{Name: "one-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
+		{Name: "delay-handshake", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn, statetrack.SynAck}}, Action: config.Action{Type: config.Delay, Delay: time.Second}, Probability: 1},
+	})
+	e := NewEngine(s, 1)
+	on8443 := conn(client4, netip.MustParseAddrPort("198.18.1.1:8443"))
+	for i, tc := range []struct {
+		o    *statetrack.Observation
+		want Decision
+	}{
+		{obs(statetrack.Syn, on8443), Decision{Action: config.Accept, Rule: 0}},
+		// The second rule matches and does not act: no fall through.
+		{obs(statetrack.Syn), Decision{Rule: -1}},
+		{obs(statetrack.Syn, nth(2), rexmit), Decision{Action: config.Delay, Hold: time.Second, Rule: 3}},
+		{obs(statetrack.SynAck, fromServer), Decision{Action: config.Drop, Rule: 2}},
+		// Its limit used up, the third rule still decides: accept.
+		{obs(statetrack.SynAck, fromServer, nth(2), rexmit), Decision{Rule: -1}},
+	} {
+		if got := e.Decide(tc.o); got != tc.want {
+			t.Errorf("packet %d: got %+v, want %+v", i, got, tc.want)
+		}
+	}
+	if got, want := e.Hits(), []uint64{1, 0, 1, 1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Hits = %v, want %v", got, want)
+	}
+}
+
+func TestLimitSharedByEngines(t *testing.T) {
+	s := Compile([]config.Rule{{Name: "five", Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 5}})
+	a, b := NewEngine(s, 1), NewEngine(s, 2)
+	var got []int
+	for range 6 {
+		got = append(got, a.Decide(obs(statetrack.Data)).Rule, b.Decide(obs(statetrack.Data)).Rule)
+	}
+	if want := []int{0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules %v, want %v", got, want)
+	}
+	if a.Hits()[0] != 3 || b.Hits()[0] != 2 || s.Hits()[0] != 5 {
+		t.Errorf("hits a %v b %v set %v, want 3, 2, 5", a.Hits(), b.Hits(), s.Hits())
+	}
+}
+
+func TestLimitConcurrent(t *testing.T) {
+	const limit, workers, packets = 100, 4, 1000
+	s := Compile([]config.Rule{{Name: "r", Action: config.Action{Type: config.Drop}, Probability: 0.5, Limit: limit}})
+	engines := make([]*Engine, workers)
+	var wg sync.WaitGroup
+	for w := range engines {
+		e := NewEngine(s, uint64(w))
+		engines[w] = e
+		wg.Go(func() {
+			for range packets {
+				e.Decide(obs(statetrack.Data))
+			}
+		})
+	}
+	wg.Wait()
+	var sum uint64
+	for _, e := range engines {
+		sum += e.Hits()[0]
+	}
+	if sum != limit || s.Hits()[0] != limit {
+		t.Errorf("engines acted %d times, set counted %d, want %d", sum, s.Hits()[0], limit)
+	}
+}
+
+func TestSetAccessors(t *testing.T) {
+	rs := []config.Rule{
+		{Name: "syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 1},
+		{Name: "data-exempt", Match: config.Match{Packets: []statetrack.Kind{statetrack.Data}}, Action: config.Action{Type: config.Accept}, Probability: 1},
+		{Name: "active-fin", Match: config.Match{Closer: statetrack.Active}, Action: config.Action{Type: config.Delay, Delay: time.Second}, Probability: 0.1},
+		{Name: "rst-off", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 0},
+	}
+	s := Compile(rs)
+	rs[0].Name = "changed"
+	if s.Len() != 4 || !reflect.DeepEqual(s.Names(), []string{"syn", "data-exempt", "active-fin", "rst-off"}) {
+		t.Errorf("Len %d, Names %q", s.Len(), s.Names())
+	}
+	s.Names()[0] = "mutated"
+	if s.Names()[0] != "syn" {
+		t.Error("Names exposes the Set's slice")
+	}
+	for _, k := range statetrack.Kinds() {
+		want := k == statetrack.Syn || k == statetrack.Fin
+		if got := s.MayMatch(k); got != want {
+			t.Errorf("MayMatch(%v) = %v, want %v", k, got, want)
+		}
+	}
+	if all := Compile([]config.Rule{{Action: config.Action{Type: config.Drop}, Probability: 1}}); !all.MayMatch(statetrack.Data) || !all.MayMatch(statetrack.Ack) {
+		t.Error("a rule without match must be able to act on every kind")
+	}
+}
+
+func TestDecideDoesNotAllocate(t *testing.T) {
+	s := Compile(benchRules())
+	e := NewEngine(s, 1)
+	pkts := benchPackets()
+	for _, o := range pkts {
+		if n := testing.AllocsPerRun(1000, func() { e.Decide(o) }); n != 0 {
+			t.Errorf("Decide(%v) allocates %v times", o.Kind, n)
+		}
+	}
+}
+
+// benchRules is the example of DESIGN.md with an address-selecting rule
+// in front of it and a jittered catch-all behind.
+func benchRules() []config.Rule {
+	return []config.Rule{
+		{Name: "lab-only", Match: config.Match{Src: prefixes("fd00:9::/32"), Dst: prefixes("198.18.9.0/24")}, Action: config.Action{Type: config.Accept}, Probability: 1},
+		{Name: "lose-first-syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: config.Action{Type: config.Drop}, Probability: 0.5},
+		{Name: "lose-final-ack-once", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
+		{Name: "slow-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: config.Action{Type: config.Delay, Delay: 300 * time.Millisecond, Jitter: 20 * time.Millisecond}, Probability: 1},
+		{Name: "stale-syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 2}, Action: config.Action{Type: config.Duplicate, Copies: 1, After: 3 * time.Second}, Probability: 1, Limit: 10},
+		{Name: "close-wait", Match: config.Match{States: []statetrack.State{statetrack.CloseWait}, From: side(statetrack.Server), Retransmission: boolp(false)}, Action: config.Action{Type: config.Delay, Delay: time.Millisecond, Jitter: time.Millisecond}, Probability: 0.01},
+	}
+}
+
+// benchPackets: a data packet that no rule takes (every rule is tried), a
+// SYN (decided by a draw), a SYN-ACK (delayed with jitter) and a final ACK
+// (decided by a limit).
+func benchPackets() []*statetrack.Observation {
+	return []*statetrack.Observation{
+		obs(statetrack.Data, conn(client6, server6)),
+		obs(statetrack.Syn, before(statetrack.Closed, statetrack.Listen)),
+		obs(statetrack.SynAck, fromServer, before(statetrack.SynSent, statetrack.Listen)),
+		obs(statetrack.FinalAck, before(statetrack.FinWait2, statetrack.LastAck)),
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	s := Compile(benchRules())
+	for _, o := range benchPackets() {
+		b.Run(o.Kind.String(), func(b *testing.B) {
+			e := NewEngine(s, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				e.Decide(o)
+			}
+		})
+	}
+}
