@@ -1,0 +1,513 @@
+package nfq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// fakeKernel records verdicts as the kernel would receive them.
+type fakeKernel struct {
+	mu       sync.Mutex
+	verdicts map[uint32][]int
+	order    []uint32
+	changed  chan struct{}
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{verdicts: map[uint32][]int{}, changed: make(chan struct{}, 100)}
+}
+
+func (k *fakeKernel) SetVerdict(id uint32, v int) error {
+	k.mu.Lock()
+	k.verdicts[id] = append(k.verdicts[id], v)
+	k.order = append(k.order, id)
+	k.mu.Unlock()
+	select {
+	case k.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// verdict returns the single verdict given for id, failing on none or more.
+func (k *fakeKernel) verdict(t *testing.T, id uint32) int {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if n := len(k.verdicts[id]); n != 1 {
+		t.Fatalf("packet %d got %d verdicts %v, want 1", id, n, k.verdicts[id])
+	}
+	return k.verdicts[id][0]
+}
+
+func (k *fakeKernel) has(id uint32) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.verdicts[id]) > 0
+}
+
+// fakeSender records the copies sent.
+type fakeSender struct {
+	sent [][]byte
+	err  error
+}
+
+func (s *fakeSender) Send(pkt []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	s.sent = append(s.sent, append([]byte(nil), pkt...))
+	return 1, nil
+}
+
+// scripted is a Handler that returns its queued verdicts in turn, then
+// accept, and records what it is shown.
+type scripted struct {
+	next      []pipeline.Verdict
+	seen      []statetrack.Segment
+	delivered []pipeline.Verdict
+	expired   []time.Time
+	panicOn   int // panic on this Handle call (1-based), 0 never
+	panicDel  bool
+	calls     int
+}
+
+func (h *scripted) Handle(seg *statetrack.Segment, now time.Time) pipeline.Verdict {
+	h.calls++
+	if h.calls == h.panicOn {
+		panic("handler bug")
+	}
+	h.seen = append(h.seen, *seg)
+	if len(h.next) == 0 {
+		return pipeline.Verdict{}
+	}
+	v := h.next[0]
+	h.next = h.next[1:]
+	return v
+}
+
+func (h *scripted) Deliver(v *pipeline.Verdict, now time.Time) {
+	if h.panicDel {
+		panic("deliver bug")
+	}
+	h.delivered = append(h.delivered, *v)
+}
+
+func (h *scripted) Expire(now time.Time) { h.expired = append(h.expired, now) }
+
+type fixture struct {
+	k    *fakeKernel
+	s    *fakeSender
+	h    *scripted
+	c    *core
+	t0   time.Time
+	pkt  []byte
+	syn  []byte
+	udp4 []byte
+}
+
+func newFixture(t *testing.T, vs ...pipeline.Verdict) *fixture {
+	f := &fixture{k: newFakeKernel(), s: &fakeSender{}, h: &scripted{next: vs},
+		t0: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f.c = newCore(f.h, decode.NewParser(), f.k, f.s, slog.New(slog.DiscardHandler))
+	f.pkt = tcpSpec{ack: true, psh: true, seq: 5000, payload: payloadOf(300)}.build(t)
+	f.syn = tcpSpec{syn: true, seq: 4999, options: tsOption}.build(t)
+	f.udp4 = udpPacket(t)
+	return f
+}
+
+func udpPacket(t *testing.T) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.IPv4(198, 18, 1, 2), DstIP: net.IPv4(198, 18, 2, 2)}
+	udp := &layers.UDP{SrcPort: 5353, DstPort: 8080}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		ip, udp, gopacket.Payload("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func (f *fixture) at(ms int) time.Time { return f.t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func (f *fixture) send(id uint32, pkt []byte, ms int) {
+	f.c.packet(id, pkt, len(pkt), f.at(ms))
+}
+
+func obs(nth uint32) statetrack.Observation { return statetrack.Observation{Nth: nth} }
+
+func TestAcceptPassesDecodedSegment(t *testing.T) {
+	f := newFixture(t)
+	f.send(1, f.pkt, 0)
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Fatalf("verdict %d, want accept", v)
+	}
+	if len(f.h.seen) != 1 {
+		t.Fatalf("handler saw %d segments", len(f.h.seen))
+	}
+	seg := f.h.seen[0]
+	if seg.Seq != 5000 || seg.Len != 300 || seg.Dst.Port() != 8080 || seg.Src.Addr().String() != "198.18.1.2" ||
+		seg.Flags != statetrack.ACK|statetrack.PSH {
+		t.Errorf("segment %+v", seg)
+	}
+	if len(f.h.delivered) != 0 {
+		t.Errorf("Deliver called %d times for an accepted packet", len(f.h.delivered))
+	}
+	if s := f.c.c.accepted.Load(); s != 1 {
+		t.Errorf("accepted %d", s)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f.send(7, f.syn, 0)
+	f.send(8, f.syn, 1000)
+	if v := f.k.verdict(t, 7); v != nfqueue.NfDrop {
+		t.Errorf("first verdict %d, want drop", v)
+	}
+	if v := f.k.verdict(t, 8); v != nfqueue.NfAccept {
+		t.Errorf("second verdict %d, want accept", v)
+	}
+	if d, a := f.c.c.dropped.Load(), f.c.c.accepted.Load(); d != 1 || a != 1 {
+		t.Errorf("dropped %d accepted %d, want 1 and 1", d, a)
+	}
+}
+
+func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f.send(1, f.udp4, 0)
+	f.send(2, []byte{0x45, 0}, 0)
+	f.c.packet(3, nil, 0, f.at(0)) // no payload attribute
+	for id := uint32(1); id <= 3; id++ {
+		if v := f.k.verdict(t, id); v != nfqueue.NfAccept {
+			t.Errorf("packet %d: verdict %d, want accept", id, v)
+		}
+	}
+	if f.h.calls != 0 {
+		t.Errorf("handler called %d times", f.h.calls)
+	}
+	if n := f.c.c.decodeFailures.Load(); n != 3 {
+		t.Errorf("decode failures %d, want 3", n)
+	}
+}
+
+func TestHandlerPanicAcceptsAndContinues(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f.h.panicOn = 1
+	f.send(1, f.syn, 0)
+	f.send(2, f.syn, 1) // the mutex must have been released
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Errorf("panicking packet: verdict %d, want accept", v)
+	}
+	if v := f.k.verdict(t, 2); v != nfqueue.NfDrop {
+		t.Errorf("next packet: verdict %d, want drop", v)
+	}
+	if n := f.c.c.handlerPanics.Load(); n != 1 {
+		t.Errorf("panics %d, want 1", n)
+	}
+}
+
+func TestDelayHoldsOnlyThatPacket(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Delay, Hold: 300 * time.Millisecond, Obs: obs(1)})
+	f.send(1, f.syn, 0)
+	f.send(2, f.pkt, 1)
+	if f.k.has(1) {
+		t.Fatal("delayed packet got its verdict at once")
+	}
+	if v := f.k.verdict(t, 2); v != nfqueue.NfAccept {
+		t.Fatalf("packet behind the delayed one: verdict %d, want accept at once", v)
+	}
+	next, ok := f.c.fire(f.at(299))
+	if !ok || !next.Equal(f.at(300)) {
+		t.Fatalf("next deadline %v %v, want %v", next, ok, f.at(300))
+	}
+	if f.k.has(1) || len(f.h.delivered) != 0 {
+		t.Fatal("released before its hold")
+	}
+	if _, ok := f.c.fire(f.at(300)); ok {
+		t.Error("entries left after the release")
+	}
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Errorf("released verdict %d, want accept", v)
+	}
+	if len(f.h.delivered) != 1 || f.h.delivered[0].Obs.Nth != 1 {
+		t.Errorf("delivered %+v, want the delayed verdict once", f.h.delivered)
+	}
+	if d, h := f.c.c.delayed.Load(), f.c.c.held.Load(); d != 1 || h != 0 {
+		t.Errorf("delayed %d held %d", d, h)
+	}
+}
+
+func TestHeldReleasedByDeadlineThenArrival(t *testing.T) {
+	d := func(ms int, nth uint32) pipeline.Verdict {
+		return pipeline.Verdict{Action: config.Delay, Hold: time.Duration(ms) * time.Millisecond, Obs: obs(nth)}
+	}
+	f := newFixture(t, d(500, 1), d(100, 2), d(300, 3), d(200, 4), d(100, 5))
+	for id := uint32(1); id <= 5; id++ {
+		f.send(id, f.syn, 0)
+	}
+	f.c.fire(f.at(1000))
+	f.k.mu.Lock()
+	got := append([]uint32(nil), f.k.order...)
+	f.k.mu.Unlock()
+	want := []uint32{2, 5, 4, 3, 1}
+	if !slicesEqual(got, want) {
+		t.Errorf("release order %v, want %v", got, want)
+	}
+}
+
+func slicesEqual(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDuplicateSendsCopiesLater(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 2, After: 500 * time.Millisecond, Obs: obs(3)})
+	buf := append([]byte(nil), f.syn...)
+	f.c.packet(1, buf, len(buf), f.at(0))
+	for i := range buf { // the netlink buffer is reused for the next message
+		buf[i] = 0xff
+	}
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Fatalf("original: verdict %d, want accept at once", v)
+	}
+	f.c.fire(f.at(499))
+	if len(f.s.sent) != 0 {
+		t.Fatal("copies sent early")
+	}
+	f.c.fire(f.at(500))
+	if len(f.s.sent) != 2 {
+		t.Fatalf("%d copies sent, want 2", len(f.s.sent))
+	}
+	for i, c := range f.s.sent {
+		if !bytes.Equal(c, f.syn) {
+			t.Errorf("copy %d differs from the original packet", i)
+		}
+	}
+	if len(f.h.delivered) != 2 || f.h.delivered[1].Obs.Nth != 3 {
+		t.Errorf("delivered %d times, want 2", len(f.h.delivered))
+	}
+	if s := f.c.c.copiesSent.Load(); s != 2 {
+		t.Errorf("copies sent %d", s)
+	}
+}
+
+func TestDuplicateSendFailureNotDelivered(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 3, After: time.Second})
+	f.s.err = errors.New("no route")
+	f.send(1, f.syn, 0)
+	f.c.fire(f.at(1000))
+	if len(f.h.delivered) != 0 {
+		t.Errorf("Deliver called %d times for copies not sent", len(f.h.delivered))
+	}
+	if n := f.c.c.copiesFailed.Load(); n != 3 {
+		t.Errorf("copies failed %d, want 3", n)
+	}
+}
+
+func TestDuplicateOfPartialCopySkipped(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: time.Second})
+	f.c.packet(1, f.pkt[:80], len(f.pkt), f.at(0)) // headers only
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Fatalf("verdict %d, want accept", v)
+	}
+	if len(f.h.seen) != 1 || f.h.seen[0].Len != 300 {
+		t.Fatalf("segment from a partial copy: %+v", f.h.seen)
+	}
+	if _, ok := f.c.fire(f.at(2000)); ok || len(f.s.sent) != 0 {
+		t.Errorf("copy of a partial packet scheduled or sent")
+	}
+	if n := f.c.c.copiesSkip.Load(); n != 1 {
+		t.Errorf("copies skipped %d, want 1", n)
+	}
+}
+
+func TestStopReleasesHeldAndCancelsCopies(t *testing.T) {
+	f := newFixture(t,
+		pipeline.Verdict{Action: config.Delay, Hold: time.Hour, Obs: obs(1)},
+		pipeline.Verdict{Action: config.Duplicate, Copies: 4, After: time.Hour},
+		pipeline.Verdict{Action: config.Drop})
+	f.send(1, f.syn, 0)
+	f.send(2, f.syn, 0)
+	f.c.stop(f.at(10))
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Errorf("held packet: verdict %d, want accept", v)
+	}
+	if len(f.h.delivered) != 1 || f.h.delivered[0].Obs.Nth != 1 {
+		t.Errorf("delivered %+v, want the held packet", f.h.delivered)
+	}
+	f.send(3, f.syn, 20) // the handler would drop it
+	if v := f.k.verdict(t, 3); v != nfqueue.NfAccept {
+		t.Errorf("packet after stop: verdict %d, want accept", v)
+	}
+	if f.h.calls != 2 {
+		t.Errorf("handler called %d times, want 2 (not after stop)", f.h.calls)
+	}
+	f.c.fire(f.at(1e7))
+	if len(f.s.sent) != 0 {
+		t.Errorf("%d copies sent after stop", len(f.s.sent))
+	}
+	if n := f.c.c.copiesCancelled.Load(); n != 4 {
+		t.Errorf("copies cancelled %d, want 4", n)
+	}
+}
+
+func TestDeliverPanicCounted(t *testing.T) {
+	f := newFixture(t, pipeline.Verdict{Action: config.Delay, Hold: time.Millisecond})
+	f.h.panicDel = true
+	f.send(1, f.syn, 0)
+	f.c.fire(f.at(1))
+	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
+		t.Errorf("verdict %d, want accept", v)
+	}
+	if n := f.c.c.handlerPanics.Load(); n != 1 {
+		t.Errorf("panics %d, want 1", n)
+	}
+	f.send(2, f.syn, 2) // not deadlocked
+	f.k.verdict(t, 2)
+}
+
+// TestExactlyOneVerdict drives a random mix of actions, releases and a
+// stop, and checks that every packet gets exactly one verdict.
+func TestExactlyOneVerdict(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var vs []pipeline.Verdict
+	const n = 2000
+	for range n {
+		a := config.ActionType(r.IntN(4))
+		vs = append(vs, pipeline.Verdict{Action: a, Hold: time.Duration(r.IntN(1000)) * time.Millisecond,
+			Copies: uint32(r.IntN(3)), After: time.Duration(r.IntN(1000)) * time.Millisecond})
+	}
+	f := newFixture(t, vs...)
+	f.h.panicOn = 17
+	for i := range n {
+		pkt := f.syn
+		if i%50 == 0 {
+			pkt = f.udp4
+		}
+		f.send(uint32(i+1), pkt, i)
+		if i%10 == 0 {
+			f.c.fire(f.at(i))
+		}
+	}
+	f.c.stop(f.at(n))
+	for id := uint32(1); id <= n; id++ {
+		f.k.verdict(t, id)
+	}
+	c := &f.c.c
+	if got := c.accepted.Load() + c.dropped.Load() + c.delayed.Load(); got != n {
+		t.Errorf("accepted+dropped+delayed = %d, want %d", got, n)
+	}
+	if c.held.Load() != 0 {
+		t.Errorf("%d still held", c.held.Load())
+	}
+}
+
+func TestExpire(t *testing.T) {
+	f := newFixture(t)
+	f.c.expire(f.at(5))
+	if len(f.h.expired) != 1 || !f.h.expired[0].Equal(f.at(5)) {
+		t.Errorf("Expire calls %v", f.h.expired)
+	}
+}
+
+// TestScheduleWakesForEarlierDeadline runs the timer goroutine on the real
+// clock: an entry pushed while it sleeps toward a later deadline is
+// released without waiting for that deadline.
+func TestScheduleWakesForEarlierDeadline(t *testing.T) {
+	f := newFixture(t,
+		pipeline.Verdict{Action: config.Delay, Hold: time.Hour},
+		pipeline.Verdict{Action: config.Delay, Hold: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { f.c.schedule(ctx, time.Now) })
+	f.c.packet(1, f.syn, len(f.syn), time.Now())
+	f.c.packet(2, f.syn, len(f.syn), time.Now())
+	deadline := time.After(10 * time.Second)
+	for !f.k.has(2) {
+		select {
+		case <-f.k.changed:
+		case <-deadline:
+			t.Fatal("the short hold was not released: the timer goroutine was not woken")
+		}
+	}
+	cancel()
+	wg.Wait()
+	if f.k.has(1) {
+		t.Error("the hour-long hold was released")
+	}
+}
+
+func TestPacketPathAllocs(t *testing.T) {
+	f := newFixture(t)
+	f.c.nf = &countingKernel{}
+	if n := testing.AllocsPerRun(1000, func() { f.c.packet(1, f.pkt, len(f.pkt), f.t0) }); n != 0 {
+		t.Errorf("accept path allocates %.1f times per packet", n)
+	}
+	f.c.h = dropAll{}
+	if n := testing.AllocsPerRun(1000, func() { f.c.packet(1, f.pkt, len(f.pkt), f.t0) }); n != 0 {
+		t.Errorf("drop path allocates %.1f times per packet", n)
+	}
+}
+
+type countingKernel struct{ n int }
+
+func (k *countingKernel) SetVerdict(uint32, int) error { k.n++; return nil }
+
+type dropAll struct{}
+
+func (dropAll) Handle(*statetrack.Segment, time.Time) pipeline.Verdict {
+	return pipeline.Verdict{Action: config.Drop}
+}
+func (dropAll) Deliver(*pipeline.Verdict, time.Time) {}
+
+func TestParseKernelStats(t *testing.T) {
+	data := []byte("  100   4242     2 2 65531     0     3    17789  1\n" +
+		"  101 4253733062     0 2   128     5     0        9  1\n")
+	ks, ok := parseKernelStats(data, 100)
+	want := KernelStats{PortID: 4242, Waiting: 2, CopyMode: 2, CopyRange: 65531, UserDropped: 3, IDSequence: 17789}
+	if !ok || ks != want {
+		t.Errorf("queue 100: %+v %v, want %+v", ks, ok, want)
+	}
+	if _, ok := parseKernelStats(data, 102); ok {
+		t.Error("found queue 102")
+	}
+	if ks, ok := parseKernelStats(data, 101); !ok || ks.PortID != 4253733062 || ks.QueueDropped != 5 {
+		t.Errorf("queue 101 (autobound port id): %+v %v", ks, ok)
+	}
+	s := Stats{Received: 17780, Kernel: want}
+	if u := s.Unreceived(); u != 9 {
+		t.Errorf("unreceived %d, want 9", u)
+	}
+	s = Stats{Received: 1<<32 + 5, Kernel: KernelStats{IDSequence: 7}}
+	if u := s.Unreceived(); u != 2 {
+		t.Errorf("unreceived across the id wrap %d, want 2", u)
+	}
+}

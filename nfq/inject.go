@@ -1,0 +1,158 @@
+package nfq
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// InjectMark is the packet mark (SO_MARK) of injected copies: the
+// interception rules let marked packets pass instead of queueing them
+// again. (Defined here until nfq/iptables.go, which owns the rules, takes
+// it over.)
+const InjectMark uint32 = 0x74636301
+
+// fallbackMTU is used when the route toward a copy's destination cannot be
+// looked up: the IPv6 minimum, safe on any path.
+const fallbackMTU = 1280
+
+// Injector sends copies of intercepted packets (the duplicate action)
+// through raw sockets: socket(AF_INET, SOCK_RAW, IPPROTO_RAW) and its IPv6
+// twin, both of which take the packet with its IP header as is. Every copy
+// carries the socket mark given to NewInjector, so the interception rules
+// can let it pass instead of queueing it again.
+//
+// A copy leaves through the routing table toward its destination address,
+// whatever its source: on a router (forward mode) a copy with the client's
+// address goes out toward the server like the original; on a host (local
+// mode) a copy of an incoming packet is delivered locally, a copy of an
+// outgoing one goes out.
+//
+// An Injector's sockets belong to the network namespace of the thread that
+// called NewInjector. Its methods are not safe for concurrent use.
+type Injector struct {
+	fd4, fd6 int
+	routes   *netlink.Handle
+}
+
+// NewInjector opens the raw sockets and a route lookup handle in the
+// calling thread's network namespace. It needs CAP_NET_RAW and, for the
+// mark, CAP_NET_ADMIN.
+func NewInjector(mark uint32) (*Injector, error) {
+	in := &Injector{fd4: -1, fd6: -1}
+	var err error
+	if in.fd4, err = rawSocket(unix.AF_INET, mark); err != nil {
+		return nil, fmt.Errorf("open ipv4 raw socket: %w", err)
+	}
+	if in.fd6, err = rawSocket(unix.AF_INET6, mark); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("open ipv6 raw socket: %w", err)
+	}
+	if in.routes, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("open route lookup handle: %w", err)
+	}
+	return in, nil
+}
+
+func rawSocket(family int, mark uint32) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set SO_MARK: %w", err)
+	}
+	// A full send buffer must not hold the queue's timer goroutine for long.
+	tv := unix.Timeval{Sec: 1}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set SO_SNDTIMEO: %w", err)
+	}
+	return fd, nil
+}
+
+// Send sends one copy of pkt, a whole IPv4 or IPv6 TCP packet as the queue
+// handed it over. Its checksums are recomputed (a packet handed over with
+// the GSO flag may carry a partial TCP checksum), and a GSO super-packet
+// larger than the MTU of the route toward its destination is cut into
+// segments (SegmentPacket). pkt is not modified. It returns how many
+// packets went out.
+func (in *Injector) Send(pkt []byte) (int, error) {
+	l, err := parseLayout(pkt)
+	if err != nil {
+		return 0, fmt.Errorf("send copy: %w", err)
+	}
+	var dst netip.Addr
+	if l.v6 {
+		dst = netip.AddrFrom16([16]byte(pkt[24:40]))
+	} else {
+		dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	}
+	mtu, ifindex := in.route(dst)
+	segs, err := SegmentPacket(pkt, mtu)
+	if err != nil {
+		return 0, fmt.Errorf("send copy to %s: %w", dst, err)
+	}
+	var sa unix.Sockaddr
+	fd := in.fd4
+	if l.v6 {
+		fd = in.fd6
+		s6 := &unix.SockaddrInet6{Addr: dst.As16()}
+		if dst.IsLinkLocalUnicast() {
+			s6.ZoneId = uint32(ifindex)
+		}
+		sa = s6
+	} else {
+		sa = &unix.SockaddrInet4{Addr: dst.As4()}
+	}
+	for i, seg := range segs {
+		if err := unix.Sendto(fd, seg, 0, sa); err != nil {
+			return i, fmt.Errorf("send copy to %s (%d bytes): %w", dst, len(seg), err)
+		}
+	}
+	return len(segs), nil
+}
+
+// route returns the MTU of the route toward dst (the route's own MTU if
+// it has one, else its device's) and the device's index, or fallbackMTU
+// and 0 when the lookup fails.
+func (in *Injector) route(dst netip.Addr) (mtu, ifindex int) {
+	rs, err := in.routes.RouteGet(net.IP(dst.AsSlice()))
+	if err != nil || len(rs) == 0 {
+		return fallbackMTU, 0
+	}
+	r := rs[0]
+	mtu = r.MTU
+	if link, err := in.routes.LinkByIndex(r.LinkIndex); err == nil && (mtu == 0 || link.Attrs().MTU < mtu) {
+		mtu = link.Attrs().MTU
+	}
+	if mtu <= 0 {
+		mtu = fallbackMTU
+	}
+	return mtu, r.LinkIndex
+}
+
+// Close closes the sockets.
+func (in *Injector) Close() error {
+	var errs []error
+	for _, fd := range []*int{&in.fd4, &in.fd6} {
+		if *fd >= 0 {
+			errs = append(errs, unix.Close(*fd))
+			*fd = -1
+		}
+	}
+	if in.routes != nil {
+		in.routes.Close()
+		in.routes = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close injector: %w", err)
+	}
+	return nil
+}

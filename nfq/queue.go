@@ -1,0 +1,453 @@
+package nfq
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Handler is the packet pipeline (tracker + rules + events). A Queue calls
+// it from one goroutine at a time: it need not be safe for concurrent use.
+type Handler interface {
+	// Handle classifies a decoded segment and decides its fate. For
+	// accept the pipeline has already delivered the packet.
+	Handle(seg *statetrack.Segment, now time.Time) pipeline.Verdict
+	// Deliver reports that a held packet was released, or that one copy
+	// of a duplicated packet was sent.
+	Deliver(v *pipeline.Verdict, now time.Time)
+}
+
+// Expirer is implemented by a Handler that reaps its state over time (the
+// tracker's TIME_WAIT and idle expiry). While a Queue runs, it calls Expire
+// every second, serialized with the Handler's other methods.
+type Expirer interface {
+	Expire(now time.Time)
+}
+
+// DefaultSocketBuffer is the netlink receive buffer a Queue asks for by
+// default: the kernel's ~208 KiB overflows under load (NFQUEUE-NOTES.md).
+const DefaultSocketBuffer = 8 << 20
+
+// Options configure a Queue. The zero value of each field selects its
+// default.
+type Options struct {
+	// Queue is the NFQUEUE number to bind.
+	Queue uint16
+	// CopyRange is how many bytes of each packet the kernel copies to us.
+	// 0 (the default) copies whole packets, up to the kernel's maximum of
+	// 65531 bytes. A short range (128-256 bytes: the headers) is much
+	// faster for bulk traffic, but a packet copied in part cannot be
+	// duplicated: its copies are skipped and counted.
+	CopyRange uint32
+	// MaxQueueLen is how many packets the kernel keeps waiting for a
+	// verdict, held packets included; beyond it, packets pass unseen
+	// (fail-open). 0 selects the kernel's default, 1024.
+	MaxQueueLen uint32
+	// SocketBuffer is the netlink receive buffer in bytes, set with
+	// SO_RCVBUFFORCE. Default DefaultSocketBuffer.
+	SocketBuffer int
+	// Logger receives the queue's diagnostics. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Errors of Open.
+var (
+	// ErrQueueInUse: another netlink socket (another process, or another
+	// Queue) is bound to the queue number.
+	ErrQueueInUse = errors.New("queue already bound by another socket")
+)
+
+// Queue reads one NFQUEUE queue and carries out the Handler's verdicts:
+// exactly one verdict per packet, now or, for a delayed packet, when its
+// hold expires; copies of duplicated packets go out through an Injector.
+//
+// Packets are handled on the reader goroutine itself (no hop per packet);
+// held packets and copies are released by one timer goroutine per queue.
+// A mutex per queue serializes the two around the Handler. Several queues
+// share nothing.
+type Queue struct {
+	opts Options
+	log  *slog.Logger
+	core *core
+	nf   *nfqueue.Nfqueue
+	inj  *Injector
+
+	stopReading context.CancelFunc
+	running     atomic.Bool
+	closeOnce   sync.Once
+	closeErr    error
+
+	procMu     sync.Mutex
+	proc       *os.File // this namespace's /proc/net/netfilter/nfnetlink_queue
+	lastKernel KernelStats
+	kernelErr  error
+}
+
+// procQueues lists the kernel's queues. thread-self, not self: a network
+// namespace belongs to a thread, and the caller may have entered one.
+const procQueues = "/proc/thread-self/net/netfilter/nfnetlink_queue"
+
+// Open binds NFQUEUE queue opts.Queue in the network namespace of the
+// calling thread and starts reading it: from then on every packet queued
+// there goes through h. It asks for fail-open (packets pass when the queue
+// is full) and GSO packets (no segmentation before queueing), raises the
+// receive buffer and disables ENOBUFS reports. The raw sockets for copies
+// are opened here too, in the same namespace, marked with InjectMark.
+//
+// Held packets are released and copies sent only while Run runs; call Run
+// next, or Close if it is not to be called. Open needs CAP_NET_ADMIN and
+// CAP_NET_RAW; when the queue number is already bound elsewhere the error
+// wraps ErrQueueInUse.
+func Open(opts Options, h Handler) (*Queue, error) {
+	if opts.SocketBuffer == 0 {
+		opts.SocketBuffer = DefaultSocketBuffer
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("queue", opts.Queue)
+	q := &Queue{opts: opts, log: log}
+	if err := q.open(h); err != nil {
+		q.release()
+		return nil, fmt.Errorf("open queue %d: %w", opts.Queue, err)
+	}
+	return q, nil
+}
+
+func (q *Queue) open(h Handler) error {
+	var err error
+	if q.proc, err = os.Open(procQueues); err != nil {
+		return fmt.Errorf("open kernel queue list: %w", err)
+	}
+	if q.inj, err = NewInjector(InjectMark); err != nil {
+		return err
+	}
+	q.nf, err = nfqueue.Open(&nfqueue.Config{
+		NfQueue:      q.opts.Queue,
+		MaxPacketLen: q.opts.CopyRange,
+		MaxQueueLen:  q.opts.MaxQueueLen,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		Flags:        nfqueue.NfQaCfgFlagFailOpen | nfqueue.NfQaCfgFlagGSO,
+	})
+	if err != nil {
+		return fmt.Errorf("open netfilter netlink socket: %w", err)
+	}
+	if err := q.tuneSocket(); err != nil {
+		return err
+	}
+	q.core = newCore(h, decode.NewParser(), q.nf, q.inj, q.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	q.stopReading = cancel
+	if err := q.nf.RegisterWithErrorFunc(ctx, q.hook, q.readError); err != nil {
+		return q.bindError(err)
+	}
+	return nil
+}
+
+// tuneSocket raises the netlink receive buffer past net.core.rmem_max and
+// turns off ENOBUFS reports (an overflow is still counted by the kernel).
+func (q *Queue) tuneSocket() error {
+	if err := q.nf.Con.SetOption(netlink.NoENOBUFS, true); err != nil {
+		return fmt.Errorf("set NETLINK_NO_ENOBUFS: %w", err)
+	}
+	rc, err := q.nf.Con.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("set SO_RCVBUFFORCE: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, q.opts.SocketBuffer)
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		return fmt.Errorf("set SO_RCVBUFFORCE to %d: %w", q.opts.SocketBuffer, serr)
+	}
+	return nil
+}
+
+// bindError explains a failed bind. The kernel answers EPERM both to a
+// caller without CAP_NET_ADMIN and to a bind of a queue that another socket
+// holds; the capabilities and the kernel's queue list tell the two apart.
+func (q *Queue) bindError(err error) error {
+	if !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("bind: %w", err)
+	}
+	if cerr := netnsutil.CheckNetAdmin(); cerr != nil {
+		return fmt.Errorf("bind: %w: %w", cerr, err)
+	}
+	q.procMu.Lock()
+	ks, kerr := q.kernelLine()
+	q.procMu.Unlock()
+	if kerr != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	holder := ""
+	if comm, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/comm", ks.PortID)); rerr == nil {
+		holder = fmt.Sprintf(", probably process %d (%s)", ks.PortID, strings.TrimSpace(string(comm)))
+	}
+	return fmt.Errorf("bind: %w (netlink port %d%s): %w", ErrQueueInUse, ks.PortID, holder, err)
+}
+
+// hook is called by the reader goroutine for every queued packet.
+func (q *Queue) hook(a nfqueue.Attribute) int {
+	if a.PacketID == nil {
+		return 0
+	}
+	var pkt []byte
+	if a.Payload != nil {
+		pkt = *a.Payload
+	}
+	wire := len(pkt)
+	if a.CapLen != nil {
+		wire = int(*a.CapLen)
+	}
+	q.core.packet(*a.PacketID, pkt, wire, time.Now())
+	return 0
+}
+
+// readError keeps the reader going on every error but a closed socket.
+func (q *Queue) readError(err error) int {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADF) {
+		return 1
+	}
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && oe.Timeout() { // the reader is being stopped
+		return 0
+	}
+	if n := q.core.c.readErr.Add(1); logWorthy(n) {
+		q.log.Error("read from queue", "errors", n, "err", err)
+	}
+	return 0
+}
+
+// Run releases held packets and sends copies when due until ctx is done.
+// Then it releases every packet still held (accept, then Deliver), drops
+// the copies not yet sent, and closes the queue; packets read meanwhile are
+// accepted without the Handler. Run may be called once.
+//
+// Unbinding makes the kernel drop what is still queued and unread: remove
+// the rules that feed the queue before ending Run.
+func (q *Queue) Run(ctx context.Context) error {
+	if !q.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("run queue %d: already run", q.opts.Queue)
+	}
+	tctx, stopTimers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { q.core.schedule(tctx, time.Now) })
+	<-ctx.Done()
+	stopTimers()
+	wg.Wait()
+	return q.Close()
+}
+
+// Close stops the queue: it releases the held packets as Run does at its
+// end, unbinds the queue and closes the sockets. Run calls it; call it
+// directly only when Run is not called. It is safe to call more than once.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.core.stop(time.Now())
+		q.snapshotKernel() // the queue's line leaves the kernel list on unbind
+		q.closeErr = q.release()
+		if q.closeErr != nil {
+			q.closeErr = fmt.Errorf("close queue %d: %w", q.opts.Queue, q.closeErr)
+		}
+	})
+	return q.closeErr
+}
+
+// release closes whatever open opened.
+func (q *Queue) release() error {
+	var errs []error
+	if q.stopReading != nil {
+		q.stopReading()
+	}
+	if q.nf != nil {
+		if err := q.nf.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if q.inj != nil {
+		errs = append(errs, q.inj.Close())
+	}
+	q.procMu.Lock()
+	if q.proc != nil {
+		errs = append(errs, q.proc.Close())
+		q.proc = nil
+	}
+	q.procMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Stats is a snapshot of a queue's counters. Every packet received gets
+// exactly one verdict: Received = Accepted + Dropped + Delayed, once the
+// held packets are released.
+type Stats struct {
+	// Received counts packets read from the queue.
+	Received uint64
+	// Accepted counts packets let through at once: those the Handler
+	// accepted or duplicated, those it could not see (DecodeFailures) or
+	// panicked on (HandlerPanics), and those read while stopping.
+	Accepted uint64
+	// Dropped counts packets dropped on the Handler's decision.
+	Dropped uint64
+	// Delayed counts packets held, then let through; Held of them are
+	// still held.
+	Delayed uint64
+	Held    int64
+	// Duplicated counts packets whose copies were scheduled (each is
+	// counted in Accepted too).
+	Duplicated uint64
+	// CopiesSent counts copies sent; CopiesFailed those the raw socket
+	// refused; CopiesCancelled those not yet due when the queue stopped;
+	// CopiesSkipped those of packets copied in part (see CopyRange).
+	CopiesSent, CopiesFailed, CopiesCancelled, CopiesSkipped uint64
+	// DecodeFailures counts packets that were not IPv4/IPv6 TCP or were
+	// malformed; they were accepted without the Handler.
+	DecodeFailures uint64
+	// HandlerPanics counts Handler calls that panicked; a packet whose
+	// Handle panicked was accepted.
+	HandlerPanics uint64
+	// VerdictErrors and ReadErrors count failed netlink sends and
+	// receives.
+	VerdictErrors, ReadErrors uint64
+	// Kernel is the kernel's view of the queue (the last one read before
+	// Close, after it); KernelErr says why it is missing, if it is.
+	Kernel    KernelStats
+	KernelErr error
+}
+
+// Unreceived returns how many packets the kernel queued for us that we
+// never read: Kernel.IDSequence - Received. With fail-open the kernel lets
+// them pass unseen when our socket is full (only the difference shows it);
+// packets that find the queue itself full pass unseen and uncounted.
+func (s Stats) Unreceived() uint64 {
+	if s.KernelErr != nil {
+		return 0
+	}
+	return uint64(s.Kernel.IDSequence - uint32(s.Received))
+}
+
+// KernelStats is one queue's line in /proc/net/netfilter/nfnetlink_queue.
+type KernelStats struct {
+	// PortID is the netlink port bound to the queue.
+	PortID uint32
+	// Waiting is how many packets await a verdict (held ones included).
+	Waiting uint32
+	// CopyMode and CopyRange are the queue's copy settings.
+	CopyMode  uint8
+	CopyRange uint32
+	// QueueDropped counts packets dropped because the queue was full
+	// (never with fail-open); UserDropped those the kernel failed to
+	// send to the socket without fail-open.
+	QueueDropped, UserDropped uint32
+	// IDSequence is the last packet id handed out: how many packets the
+	// queue sent since it was bound (modulo 2^32).
+	IDSequence uint32
+}
+
+// errNoKernelLine: the queue is not in the kernel's list.
+var errNoKernelLine = errors.New("queue not in " + procQueues)
+
+// Stats returns the queue's counters and the kernel's view of it. It is
+// safe to call from any goroutine, also after Close.
+func (q *Queue) Stats() Stats {
+	c := &q.core.c
+	s := Stats{
+		Received: c.received.Load(), Accepted: c.accepted.Load(), Dropped: c.dropped.Load(),
+		Delayed: c.delayed.Load(), Held: c.held.Load(), Duplicated: c.duplicated.Load(),
+		CopiesSent: c.copiesSent.Load(), CopiesFailed: c.copiesFailed.Load(),
+		CopiesCancelled: c.copiesCancelled.Load(), CopiesSkipped: c.copiesSkip.Load(),
+		DecodeFailures: c.decodeFailures.Load(), HandlerPanics: c.handlerPanics.Load(),
+		VerdictErrors: c.verdictErrors.Load(), ReadErrors: c.readErr.Load(),
+	}
+	q.snapshotKernel()
+	q.procMu.Lock()
+	s.Kernel, s.KernelErr = q.lastKernel, q.kernelErr
+	q.procMu.Unlock()
+	return s
+}
+
+// snapshotKernel refreshes the kernel's view while the list is open.
+func (q *Queue) snapshotKernel() {
+	q.procMu.Lock()
+	defer q.procMu.Unlock()
+	if q.proc == nil {
+		return
+	}
+	ks, err := q.kernelLine()
+	if err != nil {
+		q.kernelErr = err
+		return
+	}
+	q.lastKernel, q.kernelErr = ks, nil
+}
+
+// kernelLine reads the queue's line in the kernel's list; q.procMu is held.
+func (q *Queue) kernelLine() (KernelStats, error) {
+	if _, err := q.proc.Seek(0, io.SeekStart); err != nil {
+		return KernelStats{}, fmt.Errorf("read %s: %w", procQueues, err)
+	}
+	data, err := io.ReadAll(q.proc)
+	if err != nil {
+		return KernelStats{}, fmt.Errorf("read %s: %w", procQueues, err)
+	}
+	ks, ok := parseKernelStats(data, q.opts.Queue)
+	if !ok {
+		return KernelStats{}, errNoKernelLine
+	}
+	return ks, nil
+}
+
+// parseKernelStats finds queue's line in the contents of
+// /proc/net/netfilter/nfnetlink_queue: "queue_num peer_portid queue_total
+// copy_mode copy_range queue_dropped user_dropped id_sequence 1".
+func parseKernelStats(data []byte, queue uint16) (KernelStats, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 {
+			continue
+		}
+		var v [8]uint64
+		bad := false
+		for i := range v {
+			n, err := strconv.ParseUint(f[i], 10, 32)
+			if err != nil {
+				bad = true
+				break
+			}
+			v[i] = n
+		}
+		if bad || v[0] != uint64(queue) {
+			continue
+		}
+		return KernelStats{
+			PortID: uint32(v[1]), Waiting: uint32(v[2]), CopyMode: uint8(v[3]), CopyRange: uint32(v[4]),
+			QueueDropped: uint32(v[5]), UserDropped: uint32(v[6]), IDSequence: uint32(v[7]),
+		}, true
+	}
+	return KernelStats{}, false
+}
