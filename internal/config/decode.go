@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -120,18 +121,11 @@ func (d *decoder) config(tree map[string]any) Config {
 }
 
 func (d *decoder) intercept(path string, v any) Intercept {
-	in := Intercept{Mode: Forward, Queue: DefaultQueue, Queues: DefaultQueues}
+	in := Default().Intercept
 	m, _ := d.object(path, v, "mode", "ports", "hosts", "queue", "queues")
 	if v, ok := m.get("mode"); ok {
-		if s, ok := d.str(join(path, "mode"), v); ok {
-			switch lower(s) {
-			case "forward":
-				in.Mode = Forward
-			case "local":
-				in.Mode = Local
-			default:
-				d.fail(join(path, "mode"), "unknown mode %q (want forward or local)", s)
-			}
+		if i, ok := d.oneOf(join(path, "mode"), v, "mode", "forward", "local"); ok {
+			in.Mode = []Mode{Forward, Local}[i]
 		}
 	}
 	if v, ok := m.get("ports"); ok {
@@ -266,33 +260,17 @@ func (d *decoder) match(path string, v any) Match {
 	}
 	if v, ok := m.get("closer"); ok {
 		p := join(path, "closer")
-		if s, ok := d.str(p, v); ok {
-			switch lower(s) {
-			case "active":
-				mt.Closer = statetrack.Active
-			case "passive":
-				mt.Closer = statetrack.Passive
-			default:
-				d.fail(p, "unknown closer %q (want active or passive)", s)
-			}
+		if i, ok := d.oneOf(p, v, "closer", "active", "passive"); ok {
+			mt.Closer = []statetrack.Closer{statetrack.Active, statetrack.Passive}[i]
 		}
-		if mt.Closer != statetrack.NoCloser && packetsOK && len(mt.Packets) > 0 && !hasKind(mt.Packets, statetrack.Fin) {
+		if mt.Closer != statetrack.NoCloser && packetsOK && len(mt.Packets) > 0 && !slices.Contains(mt.Packets, statetrack.Fin) {
 			d.fail(p, "only fin packets have a closer, and packet does not include fin")
 		}
 	}
 	if v, ok := m.get("from"); ok {
-		p := join(path, "from")
-		if s, ok := d.str(p, v); ok {
-			switch lower(s) {
-			case "client":
-				side := statetrack.Client
-				mt.From = &side
-			case "server":
-				side := statetrack.Server
-				mt.From = &side
-			default:
-				d.fail(p, "unknown side %q (want client or server)", s)
-			}
+		if i, ok := d.oneOf(join(path, "from"), v, "side", "client", "server"); ok {
+			side := []statetrack.Side{statetrack.Client, statetrack.Server}[i]
+			mt.From = &side
 		}
 	}
 	if v, ok := m.get("nth"); ok {
@@ -317,15 +295,6 @@ func (d *decoder) match(path string, v any) Match {
 		mt.Dst = d.prefixes(join(path, "dst"), v)
 	}
 	return mt
-}
-
-func hasKind(ks []statetrack.Kind, k statetrack.Kind) bool {
-	for _, x := range ks {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 const actionForms = "drop, accept, {delay: D, jitter: J}, {duplicate: N, after: D} or {drop: true}"
@@ -430,106 +399,88 @@ func (d *decoder) probability(path string, v any) float64 {
 	return f
 }
 
-// kinds decodes a packet kind or a list of them; ok is false when any
-// element was refused.
-func (d *decoder) kinds(path string, v any) ([]statetrack.Kind, bool) {
+// elems decodes a list (or a single value) with parse, refusing repeated
+// elements, which are harmless to matching but almost always a typo for
+// another value. ok is false when any element was refused.
+func elems[T comparable](d *decoder, path string, v any, parse func(path string, v any) (T, bool)) (es []T, ok bool) {
 	items, ok := d.list(path, v)
 	if !ok {
 		return nil, false
 	}
-	ks := make([]statetrack.Kind, 0, len(items))
-	seen := repeats{}
+	first := make(map[T]string, len(items))
 	for _, it := range items {
-		s, ok := d.str(it.path, it.v)
+		e, ok := parse(it.path, it.v)
 		if !ok {
 			continue
 		}
-		k, err := statetrack.ParseKind(s)
-		if err != nil {
-			d.fail(it.path, "%v", err)
+		if p, dup := first[e]; dup {
+			d.fail(it.path, "%v repeats %s", e, p)
 			continue
 		}
-		if seen.fresh(d, it.path, k, k.String()) {
-			ks = append(ks, k)
-		}
+		first[e] = it.path
+		es = append(es, e)
 	}
-	return ks, len(ks) == len(items)
+	return es, len(es) == len(items)
+}
+
+// named returns a parser of strings by parse, such as statetrack.ParseKind.
+func named[T any](d *decoder, parse func(string) (T, error)) func(path string, v any) (T, bool) {
+	return func(path string, v any) (T, bool) {
+		var zero T
+		s, ok := d.str(path, v)
+		if !ok {
+			return zero, false
+		}
+		t, err := parse(s)
+		if err != nil {
+			d.fail(path, "%v", err)
+			return zero, false
+		}
+		return t, true
+	}
+}
+
+func (d *decoder) kinds(path string, v any) ([]statetrack.Kind, bool) {
+	return elems(d, path, v, named(d, statetrack.ParseKind))
 }
 
 func (d *decoder) states(path string, v any) []statetrack.State {
-	items, _ := d.list(path, v)
-	var ss []statetrack.State
-	seen := repeats{}
-	for _, it := range items {
-		s, ok := d.str(it.path, it.v)
-		if !ok {
-			continue
-		}
-		st, err := statetrack.ParseState(s)
-		if err != nil {
-			d.fail(it.path, "%v", err)
-			continue
-		}
-		if seen.fresh(d, it.path, st, st.String()) {
-			ss = append(ss, st)
-		}
-	}
+	ss, _ := elems(d, path, v, named(d, statetrack.ParseState))
 	return ss
 }
 
 func (d *decoder) ports(path string, v any) []uint16 {
-	items, _ := d.list(path, v)
-	var ps []uint16
-	seen := repeats{}
-	for _, it := range items {
-		if n, ok := d.uint(it.path, it.v, 1, math.MaxUint16); ok && seen.fresh(d, it.path, uint16(n), fmt.Sprint(n)) {
-			ps = append(ps, uint16(n))
-		}
-	}
+	ps, _ := elems(d, path, v, func(path string, v any) (uint16, bool) {
+		n, ok := d.uint(path, v, 1, math.MaxUint16)
+		return uint16(n), ok
+	})
 	return ps
 }
 
-// prefixes decodes CIDR prefixes; a bare address is a prefix of one host.
-// Host bits are cleared ("10.1.2.3/8" is 10.0.0.0/8).
 func (d *decoder) prefixes(path string, v any) []netip.Prefix {
-	items, _ := d.list(path, v)
-	var ps []netip.Prefix
-	seen := repeats{}
-	for _, it := range items {
-		s, ok := d.str(it.path, it.v)
-		if !ok {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil || a.Zone() != "" {
-				d.fail(it.path, "bad CIDR %q", s)
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		if p.Addr().Is4In6() {
-			d.fail(it.path, "IPv4-mapped prefix %q: write it as IPv4", s)
-			continue
-		}
-		if p = p.Masked(); seen.fresh(d, it.path, p, p.String()) {
-			ps = append(ps, p)
-		}
-	}
+	ps, _ := elems(d, path, v, d.prefix)
 	return ps
 }
 
-// repeats remembers the elements of one list to refuse repetitions, which
-// are harmless to matching but almost always a typo for another value.
-type repeats map[any]string
-
-// fresh reports whether e is new to the list, and refuses it otherwise.
-func (r repeats) fresh(d *decoder, path string, e any, text string) bool {
-	if first, dup := r[e]; dup {
-		d.fail(path, "%s repeats %s", text, first)
-		return false
+// prefix decodes a CIDR prefix; a bare address is a prefix of one host.
+// Host bits are cleared ("10.1.2.3/8" is 10.0.0.0/8).
+func (d *decoder) prefix(path string, v any) (netip.Prefix, bool) {
+	s, ok := d.str(path, v)
+	if !ok {
+		return netip.Prefix{}, false
 	}
-	r[e] = path
-	return true
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil || a.Zone() != "" {
+			d.fail(path, "bad CIDR %q", s)
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() {
+		d.fail(path, "IPv4-mapped prefix %q: write it as IPv4", s)
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
 }

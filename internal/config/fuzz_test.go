@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,7 +89,7 @@ func insane(c Config) string {
 				return "bad kind"
 			}
 		}
-		if m.Closer != statetrack.NoCloser && len(m.Packets) > 0 && !hasKind(m.Packets, statetrack.Fin) {
+		if m.Closer != statetrack.NoCloser && len(m.Packets) > 0 && !slices.Contains(m.Packets, statetrack.Fin) {
 			return "closer without fin"
 		}
 		for _, s := range m.States {

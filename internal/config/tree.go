@@ -119,6 +119,20 @@ func (d *decoder) str(path string, v any) (string, bool) {
 	return s, ok
 }
 
+// oneOf reads a string naming one of names, in any case, and returns its
+// index; what names the kind of value in the error.
+func (d *decoder) oneOf(path string, v any, what string, names ...string) (int, bool) {
+	s, ok := d.str(path, v)
+	if !ok {
+		return 0, false
+	}
+	if i := slices.Index(names, lower(s)); i >= 0 {
+		return i, true
+	}
+	d.fail(path, "unknown %s %q (want %s or %s)", what, s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+	return 0, false
+}
+
 func (d *decoder) bool(path string, v any) (bool, bool) {
 	switch b := v.(type) {
 	case bool:
