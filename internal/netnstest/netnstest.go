@@ -8,9 +8,9 @@
 //
 //	tp := netnstest.NewTopology(t)
 //	ln := tp.Server.Listen(t, "tcp", "198.19.2.2:8080")
-//	cap := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
+//	c := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 //	conn, err := tp.Client.Dial("tcp", "198.19.2.2:8080", time.Second)
-//	pkts := cap.Stop()
+//	pkts := c.Stop() // every TCP segment, with flags, seq, ack, len, time
 //
 // Namespace names carry a hash of the test name, the process id and a
 // counter, so parallel tests and reruns never collide.
@@ -55,8 +55,9 @@ func RequirePrivileged(t testing.TB) {
 	}
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("namespace test cannot run: %v (%s=1 forbids skipping)", err, RequireEnv)
+	} else {
+		t.Skipf("namespace test skipped: %v (run as root with iproute2, iptables and tcpdump installed; %s=1 turns this skip into a failure)", err, RequireEnv)
 	}
-	t.Skipf("namespace test skipped: %v (run as root with iproute2, iptables and tcpdump installed; %s=1 turns this skip into a failure)", err, RequireEnv)
 }
 
 func checkPrivileged() error {

@@ -2,6 +2,7 @@ package netnstest
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -204,5 +205,27 @@ func TestParseNstat(t *testing.T) {
 	}
 	if _, err := parseNstat("IpInReceives -1 0.0\n"); err == nil {
 		t.Error("parseNstat accepted a negative counter")
+	}
+}
+
+// recordingTB records how RequirePrivileged ends a test instead of ending it.
+type recordingTB struct {
+	testing.TB
+	ended string
+}
+
+func (r *recordingTB) Helper()                      {}
+func (r *recordingTB) Fatalf(f string, args ...any) { r.ended = "fatal: " + fmt.Sprintf(f, args...) }
+func (r *recordingTB) Skipf(f string, args ...any)  { r.ended = "skip: " + fmt.Sprintf(f, args...) }
+
+func TestRequirePrivilegedWithoutTools(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for env, want := range map[string]string{"": "skip: ", "0": "skip: ", "1": "fatal: "} {
+		t.Setenv(RequireEnv, env)
+		r := &recordingTB{TB: t}
+		RequirePrivileged(r)
+		if !strings.HasPrefix(r.ended, want) || !strings.Contains(r.ended, "tcpdump") {
+			t.Errorf("%s=%q without tools in PATH: RequirePrivileged ended the test with %q, want %q… naming tcpdump", RequireEnv, env, r.ended, want)
+		}
 	}
 }
