@@ -20,7 +20,7 @@
 //
 // The sender moves on Observe:
 //
-//	any state     -> CLOSED       it sends an RST
+//	any state     -> CLOSED       it sends an RST in its own sequence space
 //	CLOSED,LISTEN -> SYN_SENT     SYN
 //	CLOSED,LISTEN,SYN_SENT -> SYN_RCVD   SYN-ACK (the SYN or the peer's SYN was missed)
 //	SYN_SENT      -> ESTABLISHED  it acknowledges the peer's SYN (the SYN-ACK was missed)
@@ -44,7 +44,8 @@
 //
 // An acceptable RST is, loosely after RFC 9293, one that acknowledges the
 // SYN in SYN_SENT, and elsewhere one whose sequence number lies within
-// 16 MiB of the next one expected from its sender. TIME_WAIT accepts RSTs
+// 16 MiB of the next one expected from its sender; an RST outside that
+// range moves neither its sender nor its receiver. TIME_WAIT accepts RSTs
 // (Linux's default, net.ipv4.tcp_rfc1337=0). A segment without SYN, RST
 // and ACK (a bare FIN, or no flags at all) is discarded by receivers and
 // moves nobody, as on Linux; it is still classified and counted.

@@ -184,7 +184,9 @@ func send(s, r *half, seg *Segment) sent {
 	}
 	switch k {
 	case Rst:
-		s.state = Closed
+		if s.owns(seg.Seq) {
+			s.state = Closed
+		}
 	case Syn:
 		if s.state == Closed || s.state == Listen {
 			s.state = SynSent
@@ -295,8 +297,7 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 
 // rstAccepted applies RFC 9293's RST acceptability check loosely: in
 // SYN_SENT an RST counts only if it acknowledges the SYN; in LISTEN or
-// CLOSED it is ignored; elsewhere its sequence number must lie within
-// rstWindow of the next one expected from its sender (or that is unknown).
+// CLOSED it is ignored; elsewhere its sender must own its sequence number.
 func rstAccepted(r, s *half, seg *Segment) bool {
 	switch r.state {
 	case Closed, Listen:
@@ -304,8 +305,13 @@ func rstAccepted(r, s *half, seg *Segment) bool {
 	case SynSent:
 		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack)
 	}
-	if !s.has(hasNxt) {
-		return true
-	}
-	return seg.Seq.InWindow(s.nxt-seqnum.Value(rstWindow), 2*rstWindow)
+	return s.owns(seg.Seq)
+}
+
+// owns reports whether seq is plausibly the endpoint's own: within
+// rstWindow of the next sequence number expected from it, or anything if
+// that is unknown. An RST outside it was not sent by this incarnation's
+// socket (a stale or forged one) and moves neither end.
+func (h *half) owns(seq seqnum.Value) bool {
+	return !h.has(hasNxt) || seq.InWindow(h.nxt-seqnum.Value(rstWindow), 2*rstWindow)
 }
