@@ -348,6 +348,11 @@ func TestReadErrors(t *testing.T) {
 			if errors.Is(err, io.EOF) {
 				t.Error("a damaged file ended like a complete one")
 			}
+			if r != nil {
+				if _, again := r.Next(); again != err {
+					t.Errorf("Next after an error = %v, want the same error", again)
+				}
+			}
 		})
 	}
 }

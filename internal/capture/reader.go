@@ -52,6 +52,7 @@ type Reader struct {
 	nanos   bool
 	ng      *ngLinks // pcapng only
 	n       int      // frames read
+	err     error    // sticky: the error that ended the reading
 }
 
 // Open opens the capture file at path. Close the Reader when done.
@@ -142,7 +143,11 @@ func (r *Reader) initPcap(br *bufio.Reader) error {
 
 func (r *Reader) initNg(br *bufio.Reader) error {
 	r.ng = &ngLinks{}
-	nr, err := pcapgo.NewNgReader(io.TeeReader(br, r.ng), pcapgo.NgReaderOptions{ErrorOnMismatchingLinkType: true})
+	var nr *pcapgo.NgReader
+	err := recovered(func() (err error) {
+		nr, err = pcapgo.NewNgReader(io.TeeReader(br, r.ng), pcapgo.NgReaderOptions{ErrorOnMismatchingLinkType: true})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("pcapng header: %w", noEOF(err))
 	}
@@ -163,6 +168,18 @@ func (r *Reader) initNg(br *bufio.Reader) error {
 	return nil
 }
 
+// recovered calls fn and turns a panic into an error: pcapgo v1.1.19
+// panics on some malformed pcapng input (a timestamp resolution option of
+// 10^-20 divides by zero, short options are sliced past their end).
+func recovered(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed capture: %v", p)
+		}
+	}()
+	return fn()
+}
+
 // noEOF turns the io.EOF of a file that ends inside a header into
 // io.ErrUnexpectedEOF: only a file ending between frames ends cleanly.
 func noEOF(err error) error {
@@ -174,9 +191,19 @@ func noEOF(err error) error {
 
 // Next returns the next frame. At the end of the file it returns io.EOF
 // (unwrapped); any other error names the file and the frame's number
-// (from 1) and ends the reading.
+// (from 1). Either ends the reading: later calls return the same error.
 func (r *Reader) Next() (Frame, error) {
-	data, ci, err := r.read()
+	if r.err != nil {
+		return Frame{}, r.err
+	}
+	var (
+		data []byte
+		ci   gopacket.CaptureInfo
+	)
+	err := recovered(func() (err error) {
+		data, ci, err = r.read()
+		return err
+	})
 	if err == nil && r.ng != nil {
 		err = r.ng.check()
 	}
@@ -188,12 +215,14 @@ func (r *Reader) Next() (Frame, error) {
 	}
 	if err != nil {
 		if err == io.EOF && len(data) == 0 && !r.ng.midBlock() {
-			return Frame{}, io.EOF
+			r.err = io.EOF
+		} else {
+			if errors.Is(err, pcapgo.ErrNgLinkTypeMismatch) {
+				err = fmt.Errorf("%w: mixed link types are not supported", err)
+			}
+			r.err = fmt.Errorf("read capture %s: packet %d: %w", r.name, r.n+1, noEOF(err))
 		}
-		if errors.Is(err, pcapgo.ErrNgLinkTypeMismatch) {
-			err = fmt.Errorf("%w: mixed link types are not supported", err)
-		}
-		return Frame{}, fmt.Errorf("read capture %s: packet %d: %w", r.name, r.n+1, noEOF(err))
+		return Frame{}, r.err
 	}
 	r.n++
 	return Frame{Data: data, TS: ci.Timestamp, CaptureLen: ci.CaptureLength, OrigLen: ci.Length}, nil
