@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// describeRule renders a rule on one line, e.g.
+// "drop syn nth=1 from=client (probability 1, no limit)".
+func describeRule(r config.Rule) string {
+	var b strings.Builder
+	b.WriteString(r.Action.Type.String())
+	switch r.Action.Type {
+	case config.Delay:
+		fmt.Fprintf(&b, " %s", r.Action.Delay)
+		if r.Action.Jitter > 0 {
+			fmt.Fprintf(&b, "±%s", r.Action.Jitter)
+		}
+	case config.Duplicate:
+		fmt.Fprintf(&b, " ×%d after %s", r.Action.Copies, r.Action.After)
+	}
+	m := r.Match
+	if len(m.Packets) == 0 {
+		b.WriteString(" every packet")
+	} else {
+		fmt.Fprintf(&b, " %s", joinStrings(m.Packets))
+	}
+	if m.Closer != statetrack.NoCloser {
+		fmt.Fprintf(&b, " closer=%s", m.Closer)
+	}
+	if m.From != nil {
+		fmt.Fprintf(&b, " from=%s", *m.From)
+	}
+	if m.Nth > 0 {
+		fmt.Fprintf(&b, " nth=%d", m.Nth)
+	}
+	if m.Retransmission != nil {
+		fmt.Fprintf(&b, " retransmission=%t", *m.Retransmission)
+	}
+	if len(m.States) > 0 {
+		fmt.Fprintf(&b, " state=%s", joinStrings(m.States))
+	}
+	if len(m.Ports) > 0 {
+		fmt.Fprintf(&b, " port=%s", joinStrings(m.Ports))
+	}
+	if len(m.Src) > 0 {
+		fmt.Fprintf(&b, " src=%s", joinStrings(m.Src))
+	}
+	if len(m.Dst) > 0 {
+		fmt.Fprintf(&b, " dst=%s", joinStrings(m.Dst))
+	}
+	limit := "no limit"
+	if r.Limit > 0 {
+		limit = fmt.Sprintf("limit %d", r.Limit)
+	}
+	fmt.Fprintf(&b, " (probability %g, %s)", r.Probability, limit)
+	return b.String()
+}
+
+func joinStrings[T any](xs []T) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, ",")
+}
+
+// writeSummary prints what a run or a replay saw and did.
+func writeSummary(w io.Writer, s pipeline.Summary) {
+	t := s.Tracker
+	fmt.Fprintf(w, "connections: %d seen, %d tracked at the end, %d midstream, %d new incarnations, %d time-wait expired, %d idle expired, %d evicted; %d packets of untracked tuples\n",
+		t.Connections, s.Tracked, t.Midstream, t.NewIncarnations, t.TimeWaitExpired, t.IdleExpired, t.Evicted, t.Untracked)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "packets by kind:\t")
+	for _, k := range statetrack.Kinds() {
+		if n := s.Stats.Packets[k]; n > 0 {
+			fmt.Fprintf(tw, "  %s\t%d\n", k, n)
+		}
+	}
+	fmt.Fprintln(tw, "rules:\thits")
+	for _, r := range s.Rules {
+		fmt.Fprintf(tw, "  %s\t%d\n", r.Name, r.Hits)
+	}
+	fmt.Fprintf(tw, "actions:\taccept %d, drop %d, delay %d, duplicate %d\n",
+		s.Stats.Actions[config.Accept], s.Stats.Actions[config.Drop], s.Stats.Actions[config.Delay], s.Stats.Actions[config.Duplicate])
+	tw.Flush()
+}
+
+// writeQueueStats prints one queue's verdict counters and what the kernel
+// let through without us (fail-open).
+func writeQueueStats(w io.Writer, s nfq.Stats) {
+	fmt.Fprintf(w, "queue: %d received, %d accepted, %d dropped, %d delayed (%d still held), %d duplicated (%d copies sent, %d failed, %d cancelled at stop, %d skipped)",
+		s.Received, s.Accepted, s.Dropped, s.Delayed, s.Held, s.Duplicated, s.CopiesSent, s.CopiesFailed, s.CopiesCancelled, s.CopiesSkipped)
+	if s.DecodeFailures+s.HandlerPanics+s.VerdictErrors+s.ReadErrors > 0 {
+		fmt.Fprintf(w, "; %d not decodable, %d handler panics, %d verdict errors, %d read errors",
+			s.DecodeFailures, s.HandlerPanics, s.VerdictErrors, s.ReadErrors)
+	}
+	if s.KernelErr == nil {
+		fmt.Fprintf(w, "; kernel: %d queued, %d passed unseen (fail-open)", s.Kernel.IDSequence, s.Unreceived())
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/replay"
+	"github.com/tcpchaos/tcpchaos/rules"
+)
+
+func replayCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "replay",
+		Usage:     "apply a config's rules to a capture offline (no root needed)",
+		UsageText: "tcpchaos replay -c FILE --pcap IN [--out OUT] [--events FILE]",
+		Description: "Runs the live path's decoder, tracker and rules over IN (pcap or pcapng; Ethernet,\n" +
+			"raw IP, Linux cooked or loopback). OUT gets the faulted capture: dropped packets\n" +
+			"removed, delayed packets moved to their release time, duplicates inserted, in time\n" +
+			"order. Events go to --events as JSON lines (\"-\" for stdout); a summary to stdout.",
+		Flags: append(configFlags(true),
+			&cli.StringFlag{Name: "pcap", Required: true, Usage: "input capture `IN`"},
+			&cli.StringFlag{Name: "out", Usage: "write the faulted capture to `OUT` (pcap)"},
+			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
+		),
+		Action: runReplay,
+	}
+}
+
+func runReplay(c *cli.Context) error {
+	cfg, err := loadConfig(c, nil)
+	if err != nil {
+		return err
+	}
+	in, err := capture.Open(c.String("pcap"))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+
+	var out *capture.Writer
+	if path := c.String("out"); path != "" {
+		if out, err = capture.Create(path, in.LinkType(), in.Snaplen(), true); err != nil {
+			return err
+		}
+	}
+	sink, closeEvents, err := openEvents(c.String("events"), nil)
+	if err != nil {
+		return err
+	}
+
+	set := rules.Compile(cfg.Rules)
+	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sink)
+	counts, runErr := replay.Run(in, out, p)
+	if out != nil {
+		if err := out.Close(); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if err := closeEvents(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return runErr
+	}
+	summaryTo := io.Writer(os.Stdout)
+	if c.String("events") == "-" {
+		summaryTo = os.Stderr
+	}
+	fmt.Fprintf(summaryTo, "replayed %s: %d frames, %d TCP, %d passed through, %d written\n",
+		c.String("pcap"), counts.Frames, counts.TCP, counts.Passed, counts.Written)
+	writeSummary(summaryTo, p.Summary())
+	return nil
+}
+
+// openEvents opens the event stream: JSON lines to path ("-" for stdout),
+// or, without a path, fallback (which may be nil: no events). The returned
+// function flushes and closes it and reports the first write error.
+func openEvents(path string, fallback events.Sink) (events.Sink, func() error, error) {
+	switch path {
+	case "":
+		return fallback, func() error { return nil }, nil
+	case "-":
+		j := events.NewJSONLines(os.Stdout)
+		return j, j.Err, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create events file: %w", err)
+	}
+	j := events.NewJSONLines(f)
+	return j, func() error {
+		if err := j.Err(); err != nil {
+			f.Close()
+			return fmt.Errorf("write events %s: %w", path, err)
+		}
+		return f.Close()
+	}, nil
+}

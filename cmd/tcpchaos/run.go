@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "intercept live traffic and apply a config's rules",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH]",
+		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
+			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
+			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
+			"Without --events, one line per fault goes to stderr.",
+		Flags: append(configFlags(true),
+			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (default: until interrupted)"},
+			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
+			&cli.StringFlag{Name: "netns", Usage: "run inside the network namespace `NAME` (/run/netns/NAME) or PATH"},
+			&cli.StringFlag{Name: "mode", Usage: "override intercept.mode (forward or local)"},
+			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue"},
+			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
+		),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
+			if err != nil {
+				return err
+			}
+			if c.Duration("duration") < 0 {
+				return usageError{fmt.Errorf("--duration: negative duration %s", c.Duration("duration"))}
+			}
+			for _, w := range config.Warnings(cfg) {
+				fmt.Fprintf(os.Stderr, "tcpchaos: warning: %s\n", w)
+			}
+			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(os.Stderr))
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if d := c.Duration("duration"); d > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
+			log := slog.New(slog.DiscardHandler)
+			if c.Bool("verbose") {
+				log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			}
+			runErr := live{cfg: cfg, sink: sink, log: log, netns: c.String("netns"), status: os.Stderr, summary: os.Stdout}.run(ctx)
+			return errors.Join(runErr, closeEvents())
+		},
+	}
+}
+
+// live is one `tcpchaos run`: queues, interception and pipelines.
+type live struct {
+	cfg             config.Config
+	sink            events.Sink
+	log             *slog.Logger
+	netns           string    // run inside this namespace ("" = current)
+	status, summary io.Writer // progress lines; the final summary
+}
+
+// run binds the queues first (so a queue-number conflict installs nothing),
+// then installs the interception, runs until ctx is done, and tears down in
+// reverse: chains removed first so that no new packet is queued, then held
+// packets released as each queue returns.
+func (l live) run(ctx context.Context) error {
+	if l.netns != "" {
+		exit, err := netnsutil.Enter(l.netns)
+		if err != nil {
+			return err
+		}
+		defer exit()
+	} else if err := netnsutil.CheckNetAdmin(); err != nil {
+		return err
+	}
+
+	set := rules.Compile(l.cfg.Rules)
+	ic := l.cfg.Intercept
+	pipes := make([]*pipeline.Pipeline, ic.Queues)
+	queues := make([]*nfq.Queue, 0, ic.Queues)
+	closeAll := func() {
+		for _, q := range queues {
+			q.Close()
+		}
+	}
+	for i := range pipes {
+		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), l.sink)
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log}, pipes[i])
+		if err != nil {
+			closeAll()
+			return err
+		}
+		queues = append(queues, q)
+	}
+	interception, err := nfq.Install(ic, nfq.InstallOptions{})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	fmt.Fprintf(l.status, "tcpchaos: intercepting TCP (%s mode, ports %s, hosts %s) on queue %d",
+		ic.Mode, listOrAny(ic.Ports), listOrAny(ic.Hosts), ic.Queue)
+	if ic.Queues > 1 {
+		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
+	}
+	fmt.Fprintf(l.status, " with %d rules; Ctrl-C to stop\n", set.Len())
+
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, q := range queues {
+		g.Go(func() error { return q.Run(gctx) })
+	}
+	<-gctx.Done()
+	removeErr := interception.Remove()
+	runErr := g.Wait()
+	closeAll()
+
+	var total pipeline.Summary
+	for _, p := range pipes {
+		total.Add(p.Summary())
+	}
+	fmt.Fprintf(l.summary, "tcpchaos: ran %s\n", time.Since(start).Round(time.Millisecond))
+	writeSummary(l.summary, total)
+	for _, q := range queues {
+		writeQueueStats(l.summary, q.Stats())
+	}
+	return errors.Join(runErr, removeErr)
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+)
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check a config file and print what it would do",
+		UsageText: "tcpchaos validate -c FILE",
+		Flags:     configFlags(true),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c, nil)
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "%s: ok\n", c.String("config"))
+			fmt.Fprintf(w, "intercept: mode %s, queue %d", cfg.Intercept.Mode, cfg.Intercept.Queue)
+			if cfg.Intercept.Queues > 1 {
+				fmt.Fprintf(w, "-%d", cfg.Intercept.Queue+cfg.Intercept.Queues-1)
+			}
+			fmt.Fprintf(w, ", ports %s, hosts %s\n", listOrAny(cfg.Intercept.Ports), listOrAny(cfg.Intercept.Hosts))
+			fmt.Fprintf(w, "tracker: msl %s (TIME_WAIT %s), max-connections %d, idle-timeout %s\n",
+				cfg.Tracker.MSL, 2*cfg.Tracker.MSL, cfg.Tracker.MaxConnections, cfg.Tracker.IdleTimeout)
+			fmt.Fprintf(w, "seed: %d\n", cfg.Seed)
+			for i, r := range cfg.Rules {
+				fmt.Fprintf(w, "rule %d %q: %s\n", i+1, r.Name, describeRule(r))
+			}
+			for _, warning := range config.Warnings(cfg) {
+				fmt.Fprintf(w, "warning: %s\n", warning)
+			}
+			return nil
+		},
+	}
+}
+
+func listOrAny[T any](xs []T) string {
+	if len(xs) == 0 {
+		return "any"
+	}
+	return fmt.Sprint(xs)
+}

@@ -1,0 +1,186 @@
+// Package pipeline joins the tracker, the rule engine and the event stream:
+// the one place where a decoded packet becomes a verdict. The live queue and
+// the offline replay both drive it, so every decision can be tested without
+// root.
+package pipeline
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Pipeline classifies packets, decides their fate and reports events. It is
+// not safe for concurrent use: each queue worker owns one.
+type Pipeline struct {
+	tracker *statetrack.Tracker
+	engine  *rules.Engine
+	names   []string // rule names, by index
+	sink    events.Sink
+	stats   Stats
+}
+
+// Stats counts what a pipeline saw and did.
+type Stats struct {
+	// Packets counts packets by kind (indexed by statetrack.Kind).
+	Packets [statetrack.Ack + 1]uint64
+	// Actions counts packets by the action taken (indexed by
+	// config.ActionType).
+	Actions [config.Duplicate + 1]uint64
+}
+
+// New returns a pipeline with a fresh tracker configured by tc, deciding
+// with set and seed, and reporting to sink (nil: no events).
+func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *Pipeline {
+	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed)}
+	if sink != nil {
+		tc.OnGone = p.gone
+	}
+	p.tracker = statetrack.New(tc)
+	return p
+}
+
+// Handle observes one packet sent at now and decides its fate. An accepted
+// or duplicated packet counts as delivered at once; a dropped one never is;
+// a delayed one is delivered when the caller calls Deliver.
+func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
+	o := p.tracker.Observe(seg, now)
+	d := p.engine.Decide(&o)
+	v := Verdict{Action: d.Action, Hold: d.Hold, Copies: d.Copies, After: d.After, Obs: o}
+	states := o.After
+	if d.Action == config.Accept || d.Action == config.Duplicate {
+		states, _ = p.tracker.Deliver(&o, now)
+	}
+	p.stats.Packets[o.Kind]++
+	p.stats.Actions[d.Action]++
+	if p.sink != nil {
+		e := packetEvent(&o, now, states)
+		if d.Rule >= 0 {
+			e.Rule = p.names[d.Rule]
+			e.Action = d.Action.String()
+			switch d.Action {
+			case config.Delay:
+				e.Delay = d.Hold.String()
+			case config.Duplicate:
+				e.Copies = d.Copies
+				e.After = d.After.String()
+			}
+		}
+		p.sink.Emit(&e)
+	}
+	return v
+}
+
+// Deliver reports that a held packet was released, or that one copy of a
+// duplicated packet was sent, at now. The receiver's state moves; a change
+// is reported as a "state" event.
+func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
+	states, changed := p.tracker.Deliver(&v.Obs, now)
+	if !changed || p.sink == nil {
+		return
+	}
+	e := packetEvent(&v.Obs, now, states)
+	e.Kind = events.StateKind
+	e.Reason = "released"
+	if v.Action == config.Duplicate {
+		e.Reason = "duplicate"
+	}
+	p.sink.Emit(&e)
+}
+
+// Expire reaps connections whose TIME_WAIT or idle time ran out by now.
+func (p *Pipeline) Expire(now time.Time) { p.tracker.Expire(now) }
+
+func (p *Pipeline) gone(g statetrack.Gone) {
+	p.sink.Emit(&events.Event{
+		Time:        g.At,
+		Conn:        connName(g.Client, g.Server),
+		ConnID:      g.ConnID,
+		Kind:        events.StateKind,
+		ClientState: g.After[statetrack.Client].String(),
+		ServerState: g.After[statetrack.Server].String(),
+		Reason:      g.Reason.String(),
+	})
+}
+
+func packetEvent(o *statetrack.Observation, now time.Time, states [2]statetrack.State) events.Event {
+	return events.Event{
+		Time:           now,
+		Conn:           connName(o.Client, o.Server),
+		ConnID:         o.ConnID,
+		From:           o.From.String(),
+		Kind:           o.Kind.String(),
+		Closer:         o.Closer.String(),
+		Nth:            o.Nth,
+		Retransmission: o.Retransmission,
+		Seq:            uint32(o.Seg.Seq),
+		Ack:            uint32(o.Seg.Ack),
+		Flags:          o.Seg.Flags.String(),
+		Len:            o.Seg.Len,
+		ClientState:    states[statetrack.Client].String(),
+		ServerState:    states[statetrack.Server].String(),
+		Midstream:      o.Midstream,
+		NewIncarnation: o.NewIncarnation,
+	}
+}
+
+func connName(client, server netip.AddrPort) string {
+	return client.String() + "->" + server.String()
+}
+
+// Summary is what a run or a replay reports at its end.
+type Summary struct {
+	Tracker statetrack.Stats
+	// Tracked is how many connections the table holds at the end.
+	Tracked int
+	Stats   Stats
+	Rules   []RuleHits
+}
+
+// RuleHits is how many packets one rule acted on.
+type RuleHits struct {
+	Name string
+	Hits uint64
+}
+
+// Summary returns the pipeline's counters with the tracker's and the rules'.
+func (p *Pipeline) Summary() Summary {
+	s := Summary{Tracker: p.tracker.Stats(), Tracked: p.tracker.Len(), Stats: p.stats}
+	for i, n := range p.engine.Hits() {
+		s.Rules = append(s.Rules, RuleHits{Name: p.names[i], Hits: n})
+	}
+	return s
+}
+
+// Add folds o into s: counters add up, rule hits add up by position (both
+// summaries must come from pipelines of the same rule set).
+func (s *Summary) Add(o Summary) {
+	t, u := &s.Tracker, o.Tracker
+	t.Connections += u.Connections
+	t.NewIncarnations += u.NewIncarnations
+	t.Midstream += u.Midstream
+	t.Evicted += u.Evicted
+	t.TimeWaitExpired += u.TimeWaitExpired
+	t.IdleExpired += u.IdleExpired
+	t.Untracked += u.Untracked
+	s.Tracked += o.Tracked
+	for i := range s.Stats.Packets {
+		s.Stats.Packets[i] += o.Stats.Packets[i]
+	}
+	for i := range s.Stats.Actions {
+		s.Stats.Actions[i] += o.Stats.Actions[i]
+	}
+	if s.Rules == nil {
+		s.Rules = make([]RuleHits, len(o.Rules))
+		for i, r := range o.Rules {
+			s.Rules[i].Name = r.Name
+		}
+	}
+	for i, r := range o.Rules {
+		s.Rules[i].Hits += r.Hits
+	}
+}

@@ -1,0 +1,24 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Verdict is the pipeline's decision on one packet, as the live path or the
+// replay driver must carry it out.
+type Verdict struct {
+	// Action is accept, drop, delay or duplicate.
+	Action config.ActionType
+	// Hold is how long a delayed packet is held before it is let through.
+	Hold time.Duration
+	// Copies is how many copies of a duplicated packet to send, After
+	// the original.
+	Copies uint32
+	After  time.Duration
+	// Obs is the tracker's observation of the packet; Deliver needs it when
+	// a held packet is released or a copy arrives.
+	Obs statetrack.Observation
+}
