@@ -1,3 +1,14 @@
+// Package nfq is tcpchaos's live path: the iptables rules that send TCP
+// packets to an NFQUEUE queue (Install), the queue reader that hands each
+// packet to the pipeline and carries out its verdict (Open, Queue.Run), and
+// the raw-socket Injector that sends the copies of duplicated packets.
+//
+// Per packet: the reader decodes it into a reused statetrack.Segment,
+// calls Handler.Handle and gives the verdict at once (accept, drop, or
+// accept with copies scheduled), or holds it (delay). One timer goroutine
+// per queue releases held packets and sends copies when due. Exactly one
+// verdict is given per packet on every path: a packet that does not decode
+// or on which the Handler panics is accepted.
 package nfq
 
 import (

@@ -75,24 +75,38 @@ type running struct {
 	stop func() error // cancels Run and returns its error
 }
 
-// queueRules sends TCP to and from serverPort (both families) to the queue.
+// queueRules installs the interception (nfq.Install, forward mode, TCP port
+// serverPort, both families) in the router, plus an extra iptables
+// command if given; the rules leave with the namespace.
 func queueRules(t *testing.T, tp *netnstest.Topology, extra ...string) {
 	t.Helper()
-	for _, ipt := range []string{"iptables", "ip6tables"} {
-		for _, dir := range []string{"--dport", "--sport"} {
-			tp.Router.Run(t, ipt, "-t", "mangle", "-A", "FORWARD", "-p", "tcp", dir, fmt.Sprint(serverPort),
-				"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queueNum), "--queue-bypass")
-		}
-	}
+	intercept(t, tp.Router, config.Forward)
 	if len(extra) > 0 {
 		tp.Router.Run(t, extra[0], extra[1:]...)
 	}
 }
 
+// intercept installs the interception in ns in the given mode.
+func intercept(t *testing.T, ns *netnstest.NS, mode config.Mode) {
+	t.Helper()
+	err := ns.Do(func() error {
+		_, err := nfq.Install(config.Intercept{Mode: mode, Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
+			nfq.InstallOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openQueue opens the queue in the router's namespace.
 func openQueue(tp *netnstest.Topology, h nfq.Handler) (*nfq.Queue, error) {
+	return openQueueIn(tp.Router, h)
+}
+
+func openQueueIn(ns *netnstest.NS, h nfq.Handler) (*nfq.Queue, error) {
 	var q *nfq.Queue
-	err := tp.Router.Do(func() (err error) {
+	err := ns.Do(func() (err error) {
 		q, err = nfq.Open(nfq.Options{Queue: queueNum}, h)
 		return err
 	})
@@ -103,7 +117,12 @@ func openQueue(tp *netnstest.Topology, h nfq.Handler) (*nfq.Queue, error) {
 // does not.
 func startQueue(t *testing.T, tp *netnstest.Topology, h nfq.Handler) *running {
 	t.Helper()
-	q, err := openQueue(tp, h)
+	return startQueueIn(t, tp.Router, h)
+}
+
+func startQueueIn(t *testing.T, ns *netnstest.NS, h nfq.Handler) *running {
+	t.Helper()
+	q, err := openQueueIn(ns, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,4 +702,57 @@ func TestDuplicateGSOData(t *testing.T) {
 	if st := r.q.Stats(); st.CopiesSent != 1 || st.CopiesFailed != 0 {
 		t.Errorf("copies sent %d failed %d, want 1 and 0", st.CopiesSent, st.CopiesFailed)
 	}
+}
+
+// TestDuplicateSynLocalMode: the queue runs on the client itself (local
+// mode: OUTPUT and INPUT); the copy of its SYN carries InjectMark, so it
+// goes out to the server without being queued again.
+func TestDuplicateSynLocalMode(t *testing.T) {
+	families(t, func(t *testing.T, v6 bool) {
+		tp := netnstest.NewTopology(t)
+		intercept(t, tp.Client, config.Local)
+		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
+		serve(t, ln, 1000)
+		var mu sync.Mutex
+		var synSeqs []seqnum.Value
+		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+			if !onlySyn(seg) {
+				return pipeline.Verdict{}
+			}
+			mu.Lock()
+			synSeqs = append(synSeqs, seg.Seq)
+			mu.Unlock()
+			return pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: 200 * time.Millisecond}
+		}}
+		r := startQueueIn(t, tp.Client, h)
+		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
+
+		conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		twoSyns := func(pkts []netnstest.Packet) bool {
+			n := 0
+			for _, p := range pkts {
+				if onlySyn(&p.Segment) {
+					n++
+				}
+			}
+			return n == 2
+		}
+		if !serverSide.WaitFor(5*time.Second, twoSyns) {
+			t.Fatalf("want the SYN and its copy on the server side, got:\n%s", packets(serverSide.Packets()))
+		}
+		exchange(t, conn, 1000)
+		settled(t, r.q)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(synSeqs) != 1 {
+			t.Errorf("the queue saw %d SYNs %v, want 1: the copy was queued again", len(synSeqs), synSeqs)
+		}
+		if st := r.q.Stats(); st.CopiesSent != 1 {
+			t.Errorf("copies sent %d, want 1", st.CopiesSent)
+		}
+	})
 }
