@@ -511,3 +511,15 @@ func TestParseKernelStats(t *testing.T) {
 		t.Errorf("unreceived across the id wrap %d, want 2", u)
 	}
 }
+
+// BenchmarkPacketPath measures the per-packet path without the kernel:
+// decode, Handle (a drop), verdict.
+func BenchmarkPacketPath(b *testing.B) {
+	pkt := tcpSpec{ack: true, payload: payloadOf(1400), options: tsOption}.build(b)
+	c := newCore(dropAll{}, decode.NewParser(), &countingKernel{}, &fakeSender{}, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		c.packet(1, pkt, len(pkt), now)
+	}
+}
