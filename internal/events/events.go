@@ -77,7 +77,9 @@ type JSONLines struct {
 
 // NewJSONLines returns a sink writing JSON lines to w.
 func NewJSONLines(w io.Writer) *JSONLines {
-	return &JSONLines{enc: json.NewEncoder(w)}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // keep "->" in conn readable
+	return &JSONLines{enc: enc}
 }
 
 // Emit writes e. The first write error is kept and reported by Err; later

@@ -1,0 +1,359 @@
+package replay
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+// wire builds frames of one connection between a client and a server.
+type wire struct {
+	t              *testing.T
+	link           decode.LinkType
+	client, server net.IP
+	cport, sport   uint16
+	frames         []capture.Frame
+	at             time.Duration
+}
+
+func newWire(t *testing.T, v6 bool) *wire {
+	w := &wire{t: t, link: decode.LinkRaw, client: net.ParseIP("198.18.1.2").To4(), server: net.ParseIP("198.19.2.2").To4(), cport: 40000, sport: 8080}
+	if v6 {
+		w.link = decode.LinkEthernet
+		w.client, w.server = net.ParseIP("fd00:1::2"), net.ParseIP("fd00:2::2")
+	}
+	return w
+}
+
+// send appends a segment from the client (fromClient) or the server, 1 ms
+// after the previous one.
+func (w *wire) send(fromClient bool, flags string, seq, ack uint32, payload int) {
+	w.t.Helper()
+	src, dst, sp, dp := w.client, w.server, w.cport, w.sport
+	if !fromClient {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sp), DstPort: layers.TCPPort(dp), Seq: seq, Ack: ack, Window: 64240}
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			tcp.SYN = true
+		case 'F':
+			tcp.FIN = true
+		case 'R':
+			tcp.RST = true
+		case '.':
+			tcp.ACK = true
+		}
+	}
+	var ls []gopacket.SerializableLayer
+	if w.link == decode.LinkEthernet {
+		ls = append(ls, &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6})
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+		tcp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, ip)
+	} else {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+		tcp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, ip)
+	}
+	ls = append(ls, tcp, gopacket.Payload(make([]byte, payload)))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		w.t.Fatal(err)
+	}
+	w.at += time.Millisecond
+	data := append([]byte(nil), buf.Bytes()...)
+	w.frames = append(w.frames, capture.Frame{Data: data, TS: t0.Add(w.at), CaptureLen: len(data), OrigLen: len(data)})
+}
+
+// connection appends a whole connection: handshake, 10 bytes each way, and
+// a four-way close started by the client.
+func (w *wire) connection() {
+	const c, s = true, false
+	w.send(c, "S", 100, 0, 0)
+	w.send(s, "S.", 500, 101, 0)
+	w.send(c, ".", 101, 501, 0)
+	w.send(c, ".", 101, 501, 10)
+	w.send(s, ".", 501, 111, 10)
+	w.send(c, ".", 111, 511, 0)
+	w.send(c, "F.", 111, 511, 0)
+	w.send(s, ".", 511, 112, 0)
+	w.send(s, "F.", 511, 112, 0)
+	w.send(c, ".", 112, 512, 0)
+}
+
+// result is what one replay produced.
+type result struct {
+	counts Counts
+	out    []capture.Frame
+	events []events.Event
+}
+
+// replay runs the frames through the rules given as config YAML-like values.
+func (w *wire) replay(rs ...config.Rule) result {
+	w.t.Helper()
+	var in bytes.Buffer
+	cw, err := capture.NewWriter(&in, "in", w.link, 65535, true)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, f := range w.frames {
+		if err := cw.Write(f); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	if err := cw.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	return replayCapture(w.t, &in, rs...)
+}
+
+func replayCapture(t *testing.T, in *bytes.Buffer, rs ...config.Rule) result {
+	t.Helper()
+	r, err := capture.NewReader(in, "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, ev bytes.Buffer
+	cw, err := capture.NewWriter(&out, "out", r.LinkType(), r.Snaplen(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rs {
+		if rs[i].Name == "" {
+			rs[i].Name = "r"
+		}
+		if rs[i].Probability == 0 {
+			rs[i].Probability = 1
+		}
+	}
+	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, events.NewJSONLines(&ev))
+	counts, err := Run(r, cw, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res := result{counts: counts}
+	or, err := capture.NewReader(&out, "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := or.Next()
+		if err != nil {
+			break
+		}
+		res.out = append(res.out, f)
+	}
+	dec := json.NewDecoder(&ev)
+	for dec.More() {
+		var e events.Event
+		if err := dec.Decode(&e); err != nil {
+			t.Fatal(err)
+		}
+		res.events = append(res.events, e)
+	}
+	return res
+}
+
+// segments decodes the output frames.
+func (res result) segments(t *testing.T, link decode.LinkType) []statetrack.Segment {
+	t.Helper()
+	p := decode.NewParser()
+	segs := make([]statetrack.Segment, len(res.out))
+	for i, f := range res.out {
+		if _, err := p.DecodeFrame(f.Data, f.OrigLen, link, &segs[i]); err != nil {
+			t.Fatalf("output frame %d: %v", i, err)
+		}
+	}
+	return segs
+}
+
+func (res result) checkSorted(t *testing.T) {
+	t.Helper()
+	for i := 1; i < len(res.out); i++ {
+		if res.out[i].TS.Before(res.out[i-1].TS) {
+			t.Errorf("output frame %d at %s is before frame %d at %s", i, res.out[i].TS, i-1, res.out[i-1].TS)
+		}
+	}
+}
+
+func drop(kind statetrack.Kind, nth uint32) config.Rule {
+	return config.Rule{Match: config.Match{Packets: []statetrack.Kind{kind}, Nth: nth}, Action: config.Action{Type: config.Drop}}
+}
+
+func TestReplayWithoutRulesCopiesEveryFrame(t *testing.T) {
+	w := newWire(t, false)
+	w.connection()
+	res := w.replay()
+	if res.counts.Frames != 10 || res.counts.TCP != 10 || res.counts.Written != 10 || res.counts.Passed != 0 {
+		t.Fatalf("counts = %+v, want 10 frames, 10 TCP, 10 written", res.counts)
+	}
+	for i, f := range res.out {
+		if !bytes.Equal(f.Data, w.frames[i].Data) || !f.TS.Equal(w.frames[i].TS) {
+			t.Errorf("frame %d changed", i)
+		}
+	}
+	last := res.events[len(res.events)-1]
+	if last.Kind != "final-ack" || last.ClientState != "TIME_WAIT" || last.ServerState != "CLOSED" {
+		t.Errorf("last event = %+v, want final-ack with client TIME_WAIT, server CLOSED", last)
+	}
+}
+
+func TestReplayDropsFinalAck(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		w := newWire(t, v6)
+		w.connection()
+		res := w.replay(drop(statetrack.FinalAck, 1))
+		if len(res.out) != 9 {
+			t.Fatalf("v6=%v: %d frames written, want 9", v6, len(res.out))
+		}
+		segs := res.segments(t, w.link)
+		if last := segs[len(segs)-1]; last.Flags != statetrack.FIN|statetrack.ACK {
+			t.Errorf("v6=%v: last frame flags %s, want the server's FIN (the final ACK is dropped)", v6, last.Flags)
+		}
+		e := res.events[len(res.events)-1]
+		if e.Kind != "final-ack" || e.Action != "drop" || e.Rule != "r" || e.ServerState != "LAST_ACK" || e.ClientState != "TIME_WAIT" {
+			t.Errorf("v6=%v: drop event = %+v, want final-ack dropped with server still LAST_ACK", v6, e)
+		}
+		if v6 && e.Conn != "[fd00:1::2]:40000->[fd00:2::2]:8080" {
+			t.Errorf("IPv6 conn = %q, want bracketed addresses", e.Conn)
+		}
+	}
+}
+
+func TestReplayDelayMovesPacketAndReleasesState(t *testing.T) {
+	w := newWire(t, false)
+	w.connection()
+	w.cport++ // a packet of another connection, 1 ms after the final ACK
+	w.send(true, "S", 900, 0, 0)
+	hold := 300 * time.Millisecond
+	res := w.replay(config.Rule{
+		Match:  config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}},
+		Action: config.Action{Type: config.Delay, Delay: hold},
+	})
+	res.checkSorted(t)
+	if len(res.out) != 11 {
+		t.Fatalf("%d frames written, want 11", len(res.out))
+	}
+	segs := res.segments(t, w.link)
+	if !bytes.Equal(res.out[10].Data, w.frames[9].Data) {
+		t.Fatalf("last frame is %s, want the delayed final ACK after the SYN that followed it", segs[10].Flags)
+	}
+	released := w.frames[9].TS.Add(hold)
+	if !res.out[10].TS.Equal(released) {
+		t.Errorf("delayed final ACK written at %s, want %s", res.out[10].TS, released)
+	}
+	var delayEvent, stateEvent *events.Event
+	for i, e := range res.events {
+		switch {
+		case e.Kind == "final-ack" && e.Action == "delay":
+			delayEvent = &res.events[i]
+		case e.Kind == events.StateKind && e.Reason == "released":
+			stateEvent = &res.events[i]
+		}
+	}
+	if delayEvent == nil || delayEvent.Delay != "300ms" || delayEvent.ServerState != "LAST_ACK" {
+		t.Errorf("delay event = %+v, want final-ack held 300ms with the server still in LAST_ACK", delayEvent)
+	}
+	if stateEvent == nil || !stateEvent.Time.Equal(released) || stateEvent.ServerState != "CLOSED" || stateEvent.ClientState != "TIME_WAIT" {
+		t.Errorf("release event = %+v, want the server CLOSED at %s", stateEvent, released)
+	}
+}
+
+func TestReplayDuplicateInsertsCopiesAtTheirTime(t *testing.T) {
+	w := newWire(t, false)
+	w.connection()
+	res := w.replay(config.Rule{
+		Match:  config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1},
+		Action: config.Action{Type: config.Duplicate, Copies: 2, After: 3 * time.Second},
+	})
+	res.checkSorted(t)
+	if len(res.out) != 12 {
+		t.Fatalf("%d frames written, want 12 (10 + 2 copies)", len(res.out))
+	}
+	segs := res.segments(t, w.link)
+	for _, i := range []int{10, 11} {
+		if segs[i].Flags != statetrack.SYN || segs[i].Seq != 100 {
+			t.Errorf("frame %d = %s seq %d, want a copy of the SYN (seq 100)", i, segs[i].Flags, segs[i].Seq)
+		}
+		if want := w.frames[0].TS.Add(3 * time.Second); !res.out[i].TS.Equal(want) {
+			t.Errorf("copy %d at %s, want %s", i, res.out[i].TS, want)
+		}
+		if !bytes.Equal(res.out[i].Data, w.frames[0].Data) {
+			t.Errorf("copy %d differs from the original", i)
+		}
+	}
+	if e := res.events[0]; e.Action != "duplicate" || e.Copies != 2 || e.After != "3s" {
+		t.Errorf("first event = %+v, want the SYN duplicated ×2 after 3s", e)
+	}
+}
+
+func TestReplayPassesNonTCPThrough(t *testing.T) {
+	w := newWire(t, false)
+	w.send(true, "S", 1, 0, 0)
+	udp := &layers.UDP{SrcPort: 53, DstPort: 5353}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: w.client, DstIP: w.server}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, udp); err != nil {
+		t.Fatal(err)
+	}
+	w.frames = append(w.frames, capture.Frame{Data: buf.Bytes(), TS: t0.Add(time.Second), CaptureLen: len(buf.Bytes()), OrigLen: len(buf.Bytes())})
+	res := w.replay(drop(statetrack.Syn, 0))
+	if res.counts.Passed != 1 || res.counts.TCP != 1 || len(res.out) != 1 || !bytes.Equal(res.out[0].Data, buf.Bytes()) {
+		t.Errorf("counts %+v, %d written: want the SYN dropped and the UDP frame copied through", res.counts, len(res.out))
+	}
+}
+
+// TestReplayKernelCaptures runs every real kernel capture of the repository
+// through a config that drops each connection's first final ACK, and checks
+// that exactly those packets are gone.
+func TestReplayKernelCaptures(t *testing.T) {
+	files, err := filepath.Glob("../../statetrack/testdata/kernel-captures/*.pcap")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no kernel captures found: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := replayCapture(t, bytes.NewBuffer(data), drop(statetrack.FinalAck, 1))
+			drops := 0
+			for _, e := range res.events {
+				if e.Action == "drop" {
+					drops++
+					if e.Kind != "final-ack" || e.Nth != 1 {
+						t.Errorf("dropped %s nth %d, want final-ack nth 1", e.Kind, e.Nth)
+					}
+				}
+			}
+			if got, want := res.counts.Written, res.counts.Frames-uint64(drops); got != want {
+				t.Errorf("%d frames written, want %d (%d read, %d dropped)", got, want, res.counts.Frames, drops)
+			}
+			res.checkSorted(t)
+		})
+	}
+}
