@@ -60,10 +60,11 @@
 // SYN from an endpoint in CLOSED or TIME_WAIT replaces it with a new
 // incarnation. Connections closed by an RST stay until one of those.
 //
-// Entries live in a slab indexed by a map from the tuple's hash to an
-// int32, with intrusive int32 links for hash collisions, activity order
-// (LRU) and TIME_WAIT deadlines: about 170 bytes per connection. A ConnID
-// packs the slot's generation and index, so Deliver needs no lookup. Nth
+// Entries live in a paged slab of 144-byte slots indexed by a map from 32
+// bits of a seeded hash of the tuple to a slot, with intrusive int32 links
+// for hash collisions, activity order (LRU) and TIME_WAIT deadlines: about
+// 165 bytes per tracked connection in all. A ConnID packs the slot's
+// generation and index, so Deliver needs no lookup. Nth
 // saturates at 255 for control kinds and at 2^32-1 for data and ack.
 //
 // A self-connect (source and destination are one socket) has one half:

@@ -120,32 +120,46 @@ func (c *conn) clientServer() (client, server netip.AddrPort) {
 	return a, b
 }
 
-// id returns the connection's ConnID: generation and slab index.
-func (t *Tracker) id(i int32) uint64 { return uint64(t.slab[i].gen)<<32 | uint64(uint32(i)) }
+// The slab is allocated in pages of pageSize connections: it grows
+// without copying (no latency spike on the packet path) and without the
+// slack of a doubling slice.
+const (
+	pageBits = 12
+	pageSize = 1 << pageBits
+	pageMask = pageSize - 1
+)
 
-// byID returns the slab index of a live connection with ConnID id.
+// at returns the connection in slot i.
+func (t *Tracker) at(i int32) *conn { return &t.pages[i>>pageBits][i&pageMask] }
+
+// id returns the connection's ConnID: generation and slab index.
+func (t *Tracker) id(i int32) uint64 { return uint64(t.at(i).gen)<<32 | uint64(uint32(i)) }
+
+// byID returns the slot of a live connection with ConnID id.
 func (t *Tracker) byID(id uint64) (int32, bool) {
-	i := int64(uint32(id))
-	if id == 0 || i >= int64(len(t.slab)) {
+	slot := uint32(id)
+	if id == 0 || slot >= uint32(t.used) {
 		return none, false
 	}
-	c := &t.slab[i]
-	if c.flags&inUse == 0 || c.gen != uint32(id>>32) {
+	i := int32(slot)
+	if c := t.at(i); c.flags&inUse == 0 || c.gen != uint32(id>>32) {
 		return none, false
 	}
-	return int32(i), true
+	return i, true
 }
 
-func (t *Tracker) hash(k *tupleKey) uint64 { return maphash.Bytes(t.seed, k[:]) }
+// hash returns the index key of k: 32 bits of a seeded hash, which halves
+// the index's size; the chains resolve the collisions.
+func (t *Tracker) hash(k *tupleKey) uint32 { return uint32(maphash.Bytes(t.seed, k[:])) }
 
 // find returns the slab index of the connection with key k, or none.
-func (t *Tracker) find(h uint64, k *tupleKey) int32 {
+func (t *Tracker) find(h uint32, k *tupleKey) int32 {
 	i, ok := t.index[h]
 	if !ok {
 		return none
 	}
-	for ; i != none; i = t.slab[i].hnext {
-		if t.slab[i].key == *k {
+	for ; i != none; i = t.at(i).hnext {
+		if t.at(i).key == *k {
 			return i
 		}
 	}
@@ -155,16 +169,20 @@ func (t *Tracker) find(h uint64, k *tupleKey) int32 {
 // alloc takes a free slot for key k (hash h), links it into the index and
 // at the front of the activity list, and returns it zeroed but for its
 // links, key, generation and time.
-func (t *Tracker) alloc(h uint64, k *tupleKey, now int64) int32 {
+func (t *Tracker) alloc(h uint32, k *tupleKey, now int64) int32 {
 	var i int32
 	if t.free != none {
 		i = t.free
-		t.free = t.slab[i].lruNext
+		t.free = t.at(i).lruNext
 	} else {
-		t.slab = append(t.slab, conn{gen: 1})
-		i = int32(len(t.slab) - 1)
+		if t.used&pageMask == 0 {
+			t.pages = append(t.pages, make([]conn, pageSize))
+		}
+		i = t.used
+		t.used++
+		t.at(i).gen = 1
 	}
-	c := &t.slab[i]
+	c := t.at(i)
 	*c = conn{key: *k, flags: inUse, gen: c.gen, last: now, twPrev: none, twNext: none}
 	c.hnext = none
 	if j, ok := t.index[h]; ok {
@@ -178,7 +196,7 @@ func (t *Tracker) alloc(h uint64, k *tupleKey, now int64) int32 {
 
 // release unlinks slot i from the index and the lists and frees it.
 func (t *Tracker) release(i int32) {
-	c := &t.slab[i]
+	c := t.at(i)
 	h := t.hash(&c.key)
 	if head := t.index[h]; head == i {
 		if c.hnext == none {
@@ -187,9 +205,9 @@ func (t *Tracker) release(i int32) {
 			t.index[h] = c.hnext
 		}
 	} else {
-		for j := head; j != none; j = t.slab[j].hnext {
-			if t.slab[j].hnext == i {
-				t.slab[j].hnext = c.hnext
+		for j := head; j != none; j = t.at(j).hnext {
+			if t.at(j).hnext == i {
+				t.at(j).hnext = c.hnext
 				break
 			}
 		}
@@ -206,10 +224,10 @@ func (t *Tracker) release(i int32) {
 }
 
 func (t *Tracker) lruPushFront(i int32) {
-	c := &t.slab[i]
+	c := t.at(i)
 	c.lruPrev, c.lruNext = none, t.lruHead
 	if t.lruHead != none {
-		t.slab[t.lruHead].lruPrev = i
+		t.at(t.lruHead).lruPrev = i
 	} else {
 		t.lruTail = i
 	}
@@ -217,14 +235,14 @@ func (t *Tracker) lruPushFront(i int32) {
 }
 
 func (t *Tracker) lruUnlink(i int32) {
-	c := &t.slab[i]
+	c := t.at(i)
 	if c.lruPrev != none {
-		t.slab[c.lruPrev].lruNext = c.lruNext
+		t.at(c.lruPrev).lruNext = c.lruNext
 	} else {
 		t.lruHead = c.lruNext
 	}
 	if c.lruNext != none {
-		t.slab[c.lruNext].lruPrev = c.lruPrev
+		t.at(c.lruNext).lruPrev = c.lruPrev
 	} else {
 		t.lruTail = c.lruPrev
 	}
@@ -234,7 +252,7 @@ func (t *Tracker) lruUnlink(i int32) {
 // touch records activity on slot i at now, moving it to the front of the
 // activity list.
 func (t *Tracker) touch(i int32, now int64) {
-	t.slab[i].last = now
+	t.at(i).last = now
 	if t.lruHead != i {
 		t.lruUnlink(i)
 		t.lruPushFront(i)
@@ -245,12 +263,12 @@ func (t *Tracker) touch(i int32, now int64) {
 // list stays ordered by deadline because every entry lasts 2×MSL.
 func (t *Tracker) twPushBack(i int32, now int64) {
 	t.twUnlink(i)
-	c := &t.slab[i]
+	c := t.at(i)
 	c.twAt = now
 	c.flags |= inTimeWait
 	c.twPrev, c.twNext = t.twTail, none
 	if t.twTail != none {
-		t.slab[t.twTail].twNext = i
+		t.at(t.twTail).twNext = i
 	} else {
 		t.twHead = i
 	}
@@ -258,17 +276,17 @@ func (t *Tracker) twPushBack(i int32, now int64) {
 }
 
 func (t *Tracker) twUnlink(i int32) {
-	c := &t.slab[i]
+	c := t.at(i)
 	if c.flags&inTimeWait == 0 {
 		return
 	}
 	if c.twPrev != none {
-		t.slab[c.twPrev].twNext = c.twNext
+		t.at(c.twPrev).twNext = c.twNext
 	} else {
 		t.twHead = c.twNext
 	}
 	if c.twNext != none {
-		t.slab[c.twNext].twPrev = c.twPrev
+		t.at(c.twNext).twPrev = c.twPrev
 	} else {
 		t.twTail = c.twPrev
 	}

@@ -45,9 +45,10 @@ type Tracker struct {
 	tw, idle int64 // TIME_WAIT length (2×MSL) and idle timeout, in ns
 	max      int
 	seed     maphash.Seed
-	// index maps a tuple's hash to the head of its chain of slab indexes.
-	index map[uint64]int32
-	slab  []conn
+	// index maps a tuple's hash to the head of its chain of slots.
+	index map[uint32]int32
+	pages [][]conn
+	used  int32 // slots handed out so far
 	// free heads the list of free slots, linked by lruNext.
 	free             int32
 	lruHead, lruTail int32 // most and least recently active
@@ -74,7 +75,7 @@ func New(cfg Config) *Tracker {
 		idle:    int64(cfg.IdleTimeout),
 		max:     cfg.MaxConnections,
 		seed:    maphash.MakeSeed(),
-		index:   make(map[uint64]int32),
+		index:   make(map[uint32]int32),
 		free:    none,
 		lruHead: none, lruTail: none,
 		twHead: none, twTail: none,
@@ -118,7 +119,7 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 		}
 	}
 	if i != none && seg.Flags&(SYN|ACK|RST) == SYN {
-		c := &t.slab[i]
+		c := t.at(i)
 		if s, _ := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
 			t.remove(i, Replaced, ns)
 			i = none
@@ -135,7 +136,7 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 	} else {
 		t.touch(i, ns)
 	}
-	c := &t.slab[i]
+	c := t.at(i)
 	o.From = c.sideOf(srcIsA)
 	o.Client, o.Server = seg.Src, seg.Dst
 	if o.From == Server {
@@ -170,7 +171,7 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 		return after, false
 	}
 	t.touch(i, ns)
-	c := &t.slab[i]
+	c := t.at(i)
 	s, r := c.ends(o.From)
 	old := r.state
 	t.syncTimeWait(i, ns, receive(r, s, &o.Seg))
@@ -205,7 +206,7 @@ func (t *Tracker) reap(now int64, limit int) {
 
 // deadline returns when slot i expires and why.
 func (t *Tracker) deadline(i int32) (at int64, why GoneReason) {
-	c := &t.slab[i]
+	c := t.at(i)
 	at, why = c.last+t.idle, IdleExpired
 	if c.flags&inTimeWait != 0 && c.twAt+t.tw < at {
 		at, why = c.twAt+t.tw, TimeWaitExpired
@@ -216,7 +217,7 @@ func (t *Tracker) deadline(i int32) (at int64, why GoneReason) {
 // syncTimeWait keeps slot i's TIME_WAIT membership in line with its
 // endpoints' states; restart (re)starts the timer at now.
 func (t *Tracker) syncTimeWait(i int32, now int64, restart bool) {
-	c := &t.slab[i]
+	c := t.at(i)
 	st := c.states()
 	switch {
 	case st[Client] != TimeWait && st[Server] != TimeWait:
@@ -229,7 +230,7 @@ func (t *Tracker) syncTimeWait(i int32, now int64, restart bool) {
 // create makes the entry for the first packet seg of an unknown tuple and
 // returns its slot, or none if seg creates no entry. A full table evicts
 // its least recently active connection first.
-func (t *Tracker) create(h uint64, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
+func (t *Tracker) create(h uint32, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
 	f := seg.Flags
 	if f&RST != 0 || !valid(seg) {
 		return none
@@ -238,7 +239,7 @@ func (t *Tracker) create(h uint64, k *tupleKey, srcIsA bool, seg *Segment, now i
 		t.remove(t.lruTail, Evicted, now)
 	}
 	i := t.alloc(h, k, now)
-	c := &t.slab[i]
+	c := t.at(i)
 	syn := f&(SYN|ACK) == SYN
 	clientIsSrc := syn || (f&SYN == 0 && !t.srcIsServer(seg))
 	if clientIsSrc != srcIsA {
@@ -298,7 +299,7 @@ func (t *Tracker) untracked(o *Observation) {
 
 // remove takes slot i out of the table and reports it through OnGone.
 func (t *Tracker) remove(i int32, why GoneReason, at int64) {
-	c := &t.slab[i]
+	c := t.at(i)
 	g := Gone{ConnID: t.id(i), Reason: why, Before: c.states(), At: time.Unix(0, at)}
 	g.Client, g.Server = c.clientServer()
 	g.After = g.Before
