@@ -149,6 +149,11 @@ func (c *Capture) Stop() []Packet {
 	return c.packets
 }
 
+// File returns the path of the pcap file tcpdump writes, for tests that
+// need a packet's raw bytes (checksums, options). It is complete once Stop
+// has returned.
+func (c *Capture) File() string { return c.file }
+
 // Packets returns the packets captured so far, without stopping.
 func (c *Capture) Packets() []Packet {
 	c.t.Helper()

@@ -1,0 +1,97 @@
+package netlab_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+)
+
+func TestCheckMissingTools(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if err := netlab.Check("ip"); !errors.Is(err, netlab.ErrNotRoot) {
+			t.Fatalf("Check as non-root = %v, want ErrNotRoot", err)
+		}
+		return
+	}
+	t.Setenv("PATH", t.TempDir())
+	err := netlab.Check("ip", "iptables")
+	var me *netlab.MissingError
+	if !errors.As(err, &me) || strings.Join(me.Tools, " ") != "ip iptables" {
+		t.Fatalf("Check with an empty PATH = %v, want a MissingError naming ip and iptables", err)
+	}
+}
+
+// netnsExists reports whether "ip netns list" shows name.
+func netnsExists(t *testing.T, name string) bool {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCloseAfterFailedTopology builds a topology whose server namespace
+// exists already: Topology fails after creating the client and the router,
+// and Close still removes all three, kills the process left in one, and is
+// a no-op the second time.
+func TestCloseAfterFailedTopology(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	lab := netlab.New(fmt.Sprintf("tcx-netlab-%d", os.Getpid()))
+	t.Cleanup(func() { _ = lab.Close() })
+	server, err := lab.Namespace("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server.Name != lab.Prefix()+"-server" {
+		t.Errorf("namespace name = %q, want %q", server.Name, lab.Prefix()+"-server")
+	}
+	sleep := server.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sleep.Wait() }()
+
+	if _, err := lab.Topology(); err == nil || !strings.Contains(err.Error(), "build topology") {
+		t.Fatalf("Topology with an existing server namespace = %v, want a build topology error", err)
+	}
+	names := []string{lab.Prefix() + "-client", lab.Prefix() + "-router", server.Name}
+	for _, name := range names {
+		if !netnsExists(t, name) {
+			t.Fatalf("namespace %s missing before Close", name)
+		}
+	}
+	if err := lab.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, name := range names {
+		if netnsExists(t, name) {
+			t.Errorf("namespace %s still exists after Close", name)
+		}
+	}
+	select {
+	case err := <-waited:
+		if err == nil {
+			t.Error("sleep 60 in the namespace exited cleanly, want it killed")
+		}
+	case <-time.After(5 * time.Second):
+		_ = sleep.Process.Kill()
+		t.Error("sleep 60 in the namespace still runs after Close")
+	}
+	if err := lab.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+}
