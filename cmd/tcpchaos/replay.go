@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -68,9 +67,9 @@ func runReplay(c *cli.Context) error {
 	if runErr != nil {
 		return runErr
 	}
-	summaryTo := io.Writer(os.Stdout)
+	summaryTo := c.App.Writer
 	if c.String("events") == "-" {
-		summaryTo = os.Stderr
+		summaryTo = c.App.ErrWriter
 	}
 	fmt.Fprintf(summaryTo, "replayed %s: %d frames, %d TCP, %d passed through, %d written\n",
 		c.String("pcap"), counts.Frames, counts.TCP, counts.Passed, counts.Written)

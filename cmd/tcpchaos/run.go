@@ -48,9 +48,9 @@ func runCommand() *cli.Command {
 				return usageError{fmt.Errorf("--duration: negative duration %s", c.Duration("duration"))}
 			}
 			for _, w := range config.Warnings(cfg) {
-				fmt.Fprintf(os.Stderr, "tcpchaos: warning: %s\n", w)
+				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %s\n", w)
 			}
-			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(os.Stderr))
+			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(c.App.ErrWriter))
 			if err != nil {
 				return err
 			}
@@ -65,7 +65,7 @@ func runCommand() *cli.Command {
 			if c.Bool("verbose") {
 				log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
-			runErr := live{cfg: cfg, sink: sink, log: log, netns: c.String("netns"), status: os.Stderr, summary: os.Stdout}.run(ctx)
+			runErr := live{cfg: cfg, sink: sink, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer}.run(ctx)
 			return errors.Join(runErr, closeEvents())
 		},
 	}
