@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// port is the server port the configs intercept.
+const port = 8080
+
+// scenario is one test's topology with tcpchaos running on the router and
+// tcpdump on both router interfaces. For a packet from the client,
+// toClient is upstream of the fault and toServer downstream; for a packet
+// from the server it is the other way round.
+type scenario struct {
+	t                  *testing.T
+	tp                 *netnstest.Topology
+	client, server     netip.Addr
+	serverAP           netip.AddrPort
+	toClient, toServer *netnstest.Capture
+	chaos              *tcpchaos
+}
+
+// families runs fn as parallel subtests "v4" and "v6".
+func families(t *testing.T, fn func(t *testing.T, v6 bool)) {
+	for _, v6 := range []bool{false, true} {
+		name := "v4"
+		if v6 {
+			name = "v6"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, v6)
+		})
+	}
+}
+
+// newScenario builds a topology, starts the captures (filter "tcp port
+// 8080") and then tcpchaos on the router with configs/<config>.
+func newScenario(t *testing.T, config string, v6 bool) *scenario {
+	t.Helper()
+	tp := netnstest.NewTopology(t)
+	s := &scenario{t: t, tp: tp, client: tp.Client4, server: tp.Server4}
+	if v6 {
+		s.client, s.server = tp.Client6, tp.Server6
+	}
+	s.serverAP = netip.AddrPortFrom(s.server, port)
+	filter := fmt.Sprintf("tcp port %d", port)
+	s.toClient = tp.Router.Capture(t, tp.RouterClientIf, filter)
+	s.toServer = tp.Router.Capture(t, tp.RouterServerIf, filter)
+	s.chaos = startTcpchaos(t, tp.Router, configPath(config))
+	return s
+}
+
+// finish stops the captures, then tcpchaos (checking a clean exit), and
+// returns both sides' packets and the events. Call it once every packet
+// the test waits for has crossed the router.
+func (s *scenario) finish() (toClient, toServer []netnstest.Packet, evs []events.Event) {
+	s.t.Helper()
+	toClient, toServer = s.toClient.Stop(), s.toServer.Stop()
+	evs = s.chaos.stop()
+	s.t.Logf("to-client:\n%s\nto-server:\n%s\nevents:\n%s", dump(toClient), dump(toServer), dumpEvents(evs))
+	return toClient, toServer, evs
+}
+
+// listen opens the scenario's server socket and serves every connection
+// with handle on a goroutine of its own; the handlers' errors fail the
+// test. The test's cleanup closes the listener and waits for them.
+func (s *scenario) listen(handle func(net.Conn) error) {
+	serve(s.t, s.tp.Server.Listen(s.t, "tcp", s.serverAP.String()), handle)
+}
+
+func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) {
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+					t.Errorf("server: set deadline: %v", err)
+					return
+				}
+				if err := handle(c); err != nil {
+					t.Errorf("server: %v", err)
+				}
+			})
+		}
+	})
+}
+
+// dial connects from the client namespace to the scenario's server and
+// returns the connection and how long connect() took.
+func (s *scenario) dial() (net.Conn, time.Duration) {
+	s.t.Helper()
+	start := time.Now()
+	c, err := s.tp.Client.Dial("tcp", s.serverAP.String(), ioTimeout)
+	took := time.Since(start)
+	if err != nil {
+		s.t.Fatalf("dial %s after %v: %v", s.serverAP, took, err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		s.t.Fatalf("set deadline: %v", err)
+	}
+	return c, took
+}
+
+// pingPong answers one "ping\n" with "pong\n"; then it reads to EOF (the
+// client's close) and closes after linger, as a passive closer.
+func pingPong(linger time.Duration) func(net.Conn) error {
+	return func(c net.Conn) error {
+		r := bufio.NewReader(c)
+		if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+			return fmt.Errorf("read request: %q, %v", line, err)
+		}
+		if _, err := io.WriteString(c, "pong\n"); err != nil {
+			return fmt.Errorf("write response: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("read to EOF: %w", err)
+		}
+		time.Sleep(linger)
+		return nil
+	}
+}
+
+// request sends "ping\n" on c and expects "pong\n" back.
+func request(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "pong\n" {
+		t.Fatalf("read response: %q, %v", line, err)
+	}
+}
+
+// waitState polls ss in ns until a socket on the scenario's port is in
+// state, and reports whether one was seen before timeout.
+func waitState(t *testing.T, ns *netnstest.NS, state statetrack.State, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if ns.SocketStates(t, port)[state] > 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// faults returns the events in which a rule acted.
+func faults(evs []events.Event) []events.Event {
+	var out []events.Event
+	for _, e := range evs {
+		if e.Action != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// packetEvents returns the packet events of one kind from one sender.
+func packetEvents(evs []events.Event, kind, from string) []events.Event {
+	var out []events.Event
+	for _, e := range evs {
+		if e.Kind == kind && e.From == from {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// wantFault checks that exactly one rule acted, named rule, on the nth
+// packet of kind from the sender, with action.
+func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string, nth uint32) events.Event {
+	t.Helper()
+	f := faults(evs)
+	if len(f) != 1 {
+		t.Fatalf("%d fault events, want 1:\n%s", len(f), dumpEvents(evs))
+	}
+	e := f[0]
+	if e.Rule != rule || e.Action != action || e.Kind != kind || e.From != from || e.Nth != nth {
+		t.Errorf("fault = rule %s %s %s from %s nth %d, want rule %s %s %s from %s nth %d",
+			e.Rule, e.Action, e.Kind, e.From, e.Nth, rule, action, kind, from, nth)
+	}
+	return e
+}
