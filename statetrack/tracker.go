@@ -103,8 +103,12 @@ func (t *Tracker) Stats() Stats { return t.stats }
 //     unknown tuple creates nothing: the Observation has ConnID 0, Nth 0,
 //     both states CLOSED, and From decided by the server ports.
 //
-// Observe also removes a few expired connections in passing, and removes
-// the packet's own connection first if it has expired by now.
+// Midstream is reported on every packet of a connection picked up
+// mid-stream, NewConn and NewIncarnation only on the packet that created
+// the entry. Observe also removes a few expired connections in passing,
+// and the packet's own connection first if it has expired by now; their
+// OnGone calls (and that of a replaced incarnation) come before Observe
+// returns. OnGone must not call back into the tracker.
 func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 	ns := now.UnixNano()
 	t.reap(ns, reapPerObserve)
