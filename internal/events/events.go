@@ -56,9 +56,9 @@ type Event struct {
 	// Reason says why a "state" event happened: released, duplicate,
 	// time-wait-expired, idle-expired, evicted, replaced.
 	Reason string `json:"reason,omitempty"`
-	// Midstream marks the first packet of a connection picked up after its
-	// handshake; NewIncarnation a SYN that replaced a connection on the
-	// same tuple.
+	// Midstream marks the packets of a connection picked up after its
+	// handshake (its history before is inferred); NewIncarnation a SYN that
+	// replaced a connection on the same tuple.
 	Midstream      bool `json:"midstream,omitempty"`
 	NewIncarnation bool `json:"new_incarnation,omitempty"`
 }
