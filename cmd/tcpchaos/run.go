@@ -78,6 +78,7 @@ type live struct {
 	log             *slog.Logger
 	netns           string    // run inside this namespace ("" = current)
 	status, summary io.Writer // progress lines; the final summary
+	ready           func()    // called once the interception is installed (nil: nothing)
 }
 
 // run binds the queues first (so a queue-number conflict installs nothing),
@@ -124,6 +125,9 @@ func (l live) run(ctx context.Context) error {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
 	fmt.Fprintf(l.status, " with %d rules; Ctrl-C to stop\n", set.Len())
+	if l.ready != nil {
+		l.ready()
+	}
 
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
