@@ -123,22 +123,24 @@ func (s *scenario) dial() (net.Conn, time.Duration) {
 	return c, took
 }
 
-// pingPong answers one "ping\n" with "pong\n"; then it reads to EOF (the
-// client's close) and closes after linger, as a passive closer.
+// pingPong answers each "ping\n" with "pong\n" until EOF (the client's
+// close), then waits linger and closes: a passive closer.
 func pingPong(linger time.Duration) func(net.Conn) error {
 	return func(c net.Conn) error {
 		r := bufio.NewReader(c)
-		if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
-			return fmt.Errorf("read request: %q, %v", line, err)
+		for {
+			line, err := r.ReadString('\n')
+			if err == io.EOF && line == "" {
+				time.Sleep(linger)
+				return nil
+			}
+			if err != nil || line != "ping\n" {
+				return fmt.Errorf("read request: %q, %v", line, err)
+			}
+			if _, err := io.WriteString(c, "pong\n"); err != nil {
+				return fmt.Errorf("write response: %w", err)
+			}
 		}
-		if _, err := io.WriteString(c, "pong\n"); err != nil {
-			return fmt.Errorf("write response: %w", err)
-		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return fmt.Errorf("read to EOF: %w", err)
-		}
-		time.Sleep(linger)
-		return nil
 	}
 }
 
@@ -191,18 +193,55 @@ func packetEvents(evs []events.Event, kind, from string) []events.Event {
 	return out
 }
 
-// wantFault checks that exactly one rule acted, named rule, on the nth
-// packet of kind from the sender, with action.
-func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string, nth uint32) events.Event {
+// wantFaults checks that a rule acted n times, each time named rule, with
+// action, on the nth packet of kind from the sender ("" for either), and
+// returns those events.
+func wantFaults(t *testing.T, evs []events.Event, n int, rule, action, kind, from string, nth uint32) []events.Event {
 	t.Helper()
 	f := faults(evs)
-	if len(f) != 1 {
-		t.Fatalf("%d fault events, want 1:\n%s", len(f), dumpEvents(evs))
+	if len(f) != n {
+		t.Fatalf("%d fault events, want %d:\n%s", len(f), n, dumpEvents(evs))
 	}
-	e := f[0]
-	if e.Rule != rule || e.Action != action || e.Kind != kind || e.From != from || e.Nth != nth {
-		t.Errorf("fault = rule %s %s %s from %s nth %d, want rule %s %s %s from %s nth %d",
-			e.Rule, e.Action, e.Kind, e.From, e.Nth, rule, action, kind, from, nth)
+	for _, e := range f {
+		if e.Rule != rule || e.Action != action || e.Kind != kind || (from != "" && e.From != from) || e.Nth != nth {
+			t.Errorf("fault = rule %s %s %s from %s nth %d, want rule %s %s %s from %s nth %d",
+				e.Rule, e.Action, e.Kind, e.From, e.Nth, rule, action, kind, from, nth)
+		}
 	}
-	return e
+	return f
+}
+
+// wantFault is wantFaults for a single fault.
+func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string, nth uint32) events.Event {
+	t.Helper()
+	return wantFaults(t, evs, 1, rule, action, kind, from, nth)[0]
+}
+
+// waitFor waits until cond holds for c's packets, failing the test with
+// what was captured when it does not.
+func waitFor(t *testing.T, c *netnstest.Capture, what string, cond func([]netnstest.Packet) bool) {
+	t.Helper()
+	if !c.WaitFor(ioTimeout, cond) {
+		t.Fatalf("timed out waiting for %s; captured:\n%s", what, dump(c.Packets()))
+	}
+}
+
+// waitClosed waits until the close of the connection crossed the router:
+// a FIN from each side and, after them, the last ACK, on both interfaces.
+func (s *scenario) waitClosed() {
+	s.t.Helper()
+	closed := func(pkts []netnstest.Packet) bool {
+		fc, fs := pick(pkts, from(s.client), isFin), pick(pkts, from(s.server), isFin)
+		if len(fc) == 0 || len(fs) == 0 {
+			return false
+		}
+		last := fc[0]
+		if fs[0].Time.After(last.Time) {
+			last = fs[0]
+		}
+		acked := uint32(last.Seq) + last.Len + 1
+		return count(pkts, from(last.Dst.Addr()), isPureAck, ackOf(acked)) > 0
+	}
+	waitFor(s.t, s.toClient, "the close on the client side", closed)
+	waitFor(s.t, s.toServer, "the close on the server side", closed)
 }

@@ -1,8 +1,17 @@
 package e2e
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // TestLostFirstSyn: configs/lost-first-syn.yaml. The client's SYN crosses
@@ -20,21 +29,452 @@ func TestLostFirstSyn(t *testing.T) {
 		if !s.toServer.WaitFor(ioTimeout, atLeast(1, from(s.server), isFin)) {
 			t.Errorf("no FIN from the server")
 		}
-		up, down, evs := s.finish()
+		atClient, atServer, evs := s.finish()
 
 		within(t, "connect()", took, 900*time.Millisecond, 3*time.Second)
-		gaps := sameSegment(t, "client SYNs upstream", pick(up, from(s.client), isSyn), 2, up)
+		gaps := sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 2, atClient)
 		if len(gaps) == 1 {
 			within(t, "SYN retransmission gap", gaps[0], 900*time.Millisecond, 3*time.Second)
 		}
-		sameSegment(t, "client SYNs downstream", pick(down, from(s.client), isSyn), 1, down)
+		sameSegment(t, "client SYNs downstream", pick(atServer, from(s.client), isSyn), 1, atServer)
 
 		f := wantFault(t, evs, "lose-first-syn", "drop", "syn", "client", 1)
-		if syns := pick(up, from(s.client), isSyn); len(syns) > 0 && f.Seq != uint32(syns[0].Seq) {
+		if syns := pick(atClient, from(s.client), isSyn); len(syns) > 0 && f.Seq != uint32(syns[0].Seq) {
 			t.Errorf("dropped syn seq %d, want %d", f.Seq, uint32(syns[0].Seq))
 		}
 		if e := packetEvents(evs, "syn", "client"); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
 			t.Errorf("want syn nth 1 dropped then nth 2 passed, got:\n%s", dumpEvents(e))
+		}
+	})
+}
+
+// TestSlowSynAck: configs/slow-syn-ack.yaml. Each SYN-ACK crosses the
+// server side at once and the client side 300 ms (±20 ms) later, so
+// connect() takes at least that long; while the second connection's
+// SYN-ACK is held, the first connection's request and response overtake
+// it (no head-of-line blocking). The events show both SYN-ACKs delayed by
+// the rule and their release.
+func TestSlowSynAck(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, "slow-syn-ack.yaml", false)
+	s.listen(pingPong(0))
+	c1, took := s.dial()
+	within(t, "connect()", took, 270*time.Millisecond, time.Second)
+
+	dialed := make(chan time.Duration, 1)
+	go func() {
+		c2, took := s.dial()
+		request(t, c2)
+		c2.Close()
+		dialed <- took
+	}()
+	waitFor(t, s.toServer, "the second SYN-ACK", atLeast(2, from(s.server), isSynAck))
+	request(t, c1)
+	c1.Close()
+	within(t, "second connect()", <-dialed, 270*time.Millisecond, time.Second)
+	waitFor(t, s.toClient, "both closes", atLeast(2, from(s.server), isFin))
+	atClient, atServer, evs := s.finish()
+
+	// Server to client: the server side is upstream of the hold.
+	held, released := pick(atServer, from(s.server), isSynAck), pick(atClient, from(s.server), isSynAck)
+	if len(held) != 2 || len(released) != 2 {
+		t.Fatalf("SYN-ACKs: %d on the server side, %d on the client side, want 2 and 2", len(held), len(released))
+	}
+	for i := range held {
+		if held[i].Seq != released[i].Seq {
+			t.Errorf("SYN-ACK %d: seq %d on the server side, %d on the client side", i+1, uint32(held[i].Seq), uint32(released[i].Seq))
+		}
+		within(t, fmt.Sprintf("SYN-ACK %d hold", i+1), released[i].Time.Sub(held[i].Time), 270*time.Millisecond, time.Second)
+	}
+	// The first connection's response crosses the router while the second
+	// SYN-ACK is held: after it on the server side, before it on the
+	// client side.
+	firstConn := func(p netnstest.Packet) bool { return p.Len > 0 && p.Dst == released[0].Dst }
+	pongIn, pongOut := pick(atServer, from(s.server), firstConn), pick(atClient, from(s.server), firstConn)
+	if len(pongIn) != 1 || len(pongOut) != 1 {
+		t.Fatalf("first connection's response: %d packets on the server side, %d on the client side, want 1 and 1", len(pongIn), len(pongOut))
+	}
+	if !pongIn[0].Time.After(held[1].Time) || !pongOut[0].Time.Before(released[1].Time) {
+		t.Errorf("the first connection's response (server side %s, client side %s) did not overtake the held SYN-ACK of the second (%s, %s)",
+			pongIn[0].Time.Format(stamp), pongOut[0].Time.Format(stamp), held[1].Time.Format(stamp), released[1].Time.Format(stamp))
+	}
+
+	for _, f := range wantFaults(t, evs, 2, "slow-syn-ack", "delay", "syn-ack", "server", 1) {
+		if d, err := time.ParseDuration(f.Delay); err != nil || d < 280*time.Millisecond || d > 320*time.Millisecond {
+			t.Errorf("delay %q, want 300ms ± 20ms", f.Delay)
+		}
+	}
+	if n := countReason(evs, "released"); n != 2 {
+		t.Errorf("%d state events for a released packet, want 2", n)
+	}
+}
+
+// countReason counts the state events with reason.
+func countReason(evs []events.Event, reason string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == events.StateKind && e.Reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLostThirdAck: configs/lost-third-ack.yaml, with a server that speaks
+// first. The client's handshake ACK crosses the client side twice and the
+// server side once; the server sends its SYN-ACK twice about 1 s apart and
+// ss shows its socket in SYN-RECV meanwhile; the greeting reaches the
+// client about 1 s after connect() returned. Events: handshake-ack nth 1
+// dropped, nth 2 passed.
+func TestLostThirdAck(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, "lost-third-ack.yaml", false)
+	s.listen(func(c net.Conn) error {
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			return fmt.Errorf("write greeting: %w", err)
+		}
+		_, err := io.Copy(io.Discard, c)
+		return err
+	})
+	c, _ := s.dial()
+	start := time.Now()
+	if !waitState(t, s.tp.Server, statetrack.SynRcvd, 900*time.Millisecond) {
+		t.Errorf("ss never showed the server socket in SYN-RECV:\n%s", s.tp.Server.SS(t))
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello\n" {
+		t.Fatalf("read greeting: %q, %v", line, err)
+	}
+	within(t, "greeting delay", time.Since(start), 800*time.Millisecond, 3*time.Second)
+	c.Close()
+	s.waitClosed()
+	atClient, atServer, evs := s.finish()
+
+	for _, side := range []struct {
+		name string
+		pkts []netnstest.Packet
+	}{{"client side", atClient}, {"server side", atServer}} {
+		gaps := sameSegment(t, "SYN-ACKs on the "+side.name, pick(side.pkts, from(s.server), isSynAck), 2, side.pkts)
+		if len(gaps) == 1 {
+			within(t, "SYN-ACK retransmission gap", gaps[0], 900*time.Millisecond, 3*time.Second)
+		}
+	}
+	synAck := pick(atClient, from(s.server), isSynAck)
+	if len(synAck) > 0 {
+		handshakeAck := []pred{from(s.client), isPureAck, ackOf(uint32(synAck[0].Seq) + 1)}
+		// Before the client's data or FIN: only ACKs of the SYN-ACK.
+		if n := count(atClient, handshakeAck...); n < 2 {
+			t.Errorf("client side: %d ACKs of the SYN-ACK from the client, want at least 2", n)
+		}
+		if n := count(atServer, handshakeAck...); n != count(atClient, handshakeAck...)-1 {
+			t.Errorf("server side: %d ACKs of the SYN-ACK, want one less than the client side's %d", n, count(atClient, handshakeAck...))
+		}
+	}
+	wantFault(t, evs, "lose-third-ack", "drop", "handshake-ack", "client", 1)
+	if e := packetEvents(evs, "handshake-ack", "client"); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+		t.Errorf("want handshake-ack nth 1 dropped then nth 2 passed, got:\n%s", dumpEvents(e))
+	}
+}
+
+// TestLostFin: configs/lost-fin.yaml, the client closing first. The
+// client's FIN crosses the client side twice (same sequence number, the
+// retransmission after the RTO) and the server side once. Events: fin
+// closer active nth 1 dropped, nth 2 passed.
+func TestLostFin(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, "lost-fin.yaml", false)
+	s.listen(pingPong(0))
+	c, _ := s.dial()
+	request(t, c)
+	c.Close()
+	s.waitClosed()
+	atClient, atServer, evs := s.finish()
+
+	gaps := sameSegment(t, "client FINs upstream", pick(atClient, from(s.client), isFin), 2, atClient)
+	if len(gaps) == 1 {
+		within(t, "FIN retransmission gap", gaps[0], 150*time.Millisecond, 3*time.Second)
+	}
+	sameSegment(t, "client FINs downstream", pick(atServer, from(s.client), isFin), 1, atServer)
+	f := wantFault(t, evs, "lose-active-fin", "drop", "fin", "client", 1)
+	if f.Closer != "active" {
+		t.Errorf("dropped fin closer %q, want active", f.Closer)
+	}
+	if e := packetEvents(evs, "fin", "client"); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+		t.Errorf("want fin nth 1 dropped then nth 2 passed, got:\n%s", dumpEvents(e))
+	}
+}
+
+// TestLostFinalAck: configs/lost-final-ack.yaml, the client closing
+// first. The server sits in LAST-ACK (ss) and sends its FIN twice, about
+// 200 ms apart, on both sides; the client's final ACK crosses the client
+// side twice (the second answers the retransmitted FIN from TIME_WAIT) and
+// the server side once. Events: final-ack nth 1 dropped, nth 2 passed.
+func TestLostFinalAck(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, "lost-final-ack.yaml", false)
+	s.listen(pingPong(0))
+	c, _ := s.dial()
+	request(t, c)
+	c.Close()
+	if !waitState(t, s.tp.Server, statetrack.LastAck, time.Second) {
+		t.Errorf("ss never showed the server socket in LAST-ACK:\n%s", s.tp.Server.SS(t))
+	}
+	s.waitClosed()
+	waitFor(t, s.toServer, "the second final ACK", atLeast(2, from(s.server), isFin))
+	atClient, atServer, evs := s.finish()
+
+	for _, side := range []struct {
+		name string
+		pkts []netnstest.Packet
+	}{{"client side", atClient}, {"server side", atServer}} {
+		gaps := sameSegment(t, "server FINs on the "+side.name, pick(side.pkts, from(s.server), isFin), 2, side.pkts)
+		if len(gaps) == 1 {
+			within(t, "FIN retransmission gap", gaps[0], 150*time.Millisecond, 3*time.Second)
+		}
+	}
+	if fins := pick(atServer, from(s.server), isFin); len(fins) > 0 {
+		finalAck := []pred{from(s.client), isPureAck, ackOf(uint32(fins[0].Seq) + 1)}
+		if n := count(atClient, finalAck...); n != 2 {
+			t.Errorf("client side: %d final ACKs, want 2", n)
+		}
+		if n := count(atServer, finalAck...); n != 1 {
+			t.Errorf("server side: %d final ACKs, want 1", n)
+		}
+	}
+	wantFault(t, evs, "lose-final-ack-once", "drop", "final-ack", "client", 1)
+	if e := packetEvents(evs, "final-ack", "client"); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+		t.Errorf("want final-ack nth 1 dropped then nth 2 passed, got:\n%s", dumpEvents(e))
+	}
+}
+
+// TestLostPassiveFin: configs/lost-passive-fin.yaml, the client closing
+// first. The server's FIN (CLOSE_WAIT -> LAST_ACK) crosses the server side
+// twice and the client side once, and ss shows the server in LAST-ACK
+// meanwhile. Events: fin closer passive nth 1 dropped, nth 2 passed.
+//
+// What the client does meanwhile depends on when the server closes. A
+// server closing at once sends its FIN with the ACK of the client's FIN
+// (Linux delays that ACK in CLOSE_WAIT, expecting the close), so losing
+// the FIN loses that ACK too: the client stays in FIN-WAIT-1 and
+// retransmits its own FIN. A server closing later than the delayed ACK
+// has acknowledged the client's FIN alone: the client waits in FIN-WAIT-2.
+func TestLostPassiveFin(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		linger      time.Duration
+		clientState statetrack.State
+		clientFins  int // on each side
+	}{
+		{"close-at-eof", 0, statetrack.FinWait1, 2},
+		{"close-later", 500 * time.Millisecond, statetrack.FinWait2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newScenario(t, "lost-passive-fin.yaml", false)
+			s.listen(pingPong(tc.linger))
+			c, _ := s.dial()
+			request(t, c)
+			c.Close()
+			if !waitState(t, s.tp.Server, statetrack.LastAck, tc.linger+time.Second) {
+				t.Errorf("ss never showed the server socket in LAST-ACK:\n%s", s.tp.Server.SS(t))
+			}
+			// Still there once the server is in LAST-ACK.
+			if got := s.tp.Client.SocketStates(t, port); got[tc.clientState] != 1 {
+				t.Errorf("client sockets %v, want one in %s", got, tc.clientState)
+			}
+			s.waitClosed()
+			atClient, atServer, evs := s.finish()
+
+			gaps := sameSegment(t, "server FINs upstream", pick(atServer, from(s.server), isFin), 2, atServer)
+			if len(gaps) == 1 {
+				within(t, "FIN retransmission gap", gaps[0], 150*time.Millisecond, 3*time.Second)
+			}
+			sameSegment(t, "server FINs downstream", pick(atClient, from(s.server), isFin), 1, atClient)
+			sameSegment(t, "client FINs on the client side", pick(atClient, from(s.client), isFin), tc.clientFins, atClient)
+			sameSegment(t, "client FINs on the server side", pick(atServer, from(s.client), isFin), tc.clientFins, atServer)
+			f := wantFault(t, evs, "lose-passive-fin", "drop", "fin", "server", 1)
+			if f.Closer != "passive" {
+				t.Errorf("dropped fin closer %q, want passive", f.Closer)
+			}
+			if e := packetEvents(evs, "fin", "server"); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+				t.Errorf("want fin nth 1 dropped then nth 2 passed, got:\n%s", dumpEvents(e))
+			}
+		})
+	}
+}
+
+// TestDuplicatedFin: configs/duplicated-fin.yaml, the client closing
+// first, in IPv4 and IPv6. Each FIN crosses the router once upstream and
+// twice downstream, the copy about 200 ms after the original with the
+// same sequence number and a valid checksum. The copy of the server's FIN
+// reaches the client in TIME_WAIT, which sends its final ACK again. The
+// server, closed by then, answers that ACK with an RST, which ends the
+// client's TIME_WAIT early (net.ipv4.tcp_rfc1337 = 0, the default).
+//
+// The copy of the client's FIN meets either a server still in CLOSE_WAIT
+// (close-later), which treats it as a duplicate and ACKs it again, or a
+// server already closed (close-at-eof), whose RST the client in TIME_WAIT
+// ignores (its sequence number is one short of the window).
+func TestDuplicatedFin(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		for _, tc := range []struct {
+			name   string
+			linger time.Duration
+		}{
+			{"close-at-eof", 0},
+			{"close-later", 500 * time.Millisecond},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				s := newScenario(t, "duplicated-fin.yaml", v6)
+				s.listen(pingPong(tc.linger))
+				c, _ := s.dial()
+				request(t, c)
+				c.Close()
+				waitFor(t, s.toServer, "the copy of the client's FIN", atLeast(2, from(s.client), isFin))
+				waitFor(t, s.toClient, "the copy of the server's FIN", atLeast(2, from(s.server), isFin))
+				// The client's second final ACK and the server's RST to it.
+				waitFor(t, s.toClient, "the RST to the second final ACK", atLeast(1, from(s.server), isRst,
+					func(p netnstest.Packet) bool { return uint32(p.Seq) == finSeq(s.toClient.Packets(), s.server)+1 }))
+				if got := s.tp.Client.SocketStates(t, port)[statetrack.TimeWait]; got != 0 {
+					t.Errorf("client has %d sockets in TIME-WAIT after the RST, want 0 (tcp_rfc1337=0)\n%s", got, s.tp.Client.SS(t))
+				}
+				atClient, atServer, evs := s.finish()
+
+				for _, dir := range []struct {
+					name           string
+					sender         netip.Addr
+					upstream, copy *netnstest.Capture
+					up, down       []netnstest.Packet
+				}{
+					{"client FIN", s.client, s.toClient, s.toServer, atClient, atServer},
+					{"server FIN", s.server, s.toServer, s.toClient, atServer, atClient},
+				} {
+					sameSegment(t, dir.name+" upstream", pick(dir.up, from(dir.sender), isFin), 1, dir.up)
+					gaps := sameSegment(t, dir.name+" downstream", pick(dir.down, from(dir.sender), isFin), 2, dir.down)
+					if len(gaps) == 1 {
+						within(t, dir.name+" copy delay", gaps[0], 180*time.Millisecond, time.Second)
+					}
+					checkCopyChecksum(t, dir.copy, dir.down, from(dir.sender), isFin)
+				}
+				fin := finSeq(atServer, s.client)
+				ackOfFin := count(atServer, from(s.server), isPureAck, ackOf(fin+1))
+				rstToFin := count(atServer, from(s.server), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == finSeq(atServer, s.server) })
+				if tc.linger > 0 && (ackOfFin != 2 || rstToFin != 0) {
+					t.Errorf("server in CLOSE_WAIT: %d ACKs of the client's FIN and %d RSTs, want 2 and 0", ackOfFin, rstToFin)
+				}
+				if tc.linger == 0 && (ackOfFin != 0 || rstToFin != 1) {
+					t.Errorf("server closed: %d pure ACKs of the client's FIN and %d RSTs to its copy, want 0 and 1", ackOfFin, rstToFin)
+				}
+				finalAck := []pred{from(s.client), isPureAck, ackOf(finSeq(atClient, s.server) + 1)}
+				if n := count(atClient, finalAck...); n != 2 {
+					t.Errorf("client side: %d final ACKs, want 2 (one per copy of the server's FIN)", n)
+				}
+
+				for _, f := range wantFaults(t, evs, 2, "dup-fin", "duplicate", "fin", "", 1) {
+					if f.After != "200ms" || f.Copies != 1 {
+						t.Errorf("duplicate %d copies after %s, want 1 after 200ms", f.Copies, f.After)
+					}
+				}
+			})
+		}
+	})
+}
+
+// finSeq is the sequence number of sender's first FIN in pkts (0 if none).
+func finSeq(pkts []netnstest.Packet, sender netip.Addr) uint32 {
+	if fins := pick(pkts, from(sender), isFin); len(fins) > 0 {
+		return uint32(fins[0].Seq)
+	}
+	return 0
+}
+
+// checkCopyChecksum verifies, from the raw capture, the TCP checksum of
+// every packet after the first that matches preds: the copies tcpchaos
+// injected. (The originals may carry a partial checksum left for the
+// veth's offload and are not checked.)
+func checkCopyChecksum(t *testing.T, c *netnstest.Capture, pkts []netnstest.Packet, preds ...pred) {
+	t.Helper()
+	frames, lt := rawTCP(t, c)
+	if len(frames) != len(pkts) {
+		t.Fatalf("raw capture has %d TCP frames, the decoded one %d", len(frames), len(pkts))
+	}
+	seen := 0
+	for i, p := range pkts {
+		if len(pick([]netnstest.Packet{p}, preds...)) == 0 {
+			continue
+		}
+		if seen++; seen == 1 {
+			continue
+		}
+		if err := tcpChecksumOK(frames[i], lt); err != nil {
+			t.Errorf("copy %v: %v", p, err)
+		}
+	}
+	if seen < 2 {
+		t.Errorf("no copy to check the checksum of")
+	}
+}
+
+// TestStaleDuplicateSyn: configs/stale-duplicate-syn.yaml, in IPv4 and
+// IPv6, the connection still open when the copy arrives. The client's SYN
+// crosses the client side once and the server side twice, the copy 3 s
+// later with the same sequence number and a valid checksum (gopacket
+// recomputes it; the server counts no checksum error). The server answers
+// it with a challenge ACK (TcpExtTCPSYNChallenge) carrying the
+// connection's current numbers, which the client takes for a duplicate
+// ACK: no RST anywhere, and the connection still works.
+func TestStaleDuplicateSyn(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		s := newScenario(t, "stale-duplicate-syn.yaml", v6)
+		s.listen(pingPong(0))
+		before := s.tp.Server.Nstat(t)
+		c, _ := s.dial()
+		request(t, c)
+		waitFor(t, s.toServer, "the copy of the SYN", atLeast(2, from(s.client), isSyn))
+		waitFor(t, s.toServer, "the server's answer to the copy", func(pkts []netnstest.Packet) bool {
+			syns := pick(pkts, from(s.client), isSyn)
+			return count(pkts, from(s.server), isPureAck, func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) }) > 0
+		})
+		request(t, c)
+		c.Close()
+		s.waitClosed()
+		after := s.tp.Server.Nstat(t)
+		atClient, atServer, evs := s.finish()
+
+		sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 1, atClient)
+		syns := pick(atServer, from(s.client), isSyn)
+		gaps := sameSegment(t, "client SYNs downstream", syns, 2, atServer)
+		if len(gaps) == 1 {
+			within(t, "copy delay", gaps[0], 2900*time.Millisecond, 6*time.Second)
+		}
+		checkCopyChecksum(t, s.toServer, atServer, from(s.client), isSyn)
+		if len(syns) == 2 {
+			// The challenge ACK acknowledges what the client sent so far:
+			// its SYN and one request.
+			challenge := pick(atServer, from(s.server), isPureAck, ackOf(uint32(syns[0].Seq)+1+5),
+				func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) })
+			if len(challenge) == 0 {
+				t.Errorf("no challenge ACK from the server after the copy")
+			}
+		}
+		if n := count(atClient, isRst) + count(atServer, isRst); n != 0 {
+			t.Errorf("%d RSTs on the wire, want none", n)
+		}
+		if d := after["TcpExtTCPSYNChallenge"] - before["TcpExtTCPSYNChallenge"]; d != 1 {
+			t.Errorf("server TcpExtTCPSYNChallenge moved by %d, want 1", d)
+		}
+		if d := after["TcpExtTCPChallengeACK"] - before["TcpExtTCPChallengeACK"]; d != 1 {
+			t.Errorf("server TcpExtTCPChallengeACK moved by %d, want 1", d)
+		}
+		if d := after["TcpInCsumErrors"] - before["TcpInCsumErrors"]; d != 0 {
+			t.Errorf("server TcpInCsumErrors moved by %d, want 0", d)
+		}
+		f := wantFault(t, evs, "stale-syn", "duplicate", "syn", "client", 1)
+		if f.After != "3s" || f.Copies != 1 {
+			t.Errorf("duplicate %d copies after %s, want 1 after 3s", f.Copies, f.After)
 		}
 	})
 }

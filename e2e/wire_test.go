@@ -178,3 +178,6 @@ func fold(sum uint32) uint16 {
 	}
 	return uint16(sum)
 }
+
+// stamp formats packet times in failure messages.
+const stamp = "15:04:05.000000"
