@@ -1,8 +1,16 @@
 # The test command of README.md. Namespace tests need root; elsewhere they skip.
-.PHONY: test build lint fuzz
+.PHONY: test build lint fuzz demo
 
 build:
 	go build -o bin/tcpchaos ./cmd/tcpchaos
+
+# The built-in scenario in throwaway namespaces (needs root). On a fresh
+# machine it installs ip and iptables first.
+demo: build
+	@if ! command -v iptables >/dev/null || ! command -v ip >/dev/null; then \
+	  apt-get update && apt-get install -y iptables iproute2; \
+	fi
+	bin/tcpchaos demo
 
 test:
 	go test -race -count=1 ./...

@@ -44,6 +44,9 @@ const (
 	// demoTimeout bounds the whole demo: setup, traffic and the wait for
 	// the scenario to play out (it takes about 1.3 s).
 	demoTimeout = 20 * time.Second
+	// closeWait bounds the wait, once both sides have closed, for the
+	// server's FIN to be retransmitted (after about 200 ms) and re-ACKed.
+	closeWait = 5 * time.Second
 	// demoPort is the server's port, the one the scenario intercepts.
 	demoPort = 8080
 	// demoTools are the programs the demo runs (iproute2 and iptables).
@@ -180,6 +183,9 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Sink) (evs []event
 	for _, p := range paragraphs {
 		writeWrapped(out, p, "  • ", 78)
 	}
+	if storyErr != nil {
+		writeWrapped(out, storyErr.Error(), "  – ", 78)
+	}
 	fmt.Fprintln(out, "\nthe router's tcpchaos, as `tcpchaos run` reports at its end:")
 	fmt.Fprint(out, summary.String())
 	if playErr != nil {
@@ -205,8 +211,10 @@ func play(ctx context.Context, out io.Writer, tp *netlab.Topology, col *collecto
 	if err := errors.Join(clientErr, <-served); err != nil {
 		return err
 	}
-	if err := col.waitFor(ctx, func(evs []events.Event) bool { return findStory(evs).complete() }); err != nil {
-		return fmt.Errorf("wait for the client's re-ACK from TIME_WAIT: %w", err)
+	wctx, cancel := context.WithTimeout(ctx, closeWait)
+	defer cancel()
+	if err := col.waitFor(wctx, func(evs []events.Event) bool { return findStory(evs).complete() }); err != nil {
+		return fmt.Errorf("wait %s for the client's re-ACK from TIME_WAIT: %w", closeWait, err)
 	}
 	ss, err := tp.Client.Run("ss", "-tanoH", "dport", "=", fmt.Sprint(demoPort))
 	if err != nil {

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+)
+
+// findEvent returns the first event of kind number nth sent by from.
+func findEvent(evs []events.Event, from, kind string, nth uint32) *events.Event {
+	for i := range evs {
+		if e := &evs[i]; e.From == from && e.Kind == kind && e.Nth == nth {
+			return e
+		}
+	}
+	return nil
+}
+
+// requireNothingLeft fails the test if a namespace of the demo or a
+// tcpchaos chain remains on the host.
+func requireNothingLeft(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), demoPrefix()) {
+		t.Errorf("namespaces of the demo remain:\n%s", out)
+	}
+	out, err = exec.Command("iptables-save", "-t", "mangle").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "TCPCHAOS") {
+		t.Errorf("tcpchaos chains remain in the host's mangle table:\n%s", out)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	var out strings.Builder
+	evs, err := runDemo(t.Context(), &out, nil)
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("runDemo: %v", err)
+	}
+
+	syn1, syn2 := findEvent(evs, "client", "syn", 1), findEvent(evs, "client", "syn", 2)
+	if syn1 == nil || syn1.Action != "drop" || syn1.Rule != "lose-first-syn" {
+		t.Errorf("client syn #1 = %+v, want dropped by lose-first-syn", syn1)
+	}
+	if syn2 == nil || syn2.Action != "" {
+		t.Errorf("client syn #2 = %+v, want accepted", syn2)
+	} else if syn1 != nil {
+		if d := syn2.Time.Sub(syn1.Time); d < 800*time.Millisecond || d > 3*time.Second {
+			t.Errorf("syn #2 came %v after syn #1, want 0.8 s to 3 s (the SYN retransmission timeout)", d)
+		}
+	}
+	if fa := findEvent(evs, "client", "final-ack", 1); fa == nil || fa.Action != "drop" || fa.Rule != "lose-final-ack-once" {
+		t.Errorf("client final-ack #1 = %+v, want dropped by lose-final-ack-once", fa)
+	}
+	if fin := findEvent(evs, "server", "fin", 2); fin == nil || fin.Action != "" {
+		t.Errorf("server fin #2 (the retransmission) = %+v, want seen and accepted", fin)
+	}
+	if fa := findEvent(evs, "client", "final-ack", 2); fa == nil || fa.Action != "" || fa.ClientState != "TIME_WAIT" {
+		t.Errorf("client final-ack #2 = %+v, want accepted, sent from TIME_WAIT", fa)
+	}
+	for _, want := range []string{"✗ dropped by lose-first-syn", "TIME-WAIT", "the client's kernel sent the SYN again", "removed the namespaces"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	requireNothingLeft(t)
+}
+
+// sinkFunc adapts a function to events.Sink.
+type sinkFunc func(*events.Event)
+
+func (f sinkFunc) Emit(e *events.Event) { f(e) }
+
+// TestDemoInterrupted cancels the demo while the client waits to retransmit
+// its SYN: the demo reports the interruption and leaves nothing behind.
+func TestDemoInterrupted(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	interrupt := sinkFunc(func(e *events.Event) {
+		if e.Kind == "syn" && e.Action == "drop" {
+			cancel()
+		}
+	})
+	var out strings.Builder
+	start := time.Now()
+	_, err := runDemo(ctx, &out, interrupt)
+	if err == nil || !strings.Contains(err.Error(), "demo interrupted") {
+		t.Errorf("runDemo interrupted = %v, want a \"demo interrupted\" error\n%s", err, out.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("interrupted demo took %v to return, want it prompt", d)
+	}
+	requireNothingLeft(t)
+}

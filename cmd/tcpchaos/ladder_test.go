@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+)
+
+// storyEvents is the demo's scenario as the router reports it, trimmed to
+// the packets the story is about. Client ISN 1000, server ISN 5000.
+func storyEvents() []events.Event {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(ms int, from, kind string, nth uint32, flags string, seq, ack uint32, cs, ss string) events.Event {
+		return events.Event{Time: at(ms), Conn: "198.18.1.2:40000->198.19.2.2:8080", ConnID: 1, From: from, Kind: kind,
+			Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
+	}
+	evs := []events.Event{
+		ev(0, "client", "syn", 1, "S", 1000, 0, "SYN_SENT", "LISTEN"),
+		ev(1020, "client", "syn", 2, "S", 1000, 0, "SYN_SENT", "SYN_RCVD"),
+		ev(1021, "server", "syn-ack", 1, "S.", 5000, 1001, "ESTABLISHED", "SYN_RCVD"),
+		ev(1030, "client", "fin", 1, "F.", 1001, 5001, "FIN_WAIT_1", "CLOSE_WAIT"),
+		ev(1031, "server", "fin", 1, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
+		ev(1032, "client", "final-ack", 1, ".", 1002, 5002, "TIME_WAIT", "LAST_ACK"),
+		ev(1240, "server", "fin", 2, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
+		ev(1241, "client", "final-ack", 2, ".", 1002, 5002, "TIME_WAIT", "CLOSED"),
+	}
+	evs[0].Action, evs[0].Rule = "drop", "lose-first-syn"
+	evs[1].Retransmission = true
+	evs[3].Closer, evs[4].Closer, evs[6].Closer = "active", "passive", "passive"
+	evs[5].Action, evs[5].Rule = "drop", "lose-final-ack-once"
+	return evs
+}
+
+func TestWriteLadder(t *testing.T) {
+	var b strings.Builder
+	writeLadder(&b, storyEvents())
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 2+8 {
+		t.Fatalf("ladder has %d lines, want a title, a header and 8 events:\n%s", len(lines), b.String())
+	}
+	for i, want := range map[int][]string{
+		2: {"+0.000", "SYN_SENT", "── syn #1 S ─", "─✗ LISTEN", "seq 0 ", "✗ dropped by lose-first-syn"},
+		3: {"+1.020", "─▶ SYN_RCVD", "retransmission"},
+		4: {"◀─", " syn-ack #1 S. ──", "seq 0 ack 1"}, // relative to the server's ISN, acking the client's
+		6: {"TIME_WAIT    ◀", "fin #1 F.", "seq 1 ack 2", "passive close"},
+		7: {"final-ack #1 . ─", "─✗ LAST_ACK", "seq 2 ack 2", "dropped by lose-final-ack-once"},
+		9: {"+1.241", "final-ack #2", "─▶ CLOSED"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("ladder line %d = %q, want it to contain %q", i, lines[i], w)
+			}
+		}
+	}
+	for i, l := range lines {
+		if l != strings.TrimRight(l, " ") {
+			t.Errorf("ladder line %d has trailing spaces: %q", i, l)
+		}
+	}
+	// The columns line up: every server state starts at the same place.
+	serverCol := 10 + stateWidth + 1 + arrowWidth + 1
+	for i, e := range storyEvents() {
+		r := []rune(lines[i+2])
+		if len(r) < serverCol || !strings.HasPrefix(string(r[serverCol:]), e.ServerState+" ") {
+			t.Errorf("ladder line %d = %q, want the server state %s at column %d", i+2, lines[i+2], e.ServerState, serverCol)
+		}
+	}
+}
+
+func TestStoryExplain(t *testing.T) {
+	paragraphs, err := findStory(storyEvents()).explain()
+	if err != nil {
+		t.Fatalf("explain of the full story: %v", err)
+	}
+	text := strings.Join(paragraphs, "\n")
+	for _, want := range []string{
+		"dropped by lose-first-syn", "with the same sequence number 1.02 s later",
+		"waited in LAST_ACK",
+		"dropped by lose-final-ack-once", "again 0.21 s later (2 FINs from the server in all)",
+		"The client, in TIME_WAIT", "final-ack #2", "the server went CLOSED",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("story lacks %q:\n%s", want, text)
+		}
+	}
+
+	evs := storyEvents()
+	evs[5].Action = "" // the final ACK got through: no retransmitted FIN, no re-ACK
+	evs = evs[:6]
+	s := findStory(evs)
+	if s.complete() {
+		t.Error("story without the re-ACK reported complete")
+	}
+	if _, err := s.explain(); err == nil || !strings.Contains(err.Error(), "final ACK dropped") || !strings.Contains(err.Error(), "re-ACK from TIME_WAIT") {
+		t.Errorf("explain of a story without the lost final ACK: error %v, want both missing steps named", err)
+	}
+}
+
+func TestCollectorWaitFor(t *testing.T) {
+	c := newCollector()
+	evs := storyEvents()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.waitFor(context.Background(), func(evs []events.Event) bool { return findStory(evs).complete() })
+	}()
+	for i := range evs {
+		c.Emit(&evs[i])
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("waitFor: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := newCollector().waitFor(ctx, func([]events.Event) bool { return false }); err != context.Canceled {
+		t.Errorf("waitFor on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestWriteWrapped(t *testing.T) {
+	var b strings.Builder
+	writeWrapped(&b, "one two three four five six", "  • ", 14)
+	want := "  • one two\n    three four\n    five six\n"
+	if b.String() != want {
+		t.Errorf("writeWrapped = %q, want %q", b.String(), want)
+	}
+}
