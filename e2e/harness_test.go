@@ -45,8 +45,8 @@ func families(t *testing.T, fn func(t *testing.T, v6 bool)) {
 	}
 }
 
-// newScenario builds a topology, starts the captures (filter "tcp port
-// 8080") and then tcpchaos on the router with configs/<config>.
+// newScenario builds a topology, starts the captures (every TCP packet)
+// and then tcpchaos on the router with configs/<config>.
 func newScenario(t *testing.T, config string, v6 bool) *scenario {
 	t.Helper()
 	tp := netnstest.NewTopology(t)
@@ -55,9 +55,8 @@ func newScenario(t *testing.T, config string, v6 bool) *scenario {
 		s.client, s.server = tp.Client6, tp.Server6
 	}
 	s.serverAP = netip.AddrPortFrom(s.server, port)
-	filter := fmt.Sprintf("tcp port %d", port)
-	s.toClient = tp.Router.Capture(t, tp.RouterClientIf, filter)
-	s.toServer = tp.Router.Capture(t, tp.RouterServerIf, filter)
+	s.toClient = tp.Router.Capture(t, tp.RouterClientIf, "tcp")
+	s.toServer = tp.Router.Capture(t, tp.RouterServerIf, "tcp")
 	s.chaos = startTcpchaos(t, tp.Router, configPath(config))
 	return s
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,6 +138,27 @@ func startTcpchaos(t *testing.T, ns *netnstest.NS, config string, extra ...strin
 		t.Fatalf("tcpchaos %s not intercepting after %v\nstderr:\n%s", strings.Join(args, " "), readyTimeout, tc.stderr.String())
 	}
 	return tc
+}
+
+// runTcpchaos runs tcpchaos with args to completion and returns its exit
+// code and output.
+func runTcpchaos(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), stopTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tcpchaosBin, args...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("tcpchaos %s: %v\nstderr:\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return code, out.String(), errOut.String()
 }
 
 // signal sends sig to the tcpchaos process (by its PID) and waits for it

@@ -39,6 +39,11 @@ func core(p netnstest.Packet) statetrack.Flags {
 	return p.Flags &^ (statetrack.PSH | statetrack.ECE | statetrack.CWR | statetrack.URG)
 }
 
+// onPort selects packets to or from port.
+func onPort(port uint16) pred {
+	return func(p netnstest.Packet) bool { return p.Src.Port() == port || p.Dst.Port() == port }
+}
+
 // ackOf selects packets acknowledging exactly seq.
 func ackOf(seq uint32) pred { return func(p netnstest.Packet) bool { return uint32(p.Ack) == seq } }
 
