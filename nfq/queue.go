@@ -106,6 +106,7 @@ type Queue struct {
 
 	stopReading context.CancelFunc
 	running     atomic.Bool
+	closing     atomic.Bool // set before the socket closes: read errors then are expected
 	closeOnce   sync.Once
 	closeErr    error
 
@@ -241,7 +242,7 @@ func (q *Queue) hook(a nfqueue.Attribute) int {
 
 // readError keeps the reader going on every error but a closed socket.
 func (q *Queue) readError(err error) int {
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADF) {
+	if q.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADF) {
 		return 1
 	}
 	var oe *netlink.OpError
@@ -279,6 +280,7 @@ func (q *Queue) Run(ctx context.Context) error {
 // directly only when Run is not called. It is safe to call more than once.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
+		q.closing.Store(true)
 		q.core.stop(time.Now())
 		q.snapshotKernel() // the queue's line leaves the kernel list on unbind
 		q.closeErr = q.release()
