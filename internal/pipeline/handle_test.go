@@ -1,0 +1,171 @@
+package pipeline
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/seqnum"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+var (
+	t0     = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	client = netip.MustParseAddrPort("198.18.1.2:40000")
+	server = netip.MustParseAddrPort("198.19.2.2:8080")
+)
+
+// recorder keeps every event.
+type recorder []events.Event
+
+func (r *recorder) Emit(e *events.Event) { *r = append(*r, *e) }
+
+func (r recorder) last() events.Event { return r[len(r)-1] }
+
+func seg(fromClient bool, flags statetrack.Flags, seq, ack uint32) *statetrack.Segment {
+	s := &statetrack.Segment{Src: client, Dst: server, Seq: seqnum.Value(seq), Ack: seqnum.Value(ack), Flags: flags}
+	if !fromClient {
+		s.Src, s.Dst = server, client
+	}
+	return s
+}
+
+func newPipeline(t *testing.T, rs ...config.Rule) (*Pipeline, *recorder) {
+	t.Helper()
+	for i := range rs {
+		rs[i].Name = "r"
+		rs[i].Probability = 1
+	}
+	rec := &recorder{}
+	return New(statetrack.Config{MSL: time.Second, ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, rec), rec
+}
+
+func rule(kind statetrack.Kind, a config.Action) config.Rule {
+	return config.Rule{Match: config.Match{Packets: []statetrack.Kind{kind}}, Action: a}
+}
+
+const (
+	syn    = statetrack.SYN
+	synAck = statetrack.SYN | statetrack.ACK
+	ack    = statetrack.ACK
+	finAck = statetrack.FIN | statetrack.ACK
+)
+
+func TestAcceptedPacketShowsTheReceiversNewState(t *testing.T) {
+	p, rec := newPipeline(t)
+	v := p.Handle(seg(true, syn, 100, 0), t0)
+	if v.Action != config.Accept {
+		t.Fatalf("action = %s, want accept", v.Action)
+	}
+	e := rec.last()
+	if e.Kind != "syn" || e.From != "client" || e.ClientState != "SYN_SENT" || e.ServerState != "SYN_RCVD" || e.Rule != "" || e.Action != "" {
+		t.Errorf("event = %+v, want an accepted syn with the server already in SYN_RCVD", e)
+	}
+	if e.Conn != "198.18.1.2:40000->198.19.2.2:8080" || e.Seq != 100 || e.Flags != "S" || !e.Time.Equal(t0) {
+		t.Errorf("event = %+v, want conn, seq, flags and time of the packet", e)
+	}
+}
+
+func TestDroppedPacketNeverReachesTheReceiver(t *testing.T) {
+	p, rec := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
+	if v := p.Handle(seg(true, syn, 100, 0), t0); v.Action != config.Drop {
+		t.Fatalf("action = %s, want drop", v.Action)
+	}
+	e := rec.last()
+	if e.Rule != "r" || e.Action != "drop" || e.ServerState == "SYN_RCVD" {
+		t.Errorf("event = %+v, want a drop by r with the server not in SYN_RCVD", e)
+	}
+	if s := p.Summary(); s.Stats.Actions[config.Drop] != 1 || s.Rules[0].Hits != 1 || s.Stats.Packets[statetrack.Syn] != 1 {
+		t.Errorf("summary = %+v, want one dropped syn counted for r", s)
+	}
+}
+
+func TestDelayedPacketMovesTheReceiverWhenReleased(t *testing.T) {
+	p, rec := newPipeline(t, rule(statetrack.SynAck, config.Action{Type: config.Delay, Delay: 300 * time.Millisecond}))
+	p.Handle(seg(true, syn, 100, 0), t0)
+	v := p.Handle(seg(false, synAck, 500, 101), t0.Add(time.Millisecond))
+	if v.Action != config.Delay || v.Hold != 300*time.Millisecond {
+		t.Fatalf("verdict = %+v, want a 300ms delay", v)
+	}
+	if e := rec.last(); e.Action != "delay" || e.Delay != "300ms" || e.ClientState != "SYN_SENT" {
+		t.Errorf("delay event = %+v, want the client still in SYN_SENT", e)
+	}
+	released := t0.Add(301 * time.Millisecond)
+	p.Deliver(&v, released)
+	e := rec.last()
+	if e.Kind != events.StateKind || e.Reason != "released" || e.ClientState != "ESTABLISHED" || !e.Time.Equal(released) || e.From != "server" {
+		t.Errorf("release event = %+v, want the client ESTABLISHED at the release", e)
+	}
+}
+
+func TestDuplicateArrivalIsAStateEventOnlyWhenItChangesSomething(t *testing.T) {
+	p, rec := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Duplicate, Copies: 1, After: time.Second}))
+	v := p.Handle(seg(true, syn, 100, 0), t0)
+	if v.Action != config.Duplicate || v.Copies != 1 || v.After != time.Second {
+		t.Fatalf("verdict = %+v, want one copy after 1s", v)
+	}
+	if e := rec.last(); e.Action != "duplicate" || e.Copies != 1 || e.After != "1s" || e.ServerState != "SYN_RCVD" {
+		t.Errorf("duplicate event = %+v, want the original delivered at once", e)
+	}
+	n := len(*rec)
+	p.Deliver(&v, t0.Add(time.Second)) // the server is already in SYN_RCVD
+	if len(*rec) != n {
+		t.Errorf("a copy that changed nothing produced an event: %+v", rec.last())
+	}
+}
+
+func TestTimeWaitExpiryIsReported(t *testing.T) {
+	p, rec := newPipeline(t)
+	at := t0
+	step := func(fromClient bool, f statetrack.Flags, seq, ackn uint32) {
+		at = at.Add(time.Millisecond)
+		p.Handle(seg(fromClient, f, seq, ackn), at)
+	}
+	step(true, syn, 100, 0)
+	step(false, synAck, 500, 101)
+	step(true, ack, 101, 501)
+	step(true, finAck, 101, 501)
+	step(false, finAck, 501, 102)
+	step(true, ack, 102, 502)
+	if e := rec.last(); e.Kind != "final-ack" || e.ClientState != "TIME_WAIT" {
+		t.Fatalf("last event = %+v, want final-ack into TIME_WAIT", e)
+	}
+	p.Expire(at.Add(time.Second)) // 2×MSL is 2s: not yet
+	if e := rec.last(); e.Kind == events.StateKind {
+		t.Fatalf("expired early: %+v", e)
+	}
+	p.Expire(at.Add(3 * time.Second))
+	e := rec.last()
+	if e.Kind != events.StateKind || e.Reason != "time-wait-expired" || e.ClientState != "CLOSED" || e.Conn != "198.18.1.2:40000->198.19.2.2:8080" {
+		t.Errorf("expiry event = %+v, want time-wait-expired with the client CLOSED", e)
+	}
+	if s := p.Summary(); s.Tracker.TimeWaitExpired != 1 || s.Tracked != 0 {
+		t.Errorf("summary tracker = %+v tracked %d, want one expiry and an empty table", s.Tracker, s.Tracked)
+	}
+}
+
+func TestSummaryAdd(t *testing.T) {
+	p1, _ := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
+	p2, _ := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
+	p1.Handle(seg(true, syn, 100, 0), t0)
+	p2.Handle(seg(true, syn, 100, 0), t0)
+	p2.Handle(seg(true, syn, 100, 0), t0.Add(time.Second))
+	var total Summary
+	total.Add(p1.Summary())
+	total.Add(p2.Summary())
+	if total.Rules[0].Name != "r" || total.Rules[0].Hits != 3 || total.Stats.Packets[statetrack.Syn] != 3 || total.Tracker.Connections != 2 {
+		t.Errorf("total = %+v, want 3 syns dropped by r over 2 connections", total)
+	}
+}
+
+func TestNoSinkNoEvents(t *testing.T) {
+	p := New(statetrack.Config{}, rules.Compile(nil), 1, nil)
+	v := p.Handle(seg(true, syn, 100, 0), t0)
+	p.Deliver(&v, t0)
+	if p.Summary().Stats.Packets[statetrack.Syn] != 1 {
+		t.Error("packet not counted without a sink")
+	}
+}
