@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ type scenario struct {
 	serverAP           netip.AddrPort
 	toClient, toServer *netnstest.Capture
 	chaos              *tcpchaos
+	// accepted counts the connections the server application accepted.
+	accepted *atomic.Int64
 }
 
 // families runs fn as parallel subtests "v4" and "v6".
@@ -76,10 +79,13 @@ func (s *scenario) finish() (toClient, toServer []netnstest.Packet, evs []events
 // with handle on a goroutine of its own; the handlers' errors fail the
 // test. The test's cleanup closes the listener and waits for them.
 func (s *scenario) listen(handle func(net.Conn) error) {
-	serve(s.t, s.tp.Server.Listen(s.t, "tcp", s.serverAP.String()), handle)
+	s.accepted = serve(s.t, s.tp.Server.Listen(s.t, "tcp", s.serverAP.String()), handle)
 }
 
-func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) {
+// serve serves ln's connections with handle, each on a goroutine of its
+// own, and returns the count of connections accepted so far.
+func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) *atomic.Int64 {
+	var accepted atomic.Int64
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -91,6 +97,7 @@ func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) {
 			if err != nil {
 				return
 			}
+			accepted.Add(1)
 			wg.Go(func() {
 				defer c.Close()
 				if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
@@ -103,6 +110,7 @@ func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) {
 			})
 		}
 	})
+	return &accepted
 }
 
 // dial connects from the client namespace to the scenario's server and

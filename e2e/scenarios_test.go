@@ -418,63 +418,145 @@ func checkCopyChecksum(t *testing.T, c *netnstest.Capture, pkts []netnstest.Pack
 }
 
 // TestStaleDuplicateSyn: configs/stale-duplicate-syn.yaml, in IPv4 and
-// IPv6, the connection still open when the copy arrives. The client's SYN
-// crosses the client side once and the server side twice, the copy 3 s
-// later with the same sequence number and a valid checksum (gopacket
-// recomputes it; the server counts no checksum error). The server answers
-// it with a challenge ACK (TcpExtTCPSYNChallenge) carrying the
-// connection's current numbers, which the client takes for a duplicate
-// ACK: no RST anywhere, and the connection still works.
+// IPv6. The client's SYN crosses the client side once and the server side
+// twice, the copy 3 s later with the same sequence number and a valid
+// checksum (gopacket recomputes it; the server counts no checksum error).
+// The events show the rule duplicating syn nth 1. What the server makes of
+// the copy depends on whether the connection is still open (open) or
+// closed, the client in TIME_WAIT (after-close).
 func TestStaleDuplicateSyn(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
-		s := newScenario(t, "stale-duplicate-syn.yaml", v6)
-		s.listen(pingPong(0))
-		before := s.tp.Server.Nstat(t)
-		c, _ := s.dial()
-		request(t, c)
-		waitFor(t, s.toServer, "the copy of the SYN", atLeast(2, from(s.client), isSyn))
-		waitFor(t, s.toServer, "the server's answer to the copy", func(pkts []netnstest.Packet) bool {
-			syns := pick(pkts, from(s.client), isSyn)
-			return count(pkts, from(s.server), isPureAck, func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) }) > 0
+		t.Run("open", func(t *testing.T) {
+			t.Parallel()
+			staleSynOpen(t, v6)
 		})
-		request(t, c)
-		c.Close()
-		s.waitClosed()
-		after := s.tp.Server.Nstat(t)
-		atClient, atServer, evs := s.finish()
-
-		sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 1, atClient)
-		syns := pick(atServer, from(s.client), isSyn)
-		gaps := sameSegment(t, "client SYNs downstream", syns, 2, atServer)
-		if len(gaps) == 1 {
-			within(t, "copy delay", gaps[0], 2900*time.Millisecond, 6*time.Second)
-		}
-		checkCopyChecksum(t, s.toServer, atServer, from(s.client), isSyn)
-		if len(syns) == 2 {
-			// The challenge ACK acknowledges what the client sent so far:
-			// its SYN and one request.
-			challenge := pick(atServer, from(s.server), isPureAck, ackOf(uint32(syns[0].Seq)+1+5),
-				func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) })
-			if len(challenge) == 0 {
-				t.Errorf("no challenge ACK from the server after the copy")
-			}
-		}
-		if n := count(atClient, isRst) + count(atServer, isRst); n != 0 {
-			t.Errorf("%d RSTs on the wire, want none", n)
-		}
-		if d := after["TcpExtTCPSYNChallenge"] - before["TcpExtTCPSYNChallenge"]; d != 1 {
-			t.Errorf("server TcpExtTCPSYNChallenge moved by %d, want 1", d)
-		}
-		if d := after["TcpExtTCPChallengeACK"] - before["TcpExtTCPChallengeACK"]; d != 1 {
-			t.Errorf("server TcpExtTCPChallengeACK moved by %d, want 1", d)
-		}
-		if d := after["TcpInCsumErrors"] - before["TcpInCsumErrors"]; d != 0 {
-			t.Errorf("server TcpInCsumErrors moved by %d, want 0", d)
-		}
-		f := wantFault(t, evs, "stale-syn", "duplicate", "syn", "client", 1)
-		if f.After != "3s" || f.Copies != 1 {
-			t.Errorf("duplicate %d copies after %s, want 1 after 3s", f.Copies, f.After)
-		}
+		t.Run("after-close", func(t *testing.T) {
+			t.Parallel()
+			staleSynAfterClose(t, v6)
+		})
 	})
+}
+
+// staleSynOpen: the server answers the copy with a challenge ACK
+// (TcpExtTCPSYNChallenge) carrying the connection's current numbers, which
+// the client takes for a duplicate ACK: no RST anywhere, and the
+// connection still works.
+func staleSynOpen(t *testing.T, v6 bool) {
+	s := newScenario(t, "stale-duplicate-syn.yaml", v6)
+	s.listen(pingPong(0))
+	before := s.tp.Server.Nstat(t)
+	c, _ := s.dial()
+	request(t, c)
+	waitFor(t, s.toServer, "the copy of the SYN", atLeast(2, from(s.client), isSyn))
+	waitFor(t, s.toServer, "the server's answer to the copy", func(pkts []netnstest.Packet) bool {
+		syns := pick(pkts, from(s.client), isSyn)
+		return count(pkts, from(s.server), isPureAck, func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) }) > 0
+	})
+	request(t, c)
+	c.Close()
+	s.waitClosed()
+	after := s.tp.Server.Nstat(t)
+	atClient, atServer, evs := s.finish()
+
+	syns := s.checkStaleCopy(atClient, atServer, evs)
+	if len(syns) == 2 {
+		// The challenge ACK acknowledges what the client sent so far:
+		// its SYN and one request.
+		challenge := pick(atServer, from(s.server), isPureAck, ackOf(uint32(syns[0].Seq)+1+5),
+			func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) })
+		if len(challenge) == 0 {
+			t.Errorf("no challenge ACK from the server after the copy")
+		}
+	}
+	if n := count(atClient, isRst) + count(atServer, isRst); n != 0 {
+		t.Errorf("%d RSTs on the wire, want none", n)
+	}
+	for _, k := range []string{"TcpExtTCPSYNChallenge", "TcpExtTCPChallengeACK"} {
+		if d := after[k] - before[k]; d != 1 {
+			t.Errorf("server %s moved by %d, want 1", k, d)
+		}
+	}
+	if d := after["TcpInCsumErrors"] - before["TcpInCsumErrors"]; d != 0 {
+		t.Errorf("server TcpInCsumErrors moved by %d, want 0", d)
+	}
+}
+
+// staleSynAfterClose: the client closed first and sits in TIME_WAIT; the
+// server has no connection left, so the copy looks like a new one
+// (RFC 9293 3.5, figure 9): the server answers with a SYN-ACK of a new
+// ISN. The client in TIME_WAIT answers that with an ACK of its old
+// numbers; the server resets the embryonic connection with an RST that
+// also ends the client's TIME_WAIT (tcp_rfc1337 = 0); its SYN-ACK
+// retransmission then meets no socket and draws the client's RST, which
+// removes the request (TcpExtEmbryonicRsts). The application never sees a
+// second connection.
+func staleSynAfterClose(t *testing.T, v6 bool) {
+	s := newScenario(t, "stale-duplicate-syn.yaml", v6)
+	s.listen(pingPong(0))
+	before := s.tp.Server.Nstat(t)
+	c, _ := s.dial()
+	request(t, c)
+	c.Close()
+	s.waitClosed()
+	if got := s.tp.Client.SocketStates(t, port)[statetrack.TimeWait]; got != 1 {
+		t.Errorf("client sockets in TIME-WAIT before the copy: %d, want 1", got)
+	}
+	waitFor(t, s.toServer, "the copy of the SYN", atLeast(2, from(s.client), isSyn))
+	waitFor(t, s.toServer, "the client's RST to the retransmitted SYN-ACK", atLeast(1, from(s.client), isRst))
+	if got := s.tp.Client.Sockets(t, port); len(got) != 0 {
+		t.Errorf("client sockets after the copy: %v, want none (TIME_WAIT ended by the RST)", got)
+	}
+	after := s.tp.Server.Nstat(t)
+	atClient, atServer, evs := s.finish()
+
+	syns := s.checkStaleCopy(atClient, atServer, evs)
+	synAcks := pick(atServer, from(s.server), isSynAck)
+	serverFin := finSeq(atServer, s.server)
+	if len(syns) != 2 || len(synAcks) != 3 {
+		t.Fatalf("want the SYN-ACK once for the SYN and twice for its copy, got %d", len(synAcks))
+	}
+	stale := synAcks[1]
+	if stale.Seq == synAcks[0].Seq || uint32(stale.Ack) != uint32(syns[0].Seq)+1 || synAcks[2].Seq != stale.Seq {
+		t.Errorf("SYN-ACKs %v, %v: want a new ISN acknowledging the stale SYN, and its retransmission", stale, synAcks[2])
+	}
+	within(t, "SYN-ACK retransmission gap", synAcks[2].Time.Sub(stale.Time), 900*time.Millisecond, 3*time.Second)
+	twAck := pick(atServer, from(s.client), isPureAck, ackOf(serverFin+1), func(p netnstest.Packet) bool { return p.Time.After(stale.Time) })
+	if len(twAck) != 1 {
+		t.Errorf("%d ACKs of the old connection from the client in TIME_WAIT after the stale SYN-ACK, want 1", len(twAck))
+	}
+	if n := count(atServer, from(s.server), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == serverFin+1 }); n != 1 {
+		t.Errorf("%d RSTs from the server to that ACK, want 1", n)
+	}
+	if n := count(atServer, from(s.client), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == uint32(syns[0].Seq)+1 }); n != 1 {
+		t.Errorf("%d RSTs from the client to the retransmitted SYN-ACK, want 1", n)
+	}
+	if d := after["TcpExtEmbryonicRsts"] - before["TcpExtEmbryonicRsts"]; d != 1 {
+		t.Errorf("server TcpExtEmbryonicRsts moved by %d, want 1", d)
+	}
+	if d := after["TcpPassiveOpens"] - before["TcpPassiveOpens"]; d != 1 {
+		t.Errorf("server TcpPassiveOpens moved by %d, want 1 (the stale SYN opened nothing)", d)
+	}
+	if n := s.accepted.Load(); n != 1 {
+		t.Errorf("server accepted %d connections, want 1", n)
+	}
+}
+
+// checkStaleCopy checks what both variants share: the SYN once upstream,
+// twice downstream 3 s apart with a valid checksum on the copy, and the
+// rule's duplicate event. It returns the downstream SYNs.
+func (s *scenario) checkStaleCopy(atClient, atServer []netnstest.Packet, evs []events.Event) []netnstest.Packet {
+	t := s.t
+	t.Helper()
+	sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 1, atClient)
+	syns := pick(atServer, from(s.client), isSyn)
+	if gaps := sameSegment(t, "client SYNs downstream", syns, 2, atServer); len(gaps) == 1 {
+		within(t, "copy delay", gaps[0], 2900*time.Millisecond, 6*time.Second)
+	}
+	checkCopyChecksum(t, s.toServer, atServer, from(s.client), isSyn)
+	f := wantFault(t, evs, "stale-syn", "duplicate", "syn", "client", 1)
+	if f.After != "3s" || f.Copies != 1 {
+		t.Errorf("duplicate %d copies after %s, want 1 after 3s", f.Copies, f.After)
+	}
+	return syns
 }
