@@ -1,0 +1,141 @@
+package pipeline_test
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// established is a pipeline that has seen one connection's handshake, with
+// a raw data segment (client to server) and its ACK whose sequence numbers
+// step moves forward, as a bulk transfer would.
+type established struct {
+	p         *pipeline.Pipeline
+	parser    *decode.Parser
+	data, ack []byte
+	seg       statetrack.Segment
+	now       time.Time
+}
+
+const (
+	clientISN, serverISN = 1000, 5000
+	mss                  = 1448
+	tcpSeqOff, tcpAckOff = 20 + 4, 20 + 8 // in an IPv4 packet without options
+)
+
+// benchRules are a typical config with a rule on data, so that every data
+// packet and every ACK is tried against every rule.
+func benchRules() []config.Rule {
+	return []config.Rule{
+		{Name: "lose-final-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: config.Action{Type: config.Drop}, Probability: 1},
+		{Name: "slow-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}, Nth: 2}, Action: config.Action{Type: config.Delay, Delay: time.Millisecond}, Probability: 1},
+		{Name: "data-retransmissions", Match: config.Match{Packets: []statetrack.Kind{statetrack.Data}, Retransmission: new(true)}, Action: config.Action{Type: config.Drop}, Probability: 0.5},
+	}
+}
+
+func newEstablished(tb testing.TB) *established {
+	tb.Helper()
+	e := &established{
+		p:      pipeline.New(statetrack.Config{}, rules.Compile(benchRules()), 1, nil),
+		parser: decode.NewParser(),
+		now:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	client, server := net.IPv4(198, 18, 1, 2).To4(), net.IPv4(198, 19, 2, 2).To4()
+	build := func(fromClient bool, flags statetrack.Flags, seq, ack uint32, n int) []byte {
+		src, dst, sport, dport := client, server, layers.TCPPort(40000), layers.TCPPort(8080)
+		if !fromClient {
+			src, dst, sport, dport = server, client, dport, sport
+		}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst}
+		tcp := &layers.TCP{SrcPort: sport, DstPort: dport, Seq: seq, Ack: ack, Window: 65535,
+			SYN: flags&statetrack.SYN != 0, ACK: flags&statetrack.ACK != 0, PSH: flags&statetrack.PSH != 0}
+		if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+			tb.Fatal(err)
+		}
+		buf := gopacket.NewSerializeBuffer()
+		err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			ip, tcp, gopacket.Payload(make([]byte, n)))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	const ack = statetrack.ACK
+	for _, pkt := range [][]byte{
+		build(true, statetrack.SYN, clientISN, 0, 0),
+		build(false, statetrack.SYN|ack, serverISN, clientISN+1, 0),
+		build(true, ack, clientISN+1, serverISN+1, 0),
+	} {
+		if v := e.handle(tb, pkt); v.Action != config.Accept {
+			tb.Fatalf("handshake packet %s: action %s, want accept", v.Obs.Kind, v.Action)
+		}
+	}
+	e.data = build(true, ack|statetrack.PSH, clientISN+1, serverISN+1, mss)
+	e.ack = build(false, ack, serverISN+1, clientISN+1+mss, 0)
+	return e
+}
+
+// handle decodes pkt and hands it to the pipeline a microsecond after the
+// previous packet.
+func (e *established) handle(tb testing.TB, pkt []byte) pipeline.Verdict {
+	if err := e.parser.Decode(pkt, &e.seg); err != nil {
+		tb.Fatal(err)
+	}
+	e.now = e.now.Add(time.Microsecond)
+	return e.p.Handle(&e.seg, e.now)
+}
+
+// step handles the next data segment and its ACK.
+func (e *established) step(tb testing.TB) (data, ack pipeline.Verdict) {
+	data = e.handle(tb, e.data)
+	ack = e.handle(tb, e.ack)
+	binary.BigEndian.PutUint32(e.data[tcpSeqOff:], binary.BigEndian.Uint32(e.data[tcpSeqOff:])+mss)
+	binary.BigEndian.PutUint32(e.ack[tcpAckOff:], binary.BigEndian.Uint32(e.ack[tcpAckOff:])+mss)
+	return data, ack
+}
+
+func TestEstablishedDataAndAck(t *testing.T) {
+	e := newEstablished(t)
+	for i := range 3 {
+		data, ack := e.step(t)
+		if data.Obs.Kind != statetrack.Data || data.Obs.Retransmission || data.Action != config.Accept {
+			t.Errorf("step %d: data segment seen as %s (retransmission %v), action %s; want an accepted original data", i, data.Obs.Kind, data.Obs.Retransmission, data.Action)
+		}
+		if ack.Obs.Kind != statetrack.Ack || ack.Action != config.Accept {
+			t.Errorf("step %d: ACK seen as %s, action %s; want an accepted ack", i, ack.Obs.Kind, ack.Action)
+		}
+		if got := data.Obs.After; got != [2]statetrack.State{statetrack.Established, statetrack.Established} {
+			t.Errorf("step %d: states %v, want both established", i, got)
+		}
+	}
+}
+
+func TestHandleDoesNotAllocate(t *testing.T) {
+	e := newEstablished(t)
+	e.step(t)
+	if n := testing.AllocsPerRun(1000, func() { e.step(t) }); n > 0 {
+		t.Errorf("decode and Handle of a data segment and its ACK allocate %.1f times, want 0", n)
+	}
+}
+
+// BenchmarkPipeline measures the per-packet work of the live path short of
+// the kernel: decode, track and decide a data segment and its ACK on an
+// established connection (two packets per op), with a config of three
+// rules, none of which takes these packets.
+func BenchmarkPipeline(b *testing.B) {
+	e := newEstablished(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.step(b)
+	}
+}
