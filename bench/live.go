@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+)
+
+// column is one way packets cross the router.
+type column int
+
+const (
+	direct    column = iota // no queue rules
+	control                 // tcpchaos, rules on control packets only
+	dataRule                // tcpchaos, a rule on data: every packet queued
+	reference               // bench/reference: every packet queued, naive
+	numColumns
+)
+
+var columnNames = [numColumns]string{"direct", "control config", "data rule", "reference"}
+
+func (c column) String() string { return columnNames[c] }
+
+// referenceQueue is the NFQUEUE number the reference program reads.
+const referenceQueue = 200
+
+// liveRun is what one column measured in one round.
+type liveRun struct {
+	bulk    bulkResult
+	conns   connsResult
+	latency latencyResult
+	// nstat counter deltas over the measurements, client and server added.
+	counters map[string]uint64
+	// unseen is what the kernel let through without tcpchaos seeing it
+	// (fail-open), from tcpchaos's summary; -1 when not known.
+	unseen int64
+}
+
+// nstatCounters are the counters whose deltas the suite reports.
+var nstatCounters = []string{
+	"TcpOutRsts", "TcpRetransSegs", "TcpExtTCPSynRetrans",
+	"TcpExtTCPAbortOnData", "TcpExtTCPAbortOnClose", "TcpExtTCPAbortOnMemory",
+	"TcpExtTCPAbortOnTimeout", "TcpExtTCPAbortOnLinger", "TcpExtTCPAbortFailed",
+}
+
+// lab is the client/router/server topology with the suite's programs.
+type lab struct {
+	opts   options
+	tp     *netlab.Topology
+	addr   string // the server's address and port
+	self   string // this program, re-executed for the workloads
+	tmp    string
+	server *process
+}
+
+// setUp builds the topology in namespaces "tcpchaos-bench-<pid>-*" and
+// starts the server. The caller closes l.net even when setUp fails.
+func (l *lab) setUp(ctx context.Context, nl *netlab.Lab) error {
+	tp, err := nl.Topology()
+	if err != nil {
+		return err
+	}
+	l.tp = tp
+	l.addr = fmt.Sprintf("%s:%d", tp.Server4, l.opts.port)
+	// Short connections cycle through ports faster than TIME_WAIT ends:
+	// give the client the whole range and let it reuse TIME_WAIT tuples.
+	for _, s := range [][2]string{{"net.ipv4.ip_local_port_range", "1024 65000"}, {"net.ipv4.tcp_tw_reuse", "1"}} {
+		if err := tp.Client.Sysctl(s[0], s[1]); err != nil {
+			return err
+		}
+	}
+	life := l.opts.bulk + 2*ioTimeout
+	l.server, err = start(ctx, "server", l.inNS(tp.Server, "-role", "server", "-addr", l.addr, "-d", life.String()), "ready", os.Stdout)
+	return err
+}
+
+// inNS returns the argv that runs this program with args in ns.
+func (l *lab) inNS(ns *netlab.NS, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", ns.Name, l.self}, args...)
+}
+
+// measure runs the column's interception, the warm-up and the three
+// measurements, and stops the interception.
+func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) {
+	if err := l.checkNoQueueRules(); err != nil {
+		return run, err
+	}
+	tool, err := l.startColumn(ctx, col)
+	if err != nil {
+		return run, err
+	}
+	defer func() {
+		err = errors.Join(err, l.stopColumn(col, tool, &run))
+	}()
+	// The warm-up connection takes the rules' single faults (limit 1): a
+	// lost first SYN costs it a 1 s retransmission.
+	var warm connsResult
+	if err := l.client(ctx, &warm, "-role", "warmup"); err != nil {
+		return run, err
+	}
+	if warm.OK != 1 {
+		return run, fmt.Errorf("%s: warm-up connection failed: %v", col, warm.Errors)
+	}
+	before, err := l.nstat()
+	if err != nil {
+		return run, err
+	}
+	if err := l.client(ctx, &run.bulk, "-role", "bulk", "-d", l.opts.bulk.String()); err != nil {
+		return run, err
+	}
+	if err := l.client(ctx, &run.conns, "-role", "conns", "-d", l.opts.conns.String(), "-workers", strconv.Itoa(l.opts.workers)); err != nil {
+		return run, err
+	}
+	if err := l.client(ctx, &run.latency, "-role", "latency", "-n", strconv.Itoa(l.opts.connects)); err != nil {
+		return run, err
+	}
+	after, err := l.nstat()
+	if err != nil {
+		return run, err
+	}
+	run.counters = make(map[string]uint64, len(nstatCounters))
+	for _, c := range nstatCounters {
+		run.counters[c] = after[c] - before[c]
+	}
+	return run, nil
+}
+
+// client runs a client workload in the client namespace and decodes its
+// JSON result into v.
+func (l *lab) client(ctx context.Context, v any, args ...string) error {
+	limit := l.opts.bulk + l.opts.conns + 2*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	argv := l.inNS(l.tp.Client, append(args, "-addr", l.addr)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("client %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("client %s: decode result %q: %w", strings.Join(args, " "), out, err)
+	}
+	return nil
+}
+
+// nstat returns the client's and the server's counters added up.
+func (l *lab) nstat() (map[string]uint64, error) {
+	total := make(map[string]uint64)
+	for _, ns := range []*netlab.NS{l.tp.Client, l.tp.Server} {
+		cmd := ns.Command("nstat", "-asz")
+		cmd.Env = append(os.Environ(), "NSTAT_HISTORY="+filepath.Join(l.tmp, "nstat.history"))
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: nstat -asz: %w", ns.Name, err)
+		}
+		m, err := parseNstat(string(out))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ns.Name, err)
+		}
+		for k, v := range m {
+			total[k] += v
+		}
+	}
+	return total, nil
+}
+
+// parseNstat reads nstat's "Name value rate" lines; "#" lines are comments.
+func parseNstat(out string) (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("parse nstat line %q: want a name and a value", line)
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse nstat line %q: %w", line, err)
+		}
+		m[f[0]] = v
+	}
+	return m, nil
+}
+
+// startColumn starts the column's interception in the router namespace
+// and returns once it intercepts (nil for the direct column).
+func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
+	switch col {
+	case control, dataRule:
+		cfg := filepath.Join(l.opts.root, "bench", "control.yaml")
+		if col == dataRule {
+			cfg = filepath.Join(l.opts.root, "bench", "data.yaml")
+		}
+		return start(ctx, "tcpchaos", []string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, "tcpchaos: intercepting", nil)
+	case reference:
+		p, err := start(ctx, "reference", []string{"ip", "netns", "exec", l.tp.Router.Name, l.opts.reference, "-queue", strconv.Itoa(referenceQueue)}, "reference: intercepting", nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.referenceRules("-A"); err != nil {
+			return nil, errors.Join(err, p.stop())
+		}
+		return p, nil
+	}
+	return nil, nil
+}
+
+// stopColumn stops the column's interception and checks that no queue
+// rule is left behind.
+func (l *lab) stopColumn(col column, p *process, run *liveRun) error {
+	run.unseen = -1
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	if col == reference {
+		errs = append(errs, l.referenceRules("-D"))
+	}
+	errs = append(errs, p.stop())
+	if col != reference {
+		run.unseen = parseUnseen(p.output())
+	}
+	errs = append(errs, l.checkNoQueueRules())
+	return errors.Join(errs...)
+}
+
+// referenceRules adds (-A) or deletes (-D) the iptables rules that queue
+// every packet of the server port for the reference program, both ways.
+func (l *lab) referenceRules(op string) error {
+	for _, dir := range []string{"--dport", "--sport"} {
+		_, err := l.tp.Router.Run("iptables", "-w", "-t", "mangle", op, "FORWARD", "-p", "tcp", dir, strconv.Itoa(l.opts.port),
+			"-j", "NFQUEUE", "--queue-num", strconv.Itoa(referenceQueue), "--queue-bypass")
+		if err != nil {
+			return fmt.Errorf("reference queue rules: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkNoQueueRules fails when the router still queues packets: the direct
+// column would not be direct.
+func (l *lab) checkNoQueueRules() error {
+	out, err := l.tp.Router.Run("iptables-save")
+	if err != nil {
+		return err
+	}
+	if strings.Contains(out, "NFQUEUE") {
+		return fmt.Errorf("router %s: NFQUEUE rules left behind:\n%s", l.tp.Router.Name, out)
+	}
+	return nil
+}
+
+var unseenRE = regexp.MustCompile(`(\d+) passed unseen`)
+
+// parseUnseen adds up the "N passed unseen" counts of tcpchaos's summary;
+// -1 when it reports none.
+func parseUnseen(out string) int64 {
+	ms := unseenRE.FindAllStringSubmatch(out, -1)
+	if ms == nil {
+		return -1
+	}
+	var n int64
+	for _, m := range ms {
+		v, _ := strconv.ParseInt(m[1], 10, 64)
+		n += v
+	}
+	return n
+}
+
+// process is a program the suite started; stop ends it by its PID.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the program has exited
+	err  error         // its exit status, once done
+	out  tail
+}
+
+// readyTimeout bounds how long a program may take to say it is ready.
+const readyTimeout = 20 * time.Second
+
+// start runs argv and waits until a line of its output (stderr, or stdout
+// when readyOn is os.Stdout) contains ready. The program's output is kept
+// (its tail) for its errors and summary.
+func start(ctx context.Context, name string, argv []string, ready string, readyOn *os.File) (*process, error) {
+	p := &process{name: name, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	if readyOn == os.Stdout {
+		p.cmd.Stdout, p.cmd.Stderr = pw, &p.out
+	} else {
+		p.cmd.Stdout, p.cmd.Stderr = &p.out, pw
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	readyc := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		seen := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.out.Write([]byte(line + "\n"))
+			if !seen && strings.Contains(line, ready) {
+				seen = true
+				close(readyc)
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	timer := time.NewTimer(readyTimeout)
+	defer timer.Stop()
+	select {
+	case <-readyc:
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("start %s: exited before it was ready: %v\n%s", name, p.err, p.output())
+	case <-timer.C:
+		return nil, errors.Join(fmt.Errorf("start %s: not ready after %s\n%s", name, readyTimeout, p.output()), p.stop())
+	case <-ctx.Done():
+		return nil, errors.Join(ctx.Err(), p.stop())
+	}
+}
+
+// stopTimeout is how long a program has to exit after SIGINT before it is
+// killed.
+const stopTimeout = 15 * time.Second
+
+// stop sends SIGINT to the program, kills it if it has not exited after
+// stopTimeout, and returns its exit error.
+func (p *process) stop() error {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.done:
+		case <-time.After(stopTimeout):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return fmt.Errorf("stop %s: killed after %s without exiting\n%s", p.name, stopTimeout, p.output())
+		}
+	}
+	if p.err != nil {
+		return fmt.Errorf("stop %s: %w\n%s", p.name, p.err, p.output())
+	}
+	return nil
+}
+
+// output returns the tail of what the program wrote.
+func (p *process) output() string { return p.out.String() }
+
+// tail keeps the last tailSize bytes written to it. It is safe for
+// concurrent use.
+type tail struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+const tailSize = 64 << 10
+
+// Write appends b, dropping the oldest bytes beyond tailSize.
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, b...)
+	if over := len(t.b) - tailSize; over > 0 {
+		t.b = t.b[over:]
+	}
+	return len(b), nil
+}
+
+// String returns the bytes kept.
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

@@ -1,0 +1,247 @@
+// Command bench is tcpchaos's benchmark suite. As root, from the
+// repository root:
+//
+//	go run ./bench            # or: make bench
+//	go run ./bench -smoke     # CI-sized: one short round, no target checks
+//
+// It builds bin/tcpchaos and bin/bench-reference (bench/reference), builds
+// a client/router/server topology of network namespaces, and measures, in
+// rounds that interleave the columns (direct, tcpchaos with a control-packet
+// config, tcpchaos with a rule on data, the naive reference program):
+// bulk TCP throughput, short connections per second and connect() time.
+// Then it runs the offline figures: the tracker, rules and pipeline Go
+// benchmarks on one core, and `tcpchaos replay` over a large synthetic
+// capture. It prints a markdown table of medians with their spread, the
+// targets met or missed, and writes the same to -out.
+//
+// Every program it starts is stopped by its PID, and the namespaces are
+// removed on the way out, on Ctrl-C too. The exit status is 1 when the
+// suite fails, 3 when it completes but misses a target (never with -smoke).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+)
+
+// options are the suite's settings.
+type options struct {
+	smoke         bool
+	rounds        int
+	bulk, conns   time.Duration
+	workers       int
+	connects      int
+	replayPackets int
+	benchtime     string
+	port          int
+	out           string
+	live, offline bool
+	build         bool
+
+	root                string // the module's root directory
+	tcpchaos, reference string // the programs' paths
+}
+
+func main() {
+	var o options
+	role := flag.String("role", "", "internal: run one workload (server, warmup, bulk, conns, latency)")
+	addr := flag.String("addr", "", "internal: the server's address")
+	d := flag.Duration("d", 0, "internal: the workload's duration")
+	n := flag.Int("n", 0, "internal: the number of connects")
+	flag.BoolVar(&o.smoke, "smoke", false, "CI-sized run: 1 round, ~1 s measurements, small offline figures, no target checks")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every live column (medians over rounds)")
+	flag.DurationVar(&o.bulk, "bulk", 5*time.Second, "bulk throughput measurement per column and round")
+	flag.DurationVar(&o.conns, "conns", 5*time.Second, "short-connection load per column and round")
+	flag.IntVar(&o.workers, "workers", 8, "concurrent short-connection workers")
+	flag.IntVar(&o.connects, "connects", 2000, "sequential connects timed per column and round")
+	flag.IntVar(&o.replayPackets, "replay-packets", 1_000_000, "packets of the synthetic replay capture")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime of the offline benchmarks")
+	flag.IntVar(&o.port, "port", 8080, "the server port (bench/*.yaml intercept it)")
+	flag.StringVar(&o.out, "out", "bin/bench.md", "also write the report to `FILE` (\"\": don't)")
+	flag.BoolVar(&o.live, "live", true, "run the live measurements (namespaces, root)")
+	flag.BoolVar(&o.offline, "offline", true, "run the offline figures (Go benchmarks, replay)")
+	flag.BoolVar(&o.build, "build", true, "build bin/tcpchaos and bin/bench-reference first")
+	flag.Parse()
+
+	if *role != "" {
+		if err := runRole(*role, *addr, *d, o.workers, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.smoke {
+		o.rounds, o.bulk, o.conns, o.connects = 1, time.Second, time.Second, 200
+		o.replayPackets, o.benchtime = 20_000, "1x"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	missed, err := suite(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if missed > 0 && !o.smoke {
+		fmt.Fprintf(os.Stderr, "bench: %d targets missed\n", missed)
+		os.Exit(3)
+	}
+}
+
+// runRole runs one workload of a re-executed bench (see workload.go).
+func runRole(role, addr string, d time.Duration, workers, n int) error {
+	switch role {
+	case "server":
+		return serve(addr, d)
+	case "warmup":
+		var r connsResult
+		r.add(echo(addr))
+		return printJSON(r)
+	case "bulk":
+		r, err := bulk(addr, d)
+		if err != nil {
+			return err
+		}
+		return printJSON(r)
+	case "conns":
+		return printJSON(conns(addr, workers, d))
+	case "latency":
+		return printJSON(latency(addr, n))
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+// suite runs everything o asks for, prints the report and writes it to
+// o.out; it returns how many targets were missed.
+func suite(ctx context.Context, o options) (int, error) {
+	if o.rounds < 1 {
+		return 0, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return 0, err
+	}
+	o.root = root
+	o.tcpchaos = filepath.Join(root, "bin", "tcpchaos")
+	o.reference = filepath.Join(root, "bin", "bench-reference")
+	if o.build {
+		for pkg, bin := range map[string]string{"./cmd/tcpchaos": o.tcpchaos, "./bench/reference": o.reference} {
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+			}
+		}
+	}
+	r := report{opts: o, machine: describeMachine(), date: time.Now().UTC()}
+	if o.live {
+		fmt.Fprintf(os.Stderr, "bench: live, %d rounds of %v\n", o.rounds, columnNames)
+		if r.live, err = runLive(ctx, o); err != nil {
+			return 0, err
+		}
+	}
+	if o.offline {
+		fmt.Fprintln(os.Stderr, "bench: offline Go benchmarks (one core)")
+		count := o.rounds
+		if r.benches, err = runGoBenches(ctx, root, count, o.benchtime); err != nil {
+			return 0, err
+		}
+		fmt.Fprintf(os.Stderr, "bench: replay of %d synthetic packets\n", o.replayPackets)
+		if r.replay, err = runReplay(ctx, o); err != nil {
+			return 0, err
+		}
+	}
+	text, missed := r.render()
+	fmt.Print(text)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
+			return missed, fmt.Errorf("write report: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: report written to %s\n", o.out)
+	}
+	return missed, nil
+}
+
+// runLive builds the lab and measures every column in every round, columns
+// interleaved within a round. The namespaces go whatever happens.
+func runLive(ctx context.Context, o options) (runs [][numColumns]liveRun, err error) {
+	if err := netlab.Check("ip", "iptables", "iptables-save", "nstat"); err != nil {
+		return nil, fmt.Errorf("live measurements (use -live=false to skip them): %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "tcpchaos-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("live measurements: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	nl := netlab.New(fmt.Sprintf("tcpchaos-bench-%d", os.Getpid()))
+	defer func() { err = errors.Join(err, nl.Close()) }()
+	l := &lab{opts: o, self: self, tmp: tmp}
+	if err := l.setUp(ctx, nl); err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, l.server.stop()) }()
+	for round := range o.rounds {
+		var rr [numColumns]liveRun
+		for col := range numColumns {
+			if err := ctx.Err(); err != nil {
+				return runs, err
+			}
+			start := time.Now()
+			if rr[col], err = l.measure(ctx, col); err != nil {
+				return runs, fmt.Errorf("round %d, %s: %w", round+1, col, err)
+			}
+			fmt.Fprintf(os.Stderr, "bench: round %d %-14s %s (%s)\n", round+1, col, rr[col].brief(), time.Since(start).Round(time.Millisecond))
+		}
+		runs = append(runs, rr)
+	}
+	return runs, nil
+}
+
+// moduleRoot returns the directory of the main module's go.mod.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the tcpchaos module: run from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// describeMachine returns "N CPUs (model), kernel K".
+func describeMachine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	var u unix.Utsname
+	kernel := "unknown"
+	if unix.Uname(&u) == nil {
+		kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	return fmt.Sprintf("%d CPUs (%s), Linux %s", runtime.NumCPU(), model, kernel)
+}
