@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -319,10 +318,4 @@ func dumpEvents(evs []events.Event) string {
 			e.ClientState, e.ServerState, e.Rule, e.Action, e.Reason)
 	}
 	return b.String()
-}
-
-// copyAll reads r to the end (for a server draining its peer).
-func copyAll(r io.Reader) error {
-	_, err := io.Copy(io.Discard, r)
-	return err
 }
