@@ -1,5 +1,5 @@
 # The test command of README.md. Namespace tests need root; elsewhere they skip.
-.PHONY: test build lint fuzz demo
+.PHONY: test build lint fuzz bench bench-smoke demo
 
 build:
 	go build -o bin/tcpchaos ./cmd/tcpchaos
@@ -27,3 +27,12 @@ fuzz:
 	    go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The benchmark suite (README "Benchmarks"; root): live columns in network
+# namespaces, offline Go benchmarks and replay; report in bin/bench.md.
+bench:
+	go run ./bench
+
+# CI-sized run of the suite: one short round, asserts only that it completes.
+bench-smoke:
+	go run ./bench -smoke -out ''

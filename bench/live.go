@@ -150,6 +150,9 @@ func (l *lab) client(ctx context.Context, v any, args ...string) error {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("client %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}

@@ -176,7 +176,7 @@ func (r *report) render() (string, int) {
 func (r *report) renderLive(b *strings.Builder, c *checks) {
 	o := r.opts
 	fmt.Fprintf(b, "Live: client → router → server in network namespaces (veth), IPv4, server port %d. "+
-		"%d rounds, columns interleaved in each round; bulk: one connection, %s; short connections: %d workers, %s; "+
+		"Rounds: %d, columns interleaved in each round; bulk: one connection, %s; short connections: %d workers, %s; "+
 		"connect(): %d sequential connects.\n\n", o.port, len(r.live), o.bulk, o.workers, o.conns, o.connects)
 	fmt.Fprintf(b, "| median (min–max) over %d rounds |", len(r.live))
 	for col := range numColumns {
@@ -281,7 +281,7 @@ func (r *report) renderOffline(b *strings.Builder, c *checks) {
 	if len(r.benches) > 0 {
 		n = len(r.benches[0].runs["ns/op"])
 	}
-	fmt.Fprintf(b, "Offline, one core (go test -cpu 1 -benchmem), median (min–max) of %d runs:\n\n", n)
+	fmt.Fprintf(b, "Offline, one core (go test -cpu 1 -benchmem), median (min–max) over runs: %d.\n\n", n)
 	b.WriteString("| benchmark | ns/op | packets/s | B/op | allocs/op | other |\n|---|---:|---:|---:|---:|---|\n")
 	find := func(name string) *offlineBench {
 		for i := range r.benches {
@@ -308,8 +308,8 @@ func (r *report) renderOffline(b *strings.Builder, c *checks) {
 			}
 		}
 		slices.Sort(other)
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", ob.name, ns.format(1), pps,
-			summarize(ob.runs["B/op"]).format(0), summarize(ob.runs["allocs/op"]).format(0), strings.Join(other, ", "))
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", ob.name, formatNs(ns), pps,
+			formatSpread(summarize(ob.runs["B/op"])), formatSpread(summarize(ob.runs["allocs/op"])), strings.Join(other, ", "))
 	}
 	b.WriteString("\n")
 	if mc := find("BenchmarkMillionConnections"); mc != nil {
@@ -326,9 +326,19 @@ func (r *report) renderOffline(b *strings.Builder, c *checks) {
 	}
 	c.check(zeroAllocs, "zero allocations per packet in steady state (every per-packet benchmark)", fmt.Sprint(zeroAllocs))
 	if rp := r.replay; len(rp.plain) > 0 {
-		fmt.Fprintf(b, "\nReplay (`tcpchaos replay -c configs/lost-final-ack.yaml`, synthetic capture of %s packets, %s connections, 1,000 at a time), packets/s over %d runs: %s; with `--out /dev/null`: %s.\n",
-			formatCount(float64(rp.packets)), formatCount(float64(rp.conns)), len(rp.plain), formatSpread(summarize(rp.plain)), formatSpread(summarize(rp.out)))
+		fmt.Fprintf(b, "\nReplay: `tcpchaos replay -c configs/lost-final-ack.yaml` over a synthetic capture of %s packets "+
+			"(%s connections, 1,000 at a time): %s packets/s; with `--out /dev/null`: %s packets/s (median (min–max), runs: %d).\n",
+			formatCount(float64(rp.packets)), formatCount(float64(rp.conns)), formatSpread(summarize(rp.plain)), formatSpread(summarize(rp.out)), len(rp.plain))
 	}
+}
+
+// formatNs writes nanoseconds with one decimal below a microsecond, as
+// formatSpread does above.
+func formatNs(s spread) string {
+	if s.max >= 1000 {
+		return formatSpread(s)
+	}
+	return s.format(1)
 }
 
 // formatSpread is spread.format with counts written as formatCount does.
