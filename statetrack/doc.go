@@ -60,6 +60,11 @@
 // SYN from an endpoint in CLOSED or TIME_WAIT replaces it with a new
 // incarnation. Connections closed by an RST stay until one of those.
 //
+// A quiet connection (Tracker.Quiet: the live path stopped queueing its
+// established data phase) expires after QuietTimeout instead of
+// IdleTimeout, is evicted only after every connection that is not quiet,
+// and resynchronizes its sequence numbers on its next observed packet.
+//
 // Entries live in a paged slab of 144-byte slots indexed by a map from 32
 // bits of a seeded hash of the tuple to a slot, with intrusive int32 links
 // for hash collisions, activity order (LRU) and TIME_WAIT deadlines: about

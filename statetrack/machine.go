@@ -295,9 +295,16 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 	return r.state == TimeWait && old != TimeWait
 }
 
-// rstAccepted applies RFC 9293's RST acceptability check loosely: in
-// SYN_SENT an RST counts only if it acknowledges the SYN; in LISTEN or
-// CLOSED it is ignored; elsewhere its sender must own its sequence number.
+// rstAccepted applies the RST acceptability check of RFC 9293 and RFC 5961
+// as Linux does: in SYN_SENT an RST counts only if it acknowledges the SYN;
+// in LISTEN or CLOSED it is ignored; elsewhere its sequence number must be
+// the receiver's rcv_nxt, taken to be the next sequence number the middle
+// expects from the RST's sender. rcv_nxt-1 is accepted too in CLOSE_WAIT,
+// LAST_ACK and CLOSING (Linux's tcp_reset_check: an RST sent after the
+// peer's FIN), and nothing but rcv_nxt in TIME_WAIT. An RST behind that is
+// stale (Linux ignores it); one ahead of it, within rstWindow, is accepted
+// because the middle may not have seen the sender's latest data (a
+// connection picked up mid-stream, or a data phase that bypassed the queue).
 func rstAccepted(r, s *half, seg *Segment) bool {
 	switch r.state {
 	case Closed, Listen:
@@ -305,7 +312,18 @@ func rstAccepted(r, s *half, seg *Segment) bool {
 	case SynSent:
 		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack)
 	}
-	return s.owns(seg.Seq)
+	if !s.has(hasNxt) || seg.Seq == s.nxt {
+		return true
+	}
+	switch r.state {
+	case TimeWait:
+		return false
+	case CloseWait, LastAck, Closing:
+		if seg.Seq == s.nxt-1 {
+			return true
+		}
+	}
+	return seg.Seq.InWindow(s.nxt, rstWindow)
 }
 
 // owns reports whether seq is plausibly the endpoint's own: within

@@ -57,9 +57,10 @@ func TestScenarios(t *testing.T) {
 
 // scriptRunner interprets a scenario script:
 //
-//	config msl=1s max=2 idle=5m serverport=8080,443   new tracker (first line only)
+//	config msl=1s max=2 idle=5m quiet=1h serverport=8080,443   new tracker (first line only)
 //	tuple c=198.18.0.1:40000 s=198.18.1.1:8080          current tuple ("tuple self=ADDR:PORT" for a self-connect)
-//	[drop|hold|dup] c>s FLAGS [seq=N] [ack=N] [len=N]   a packet (s>c the other way); FLAGS as tcpdump: S S. . P. F. FP. R R. none
+//	[drop|hold|dup|quiet] c>s FLAGS [seq=N] [ack=N] [len=N]   a packet (s>c the other way); FLAGS as tcpdump: S S. . P. F. FP. R R. none
+//	                                                    (quiet: delivered, then Tracker.Quiet: the data phase goes unseen)
 //	release N                                           deliver the Nth held packet
 //	advance 61s                                         move the clock and call Expire
 //	wait 61s                                            move the clock only (expiry in passing)
@@ -153,8 +154,8 @@ func (r *scriptRunner) exec(line string) error {
 		return nil
 	case "stats":
 		st := r.tracker().Stats()
-		fmt.Fprintf(&r.out, "stats | len=%d connections=%d new-incarnations=%d midstream=%d evicted=%d time-wait-expired=%d idle-expired=%d untracked=%d\n",
-			r.tracker().Len(), st.Connections, st.NewIncarnations, st.Midstream, st.Evicted, st.TimeWaitExpired, st.IdleExpired, st.Untracked)
+		fmt.Fprintf(&r.out, "stats | len=%d connections=%d new-incarnations=%d midstream=%d evicted=%d time-wait-expired=%d idle-expired=%d untracked=%d quieted=%d\n",
+			r.tracker().Len(), st.Connections, st.NewIncarnations, st.Midstream, st.Evicted, st.TimeWaitExpired, st.IdleExpired, st.Untracked, st.Quieted)
 		return nil
 	}
 	return r.packet(line, f)
@@ -169,6 +170,8 @@ func (r *scriptRunner) config(args []string) error {
 			r.cfg.MSL, err = time.ParseDuration(v)
 		case "idle":
 			r.cfg.IdleTimeout, err = time.ParseDuration(v)
+		case "quiet":
+			r.cfg.QuietTimeout, err = time.ParseDuration(v)
 		case "max":
 			r.cfg.MaxConnections, err = strconv.Atoi(v)
 		case "serverport":
@@ -214,7 +217,7 @@ func (r *scriptRunner) tuple(args []string) error {
 func (r *scriptRunner) packet(line string, f []string) error {
 	mode := ""
 	switch f[0] {
-	case "drop", "hold", "dup":
+	case "drop", "hold", "dup", "quiet":
 		mode, f = f[0], f[1:]
 	}
 	if len(f) < 2 {
@@ -261,6 +264,11 @@ func (r *scriptRunner) packet(line string, f []string) error {
 		dl = fmt.Sprintf("held %d", len(r.held))
 	case "dup":
 		dl = r.deliver(&o) + ", again " + r.deliver(&o)
+	case "quiet":
+		dl = r.deliver(&o)
+		if r.tracker().Quiet(&o, r.now) {
+			dl += ", quiet"
+		}
 	default:
 		dl = r.deliver(&o)
 	}

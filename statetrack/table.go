@@ -84,6 +84,9 @@ const (
 	selfConn
 	midstream
 	inTimeWait
+	// quiet: the connection's data phase bypasses the tracker (see
+	// Tracker.Quiet); the slot is on the quiet list, not the lru list.
+	quiet
 )
 
 // ends returns the sender's and the receiver's halves for a packet from
@@ -189,7 +192,7 @@ func (t *Tracker) alloc(h uint32, k *tupleKey, now int64) int32 {
 		c.hnext = j
 	}
 	t.index[h] = i
-	t.lruPushFront(i)
+	t.pushFront(&t.lru, i)
 	t.n++
 	return i
 }
@@ -212,7 +215,7 @@ func (t *Tracker) release(i int32) {
 			}
 		}
 	}
-	t.lruUnlink(i)
+	t.unlink(t.listOf(i), i)
 	t.twUnlink(i)
 	c.flags = 0
 	if c.gen++; c.gen == 0 {
@@ -223,40 +226,64 @@ func (t *Tracker) release(i int32) {
 	t.n--
 }
 
-func (t *Tracker) lruPushFront(i int32) {
-	c := t.at(i)
-	c.lruPrev, c.lruNext = none, t.lruHead
-	if t.lruHead != none {
-		t.at(t.lruHead).lruPrev = i
-	} else {
-		t.lruTail = i
+// activity is an activity-ordered list of slots, linked by lruPrev and
+// lruNext: head most, tail least recently active. A slot is on the
+// tracker's lru list, or on its quiet list while its connection is quiet.
+type activity struct{ head, tail int32 }
+
+// listOf returns the activity list slot i is on.
+func (t *Tracker) listOf(i int32) *activity {
+	if t.at(i).flags&quiet != 0 {
+		return &t.quiet
 	}
-	t.lruHead = i
+	return &t.lru
 }
 
-func (t *Tracker) lruUnlink(i int32) {
+func (t *Tracker) pushFront(l *activity, i int32) {
+	c := t.at(i)
+	c.lruPrev, c.lruNext = none, l.head
+	if l.head != none {
+		t.at(l.head).lruPrev = i
+	} else {
+		l.tail = i
+	}
+	l.head = i
+}
+
+func (t *Tracker) unlink(l *activity, i int32) {
 	c := t.at(i)
 	if c.lruPrev != none {
 		t.at(c.lruPrev).lruNext = c.lruNext
 	} else {
-		t.lruHead = c.lruNext
+		l.head = c.lruNext
 	}
 	if c.lruNext != none {
 		t.at(c.lruNext).lruPrev = c.lruPrev
 	} else {
-		t.lruTail = c.lruPrev
+		l.tail = c.lruPrev
 	}
 	c.lruPrev, c.lruNext = none, none
 }
 
-// touch records activity on slot i at now, moving it to the front of the
+// touch records activity on slot i at now, moving it to the front of its
 // activity list.
 func (t *Tracker) touch(i int32, now int64) {
 	t.at(i).last = now
-	if t.lruHead != i {
-		t.lruUnlink(i)
-		t.lruPushFront(i)
+	if l := t.listOf(i); l.head != i {
+		t.unlink(l, i)
+		t.pushFront(l, i)
 	}
+}
+
+// setQuiet moves slot i between the lru and the quiet list.
+func (t *Tracker) setQuiet(i int32, on bool) {
+	c := t.at(i)
+	if (c.flags&quiet != 0) == on {
+		return
+	}
+	t.unlink(t.listOf(i), i)
+	c.flags ^= quiet
+	t.pushFront(t.listOf(i), i)
 }
 
 // twPushBack (re)starts slot i's TIME_WAIT timer at now: the TIME_WAIT

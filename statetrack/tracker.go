@@ -10,6 +10,11 @@ const (
 	DefaultMSL            = 30 * time.Second
 	DefaultMaxConnections = 1_000_000
 	DefaultIdleTimeout    = 10 * time.Minute
+	// DefaultQuietTimeout is as long as Linux's conntrack keeps an
+	// established connection without packets
+	// (nf_conntrack_tcp_timeout_established, 5 days): past it the kernel
+	// has forgotten the connection's quiet mark too.
+	DefaultQuietTimeout = 5 * 24 * time.Hour
 )
 
 // reapPerObserve bounds how many expired connections Observe removes in
@@ -35,30 +40,34 @@ type Stats struct {
 	// Untracked counts packets of unknown tuples that created no entry: a
 	// lone RST, or a segment without SYN, RST and ACK.
 	Untracked uint64
+	// Quieted counts connections that went quiet (Tracker.Quiet), each
+	// time they did.
+	Quieted uint64
 }
 
 // Tracker follows TCP connections from the middle of the path. See the
 // package documentation for the model. A Tracker is not safe for
 // concurrent use: one goroutine (for example one queue worker) owns it.
 type Tracker struct {
-	cfg      Config
-	tw, idle int64 // TIME_WAIT length (2×MSL) and idle timeout, in ns
-	max      int
-	seed     maphash.Seed
+	cfg                 Config
+	tw, idle, quietIdle int64 // TIME_WAIT length (2×MSL), idle and quiet timeouts, in ns
+	max                 int
+	seed                maphash.Seed
 	// index maps a tuple's hash to the head of its chain of slots.
 	index map[uint32]int32
 	pages [][]conn
 	used  int32 // slots handed out so far
 	// free heads the list of free slots, linked by lruNext.
-	free             int32
-	lruHead, lruTail int32 // most and least recently active
-	twHead, twTail   int32 // earliest and latest TIME_WAIT deadline
-	n                int
-	stats            Stats
+	free int32
+	// lru orders the connections by activity; quiet ones are on quiet.
+	lru, quiet     activity
+	twHead, twTail int32 // earliest and latest TIME_WAIT deadline
+	n              int
+	stats          Stats
 }
 
 // New returns an empty tracker. Zero fields of cfg select the defaults:
-// MSL 30s, MaxConnections 1,000,000, IdleTimeout 10m.
+// MSL 30s, MaxConnections 1,000,000, IdleTimeout 10m, QuietTimeout 5 days.
 func New(cfg Config) *Tracker {
 	if cfg.MSL <= 0 {
 		cfg.MSL = DefaultMSL
@@ -69,16 +78,21 @@ func New(cfg Config) *Tracker {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.QuietTimeout <= 0 {
+		cfg.QuietTimeout = DefaultQuietTimeout
+	}
 	return &Tracker{
-		cfg:     cfg,
-		tw:      int64(2 * cfg.MSL),
-		idle:    int64(cfg.IdleTimeout),
-		max:     cfg.MaxConnections,
-		seed:    maphash.MakeSeed(),
-		index:   make(map[uint32]int32),
-		free:    none,
-		lruHead: none, lruTail: none,
-		twHead: none, twTail: none,
+		cfg:       cfg,
+		tw:        int64(2 * cfg.MSL),
+		idle:      int64(cfg.IdleTimeout),
+		quietIdle: int64(cfg.QuietTimeout),
+		max:       cfg.MaxConnections,
+		seed:      maphash.MakeSeed(),
+		index:     make(map[uint32]int32),
+		free:      none,
+		lru:       activity{none, none},
+		quiet:     activity{none, none},
+		twHead:    none, twTail: none,
 	}
 }
 
@@ -150,6 +164,10 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 	o.Midstream = c.flags&midstream != 0
 	o.Before = c.states()
 	s, r := c.ends(o.From)
+	if c.flags&quiet != 0 {
+		t.setQuiet(i, false)
+		resync(s, r, seg)
+	}
 	res := send(s, r, seg)
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
 	o.After = c.states()
@@ -182,6 +200,51 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 	return c.states(), r.state != old
 }
 
+// Quiet records that the connection of o stops reaching the tracker at
+// now while it stays ESTABLISHED: the live path lets its data phase bypass
+// the queue (only when no rule could act on it). What the unseen packets
+// would have taught is then missing, so the connection is handled thus
+// until its next observed packet, which wakes it:
+//
+//   - it expires after Config.QuietTimeout without observed packets
+//     instead of IdleTimeout (its data keeps flowing unseen), and a full
+//     table evicts it only once no connection that is not quiet is left;
+//   - on waking, the sequence numbers seen so far are stale (the data
+//     phase may have moved them by more than 2^31, past any wrap-safe
+//     comparison): the sender's next sequence number is taken from the
+//     waking packet, the receiver's from its acknowledgment, so that a
+//     FIN after a long transfer is not taken for a retransmission and an
+//     RST is judged against the current sequence space;
+//   - Nth of data and ack counts only the packets observed.
+//
+// Observe reports every packet of a quiet connection as of the same
+// connection (it is never picked up mid-stream anew). Quiet does nothing
+// for a connection that is gone; it reports whether the connection is
+// (now) quiet.
+func (t *Tracker) Quiet(o *Observation, now time.Time) bool {
+	i, ok := t.byID(o.ConnID)
+	if !ok {
+		return false
+	}
+	if t.at(i).flags&quiet == 0 {
+		t.stats.Quieted++
+		t.setQuiet(i, true)
+	}
+	t.touch(i, now.UnixNano())
+	return true
+}
+
+// resync forgets the sequence numbers that a quiet connection's unseen
+// data phase made stale (see Quiet): s sent seg, r receives it.
+func resync(s, r *half, seg *Segment) {
+	if s.has(hasNxt) && seg.Flags&SYN == 0 {
+		s.nxt = seg.Seq
+	}
+	if r.has(hasNxt) && seg.Flags&ACK != 0 {
+		r.nxt = seg.Ack
+	}
+}
+
 // Expire removes every connection whose TIME_WAIT (2×MSL after an endpoint
 // last entered it) or idle timeout has run out by now, in deadline order,
 // calling Config.OnGone for each.
@@ -191,17 +254,16 @@ func (t *Tracker) Expire(now time.Time) { t.reap(now.UnixNano(), -1) }
 // negative limit), earliest deadline first.
 func (t *Tracker) reap(now int64, limit int) {
 	for n := 0; n != limit; n++ {
-		i := t.lruTail
-		if i == none {
-			return
-		}
-		at, why := t.deadline(i)
-		if j := t.twHead; j != none {
-			if jat, jwhy := t.deadline(j); jat < at {
+		i, at, why := none, int64(0), GoneReason(0)
+		for _, j := range [...]int32{t.lru.tail, t.quiet.tail, t.twHead} {
+			if j == none {
+				continue
+			}
+			if jat, jwhy := t.deadline(j); i == none || jat < at {
 				i, at, why = j, jat, jwhy
 			}
 		}
-		if at > now {
+		if i == none || at > now {
 			return
 		}
 		t.remove(i, why, at)
@@ -211,7 +273,11 @@ func (t *Tracker) reap(now int64, limit int) {
 // deadline returns when slot i expires and why.
 func (t *Tracker) deadline(i int32) (at int64, why GoneReason) {
 	c := t.at(i)
-	at, why = c.last+t.idle, IdleExpired
+	idle := t.idle
+	if c.flags&quiet != 0 {
+		idle = t.quietIdle
+	}
+	at, why = c.last+idle, IdleExpired
 	if c.flags&inTimeWait != 0 && c.twAt+t.tw < at {
 		at, why = c.twAt+t.tw, TimeWaitExpired
 	}
@@ -240,7 +306,11 @@ func (t *Tracker) create(h uint32, k *tupleKey, srcIsA bool, seg *Segment, now i
 		return none
 	}
 	if t.n >= t.max {
-		t.remove(t.lruTail, Evicted, now)
+		victim := t.lru.tail
+		if victim == none {
+			victim = t.quiet.tail
+		}
+		t.remove(victim, Evicted, now)
 	}
 	i := t.alloc(h, k, now)
 	c := t.at(i)

@@ -358,6 +358,9 @@ type Config struct {
 	// IdleTimeout expires connections with no packet for this long.
 	// Default 10m.
 	IdleTimeout time.Duration
+	// QuietTimeout expires quiet connections (Tracker.Quiet) with no
+	// observed packet for this long. Default DefaultQuietTimeout (5 days).
+	QuietTimeout time.Duration
 	// ServerPorts are the intercepted server ports: when a connection is
 	// picked up mid-stream, the side on one of these ports is the server.
 	// Without a match the destination of the first packet seen is taken as
