@@ -33,6 +33,8 @@ type Set struct {
 	// faulty has the bit of every kind that some rule may drop, delay or
 	// duplicate.
 	faulty uint16
+	// duplicated has the bit of every kind that some rule may duplicate.
+	duplicated uint16
 	// acted counts, per rule, the packets acted on by every Engine of the
 	// Set; it enforces the limits.
 	acted []atomic.Uint64
@@ -84,6 +86,9 @@ func Compile(rs []config.Rule) *Set {
 		c := compile(r)
 		if c.action.Type != config.Accept && c.prob > 0 {
 			s.faulty |= c.kinds
+			if c.action.Type == config.Duplicate {
+				s.duplicated |= c.kinds
+			}
 		}
 		s.rules[i] = c
 	}
@@ -146,6 +151,23 @@ func (s *Set) Names() []string { return slices.Clone(s.names) }
 // of kind k. When it reports false for every kind of a connection phase,
 // those packets need not be queued for a decision (they are accepted).
 func (s *Set) MayMatch(k statetrack.Kind) bool { return s.faulty&bit(k) != 0 }
+
+// Quietable reports whether no rule may act on a packet of an established
+// connection's data phase (kinds data and ack): the live path may then let
+// that phase bypass the queue. The handshake and the close are queued
+// whatever it reports.
+func (s *Set) Quietable() bool { return !s.MayMatch(statetrack.Data) && !s.MayMatch(statetrack.Ack) }
+
+// payloadKinds are the kinds a packet with payload can have: data, and the
+// control kinds that may carry some (a SYN with TCP Fast Open data, a FIN
+// or an RST with data). The pure ACKs of the handshake and the close have
+// none by definition.
+const payloadKinds = 1<<statetrack.Syn | 1<<statetrack.SynAck | 1<<statetrack.Fin | 1<<statetrack.Rst | 1<<statetrack.Data
+
+// NeedsPayload reports whether some rule may duplicate a packet that
+// carries payload: only then must the live path copy whole packets from
+// the kernel (a copy is sent whole); otherwise the headers suffice.
+func (s *Set) NeedsPayload() bool { return s.duplicated&payloadKinds != 0 }
 
 // Hits returns, per rule, the packets acted on by all the Set's Engines.
 func (s *Set) Hits() []uint64 {

@@ -395,6 +395,39 @@ func TestSetAccessors(t *testing.T) {
 	}
 }
 
+func TestQuietableAndNeedsPayload(t *testing.T) {
+	rule := func(a config.ActionType, p float64, kinds ...statetrack.Kind) config.Rule {
+		return config.Rule{Match: config.Match{Packets: kinds}, Action: config.Action{Type: a, Copies: 1}, Probability: p}
+	}
+	for _, c := range []struct {
+		name                 string
+		rules                []config.Rule
+		quietable, needsData bool
+	}{
+		{"none", nil, true, false},
+		{"control", []config.Rule{rule(config.Drop, 1, statetrack.Syn), rule(config.Drop, 1, statetrack.FinalAck)}, true, false},
+		{"data drop", []config.Rule{rule(config.Drop, 0.5, statetrack.Data)}, false, false},
+		{"ack delay", []config.Rule{rule(config.Delay, 1, statetrack.Ack)}, false, false},
+		{"data accept", []config.Rule{rule(config.Accept, 1, statetrack.Data)}, true, false},
+		{"data off", []config.Rule{rule(config.Drop, 0, statetrack.Data)}, true, false},
+		{"any kind", []config.Rule{rule(config.Drop, 1)}, false, false},
+		{"dup pure acks", []config.Rule{rule(config.Duplicate, 1, statetrack.FinalAck, statetrack.HandshakeAck)}, true, false},
+		{"dup syn", []config.Rule{rule(config.Duplicate, 1, statetrack.Syn)}, true, true},
+		{"dup fin", []config.Rule{rule(config.Duplicate, 1, statetrack.Fin)}, true, true},
+		{"dup data", []config.Rule{rule(config.Duplicate, 1, statetrack.Data)}, false, true},
+		{"dup any", []config.Rule{rule(config.Duplicate, 1)}, false, true},
+		{"dup off", []config.Rule{rule(config.Duplicate, 0, statetrack.Data)}, true, false},
+	} {
+		s := Compile(c.rules)
+		if got := s.Quietable(); got != c.quietable {
+			t.Errorf("%s: Quietable() = %v, want %v", c.name, got, c.quietable)
+		}
+		if got := s.NeedsPayload(); got != c.needsData {
+			t.Errorf("%s: NeedsPayload() = %v, want %v", c.name, got, c.needsData)
+		}
+	}
+}
+
 func TestDecideDoesNotAllocate(t *testing.T) {
 	s := Compile(benchRules())
 	e := NewEngine(s, 1)
