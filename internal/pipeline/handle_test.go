@@ -169,3 +169,47 @@ func TestNoSinkNoEvents(t *testing.T) {
 		t.Error("packet not counted without a sink")
 	}
 }
+
+func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
+	handshake := func(p *Pipeline) []bool {
+		var q []bool
+		for _, s := range []*statetrack.Segment{
+			seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301),
+			seg(false, ack|statetrack.PSH, 301, 101), seg(true, finAck, 101, 302),
+		} {
+			q = append(q, p.Handle(s, t0).Quiet)
+		}
+		return q
+	}
+	p, _ := newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	if q := handshake(p); q[2] || q[3] {
+		t.Errorf("quiet %v without AllowQuiet", q)
+	}
+	p, _ = newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	if !p.AllowQuiet() {
+		t.Fatal("AllowQuiet refused a control-only rule set")
+	}
+	// syn, syn-ack: handshake not done; handshake-ack and data: quiet; fin: closing
+	if q := handshake(p); q[0] || q[1] || !q[2] || !q[3] || q[4] {
+		t.Errorf("quiet per packet %v, want [false false true true false]", q)
+	}
+	if s := p.Summary(); s.Tracker.Quieted != 2 {
+		t.Errorf("tracker quieted %d times, want 2 (the data packet woke the connection, it went quiet again)", s.Tracker.Quieted)
+	}
+
+	p, _ = newPipeline(t, rule(statetrack.HandshakeAck, config.Action{Type: config.Drop}))
+	p.AllowQuiet()
+	p.Handle(seg(true, syn, 100, 0), t0)
+	p.Handle(seg(false, synAck, 300, 101), t0)
+	if v := p.Handle(seg(true, ack, 101, 301), t0); v.Action != config.Drop || v.Quiet {
+		t.Errorf("dropped handshake-ack: %v quiet %v, want drop, not quiet", v.Action, v.Quiet)
+	}
+
+	p, _ = newPipeline(t, rule(statetrack.Data, config.Action{Type: config.Drop}))
+	if p.AllowQuiet() {
+		t.Error("AllowQuiet accepted a rule set acting on data")
+	}
+	if q := handshake(p); q[2] || q[3] {
+		t.Errorf("quiet %v with a data rule", q)
+	}
+}

@@ -22,6 +22,10 @@ type Pipeline struct {
 	names   []string // rule names, by index
 	sink    events.Sink
 	stats   Stats
+	// quietable: Handle may set Verdict.Quiet (AllowQuiet, and the rules
+	// cannot act on the data phase).
+	quietable bool
+	set       *rules.Set
 }
 
 // Stats counts what a pipeline saw and did.
@@ -36,12 +40,22 @@ type Stats struct {
 // New returns a pipeline with a fresh tracker configured by tc, deciding
 // with set and seed, and reporting to sink (nil: no events).
 func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *Pipeline {
-	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed)}
+	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed), set: set}
 	if sink != nil {
 		tc.OnGone = p.gone
 	}
 	p.tracker = statetrack.New(tc)
 	return p
+}
+
+// AllowQuiet lets Handle set Verdict.Quiet, for a live path that can stop
+// queueing a connection's data phase (selective queueing). It has effect
+// only when the rule set cannot act on that phase (rules.Set.Quietable);
+// it reports whether it has. The offline replay never calls it: there every
+// packet is seen.
+func (p *Pipeline) AllowQuiet() bool {
+	p.quietable = p.set.Quietable()
+	return p.quietable
 }
 
 // Handle observes one packet sent at now and decides its fate. An accepted
@@ -54,6 +68,10 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 	states := o.After
 	if d.Action == config.Accept || d.Action == config.Duplicate {
 		states, _ = p.tracker.Deliver(&o, now)
+	}
+	if p.quietable && d.Action == config.Accept &&
+		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established {
+		v.Quiet = p.tracker.Quiet(&o, now)
 	}
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
@@ -167,6 +185,7 @@ func (s *Summary) Add(o Summary) {
 	t.TimeWaitExpired += u.TimeWaitExpired
 	t.IdleExpired += u.IdleExpired
 	t.Untracked += u.Untracked
+	t.Quieted += u.Quieted
 	s.Tracked += o.Tracked
 	for i := range s.Stats.Packets {
 		s.Stats.Packets[i] += o.Stats.Packets[i]

@@ -18,6 +18,12 @@ type Verdict struct {
 	// the original.
 	Copies uint32
 	After  time.Duration
+	// Quiet reports that the connection may go quiet: the packet was
+	// accepted, both endpoints are ESTABLISHED after it, the rules cannot
+	// act on the data phase and the pipeline allows it (AllowQuiet). The
+	// live path may then stop queueing the connection's packets until its
+	// next SYN, FIN or RST; the tracker was told (statetrack.Tracker.Quiet).
+	Quiet bool
 	// Obs is the tracker's observation of the packet; Deliver needs it when
 	// a held packet is released or a copy arrives.
 	Obs statetrack.Observation
