@@ -332,10 +332,13 @@ func (r *report) renderOffline(b *strings.Builder, c *checks) {
 	}
 }
 
-// formatNs writes nanoseconds with one decimal below a microsecond, as
-// formatSpread does above.
+// formatNs writes nanoseconds with one decimal below a microsecond, with
+// thousands separators up to a millisecond, in milliseconds above.
 func formatNs(s spread) string {
-	if s.max >= 1000 {
+	switch {
+	case s.max >= 1e6:
+		return spread{med: s.med / 1e6, min: s.min / 1e6, max: s.max / 1e6, n: s.n}.format(1) + " ms"
+	case s.max >= 1000:
 		return formatSpread(s)
 	}
 	return s.format(1)
