@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
@@ -17,11 +18,9 @@ import (
 )
 
 // The seams between the per-packet logic and the kernel, so that the logic
-// is tested without a queue, a raw socket or a clock.
+// is tested without a queue, a raw socket or a clock (the verdicts' seam
+// is the kernel interface under the verdictWriter).
 type (
-	verdicter interface {
-		SetVerdict(id uint32, verdict int) error
-	}
 	sender interface {
 		Send(pkt []byte) (int, error)
 	}
@@ -42,16 +41,25 @@ type counters struct {
 // core carries out the handler's verdicts for one queue. Its mutex
 // serializes every call into the handler: the reader's packets, the timer
 // goroutine's releases and copies, and expiry ticks.
+//
+// Verdicts are collected in a verdictWriter and written when the reader
+// ends a burst (endBurst: the socket is read dry, or the writer is full),
+// or at once when the timer goroutine releases held packets.
 type core struct {
 	h   Handler
 	dec decoder
-	nf  verdicter
+	w   *verdictWriter
 	inj sender
 	log *slog.Logger
+	// marks: accept verdicts carry VerdictMark, and QuietMark for a
+	// connection whose data phase may bypass the queue (selective
+	// queueing); the packet's other mark bits are kept.
+	marks bool
 
 	mu       sync.Mutex
 	seg      statetrack.Segment // reused for every packet
 	held     heldQueue
+	holding  int    // delayed packets in held: their verdicts are pending
 	seq      uint64 // orders held entries with equal deadlines
 	stopping bool
 
@@ -60,43 +68,48 @@ type core struct {
 	c    counters
 }
 
-func newCore(h Handler, dec decoder, nf verdicter, inj sender, log *slog.Logger) *core {
-	return &core{h: h, dec: dec, nf: nf, inj: inj, log: log, wake: make(chan struct{}, 1)}
+func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, marks bool, log *slog.Logger) *core {
+	return &core{h: h, dec: dec, w: w, inj: inj, marks: marks, log: log, wake: make(chan struct{}, 1)}
 }
 
 // packet gives exactly one verdict for the packet id, now or (delay) when
-// its hold expires. pkt is the copied part of the packet, wireLen its whole
-// length. pkt is not kept: a packet to be duplicated is copied.
-func (c *core) packet(id uint32, pkt []byte, wireLen int, now time.Time) {
+// its hold expires; the reader calls endBurst after a burst of packets.
+// pkt is the copied part of the packet, wireLen its whole length, mark its
+// mark. pkt is not kept: a packet to be duplicated is copied.
+func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.Time) {
 	c.c.received.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.w.full() {
+		c.flush(false)
+	}
 	if c.stopping {
-		c.accept(id)
+		c.accept(id, mark)
 		return
 	}
 	if err := c.dec.DecodeWire(pkt, wireLen, &c.seg); err != nil {
 		if n := c.c.decodeFailures.Add(1); logWorthy(n) {
 			c.log.Debug("packet not decoded, accepted", "id", id, "failures", n, "err", err)
 		}
-		c.accept(id)
+		c.accept(id, mark)
 		return
 	}
 	v, ok := c.handle(now)
 	if !ok {
-		c.accept(id)
+		c.accept(id, mark)
 		return
 	}
 	switch v.Action {
 	case config.Drop:
 		c.c.dropped.Add(1)
-		c.verdict(id, nfqueue.NfDrop)
+		c.w.add(verdictEntry{id: id, verdict: verdictDrop, conn: v.Obs.ConnID})
 	case config.Delay:
 		c.c.delayed.Add(1)
-		c.push(&heldEntry{at: now.Add(v.Hold), id: id, v: v})
+		c.holding++
+		c.push(&heldEntry{at: now.Add(v.Hold), id: id, mark: mark, v: v})
 	case config.Duplicate:
 		c.c.duplicated.Add(1)
-		c.accept(id)
+		c.acceptConn(id, mark, v.Obs.ConnID, false)
 		switch {
 		case v.Copies == 0:
 		case len(pkt) < wireLen:
@@ -107,20 +120,84 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, now time.Time) {
 			c.push(&heldEntry{at: now.Add(v.After), pkt: bytes.Clone(pkt), v: v})
 		}
 	default:
-		c.accept(id)
+		c.acceptConn(id, mark, v.Obs.ConnID, v.Quiet)
 	}
 }
 
-// accept lets a packet through at once.
-func (c *core) accept(id uint32) {
-	c.c.accepted.Add(1)
-	c.verdict(id, nfqueue.NfAccept)
+// messages handles the netlink messages of one datagram received at now:
+// packets, and error reports of verdicts the kernel refused.
+func (c *core) messages(b []byte, m *packetMsg, now time.Time) {
+	for len(b) >= nlmsgHdrLen {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < nlmsgHdrLen || l > len(b) {
+			c.malformed(l)
+			return
+		}
+		body := b[nlmsgHdrLen:l]
+		switch binary.NativeEndian.Uint16(b[4:]) {
+		case msgType(nfqnlMsgPacket):
+			if parsePacket(body, m) {
+				c.packet(m.id, m.payload, m.wireLen, m.mark, now)
+			} else {
+				c.malformed(l)
+			}
+		case unix.NLMSG_ERROR:
+			if len(body) >= 4 {
+				if errno := -int32(binary.NativeEndian.Uint32(body)); errno != 0 {
+					if n := c.c.verdictErrors.Add(1); logWorthy(n) {
+						c.log.Error("verdict refused", "errors", n, "err", unix.Errno(errno))
+					}
+				}
+			}
+		}
+		b = b[min(align4(l), len(b)):]
+	}
 }
 
-func (c *core) verdict(id uint32, v int) {
-	if err := c.nf.SetVerdict(id, v); err != nil {
-		if n := c.c.verdictErrors.Add(1); logWorthy(n) {
-			c.log.Error("set verdict", "id", id, "verdict", v, "errors", n, "err", err)
+// malformed counts a message that does not parse as a read error.
+func (c *core) malformed(length int) {
+	if n := c.c.readErr.Add(1); logWorthy(n) {
+		c.log.Error("read from queue", "errors", n, "err", errMalformedMsg, "length", length)
+	}
+}
+
+// accept lets a packet of no known connection through.
+func (c *core) accept(id, mark uint32) { c.acceptConn(id, mark, 0, false) }
+
+// acceptConn lets a packet of connection conn through; quiet lets the
+// connection's data phase bypass the queue from then on.
+func (c *core) acceptConn(id, mark uint32, conn uint64, quiet bool) {
+	c.c.accepted.Add(1)
+	c.w.add(c.acceptEntry(id, mark, conn, quiet))
+}
+
+// acceptEntry is the accept verdict of a packet: with selective queueing
+// its mark gets VerdictMark (and QuietMark if quiet, when flushed) and
+// keeps its other bits.
+func (c *core) acceptEntry(id, mark uint32, conn uint64, quiet bool) verdictEntry {
+	e := verdictEntry{id: id, verdict: verdictAccept, conn: conn}
+	if c.marks {
+		e.mark, e.setMark, e.quiet = mark&^(QuietMark|VerdictMark)|VerdictMark, true, quiet
+	}
+	return e
+}
+
+// endBurst writes the verdicts of a burst of packets. drained reports
+// that the burst ended because the socket had nothing more to read: only
+// then may a connection go quiet, since no later packet of it waits
+// unread in the queue (one may still race the verdict: see QuietMark).
+func (c *core) endBurst(drained bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flush(drained)
+}
+
+// flush writes the collected verdicts; c.mu is held.
+func (c *core) flush(quietOK bool) {
+	n := len(c.w.entries)
+	if err := c.w.flush(quietOK, c.holding == 0); err != nil {
+		if e := c.c.verdictErrors.Add(uint64(n)); logWorthy(e) {
+			c.log.Error("set verdicts", "errors", e, "err", err)
 		}
 	}
 }
@@ -188,12 +265,12 @@ func (c *core) fire(now time.Time) (next time.Time, ok bool) {
 		e := heap.Pop(&c.held).(*heldEntry)
 		c.c.held.Add(-1)
 		if e.pkt == nil {
-			c.verdict(e.id, nfqueue.NfAccept)
-			c.deliver(&e.v, now)
+			c.release(e, now)
 			continue
 		}
 		c.sendCopies(e, now)
 	}
+	c.flush(false)
 	if len(c.held) == 0 {
 		return time.Time{}, false
 	}
@@ -227,9 +304,19 @@ func (c *core) stop(now time.Time) {
 			c.c.copiesCancelled.Add(uint64(e.v.Copies))
 			continue
 		}
-		c.verdict(e.id, nfqueue.NfAccept)
-		c.deliver(&e.v, now)
+		c.release(e, now)
 	}
+	c.flush(false)
+}
+
+// release accepts a held packet and delivers it; c.mu is held.
+func (c *core) release(e *heldEntry, now time.Time) {
+	c.holding--
+	if c.w.full() {
+		c.flush(false)
+	}
+	c.w.add(c.acceptEntry(e.id, e.mark, e.v.Obs.ConnID, false))
+	c.deliver(&e.v, now)
 }
 
 // expireEvery is how often a handler that implements Expirer is called.
@@ -274,11 +361,12 @@ func logWorthy(n uint64) bool { return n&(n-1) == 0 }
 // kernel) or the copies of a duplicated one (pkt is its own copy of the
 // bytes).
 type heldEntry struct {
-	at  time.Time
-	seq uint64
-	id  uint32
-	pkt []byte
-	v   pipeline.Verdict
+	at   time.Time
+	seq  uint64
+	id   uint32
+	mark uint32 // the packet's mark, kept in its verdict
+	pkt  []byte
+	v    pipeline.Verdict
 }
 
 // heldQueue is a min-heap of entries by deadline, then arrival.

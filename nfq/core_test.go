@@ -3,10 +3,13 @@ package nfq
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,35 +17,132 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	rulespkg "github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// fakeKernel records verdicts as the kernel would receive them.
+// fakeKernel parses verdict messages as the kernel does and records the
+// verdicts: a batch verdict applies to every packet still waiting up to
+// its id. A verdict for a packet not waiting is recorded too, so that a
+// second verdict shows.
 type fakeKernel struct {
 	mu       sync.Mutex
+	waiting  map[uint32]bool
 	verdicts map[uint32][]int
+	marks    map[uint32]uint32 // the last mark a verdict set, by packet
 	order    []uint32
+	writes   int // Write calls
+	batches  int // batch messages
 	changed  chan struct{}
 }
 
 func newFakeKernel() *fakeKernel {
-	return &fakeKernel{verdicts: map[uint32][]int{}, changed: make(chan struct{}, 100)}
+	return &fakeKernel{waiting: map[uint32]bool{}, verdicts: map[uint32][]int{}, marks: map[uint32]uint32{},
+		changed: make(chan struct{}, 100)}
 }
 
-func (k *fakeKernel) SetVerdict(id uint32, v int) error {
+// enqueue records that packet id waits for a verdict.
+func (k *fakeKernel) enqueue(id uint32) {
 	k.mu.Lock()
-	k.verdicts[id] = append(k.verdicts[id], v)
-	k.order = append(k.order, id)
+	k.waiting[id] = true
+	k.mu.Unlock()
+}
+
+func (k *fakeKernel) Write(b []byte) (int, error) {
+	k.mu.Lock()
+	n := len(b)
+	k.writes++
+	for len(b) > 0 {
+		m, err := parseVerdictMsg(b)
+		if err != nil {
+			k.mu.Unlock()
+			return 0, err
+		}
+		b = b[m.len:]
+		ids := []uint32{m.id}
+		if m.batch {
+			k.batches++
+			ids = nil
+			for id := range k.waiting {
+				if id <= m.id {
+					ids = append(ids, id)
+				}
+			}
+			slices.Sort(ids)
+		}
+		for _, id := range ids {
+			delete(k.waiting, id)
+			k.verdicts[id] = append(k.verdicts[id], int(m.verdict))
+			k.order = append(k.order, id)
+			if m.hasMark {
+				k.marks[id] = m.mark
+			}
+		}
+	}
 	k.mu.Unlock()
 	select {
 	case k.changed <- struct{}{}:
 	default:
 	}
-	return nil
+	return n, nil
+}
+
+// verdictMsg is one parsed verdict message.
+type verdictMsg struct {
+	len            int
+	batch, hasMark bool
+	id, verdict    uint32
+	mark           uint32
+	queue          uint16
+}
+
+// parseVerdictMsg parses the verdict message at the start of b, as
+// nfnetlink_queue would.
+func parseVerdictMsg(b []byte) (verdictMsg, error) {
+	var m verdictMsg
+	if len(b) < nlmsgHdrLen+nfgenMsgLen {
+		return m, fmt.Errorf("short message: %d bytes", len(b))
+	}
+	m.len = int(binary.NativeEndian.Uint32(b))
+	if m.len > len(b) || m.len < nlmsgHdrLen+nfgenMsgLen {
+		return m, fmt.Errorf("message length %d of %d bytes", m.len, len(b))
+	}
+	switch typ := binary.NativeEndian.Uint16(b[4:]); typ {
+	case msgType(nfqnlMsgVerdict):
+	case msgType(nfqnlMsgVerdictBatch):
+		m.batch = true
+	default:
+		return m, fmt.Errorf("message type %#x", typ)
+	}
+	if f := binary.NativeEndian.Uint16(b[6:]); f != unix.NLM_F_REQUEST {
+		return m, fmt.Errorf("flags %#x", f)
+	}
+	m.queue = binary.BigEndian.Uint16(b[nlmsgHdrLen+2:])
+	attrs := b[nlmsgHdrLen+nfgenMsgLen : m.len]
+	hasHdr := false
+	for len(attrs) >= nlattrLen {
+		l := int(binary.NativeEndian.Uint16(attrs))
+		if l < nlattrLen || l > len(attrs) {
+			return m, fmt.Errorf("attribute length %d", l)
+		}
+		v := attrs[nlattrLen:l]
+		switch binary.NativeEndian.Uint16(attrs[2:]) {
+		case nfqaVerdictHdr:
+			m.verdict, m.id, hasHdr = binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]), true
+		case nfqaMark:
+			m.mark, m.hasMark = binary.BigEndian.Uint32(v), true
+		}
+		attrs = attrs[align4(l):]
+	}
+	if !hasHdr {
+		return m, errors.New("no verdict header")
+	}
+	return m, nil
 }
 
 // verdict returns the single verdict given for id, failing on none or more.
@@ -125,7 +225,7 @@ type fixture struct {
 func newFixture(t *testing.T, vs ...pipeline.Verdict) *fixture {
 	f := &fixture{k: newFakeKernel(), s: &fakeSender{}, h: &scripted{next: vs},
 		t0: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f.c = newCore(f.h, decode.NewParser(), f.k, f.s, slog.New(slog.DiscardHandler))
+	f.c = newCore(f.h, decode.NewParser(), newVerdictWriter(100, f.k), f.s, false, slog.New(slog.DiscardHandler))
 	f.pkt = tcpSpec{ack: true, psh: true, seq: 5000, payload: payloadOf(300)}.build(t)
 	f.syn = tcpSpec{syn: true, seq: 4999, options: tsOption}.build(t)
 	f.udp4 = udpPacket(t)
@@ -151,7 +251,14 @@ func udpPacket(t *testing.T) []byte {
 func (f *fixture) at(ms int) time.Time { return f.t0.Add(time.Duration(ms) * time.Millisecond) }
 
 func (f *fixture) send(id uint32, pkt []byte, ms int) {
-	f.c.packet(id, pkt, len(pkt), f.at(ms))
+	f.packetAt(id, pkt, len(pkt), f.at(ms))
+}
+
+// packetAt queues one packet (of which pkt was copied) and ends the burst.
+func (f *fixture) packetAt(id uint32, pkt []byte, wireLen int, now time.Time) {
+	f.k.enqueue(id)
+	f.c.packet(id, pkt, wireLen, 0, now)
+	f.c.endBurst(true)
 }
 
 func obs(nth uint32) statetrack.Observation { return statetrack.Observation{Nth: nth} }
@@ -197,7 +304,7 @@ func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
 	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
 	f.send(1, f.udp4, 0)
 	f.send(2, []byte{0x45, 0}, 0)
-	f.c.packet(3, nil, 0, f.at(0)) // no payload attribute
+	f.packetAt(3, nil, 0, f.at(0)) // no payload attribute
 	for id := uint32(1); id <= 3; id++ {
 		if v := f.k.verdict(t, id); v != nfqueue.NfAccept {
 			t.Errorf("packet %d: verdict %d, want accept", id, v)
@@ -291,7 +398,7 @@ func slicesEqual(a, b []uint32) bool {
 func TestDuplicateSendsCopiesLater(t *testing.T) {
 	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 2, After: 500 * time.Millisecond, Obs: obs(3)})
 	buf := append([]byte(nil), f.syn...)
-	f.c.packet(1, buf, len(buf), f.at(0))
+	f.packetAt(1, buf, len(buf), f.at(0))
 	for i := range buf { // the netlink buffer is reused for the next message
 		buf[i] = 0xff
 	}
@@ -334,7 +441,7 @@ func TestDuplicateSendFailureNotDelivered(t *testing.T) {
 
 func TestDuplicateOfPartialCopySkipped(t *testing.T) {
 	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: time.Second})
-	f.c.packet(1, f.pkt[:80], len(f.pkt), f.at(0)) // headers only
+	f.packetAt(1, f.pkt[:80], len(f.pkt), f.at(0)) // headers only
 	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
 		t.Fatalf("verdict %d, want accept", v)
 	}
@@ -448,8 +555,8 @@ func TestScheduleWakesForEarlierDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { f.c.schedule(ctx, time.Now) })
-	f.c.packet(1, f.syn, len(f.syn), time.Now())
-	f.c.packet(2, f.syn, len(f.syn), time.Now())
+	f.packetAt(1, f.syn, len(f.syn), time.Now())
+	f.packetAt(2, f.syn, len(f.syn), time.Now())
 	deadline := time.After(10 * time.Second)
 	for !f.k.has(2) {
 		select {
@@ -467,19 +574,114 @@ func TestScheduleWakesForEarlierDeadline(t *testing.T) {
 
 func TestPacketPathAllocs(t *testing.T) {
 	f := newFixture(t)
-	f.c.nf = &countingKernel{}
-	if n := testing.AllocsPerRun(1000, func() { f.c.packet(1, f.pkt, len(f.pkt), f.t0) }); n != 0 {
+	f.c.w.out = &countingKernel{}
+	run := func() {
+		f.c.packet(1, f.pkt, len(f.pkt), 0, f.t0)
+		f.c.endBurst(true)
+	}
+	if n := testing.AllocsPerRun(1000, run); n != 0 {
 		t.Errorf("accept path allocates %.1f times per packet", n)
 	}
 	f.c.h = dropAll{}
-	if n := testing.AllocsPerRun(1000, func() { f.c.packet(1, f.pkt, len(f.pkt), f.t0) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, run); n != 0 {
 		t.Errorf("drop path allocates %.1f times per packet", n)
 	}
 }
 
-type countingKernel struct{ n int }
+// TestSteadyStateAllocs runs the whole packet path of an established
+// connection, as the reader does: a netlink message parsed, the packet
+// decoded, tracked by a real pipeline, decided by a control-only rule set,
+// its verdict (marked, quiet) written.
+func TestSteadyStateAllocs(t *testing.T) {
+	c, msgs := steadyState(t)
+	k := c.w.out.(*countingKernel)
+	var m packetMsg
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, b := range msgs[:3] { // the handshake: creates the entry
+		c.messages(b, &m, now)
+		c.endBurst(true)
+	}
+	data := msgs[3]
+	if n := testing.AllocsPerRun(1000, func() {
+		c.messages(data, &m, now)
+		c.endBurst(true)
+	}); n != 0 {
+		t.Errorf("steady state allocates %.1f times per packet", n)
+	}
+	if k.msgs != 1004 || c.c.accepted.Load() != 1004 { // AllocsPerRun runs once more to warm up
+		t.Errorf("%d verdict messages, %d accepted, want 1004 each", k.msgs, c.c.accepted.Load())
+	}
+	if k.last.mark != VerdictMark|QuietMark || k.last.id != 4 || k.last.verdict != verdictAccept {
+		t.Errorf("last verdict %+v, want accept of packet 4 with the verdict and quiet marks", k.last)
+	}
+}
 
-func (k *countingKernel) SetVerdict(uint32, int) error { k.n++; return nil }
+// steadyState returns a core around a real pipeline with selective
+// queueing, and the packet messages of a handshake and one data segment.
+func steadyState(t testing.TB) (*core, [][]byte) {
+	set := rulespkg.Compile([]config.Rule{
+		{Name: "final-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
+	})
+	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, nil)
+	if !p.AllowQuiet() {
+		t.Fatal("control-only rules refused quiet")
+	}
+	c := newCore(p, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, true, slog.New(slog.DiscardHandler))
+	var msgs [][]byte
+	for i, spec := range []tcpSpec{
+		{syn: true, seq: 99, options: tsOption},
+		{syn: true, ack: true, reply: true, seq: 299, ackNum: 100, options: tsOption},
+		{ack: true, seq: 100, ackNum: 300, options: tsOption},
+		{ack: true, psh: true, seq: 100, ackNum: 300, options: tsOption, payload: payloadOf(1400)},
+	} {
+		msgs = append(msgs, packetMessage(uint32(i+1), 0, spec.build(t), 0))
+	}
+	return c, msgs
+}
+
+// packetMessage builds an NFQNL_MSG_PACKET message as the kernel sends it:
+// packet header, mark (when not 0), payload and, when wireLen is more than
+// the payload, the captured length.
+func packetMessage(id, mark uint32, pkt []byte, wireLen int) []byte {
+	attr := func(b []byte, typ uint16, v []byte) []byte {
+		b = binary.NativeEndian.AppendUint16(b, uint16(nlattrLen+len(v)))
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		b = append(b, v...)
+		return append(b, make([]byte, align4(len(v))-len(v))...)
+	}
+	body := []byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 100}
+	body = attr(body, nfqaPacketHdr, append(binary.BigEndian.AppendUint32(nil, id), 0x08, 0x00, 2))
+	if mark != 0 {
+		body = attr(body, nfqaMark, binary.BigEndian.AppendUint32(nil, mark))
+	}
+	if wireLen > len(pkt) {
+		body = attr(body, nfqaCapLen, binary.BigEndian.AppendUint32(nil, uint32(wireLen)))
+	}
+	body = attr(body, nfqaPayload, pkt)
+	b := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
+	b = binary.NativeEndian.AppendUint16(b, msgType(nfqnlMsgPacket))
+	b = binary.NativeEndian.AppendUint16(b, 0)
+	b = binary.NativeEndian.AppendUint64(b, 0)
+	return append(b, body...)
+}
+
+// countingKernel counts verdict messages and keeps the last one.
+type countingKernel struct {
+	msgs int
+	last verdictMsg
+}
+
+func (k *countingKernel) Write(b []byte) (int, error) {
+	for n := 0; n < len(b); n += k.last.len {
+		m, err := parseVerdictMsg(b[n:])
+		if err != nil {
+			return 0, err
+		}
+		k.msgs++
+		k.last = m
+	}
+	return len(b), nil
+}
 
 type dropAll struct{}
 
@@ -516,10 +718,33 @@ func TestParseKernelStats(t *testing.T) {
 // decode, Handle (a drop), verdict.
 func BenchmarkPacketPath(b *testing.B) {
 	pkt := tcpSpec{ack: true, payload: payloadOf(1400), options: tsOption}.build(b)
-	c := newCore(dropAll{}, decode.NewParser(), &countingKernel{}, &fakeSender{}, slog.New(slog.DiscardHandler))
+	c := newCore(dropAll{}, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, false, slog.New(slog.DiscardHandler))
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		c.packet(1, pkt, len(pkt), now)
+		c.packet(1, pkt, len(pkt), 0, now)
+		c.endBurst(true)
+	}
+}
+
+// BenchmarkSteadyState measures the whole path of an established
+// connection's packet: message parse, decode, tracker, rules, marked
+// verdict, in bursts of 32 packets (one verdict write per burst).
+func BenchmarkSteadyState(b *testing.B) {
+	c, msgs := steadyState(b)
+	var m packetMsg
+	now := time.Now()
+	for _, msg := range msgs[:3] {
+		c.messages(msg, &m, now)
+	}
+	c.endBurst(true)
+	data := msgs[3]
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		c.messages(data, &m, now)
+		if n++; n%32 == 0 {
+			c.endBurst(true)
+		}
 	}
 }

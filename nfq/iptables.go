@@ -25,22 +25,67 @@ import (
 //	TCPCHAOS-PORTS  -m multiport --ports LIST -j TCPCHAOS-QUEUE (either
 //	                direction), or an unconditional jump without ports
 //	TCPCHAOS-QUEUE  the queueing decision: with ControlOnly, packets without
-//	                SYN, FIN or RST return; then -j NFQUEUE ... --queue-bypass
+//	                SYN, FIN or RST return; with Selective, see below; then
+//	                -j NFQUEUE ... --queue-bypass
 //
 // mangle runs before filter, so a packet tcpchaos drops never reaches the
-// host's firewall rules, and it is where connmark rules live: a later
-// "queue the data of marked connections too" rule slots into
-// TCPCHAOS-QUEUE in front of the ControlOnly return.
+// host's firewall rules, and it is where connmark rules live.
+//
+// Selective queueing lets the data phase of a quiet connection bypass the
+// queue, with two mark bits of tcpchaos's own: QuietMark in the
+// connection mark (the connection is quiet), VerdictMark in the packet
+// mark (tcpchaos gave this packet its verdict). TCPCHAOS-QUEUE becomes:
+//
+//	-p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark Q/Q -j RETURN
+//	-p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --and-mark ~Q
+//	-j NFQUEUE ...
+//
+// so a quiet connection's packets pass unqueued until its first SYN, FIN
+// or RST, which clears the quiet bit in the kernel itself before it is
+// queued: the packets after it in its direction are queued behind it and
+// cannot overtake it. Every accept verdict carries VerdictMark, with
+// QuietMark when the pipeline let the connection go quiet, and the filter
+// table (which runs after mangle, on the same hook, when the verdict
+// re-injects the packet) copies the decision into the connection mark and
+// clears tcpchaos's bits from the packet mark:
+//
+//	filter FORWARD (or OUTPUT, INPUT ! -i lo) -p tcp -j TCPCHAOS
+//	filter TCPCHAOS  -m mark --mark V/V -j CONNMARK --save-mark --nfmask Q --ctmask Q
+//	                 -m mark --mark V/V -j MARK --and-mark ~(Q|V)
+//
+// (This kernel cannot set the connection mark from a verdict:
+// NETFILTER_NETLINK_GLUE_CT is not built.)
 const (
-	// Table is the iptables table holding tcpchaos's rules.
+	// Table is the iptables table holding tcpchaos's queueing rules.
 	Table = "mangle"
+	// FilterTable holds, with selective queueing, the chain that saves
+	// tcpchaos's decision into the connection mark.
+	FilterTable = "filter"
 	// Chain is tcpchaos's entry chain. Every chain named Chain or
-	// Chain+"-…" in Table belongs to tcpchaos (Cleanup removes them all).
+	// Chain+"-…" in Table or FilterTable belongs to tcpchaos (Cleanup
+	// removes them all).
 	Chain = "TCPCHAOS"
 
 	chainPorts = Chain + "-PORTS"
 	chainQueue = Chain + "-QUEUE"
 )
+
+// The mark bits of selective queueing. Both are clear in InjectMark, so
+// the exact match of injected copies never takes a verdict mark for one,
+// and neither bit is set in a copy. Packet marks of other programs keep
+// their other bits through tcpchaos.
+const (
+	// QuietMark, in a connection mark, lets the connection's packets
+	// without SYN, FIN or RST bypass the queue (bit 27).
+	QuietMark uint32 = 0x08000000
+	// VerdictMark, in a packet mark, says that tcpchaos accepted the
+	// packet and that its QuietMark bit is tcpchaos's decision for the
+	// connection (bit 25).
+	VerdictMark uint32 = 0x02000000
+)
+
+// tables lists the tables tcpchaos puts chains in.
+var tables = []string{Table, FilterTable}
 
 // multiportMax is how many ports one multiport match takes.
 const multiportMax = 15
@@ -74,6 +119,13 @@ type InstallOptions struct {
 	// connections were measured). The caller decides whether the rules
 	// allow it. The zero value queues every packet.
 	ControlOnly bool
+	// Selective lets the data phase of quiet connections bypass the queue
+	// (see the chain layout above): the Queue must mark its verdicts
+	// (Options.Selective). Unlike ControlOnly it loses nothing: the
+	// handshake and the close are queued, and a connection goes quiet
+	// only when no rule can act on its data phase. It excludes
+	// ControlOnly.
+	Selective bool
 }
 
 // Interception is a set of installed rules, IPv4 and IPv6. Remove takes them
@@ -87,25 +139,41 @@ type Interception struct {
 type family struct {
 	plan    familyPlan
 	ipt     *iptables.IPTables
-	created []string // own chains created
-	jumps   []rule   // jumps inserted into built-in chains
+	created []chainRef // own chains created
+	jumps   []rule     // jumps inserted into built-in chains
 }
 
-// rule is one rule: its chain and its specification.
+// chainRef names a chain in a table.
+type chainRef struct{ table, name string }
+
+// String renders the chain as "NAME", or "-t TABLE NAME" outside Table.
+func (c chainRef) String() string {
+	if c.table == Table {
+		return c.name
+	}
+	return "-t " + c.table + " " + c.name
+}
+
+// rule is one rule: its table and chain, and its specification.
 type rule struct {
-	chain string
-	spec  []string
+	chainRef
+	spec []string
 }
 
-// String renders the rule as "CHAIN spec…" for error messages.
-func (r rule) String() string { return r.chain + " " + strings.Join(r.spec, " ") }
+// mangle and filter make rules of the two tables.
+func mangle(chain string, spec ...string) rule { return rule{chainRef{Table, chain}, spec} }
+func filter(chain string, spec ...string) rule { return rule{chainRef{FilterTable, chain}, spec} }
+
+// String renders the rule as "CHAIN spec…" (prefixed by "-t TABLE"
+// outside Table) for error messages.
+func (r rule) String() string { return r.chainRef.String() + " " + strings.Join(r.spec, " ") }
 
 // familyPlan is what Install adds in one address family.
 type familyPlan struct {
 	proto  iptables.Protocol
-	binary string   // "iptables" or "ip6tables"
-	chains []string // own chains, created first
-	rules  []rule   // the own chains' rules, appended in order
+	binary string     // "iptables" or "ip6tables"
+	chains []chainRef // own chains, created first
+	rules  []rule     // the own chains' rules, appended in order
 	// queueRule indexes the NFQUEUE rule in rules.
 	queueRule int
 	// jumps go into built-in chains, at position 1, last of all: the
@@ -135,11 +203,13 @@ func Install(cfg config.Intercept, opts InstallOptions) (*Interception, error) {
 		if err != nil {
 			return nil, fmt.Errorf("install interception: %w", err)
 		}
-		if own, err := ownChains(ipt); err != nil {
-			return nil, fmt.Errorf("install interception: %s: %w", p.binary, err)
-		} else if len(own) > 0 {
-			return nil, fmt.Errorf("install interception: %s: chains %s exist in table %s: %w",
-				p.binary, strings.Join(own, ", "), Table, ErrLeftover)
+		for _, table := range tables {
+			if own, err := ownChains(ipt, table); err != nil {
+				return nil, fmt.Errorf("install interception: %s: %w", p.binary, err)
+			} else if len(own) > 0 {
+				return nil, fmt.Errorf("install interception: %s: chains %s exist in table %s: %w",
+					p.binary, strings.Join(own, ", "), table, ErrLeftover)
+			}
 		}
 		in.families = append(in.families, &family{plan: p, ipt: ipt})
 	}
@@ -159,22 +229,22 @@ func Install(cfg config.Intercept, opts InstallOptions) (*Interception, error) {
 func (f *family) install() error {
 	p := f.plan
 	for _, c := range p.chains {
-		if err := f.ipt.NewChain(Table, c); err != nil {
-			return fmt.Errorf("%s: create chain %s in table %s: %w", p.binary, c, Table, err)
+		if err := f.ipt.NewChain(c.table, c.name); err != nil {
+			return fmt.Errorf("%s: create chain %s in table %s: %w", p.binary, c.name, c.table, err)
 		}
 		f.created = append(f.created, c)
 	}
 	for i, r := range p.rules {
-		if err := f.ipt.Append(Table, r.chain, r.spec...); err != nil {
+		if err := f.ipt.Append(r.table, r.name, r.spec...); err != nil {
 			if i == p.queueRule {
-				return fmt.Errorf("%s: add rule %s to table %s: %w: %w", p.binary, r, Table, ErrNoQueueTarget, err)
+				return fmt.Errorf("%s: add rule %s to table %s: %w: %w", p.binary, r, r.table, ErrNoQueueTarget, err)
 			}
-			return fmt.Errorf("%s: add rule %s to table %s: %w", p.binary, r, Table, err)
+			return fmt.Errorf("%s: add rule %s to table %s: %w", p.binary, r, r.table, err)
 		}
 	}
 	for _, j := range p.jumps {
-		if err := f.ipt.Insert(Table, j.chain, 1, j.spec...); err != nil {
-			return fmt.Errorf("%s: add rule %s to table %s: %w", p.binary, j, Table, err)
+		if err := f.ipt.Insert(j.table, j.name, 1, j.spec...); err != nil {
+			return fmt.Errorf("%s: add rule %s to table %s: %w", p.binary, j, j.table, err)
 		}
 		f.jumps = append(f.jumps, j)
 	}
@@ -198,8 +268,8 @@ func (in *Interception) Remove() error {
 func (f *family) remove() error {
 	var errs []error
 	for _, j := range slices.Backward(f.jumps) {
-		if err := f.ipt.Delete(Table, j.chain, j.spec...); err != nil && !isNotExist(err) {
-			errs = append(errs, fmt.Errorf("%s: delete rule %s from table %s: %w", f.plan.binary, j, Table, err))
+		if err := f.ipt.Delete(j.table, j.name, j.spec...); err != nil && !isNotExist(err) {
+			errs = append(errs, fmt.Errorf("%s: delete rule %s from table %s: %w", f.plan.binary, j, j.table, err))
 		}
 	}
 	errs = append(errs, deleteChains(f.ipt, f.plan.binary, f.created))
@@ -225,24 +295,32 @@ func Cleanup() error {
 		if errors.Is(err, ErrNoBinary) {
 			continue
 		}
-		if err == nil {
-			err = cleanupFamily(ipt, p.binary)
-		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("clean up interception: %w", err))
+			continue
+		}
+		for _, table := range tables {
+			if err := cleanupTable(ipt, p.binary, table); err != nil {
+				errs = append(errs, fmt.Errorf("clean up interception: %w", err))
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// cleanupFamily deletes the jumps into own chains from every other chain of
+// cleanupTable deletes the jumps into own chains from every other chain of
 // the table (by rule number, last first), then the own chains.
-func cleanupFamily(ipt *iptables.IPTables, binary string) error {
-	chains, err := ipt.ListChains(Table)
+func cleanupTable(ipt *iptables.IPTables, binary, table string) error {
+	chains, err := ipt.ListChains(table)
 	if err != nil {
-		return fmt.Errorf("%s: list chains of table %s: %w", binary, Table, err)
+		return fmt.Errorf("%s: list chains of table %s: %w", binary, table, err)
 	}
-	own := slices.DeleteFunc(slices.Clone(chains), func(c string) bool { return !isOwnChain(c) })
+	var own []chainRef
+	for _, c := range chains {
+		if isOwnChain(c) {
+			own = append(own, chainRef{table, c})
+		}
+	}
 	if len(own) == 0 {
 		return nil
 	}
@@ -251,9 +329,9 @@ func cleanupFamily(ipt *iptables.IPTables, binary string) error {
 		if isOwnChain(c) {
 			continue
 		}
-		rules, err := ipt.List(Table, c)
+		rules, err := ipt.List(table, c)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: list chain %s of table %s: %w", binary, c, Table, err))
+			errs = append(errs, fmt.Errorf("%s: list chain %s of table %s: %w", binary, c, table, err))
 			continue
 		}
 		var jumps []int
@@ -268,8 +346,8 @@ func cleanupFamily(ipt *iptables.IPTables, binary string) error {
 			}
 		}
 		for _, num := range slices.Backward(jumps) {
-			if err := ipt.DeleteById(Table, c, num); err != nil {
-				errs = append(errs, fmt.Errorf("%s: delete rule %d of chain %s in table %s: %w", binary, num, c, Table, err))
+			if err := ipt.DeleteById(table, c, num); err != nil {
+				errs = append(errs, fmt.Errorf("%s: delete rule %d of chain %s in table %s: %w", binary, num, c, table, err))
 			}
 		}
 	}
@@ -279,16 +357,16 @@ func cleanupFamily(ipt *iptables.IPTables, binary string) error {
 
 // deleteChains flushes all the chains, then deletes them (a chain can only
 // be deleted once no rule refers to it).
-func deleteChains(ipt *iptables.IPTables, binary string, chains []string) error {
+func deleteChains(ipt *iptables.IPTables, binary string, chains []chainRef) error {
 	var errs []error
 	for _, c := range chains {
-		if err := ipt.ClearChain(Table, c); err != nil {
-			errs = append(errs, fmt.Errorf("%s: flush chain %s in table %s: %w", binary, c, Table, err))
+		if err := ipt.ClearChain(c.table, c.name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: flush chain %s in table %s: %w", binary, c.name, c.table, err))
 		}
 	}
 	for _, c := range chains {
-		if err := ipt.DeleteChain(Table, c); err != nil && !isNotExist(err) {
-			errs = append(errs, fmt.Errorf("%s: delete chain %s in table %s: %w", binary, c, Table, err))
+		if err := ipt.DeleteChain(c.table, c.name); err != nil && !isNotExist(err) {
+			errs = append(errs, fmt.Errorf("%s: delete chain %s in table %s: %w", binary, c.name, c.table, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -306,11 +384,11 @@ func newIPTables(proto iptables.Protocol, binary string) (*iptables.IPTables, er
 	return ipt, nil
 }
 
-// ownChains lists the tcpchaos chains present in Table.
-func ownChains(ipt *iptables.IPTables) ([]string, error) {
-	chains, err := ipt.ListChains(Table)
+// ownChains lists the tcpchaos chains present in table.
+func ownChains(ipt *iptables.IPTables, table string) ([]string, error) {
+	chains, err := ipt.ListChains(table)
 	if err != nil {
-		return nil, fmt.Errorf("list chains of table %s: %w", Table, err)
+		return nil, fmt.Errorf("list chains of table %s: %w", table, err)
 	}
 	return slices.DeleteFunc(chains, func(c string) bool { return !isOwnChain(c) }), nil
 }
@@ -341,6 +419,9 @@ func isNotExist(err error) bool {
 
 // plan computes the rules of each address family to be intercepted.
 func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
+	if opts.ControlOnly && opts.Selective {
+		return nil, errors.New("control-only and selective queueing exclude each other")
+	}
 	queues := max(cfg.Queues, 1)
 	if last := int(cfg.Queue) + int(queues) - 1; last > 0xffff {
 		return nil, fmt.Errorf("queues %d to %d: the last queue number exceeds 65535", cfg.Queue, last)
@@ -365,45 +446,64 @@ func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
 		p := familyPlan{
 			proto:  fam.proto,
 			binary: fam.binary,
-			chains: []string{Chain, chainPorts, chainQueue},
-			jumps:  jumps(cfg.Mode),
+			chains: []chainRef{{Table, Chain}, {Table, chainPorts}, {Table, chainQueue}},
+			jumps:  jumps(Table, cfg.Mode),
 		}
-		p.rules = append(p.rules, rule{Chain, []string{"-m", "mark", "--mark", fmt.Sprintf("%#x", InjectMark), "-j", "RETURN"}})
+		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
 		p.rules = append(p.rules, hostRules(fam.hosts)...)
 		p.rules = append(p.rules, portRules(cfg.Ports)...)
-		if opts.ControlOnly {
-			p.rules = append(p.rules, rule{chainQueue, []string{"-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE", "-j", "RETURN"}})
+		switch {
+		case opts.ControlOnly:
+			p.rules = append(p.rules, mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE", "-j", "RETURN"))
+		case opts.Selective:
+			p.rules = append(p.rules,
+				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
+					"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"),
+				mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "SYN,FIN,RST", "NONE",
+					"-j", "CONNMARK", "--and-mark", hex(^QuietMark)))
 		}
 		p.queueRule = len(p.rules)
-		p.rules = append(p.rules, rule{chainQueue, queueSpec(cfg.Queue, queues)})
+		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
+		if opts.Selective {
+			p.chains = append(p.chains, chainRef{FilterTable, Chain})
+			v := hex(VerdictMark) + "/" + hex(VerdictMark)
+			p.rules = append(p.rules,
+				filter(Chain, "-m", "mark", "--mark", v, "-j", "CONNMARK", "--save-mark",
+					"--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)),
+				filter(Chain, "-m", "mark", "--mark", v, "-j", "MARK", "--and-mark", hex(^(QuietMark|VerdictMark))))
+			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode)...)
+		}
 		plans = append(plans, p)
 	}
 	return plans, nil
 }
 
-// jumps are the rules that send TCP into Chain: FORWARD in forward mode;
-// OUTPUT and INPUT except from loopback in local mode, so that a loopback
-// connection's packets are seen once, on output.
-func jumps(mode config.Mode) []rule {
+// hex renders a mark as iptables prints it.
+func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
+
+// jumps are the rules that send TCP into Chain of table: FORWARD in
+// forward mode; OUTPUT and INPUT except from loopback in local mode, so
+// that a loopback connection's packets are seen once, on output.
+func jumps(table string, mode config.Mode) []rule {
 	if mode == config.Local {
 		return []rule{
-			{"OUTPUT", []string{"-p", "tcp", "-j", Chain}},
-			{"INPUT", []string{"!", "-i", "lo", "-p", "tcp", "-j", Chain}},
+			{chainRef{table, "OUTPUT"}, []string{"-p", "tcp", "-j", Chain}},
+			{chainRef{table, "INPUT"}, []string{"!", "-i", "lo", "-p", "tcp", "-j", Chain}},
 		}
 	}
-	return []rule{{"FORWARD", []string{"-p", "tcp", "-j", Chain}}}
+	return []rule{{chainRef{table, "FORWARD"}, []string{"-p", "tcp", "-j", Chain}}}
 }
 
 // hostRules select the connections with an endpoint in one of hosts (all
 // when there are none).
 func hostRules(hosts []netip.Prefix) []rule {
 	if len(hosts) == 0 {
-		return []rule{{Chain, []string{"-j", chainPorts}}}
+		return []rule{mangle(Chain, "-j", chainPorts)}
 	}
 	var rs []rule
 	for _, h := range hosts {
 		for _, dir := range []string{"-s", "-d"} {
-			rs = append(rs, rule{Chain, []string{dir, h.Masked().String(), "-j", chainPorts}})
+			rs = append(rs, mangle(Chain, dir, h.Masked().String(), "-j", chainPorts))
 		}
 	}
 	return rs
@@ -413,7 +513,7 @@ func hostRules(hosts []netip.Prefix) []rule {
 // (all when there are none).
 func portRules(ports []uint16) []rule {
 	if len(ports) == 0 {
-		return []rule{{chainPorts, []string{"-j", chainQueue}}}
+		return []rule{mangle(chainPorts, "-j", chainQueue)}
 	}
 	var rs []rule
 	for chunk := range slices.Chunk(ports, multiportMax) {
@@ -421,7 +521,7 @@ func portRules(ports []uint16) []rule {
 		for i, p := range chunk {
 			list[i] = strconv.Itoa(int(p))
 		}
-		rs = append(rs, rule{chainPorts, []string{"-p", "tcp", "-m", "multiport", "--ports", strings.Join(list, ","), "-j", chainQueue}})
+		rs = append(rs, mangle(chainPorts, "-p", "tcp", "-m", "multiport", "--ports", strings.Join(list, ","), "-j", chainQueue))
 	}
 	return rs
 }

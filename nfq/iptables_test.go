@@ -24,7 +24,7 @@ func render(plans []familyPlan) map[string][]string {
 	for _, p := range plans {
 		var lines []string
 		for _, c := range p.chains {
-			lines = append(lines, "-N "+c)
+			lines = append(lines, "-N "+c.String())
 		}
 		for _, j := range p.jumps {
 			lines = append(lines, "-I "+j.String())

@@ -4,11 +4,16 @@
 // the raw-socket Injector that sends the copies of duplicated packets.
 //
 // Per packet: the reader decodes it into a reused statetrack.Segment,
-// calls Handler.Handle and gives the verdict at once (accept, drop, or
-// accept with copies scheduled), or holds it (delay). One timer goroutine
-// per queue releases held packets and sends copies when due. Exactly one
-// verdict is given per packet on every path: a packet that does not decode
-// or on which the Handler panics is accepted.
+// calls Handler.Handle and decides its verdict at once (accept, drop, or
+// accept with copies scheduled), or holds it (delay). The verdicts of a
+// burst of packets (what the socket holds when the reader gets to it) go
+// to the kernel in one write, as batch verdicts where they can. One timer
+// goroutine per queue releases held packets and sends copies when due.
+// Exactly one verdict is given per packet on every path: a packet that
+// does not decode or on which the Handler panics is accepted.
+//
+// The steady-state packet path (receive, parse, decode, track, decide,
+// verdict) does not allocate.
 package nfq
 
 import (
@@ -21,11 +26,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
@@ -60,6 +65,23 @@ type Expirer interface {
 // default: the kernel's ~208 KiB overflows under load (NFQUEUE-NOTES.md).
 const DefaultSocketBuffer = 8 << 20
 
+// HeaderCopyRange is a copy range that holds every header the tracker
+// reads: IPv6's 40 bytes, 156 bytes of extension headers and a TCP header
+// with 40 bytes of options (60), or IPv4 with options (60) and TCP (60)
+// with room to spare. A packet whose headers go beyond it does not decode
+// and is accepted without the Handler (Stats.DecodeFailures).
+const HeaderCopyRange = 256
+
+// defaultMaxQueueLen is the kernel's default queue length.
+const defaultMaxQueueLen = 1024
+
+// recvBufSize holds the largest message the kernel sends: a whole 64 KiB
+// packet and its attributes.
+const recvBufSize = 1 << 17
+
+// readTimeout bounds a blocking read, so that the reader sees Close.
+const readTimeout = 100 * time.Millisecond
+
 // Options configure a Queue. The zero value of each field selects its
 // default.
 type Options struct {
@@ -67,10 +89,14 @@ type Options struct {
 	Queue uint16
 	// CopyRange is how many bytes of each packet the kernel copies to us.
 	// 0 (the default) copies whole packets, up to the kernel's maximum of
-	// 65531 bytes. A short range (128-256 bytes: the headers) is much
+	// 65531 bytes. A short range (HeaderCopyRange: the headers) is much
 	// faster for bulk traffic, but a packet copied in part cannot be
 	// duplicated: its copies are skipped and counted.
 	CopyRange uint32
+	// Selective marks accept verdicts for selective queueing
+	// (InstallOptions.Selective): VerdictMark on each, and QuietMark when
+	// the Handler's verdict lets the connection go quiet.
+	Selective bool
 	// MaxQueueLen is how many packets the kernel keeps waiting for a
 	// verdict, held packets included; beyond it, packets pass unseen
 	// (fail-open). 0 selects the kernel's default, 1024.
@@ -102,9 +128,10 @@ type Queue struct {
 	log  *slog.Logger
 	core *core
 	nf   *nfqueue.Nfqueue
+	fd   int // nf's socket, read and written by tcpchaos itself
 	inj  *Injector
 
-	stopReading context.CancelFunc
+	readerDone  chan struct{} // closed when the reader returns
 	running     atomic.Bool
 	closing     atomic.Bool // set before the socket closes: read errors then are expected
 	closeOnce   sync.Once
@@ -127,6 +154,10 @@ const procQueues = "/proc/thread-self/net/netfilter/nfnetlink_queue"
 // receive buffer and disables ENOBUFS reports. The raw sockets for copies
 // are opened here too, in the same namespace, marked with InjectMark.
 //
+// The reader is a goroutine locked to its OS thread, blocked in recvfrom
+// (no wake-up through the Go scheduler per packet); it handles what the
+// socket holds, then writes the verdicts.
+//
 // Held packets are released and copies sent only while Run runs; call Run
 // next, or Close if it is not to be called. Open needs CAP_NET_ADMIN and
 // CAP_NET_RAW; when the queue number is already bound elsewhere the error
@@ -135,12 +166,15 @@ func Open(opts Options, h Handler) (*Queue, error) {
 	if opts.SocketBuffer == 0 {
 		opts.SocketBuffer = DefaultSocketBuffer
 	}
+	if opts.MaxQueueLen == 0 {
+		opts.MaxQueueLen = defaultMaxQueueLen
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("queue", opts.Queue)
-	q := &Queue{opts: opts, log: log}
+	q := &Queue{opts: opts, log: log, fd: -1}
 	if err := q.open(h); err != nil {
 		q.release()
 		return nil, fmt.Errorf("open queue %d: %w", opts.Queue, err)
@@ -169,33 +203,44 @@ func (q *Queue) open(h Handler) error {
 	if err := q.tuneSocket(); err != nil {
 		return err
 	}
-	q.core = newCore(h, decode.NewParser(), q.nf, q.inj, q.log)
-	ctx, cancel := context.WithCancel(context.Background())
-	q.stopReading = cancel
-	if err := q.nf.RegisterWithErrorFunc(ctx, q.hook, q.readError); err != nil {
+	err = bind(q.nf.Con, bindConfig{
+		queue: q.opts.Queue, copyRange: q.opts.CopyRange, maxQueueLen: q.opts.MaxQueueLen,
+		flags: nfqueue.NfQaCfgFlagFailOpen | nfqueue.NfQaCfgFlagGSO,
+	})
+	if err != nil {
 		return q.bindError(err)
 	}
+	// From here on the socket is tcpchaos's alone: blocking reads with a
+	// timeout, on the reader's own thread.
+	if err := unix.SetNonblock(q.fd, false); err != nil {
+		return fmt.Errorf("make the socket blocking: %w", err)
+	}
+	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
+	}
+	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Selective, q.log)
+	q.readerDone = make(chan struct{})
+	go q.read()
 	return nil
 }
 
-// tuneSocket raises the netlink receive buffer past net.core.rmem_max and
-// turns off ENOBUFS reports (an overflow is still counted by the kernel).
+// tuneSocket finds the socket's descriptor, raises the netlink receive
+// buffer past net.core.rmem_max and turns off ENOBUFS reports (an
+// overflow is still counted by the kernel).
 func (q *Queue) tuneSocket() error {
 	if err := q.nf.Con.SetOption(netlink.NoENOBUFS, true); err != nil {
 		return fmt.Errorf("set NETLINK_NO_ENOBUFS: %w", err)
 	}
 	rc, err := q.nf.Con.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("set SO_RCVBUFFORCE: %w", err)
+		return fmt.Errorf("get the netlink socket: %w", err)
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, q.opts.SocketBuffer)
-	}); err != nil {
-		serr = err
+	if err := rc.Control(func(fd uintptr) { q.fd = int(fd) }); err != nil {
+		return fmt.Errorf("get the netlink socket: %w", err)
 	}
-	if serr != nil {
-		return fmt.Errorf("set SO_RCVBUFFORCE to %d: %w", q.opts.SocketBuffer, serr)
+	if err := unix.SetsockoptInt(q.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, q.opts.SocketBuffer); err != nil {
+		return fmt.Errorf("set SO_RCVBUFFORCE to %d: %w", q.opts.SocketBuffer, err)
 	}
 	return nil
 }
@@ -223,36 +268,54 @@ func (q *Queue) bindError(err error) error {
 	return fmt.Errorf("bind: %w (netlink port %d%s): %w", ErrQueueInUse, ks.PortID, holder, err)
 }
 
-// hook is called by the reader goroutine for every queued packet.
-func (q *Queue) hook(a nfqueue.Attribute) int {
-	if a.PacketID == nil {
-		return 0
+// read is the reader goroutine: it blocks until the socket holds a
+// message, handles every message the socket holds (up to maxBurst), then
+// has the burst's verdicts written, until Close.
+func (q *Queue) read() {
+	defer close(q.readerDone)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, recvBufSize)
+	var m packetMsg
+	for !q.closing.Load() {
+		n, e := recvFrom(q.fd, buf, 0)
+		if e != 0 {
+			if !q.readError(e) {
+				return
+			}
+			continue
+		}
+		drained := false
+		for range maxBurst {
+			q.core.messages(buf[:n], &m, time.Now())
+			if n, e = recvFrom(q.fd, buf, unix.MSG_DONTWAIT); e != 0 {
+				drained = e == unix.EAGAIN
+				if !drained {
+					q.readError(e)
+				}
+				break
+			}
+		}
+		q.core.endBurst(drained)
 	}
-	var pkt []byte
-	if a.Payload != nil {
-		pkt = *a.Payload
-	}
-	wire := len(pkt)
-	if a.CapLen != nil {
-		wire = int(*a.CapLen)
-	}
-	q.core.packet(*a.PacketID, pkt, wire, time.Now())
-	return 0
 }
 
-// readError keeps the reader going on every error but a closed socket.
-func (q *Queue) readError(err error) int {
-	if q.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADF) {
-		return 1
+// readError counts a failed read and reports whether the reader goes on:
+// a timeout or an interruption is no failure, a closed socket ends it.
+func (q *Queue) readError(e unix.Errno) bool {
+	switch e {
+	case unix.EAGAIN, unix.EINTR:
+		return true
+	case unix.EBADF:
+		return false
 	}
-	var oe *netlink.OpError
-	if errors.As(err, &oe) && oe.Timeout() { // the reader is being stopped
-		return 0
+	if q.closing.Load() {
+		return false
 	}
 	if n := q.core.c.readErr.Add(1); logWorthy(n) {
-		q.log.Error("read from queue", "errors", n, "err", err)
+		q.log.Error("read from queue", "errors", n, "err", e)
 	}
-	return 0
+	return true
 }
 
 // Run releases held packets and sends copies when due until ctx is done.
@@ -282,6 +345,7 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.closing.Store(true)
 		q.core.stop(time.Now())
+		<-q.readerDone // within readTimeout
 		q.snapshotKernel() // the queue's line leaves the kernel list on unbind
 		q.closeErr = q.release()
 		if q.closeErr != nil {
@@ -294,9 +358,6 @@ func (q *Queue) Close() error {
 // release closes whatever open opened.
 func (q *Queue) release() error {
 	var errs []error
-	if q.stopReading != nil {
-		q.stopReading()
-	}
 	if q.nf != nil {
 		if err := q.nf.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)

@@ -19,6 +19,10 @@ type tcpSpec struct {
 	fin, syn, psh, ack, cwr, df bool
 	payload                     []byte
 	options                     []layers.TCPOption
+	// reply swaps the endpoints (server to client); ackNum, when not 0,
+	// replaces the acknowledgment number 77.
+	reply  bool
+	ackNum uint32
 }
 
 // build returns the packet as gopacket serializes it with lengths and
@@ -30,17 +34,26 @@ func (s tcpSpec) build(t testing.TB) []byte {
 		FIN: s.fin, SYN: s.syn, PSH: s.psh, ACK: s.ack, CWR: s.cwr,
 		Options: s.options,
 	}
+	if s.ackNum != 0 {
+		tcp.Ack = s.ackNum
+	}
+	src4, dst4 := net.IPv4(198, 18, 1, 2), net.IPv4(198, 18, 2, 2)
+	src6, dst6 := net.ParseIP("fd00:1::2"), net.ParseIP("fd00:2::2")
+	if s.reply {
+		tcp.SrcPort, tcp.DstPort = tcp.DstPort, tcp.SrcPort
+		src4, dst4, src6, dst6 = dst4, src4, dst6, src6
+	}
 	var ip gopacket.SerializableLayer
 	if s.v6 {
 		ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 63,
-			SrcIP: net.ParseIP("fd00:1::2"), DstIP: net.ParseIP("fd00:2::2")}
+			SrcIP: src6, DstIP: dst6}
 		if err := tcp.SetNetworkLayerForChecksum(ip6); err != nil {
 			t.Fatal(err)
 		}
 		ip = ip6
 	} else {
 		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 63, Id: s.id, Protocol: layers.IPProtocolTCP,
-			SrcIP: net.IPv4(198, 18, 1, 2), DstIP: net.IPv4(198, 18, 2, 2)}
+			SrcIP: src4, DstIP: dst4}
 		if s.df {
 			ip4.Flags = layers.IPv4DontFragment
 		}

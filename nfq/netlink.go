@@ -1,0 +1,324 @@
+package nfq
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The nfnetlink_queue wire format (linux/netfilter/nfnetlink_queue.h).
+// go-nfqueue opens the socket; tcpchaos binds the queue, reads packets and
+// writes verdicts itself, without allocating: go-nfqueue's reader copies
+// every payload, boxes every attribute and builds every verdict message
+// anew, and its Register binds and starts that reader in one call.
+const (
+	nfqnlMsgPacket       = 0
+	nfqnlMsgVerdict      = 1
+	nfqnlMsgConfig       = 2
+	nfqnlMsgVerdictBatch = 3
+
+	nfqaPacketHdr  = 1
+	nfqaVerdictHdr = 2
+	nfqaMark       = 3
+	nfqaPayload    = 10
+	nfqaCapLen     = 13
+
+	nfqaCfgCmd         = 1
+	nfqaCfgParams      = 2
+	nfqaCfgQueueMaxLen = 3
+	nfqaCfgMask        = 4
+	nfqaCfgFlags       = 5
+
+	nfqnlCfgCmdBind = 1
+
+	nlmsgHdrLen = 16
+	nfgenMsgLen = 4
+	nlattrLen   = 4
+	// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+	nlaTypeMask = 0x3fff
+
+	// verdictMsgLen is a verdict message: header, nfgenmsg, the verdict
+	// header attribute; markAttrLen is the optional mark attribute.
+	verdictMsgLen = nlmsgHdrLen + nfgenMsgLen + nlattrLen + 8
+	markAttrLen   = nlattrLen + 4
+)
+
+// msgType returns the netlink message type of an nfnetlink_queue message.
+func msgType(m uint16) uint16 { return unix.NFNL_SUBSYS_QUEUE<<8 | m }
+
+// errMalformedMsg: a message from the kernel does not parse.
+var errMalformedMsg = errors.New("malformed nfnetlink_queue message")
+
+// packetMsg is one queued packet as the kernel sent it. payload aliases
+// the receive buffer.
+type packetMsg struct {
+	id      uint32
+	mark    uint32
+	payload []byte
+	// wireLen is the packet's length; more than len(payload) when the
+	// copy range cut it.
+	wireLen int
+}
+
+// parsePacket parses the body of an NFQNL_MSG_PACKET message (after the
+// netlink header) into m. It reports false when there is no packet id.
+func parsePacket(b []byte, m *packetMsg) bool {
+	*m = packetMsg{}
+	if len(b) < nfgenMsgLen {
+		return false
+	}
+	b = b[nfgenMsgLen:]
+	hasID, capLen := false, -1
+	for len(b) >= nlattrLen {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < nlattrLen || l > len(b) {
+			return false
+		}
+		v := b[nlattrLen:l]
+		switch binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask {
+		case nfqaPacketHdr:
+			if len(v) >= 4 {
+				m.id, hasID = binary.BigEndian.Uint32(v), true
+			}
+		case nfqaMark:
+			if len(v) >= 4 {
+				m.mark = binary.BigEndian.Uint32(v)
+			}
+		case nfqaPayload:
+			m.payload = v
+		case nfqaCapLen:
+			if len(v) >= 4 {
+				capLen = int(binary.BigEndian.Uint32(v))
+			}
+		}
+		b = b[min(align4(l), len(b)):]
+	}
+	m.wireLen = len(m.payload)
+	if capLen >= 0 {
+		m.wireLen = capLen
+	}
+	return hasID
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// verdictEntry is one verdict waiting in a verdictWriter.
+type verdictEntry struct {
+	id      uint32
+	verdict uint32
+	// mark is the packet's new mark when setMark; quiet adds QuietMark
+	// when the writer is flushed with quiet allowed.
+	mark    uint32
+	setMark bool
+	quiet   bool
+	// conn is the packet's connection (0: none known).
+	conn uint64
+}
+
+// finalMark returns the mark an entry's verdict carries.
+func (e *verdictEntry) finalMark(quietOK bool) uint32 {
+	if e.quiet && quietOK {
+		return e.mark | QuietMark
+	}
+	return e.mark
+}
+
+// kernel is where verdict messages go: the queue's netlink socket, or a
+// test's fake. One Write may hold several messages.
+type kernel interface {
+	Write(b []byte) (int, error)
+}
+
+// verdictWriter collects the verdicts of a burst of packets and writes
+// them in one message buffer, reused: consecutive accepts with the same
+// mark become one NFQNL_MSG_VERDICT_BATCH (which accepts every packet
+// still queued up to an id) when nothing else is waiting for a verdict;
+// every other verdict is an NFQNL_MSG_VERDICT of its own. Entries go out
+// in the order they were added.
+type verdictWriter struct {
+	queue   uint16
+	out     kernel
+	entries []verdictEntry
+	buf     []byte
+	// laterMin[i] is the least id of entries[i:] (flush's scratch).
+	laterMin [maxBurst + 1]uint32
+}
+
+// maxBurst bounds the verdicts a writer collects before it must flush.
+const maxBurst = 128
+
+func newVerdictWriter(queue uint16, out kernel) *verdictWriter {
+	return &verdictWriter{
+		queue:   queue,
+		out:     out,
+		entries: make([]verdictEntry, 0, maxBurst),
+		buf:     make([]byte, 0, maxBurst*(verdictMsgLen+markAttrLen)),
+	}
+}
+
+// full reports whether the writer must be flushed before the next add.
+func (w *verdictWriter) full() bool { return len(w.entries) == cap(w.entries) }
+
+// add collects one verdict. A quiet entry of the same connection collected
+// earlier loses its quiet: only the connection's last packet in a burst
+// may let the rest of its packets bypass the queue, or a packet still
+// waiting in the queue would be overtaken. The caller flushes when full.
+func (w *verdictWriter) add(e verdictEntry) {
+	if e.conn != 0 {
+		for i := range w.entries {
+			if w.entries[i].conn == e.conn {
+				w.entries[i].quiet = false
+			}
+		}
+	}
+	w.entries = append(w.entries, e)
+}
+
+// flush writes the collected verdicts in one buffer and forgets them.
+// quietOK lets quiet entries carry QuietMark (the burst read the socket
+// dry); batchOK allows batch verdicts (no packet is held in the kernel
+// queue awaiting a later verdict, which a batch would release).
+//
+// A batch accepts every packet still waiting up to its last id, so a run
+// of accepts becomes one only while its ids rise and no entry after it
+// has a lower id: then every packet it covers is its own or was given its
+// verdict already (or was never read: with fail-open the kernel let it
+// pass).
+func (w *verdictWriter) flush(quietOK, batchOK bool) error {
+	if len(w.entries) == 0 {
+		return nil
+	}
+	b := w.buf[:0]
+	es := w.entries
+	w.laterMin[len(es)] = ^uint32(0)
+	for i := len(es) - 1; i >= 0; i-- {
+		w.laterMin[i] = min(es[i].id, w.laterMin[i+1])
+	}
+	for i := 0; i < len(es); i++ {
+		e := &es[i]
+		mark := e.finalMark(quietOK)
+		last := i
+		if batchOK && e.verdict == verdictAccept {
+			for last+1 < len(es) && es[last+1].verdict == verdictAccept && es[last+1].id > es[last].id &&
+				es[last+1].setMark == e.setMark && es[last+1].finalMark(quietOK) == mark {
+				last++
+			}
+			for last > i && w.laterMin[last+1] < es[last].id {
+				last--
+			}
+		}
+		b = appendVerdict(b, w.queue, es[last].id, e.verdict, mark, e.setMark, last > i)
+		i = last
+	}
+	w.buf = b
+	w.entries = w.entries[:0]
+	if _, err := w.out.Write(b); err != nil {
+		return fmt.Errorf("write %d verdicts: %w", len(es), err)
+	}
+	return nil
+}
+
+// Verdicts as the kernel numbers them (NF_DROP, NF_ACCEPT).
+const (
+	verdictDrop   = 0
+	verdictAccept = 1
+)
+
+// appendVerdict appends one verdict message: for packet id, or with batch
+// for every packet still queued up to id.
+func appendVerdict(b []byte, queue uint16, id, verdict, mark uint32, setMark, batch bool) []byte {
+	n := verdictMsgLen
+	if setMark {
+		n += markAttrLen
+	}
+	typ := msgType(nfqnlMsgVerdict)
+	if batch {
+		typ = msgType(nfqnlMsgVerdictBatch)
+	}
+	b = binary.NativeEndian.AppendUint32(b, uint32(n))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST)
+	b = binary.NativeEndian.AppendUint32(b, 0) // sequence
+	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel
+	b = append(b, unix.AF_UNSPEC, unix.NFNETLINK_V0)
+	b = binary.BigEndian.AppendUint16(b, queue)
+	b = binary.NativeEndian.AppendUint16(b, nlattrLen+8)
+	b = binary.NativeEndian.AppendUint16(b, nfqaVerdictHdr)
+	b = binary.BigEndian.AppendUint32(b, verdict)
+	b = binary.BigEndian.AppendUint32(b, id)
+	if setMark {
+		b = binary.NativeEndian.AppendUint16(b, markAttrLen)
+		b = binary.NativeEndian.AppendUint16(b, nfqaMark)
+		b = binary.BigEndian.AppendUint32(b, mark)
+	}
+	return b
+}
+
+// fdKernel writes verdicts to the queue's socket.
+type fdKernel struct{ fd int }
+
+func (k fdKernel) Write(b []byte) (int, error) {
+	for {
+		n, err := unix.Write(k.fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+// recvFrom reads one datagram from fd without allocating (unix.Recvfrom
+// allocates the source address). flags: 0 or unix.MSG_DONTWAIT.
+func recvFrom(fd int, b []byte, flags int) (int, unix.Errno) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
+	return int(n), e
+}
+
+// bindConfig is what bind asks of the kernel.
+type bindConfig struct {
+	queue       uint16
+	copyRange   uint32
+	maxQueueLen uint32
+	flags       uint32
+}
+
+// bind binds the socket of c to the queue and configures it (copy mode and
+// range, flags, queue length), as go-nfqueue's Register would, without
+// starting a reader. The kernel unbinds the queue when the socket closes.
+func bind(c *netlink.Conn, cfg bindConfig) error {
+	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	steps := []struct {
+		what  string
+		attrs []netlink.Attribute
+	}{
+		{"bind", []netlink.Attribute{{Type: nfqaCfgCmd, Data: []byte{nfqnlCfgCmdBind, 0, 0, unix.AF_UNSPEC}}}},
+		{"set copy range", []netlink.Attribute{{Type: nfqaCfgParams, Data: append(be32(cfg.copyRange), copyPacket)}}},
+		{"set flags and queue length", []netlink.Attribute{
+			{Type: nfqaCfgFlags, Data: be32(cfg.flags)},
+			{Type: nfqaCfgMask, Data: be32(cfg.flags)},
+			{Type: nfqaCfgQueueMaxLen, Data: be32(cfg.maxQueueLen)},
+		}},
+	}
+	for _, s := range steps {
+		attrs, err := netlink.MarshalAttributes(s.attrs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+		data := append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0}, binary.BigEndian.AppendUint16(nil, cfg.queue)...)
+		_, err = c.Execute(netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(msgType(nfqnlMsgConfig)), Flags: netlink.Request | netlink.Acknowledge},
+			Data:   append(data, attrs...),
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+	}
+	return nil
+}
+
+// copyPacket is NFQNL_COPY_PACKET.
+const copyPacket = 2
