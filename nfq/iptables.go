@@ -37,7 +37,7 @@ import (
 // mark (tcpchaos gave this packet its verdict). TCPCHAOS-QUEUE becomes:
 //
 //	-p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark Q/Q -j RETURN
-//	-p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --and-mark ~Q
+//	-p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --set-xmark 0/Q
 //	-j NFQUEUE ...
 //
 // so a quiet connection's packets pass unqueued until its first SYN, FIN
@@ -51,7 +51,7 @@ import (
 //
 //	filter FORWARD (or OUTPUT, INPUT ! -i lo) -p tcp -j TCPCHAOS
 //	filter TCPCHAOS  -m mark --mark V/V -j CONNMARK --save-mark --nfmask Q --ctmask Q
-//	                 -m mark --mark V/V -j MARK --and-mark ~(Q|V)
+//	                 -m mark --mark V/V -j MARK --set-xmark 0/Q|V
 //
 // (This kernel cannot set the connection mark from a verdict:
 // NETFILTER_NETLINK_GLUE_CT is not built.)
@@ -460,7 +460,7 @@ func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
 				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
 					"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"),
 				mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "SYN,FIN,RST", "NONE",
-					"-j", "CONNMARK", "--and-mark", hex(^QuietMark)))
+					"-j", "CONNMARK", "--set-xmark", "0x0/"+hex(QuietMark)))
 		}
 		p.queueRule = len(p.rules)
 		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
@@ -470,7 +470,7 @@ func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
 			p.rules = append(p.rules,
 				filter(Chain, "-m", "mark", "--mark", v, "-j", "CONNMARK", "--save-mark",
 					"--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)),
-				filter(Chain, "-m", "mark", "--mark", v, "-j", "MARK", "--and-mark", hex(^(QuietMark|VerdictMark))))
+				filter(Chain, "-m", "mark", "--mark", v, "-j", "MARK", "--set-xmark", "0x0/"+hex(QuietMark|VerdictMark)))
 			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode)...)
 		}
 		plans = append(plans, p)

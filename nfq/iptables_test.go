@@ -86,6 +86,24 @@ func TestPlan(t *testing.T) {
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-balance 7:9 --queue-bypass`,
 		},
 	}, {
+		name: "forward, selective",
+		cfg:  config.Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 100},
+		opts: InstallOptions{Selective: true},
+		want: map[string]string{
+			"iptables": chains + `-N -t filter TCPCHAOS
+-I FORWARD -p tcp -j TCPCHAOS
+-I -t filter FORWARD -p tcp -j TCPCHAOS
+-A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
+-A TCPCHAOS -s 198.19.2.0/24 -j TCPCHAOS-PORTS
+-A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS
+-A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
+-A TCPCHAOS-QUEUE -p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
+-A -t filter TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j MARK --set-xmark 0x0/0xa000000`,
+		},
+	}, {
 		name: "IPv6 hosts only, 16 ports in two multiport rules",
 		cfg:  config.Intercept{Ports: many, Hosts: []netip.Prefix{v6net}, Queue: 100, Queues: 1},
 		want: map[string]string{
@@ -119,6 +137,9 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
+	if _, err := plan(config.Intercept{}, InstallOptions{ControlOnly: true, Selective: true}); err == nil {
+		t.Error("plan with control-only and selective queueing: no error")
+	}
 	if _, err := plan(config.Intercept{Queue: 65535, Queues: 2}, InstallOptions{}); err == nil || !strings.Contains(err.Error(), "65536") {
 		t.Errorf("plan with queues 65535..65536 = %v, want an error naming 65536", err)
 	}
@@ -142,8 +163,14 @@ func install(t *testing.T, ns *netnstest.NS, cfg config.Intercept, opts InstallO
 // rules returns "BINARY -t mangle -S" without the policy lines.
 func rules(t *testing.T, ns *netnstest.NS, binary string) string {
 	t.Helper()
+	return tableRules(t, ns, binary, Table)
+}
+
+// tableRules returns "BINARY -t TABLE -S" without the policy lines.
+func tableRules(t *testing.T, ns *netnstest.NS, binary, table string) string {
+	t.Helper()
 	var kept []string
-	for line := range strings.Lines(ns.Run(t, binary, "-t", Table, "-S")) {
+	for line := range strings.Lines(ns.Run(t, binary, "-t", table, "-S")) {
 		if !strings.HasPrefix(line, "-P ") {
 			kept = append(kept, strings.TrimSpace(line))
 		}
@@ -224,6 +251,34 @@ func TestInstallLocalRules(t *testing.T) {
 		echoOnce(t, ns, ns, addr)
 		if got := queued(t, ns, bin) - before; got != 4 {
 			t.Errorf("%s: loopback connection queued %d packets, want 4 (SYN, SYN-ACK, FIN, FIN)", addr, got)
+		}
+	}
+}
+
+// TestInstallSelectiveRules checks that the kernel takes the selective
+// queueing rules as planned, in both tables and both families.
+func TestInstallSelectiveRules(t *testing.T) {
+	ns := netnstest.NewNamespace(t, "host")
+	install(t, ns, config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Selective: true})
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
+-A OUTPUT -p tcp -j TCPCHAOS
+-A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
+-A TCPCHAOS -j TCPCHAOS-PORTS
+-A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
+-A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,SYN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
+		if got := rules(t, ns, bin); got != want {
+			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
+		}
+		wantFilter := `-N TCPCHAOS
+-A INPUT ! -i lo -p tcp -j TCPCHAOS
+-A OUTPUT -p tcp -j TCPCHAOS
+-A TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j MARK --set-xmark 0x0/0xa000000`
+		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
+			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
 		}
 	}
 }
@@ -343,7 +398,7 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	before := map[string]string{"iptables": saved(t, ns, "iptables"), "ip6tables": saved(t, ns, "ip6tables")}
 	var in *Interception
 	if err := ns.Do(func() (err error) {
-		in, err = Install(config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
+		in, err = Install(config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{Selective: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)
@@ -376,7 +431,7 @@ func TestCleanup(t *testing.T) {
 	// inserted in front of the jump and a second jump, so that cleanup has
 	// to delete rules in the middle of a chain by number.
 	if err := ns.Do(func() error {
-		_, err := Install(config.Intercept{Mode: config.Local, Queue: 100}, InstallOptions{})
+		_, err := Install(config.Intercept{Mode: config.Local, Queue: 100}, InstallOptions{Selective: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)

@@ -131,11 +131,11 @@ type Queue struct {
 	fd   int // nf's socket, read and written by tcpchaos itself
 	inj  *Injector
 
-	readerDone  chan struct{} // closed when the reader returns
-	running     atomic.Bool
-	closing     atomic.Bool // set before the socket closes: read errors then are expected
-	closeOnce   sync.Once
-	closeErr    error
+	readerDone chan struct{} // closed when the reader returns
+	running    atomic.Bool
+	closing    atomic.Bool // set before the socket closes: read errors then are expected
+	closeOnce  sync.Once
+	closeErr   error
 
 	procMu     sync.Mutex
 	proc       *os.File // this namespace's /proc/net/netfilter/nfnetlink_queue
@@ -345,7 +345,7 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.closing.Store(true)
 		q.core.stop(time.Now())
-		<-q.readerDone // within readTimeout
+		<-q.readerDone     // within readTimeout
 		q.snapshotKernel() // the queue's line leaves the kernel list on unbind
 		q.closeErr = q.release()
 		if q.closeErr != nil {

@@ -98,6 +98,15 @@ func (l live) run(ctx context.Context) error {
 
 	set := rules.Compile(l.cfg.Rules)
 	ic := l.cfg.Intercept
+	// Queue only what the rules and the tracker need: the data phase of
+	// established connections bypasses the queue when no rule can act on
+	// it, and only the headers are copied unless a packet with payload may
+	// have to be duplicated.
+	selective := set.Quietable()
+	copyRange := uint32(nfq.HeaderCopyRange)
+	if set.NeedsPayload() {
+		copyRange = 0
+	}
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() {
@@ -107,14 +116,17 @@ func (l live) run(ctx context.Context) error {
 	}
 	for i := range pipes {
 		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), l.sink)
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log}, pipes[i])
+		if selective {
+			pipes[i].AllowQuiet()
+		}
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Selective: selective}, pipes[i])
 		if err != nil {
 			closeAll()
 			return err
 		}
 		queues = append(queues, q)
 	}
-	interception, err := nfq.Install(ic, nfq.InstallOptions{})
+	interception, err := nfq.Install(ic, nfq.InstallOptions{Selective: selective})
 	if err != nil {
 		closeAll()
 		return err
@@ -124,7 +136,7 @@ func (l live) run(ctx context.Context) error {
 	if ic.Queues > 1 {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
-	fmt.Fprintf(l.status, " with %d rules; Ctrl-C to stop\n", set.Len())
+	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(selective, copyRange))
 	if l.ready != nil {
 		l.ready()
 	}
@@ -149,4 +161,17 @@ func (l live) run(ctx context.Context) error {
 		writeQueueStats(l.summary, q.Stats())
 	}
 	return errors.Join(runErr, removeErr)
+}
+
+// queueing describes what the queue sees: every packet or the handshake
+// and the close only, whole packets or headers.
+func queueing(selective bool, copyRange uint32) string {
+	what := "every packet queued"
+	if selective {
+		what = "handshake and close queued, data phase bypasses the queue"
+	}
+	if copyRange == 0 {
+		return what + ", whole packets copied"
+	}
+	return fmt.Sprintf("%s, %d header bytes copied", what, copyRange)
 }
