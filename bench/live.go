@@ -43,8 +43,10 @@ type liveRun struct {
 	bulk    bulkResult
 	conns   connsResult
 	latency latencyResult
-	// nstat counter deltas over the measurements, client and server added.
-	counters map[string]uint64
+	// counters are nstat counter deltas over the bulk and short-connection
+	// loads, probeCounters over the connect() probe; client and server
+	// added.
+	counters, probeCounters map[string]uint64
 	// unseen is what the kernel let through without tcpchaos seeing it
 	// (fail-open), from tcpchaos's summary; -1 when not known.
 	unseen int64
@@ -125,6 +127,10 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 	if err := l.client(ctx, &run.conns, "-role", "conns", "-d", l.opts.conns.String(), "-workers", strconv.Itoa(l.opts.workers)); err != nil {
 		return run, err
 	}
+	mid, err := l.nstat()
+	if err != nil {
+		return run, err
+	}
 	if err := l.client(ctx, &run.latency, "-role", "latency", "-n", strconv.Itoa(l.opts.connects)); err != nil {
 		return run, err
 	}
@@ -132,10 +138,7 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 	if err != nil {
 		return run, err
 	}
-	run.counters = make(map[string]uint64, len(nstatCounters))
-	for _, c := range nstatCounters {
-		run.counters[c] = after[c] - before[c]
-	}
+	run.counters, run.probeCounters = delta(before, mid), delta(mid, after)
 	return run, nil
 }
 
@@ -160,6 +163,15 @@ func (l *lab) client(ctx context.Context, v any, args ...string) error {
 		return fmt.Errorf("client %s: decode result %q: %w", strings.Join(args, " "), out, err)
 	}
 	return nil
+}
+
+// delta returns after − before for each of nstatCounters.
+func delta(before, after map[string]uint64) map[string]uint64 {
+	d := make(map[string]uint64, len(nstatCounters))
+	for _, c := range nstatCounters {
+		d[c] = after[c] - before[c]
+	}
+	return d
 }
 
 // nstat returns the client's and the server's counters added up.
