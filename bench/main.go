@@ -148,7 +148,7 @@ func suite(ctx context.Context, o options) (int, error) {
 	}
 	r := report{opts: o, machine: describeMachine(), date: time.Now().UTC()}
 	if o.live {
-		fmt.Fprintf(os.Stderr, "bench: live, %d rounds of %v\n", o.rounds, columnNames)
+		fmt.Fprintf(os.Stderr, "bench: live, rounds: %d, columns: %s\n", o.rounds, strings.Join(columnNames[:], ", "))
 		if r.live, err = runLive(ctx, o); err != nil {
 			return 0, err
 		}
