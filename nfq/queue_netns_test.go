@@ -126,6 +126,12 @@ func startQueueIn(t *testing.T, ns *netnstest.NS, h nfq.Handler) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startOpened(t, q)
+}
+
+// startOpened runs an open queue; t.Cleanup stops it if the test does not.
+func startOpened(t *testing.T, q *nfq.Queue) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()

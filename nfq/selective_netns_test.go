@@ -1,0 +1,226 @@
+package nfq_test
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// These tests run selective queueing as `tcpchaos run` sets it up for a
+// control-only config: a real pipeline, quiet verdicts, header copies.
+
+// kindLog records the kinds of the packet events and the faults.
+type kindLog struct {
+	mu     sync.Mutex
+	kinds  map[string]int
+	faults map[string]int // by kind
+}
+
+func (l *kindLog) Emit(e *events.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e.Kind == events.StateKind {
+		return
+	}
+	l.kinds[e.Kind]++
+	if e.Action != "" {
+		l.faults[e.Kind]++
+	}
+}
+
+func (l *kindLog) counts() (kinds, faults map[string]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kinds, faults = map[string]int{}, map[string]int{}
+	for k, n := range l.kinds {
+		kinds[k] = n
+	}
+	for k, n := range l.faults {
+		faults[k] = n
+	}
+	return kinds, faults
+}
+
+// startSelective installs selective queueing in the router and runs a
+// queue with a pipeline deciding by rs.
+func startSelective(t *testing.T, tp *netnstest.Topology, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
+	t.Helper()
+	set := rules.Compile(rs)
+	log := &kindLog{kinds: map[string]int{}, faults: map[string]int{}}
+	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{serverPort}}, set, 1, log)
+	if !p.AllowQuiet() {
+		t.Fatal("the rules do not allow quiet connections")
+	}
+	err := tp.Router.Do(func() error {
+		_, err := nfq.Install(config.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
+			nfq.InstallOptions{Selective: true})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q *nfq.Queue
+	err = tp.Router.Do(func() (err error) {
+		q, err = nfq.Open(nfq.Options{Queue: queueNum, Selective: true, CopyRange: nfq.HeaderCopyRange}, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startOpened(t, q), p, log
+}
+
+var loseFinalAck = config.Rule{
+	Name:        "lose-final-ack",
+	Match:       config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1},
+	Action:      config.Action{Type: config.Drop},
+	Probability: 1,
+}
+
+// TestSelectiveBulk: a 64 MB response under a control-only config crosses
+// the router while only its handshake and its close are queued; the
+// final-ack rule still fires.
+func TestSelectiveBulk(t *testing.T) {
+	tp := netnstest.NewTopology(t)
+	r, p, log := startSelective(t, tp, []config.Rule{loseFinalAck})
+	const body = 64 << 20
+	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
+	serve(t, ln, body)
+	conn, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, conn, body)
+	conn.Close()
+	s := settled(t, r.q)
+	if s.Received > 40 {
+		t.Errorf("queue received %d packets of a 64 MB transfer, want a handful (handshake, close)", s.Received)
+	}
+	t.Logf("64 MB transfer: %d packets queued", s.Received)
+	kinds, faults := log.counts()
+	for _, k := range []string{"syn", "syn-ack", "handshake-ack", "fin", "final-ack"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s seen (kinds %v)", k, kinds)
+		}
+	}
+	if faults["final-ack"] != 1 {
+		t.Errorf("final-ack dropped %d times, want 1 (faults %v)", faults["final-ack"], faults)
+	}
+	if sum := p.Summary(); sum.Tracker.Quieted == 0 || sum.Tracker.Midstream != 0 {
+		t.Errorf("tracker: %d quiet, %d midstream; want the connection quiet, no pickup", sum.Tracker.Quieted, sum.Tracker.Midstream)
+	}
+	if s.DecodeFailures+s.VerdictErrors+s.ReadErrors != 0 {
+		t.Errorf("queue errors: %+v", s)
+	}
+}
+
+// TestSelectiveShortConnectionsNoReset: 2000 short connections (connect,
+// one byte each way, close) with their data phase bypassing the queue see
+// no reset and no reordering symptom: the kernel clears the quiet mark on
+// a FIN before queueing it, so nothing after it overtakes it.
+func TestSelectiveShortConnectionsNoReset(t *testing.T) {
+	tp := netnstest.NewTopology(t)
+	r, p, _ := startSelective(t, tp, []config.Rule{{
+		Name:        "never",
+		Match:       config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
+		Action:      config.Action{Type: config.Drop},
+		Probability: 1,
+	}})
+	addr := serverAddr(tp, false)
+	ln := tp.Server.Listen(t, "tcp", addr)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				var b [1]byte
+				if _, err := io.ReadFull(c, b[:]); err == nil {
+					c.Write(b[:])
+				}
+			}()
+		}
+	}()
+	before := map[*netnstest.NS]map[string]uint64{tp.Client: tp.Client.Nstat(t), tp.Server: tp.Server.Nstat(t)}
+	const conns, workers = 2000, 4
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		resets int
+		errs   []error
+	)
+	for range workers {
+		wg.Go(func() {
+			for range conns / workers {
+				err := oneShort(tp, addr)
+				if err == nil {
+					continue
+				}
+				mu.Lock()
+				if errors.Is(err, syscall.ECONNRESET) {
+					resets++
+				} else if len(errs) < 5 {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s := settled(t, r.q)
+	if resets != 0 || len(errs) != 0 {
+		t.Errorf("%d ECONNRESET; other errors %v", resets, errs)
+	}
+	for ns, b := range before {
+		after := ns.Nstat(t)
+		for _, c := range []string{"TcpOutRsts", "TcpExtTCPAbortOnData", "TcpExtTCPAbortOnClose"} {
+			if d := after[c] - b[c]; d != 0 {
+				t.Errorf("%s: %s rose by %d", ns.Name, c, d)
+			}
+		}
+	}
+	sum := p.Summary()
+	if sum.Tracker.Quieted == 0 {
+		t.Error("no connection went quiet")
+	}
+	if sum.Tracker.Midstream != 0 {
+		t.Errorf("%d mid-stream pickups", sum.Tracker.Midstream)
+	}
+	t.Logf("%d connections: %d packets queued (%d per connection), %d quiet transitions",
+		conns, s.Received, s.Received/conns, sum.Tracker.Quieted)
+}
+
+// oneShort runs one short connection from the client.
+func oneShort(tp *netnstest.Topology, addr string) error {
+	c, err := tp.Client.Dial("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		return err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return err
+	}
+	if _, err := c.Read(b[:]); err != io.EOF {
+		return errors.Join(errors.New("want EOF after the reply"), err)
+	}
+	return nil
+}
