@@ -82,6 +82,7 @@ func TestSummarize(t *testing.T) {
 		{[]float64{2.5}, "2.5"},
 		{[]float64{3, 1, 2}, "2.0 (1.0–3.0)"},
 		{[]float64{2, 2}, "2.0"},
+		{[]float64{2.01, 1.99, 2}, "2.0"},
 		{[]float64{4, 1, 2, 3}, "2.5 (1.0–4.0)"},
 	} {
 		if got := summarize(tc.xs).format(1); got != tc.want {

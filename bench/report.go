@@ -28,16 +28,17 @@ func summarize(xs []float64) spread {
 	return spread{med: med, min: s[0], max: s[len(s)-1], n: len(s)}
 }
 
-// format writes "med (min–max)" with prec decimals, just "med" when all
-// values are equal, "—" for none.
+// format writes "med (min–max)" with prec decimals, just "med" when the
+// minimum and the maximum print alike, "—" for none.
 func (s spread) format(prec int) string {
 	if s.n == 0 {
 		return "—"
 	}
-	if s.n == 1 || s.min == s.max {
+	lo, hi := fmt.Sprintf("%.*f", prec, s.min), fmt.Sprintf("%.*f", prec, s.max)
+	if lo == hi {
 		return fmt.Sprintf("%.*f", prec, s.med)
 	}
-	return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, s.med, prec, s.min, prec, s.max)
+	return fmt.Sprintf("%.*f (%s–%s)", prec, s.med, lo, hi)
 }
 
 // percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of xs,
@@ -349,10 +350,11 @@ func formatNs(s spread) string {
 
 // formatSpread is spread.format with counts written as formatCount does.
 func formatSpread(s spread) string {
-	if s.n <= 1 || s.min == s.max {
+	lo, hi := formatCount(s.min), formatCount(s.max)
+	if lo == hi {
 		return formatCount(s.med)
 	}
-	return fmt.Sprintf("%s (%s–%s)", formatCount(s.med), formatCount(s.min), formatCount(s.max))
+	return fmt.Sprintf("%s (%s–%s)", formatCount(s.med), lo, hi)
 }
 
 // formatCount writes a count with thousands separators, or in millions
