@@ -139,10 +139,8 @@ func suite(ctx context.Context, o options) (int, error) {
 	o.reference = filepath.Join(root, "bin", "bench-reference")
 	if o.build {
 		for pkg, bin := range map[string]string{"./cmd/tcpchaos": o.tcpchaos, "./bench/reference": o.reference} {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return 0, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+			if err := build(ctx, root, pkg, bin); err != nil {
+				return 0, err
 			}
 		}
 	}
@@ -173,6 +171,23 @@ func suite(ctx context.Context, o options) (int, error) {
 		fmt.Fprintf(os.Stderr, "bench: report written to %s\n", o.out)
 	}
 	return missed, nil
+}
+
+// build builds pkg into bin by way of a temporary file renamed into place,
+// so that a program another run is executing is replaced, not overwritten.
+func build(ctx context.Context, root, pkg, bin string) error {
+	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, pkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("install %s: %w", bin, err)
+	}
+	return nil
 }
 
 // runLive builds the lab and measures every column in every round, columns
