@@ -50,19 +50,6 @@ ok  	github.com/tcpchaos/tcpchaos/statetrack	3.1s
 	}
 }
 
-func TestParseNstat(t *testing.T) {
-	got, err := parseNstat("#kernel\nTcpOutRsts                      3                  0.0\nTcpExtTCPAbortOnData 0 0.0\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got["TcpOutRsts"] != 3 || got["TcpExtTCPAbortOnData"] != 0 {
-		t.Errorf("got %v", got)
-	}
-	if _, err := parseNstat("TcpOutRsts x 0.0\n"); err == nil {
-		t.Error("a non-numeric value was accepted")
-	}
-}
-
 func TestParseUnseen(t *testing.T) {
 	out := "queue: 10 received; kernel: 12 queued, 2 passed unseen (fail-open)\nqueue: 3 received; kernel: 3 queued, 0 passed unseen (fail-open)\n"
 	if got := parseUnseen(out); got != 2 {

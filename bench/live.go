@@ -178,41 +178,15 @@ func delta(before, after map[string]uint64) map[string]uint64 {
 func (l *lab) nstat() (map[string]uint64, error) {
 	total := make(map[string]uint64)
 	for _, ns := range []*netlab.NS{l.tp.Client, l.tp.Server} {
-		cmd := ns.Command("nstat", "-asz")
-		cmd.Env = append(os.Environ(), "NSTAT_HISTORY="+filepath.Join(l.tmp, "nstat.history"))
-		out, err := cmd.Output()
+		m, err := ns.Nstat(filepath.Join(l.tmp, "nstat.history"))
 		if err != nil {
-			return nil, fmt.Errorf("%s: nstat -asz: %w", ns.Name, err)
-		}
-		m, err := parseNstat(string(out))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ns.Name, err)
+			return nil, err
 		}
 		for k, v := range m {
 			total[k] += v
 		}
 	}
 	return total, nil
-}
-
-// parseNstat reads nstat's "Name value rate" lines; "#" lines are comments.
-func parseNstat(out string) (map[string]uint64, error) {
-	m := make(map[string]uint64)
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if len(f) < 2 {
-			return nil, fmt.Errorf("parse nstat line %q: want a name and a value", line)
-		}
-		v, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse nstat line %q: %w", line, err)
-		}
-		m[f[0]] = v
-	}
-	return m, nil
 }
 
 // startColumn starts the column's interception in the router namespace

@@ -195,19 +195,6 @@ SYN-SENT   0      1     127.0.0.53%lo:53              *:*
 	}
 }
 
-func TestParseNstat(t *testing.T) {
-	got, err := parseNstat("#kernel\nIpInReceives                    42                  0.0\nTcpExtTCPSynRetrans 0 0.0\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got["IpInReceives"] != 42 || got["TcpExtTCPSynRetrans"] != 0 {
-		t.Errorf("parseNstat = %v, want IpInReceives 42 and TcpExtTCPSynRetrans 0", got)
-	}
-	if _, err := parseNstat("IpInReceives -1 0.0\n"); err == nil {
-		t.Error("parseNstat accepted a negative counter")
-	}
-}
-
 // recordingTB records how RequirePrivileged ends a test instead of ending it.
 type recordingTB struct {
 	testing.TB

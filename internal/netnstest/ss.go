@@ -3,7 +3,6 @@ package netnstest
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -118,35 +117,9 @@ func parseSSAddrPort(s string) (netip.AddrPort, error) {
 // history file private to the test.
 func (n *NS) Nstat(t testing.TB) map[string]uint64 {
 	t.Helper()
-	cmd := n.Command("nstat", "-asz")
-	cmd.Env = append(os.Environ(), "NSTAT_HISTORY="+filepath.Join(t.TempDir(), "nstat.history"))
-	out, err := cmd.Output()
+	counters, err := n.NS.Nstat(filepath.Join(t.TempDir(), "nstat.history"))
 	if err != nil {
-		t.Fatalf("%s: nstat -asz: %v", n.Name, err)
-	}
-	counters, err := parseNstat(string(out))
-	if err != nil {
-		t.Fatalf("%s: %v", n.Name, err)
+		t.Fatal(err)
 	}
 	return counters
-}
-
-// parseNstat parses nstat's "Name value rate" lines, skipping comments.
-func parseNstat(out string) (map[string]uint64, error) {
-	counters := make(map[string]uint64)
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if len(f) < 2 {
-			return nil, fmt.Errorf("parse nstat line %q: want a name and a value", line)
-		}
-		v, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse nstat line %q: %w", line, err)
-		}
-		counters[f[0]] = v
-	}
-	return counters, nil
 }
