@@ -53,8 +53,8 @@ func (l *kindLog) counts() (kinds, faults map[string]int) {
 }
 
 // startSelective installs selective queueing in the router and runs a
-// queue with a pipeline deciding by rs.
-func startSelective(t *testing.T, tp *netnstest.Topology, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
+// queue with a pipeline deciding by rs, polling as poll says.
+func startSelective(t *testing.T, tp *netnstest.Topology, poll time.Duration, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
 	t.Helper()
 	set := rules.Compile(rs)
 	log := &kindLog{kinds: map[string]int{}, faults: map[string]int{}}
@@ -72,7 +72,7 @@ func startSelective(t *testing.T, tp *netnstest.Topology, rs []config.Rule) (*ru
 	}
 	var q *nfq.Queue
 	err = tp.Router.Do(func() (err error) {
-		q, err = nfq.Open(nfq.Options{Queue: queueNum, Selective: true, CopyRange: nfq.HeaderCopyRange}, p)
+		q, err = nfq.Open(nfq.Options{Queue: queueNum, Selective: true, CopyRange: nfq.HeaderCopyRange, Poll: poll}, p)
 		return err
 	})
 	if err != nil {
@@ -93,7 +93,7 @@ var loseFinalAck = config.Rule{
 // final-ack rule still fires.
 func TestSelectiveBulk(t *testing.T) {
 	tp := netnstest.NewTopology(t)
-	r, p, log := startSelective(t, tp, []config.Rule{loseFinalAck})
+	r, p, log := startSelective(t, tp, -1, []config.Rule{loseFinalAck}) // blocking reads only
 	const body = 64 << 20
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, body)
@@ -131,7 +131,7 @@ func TestSelectiveBulk(t *testing.T) {
 // a FIN before queueing it, so nothing after it overtakes it.
 func TestSelectiveShortConnectionsNoReset(t *testing.T) {
 	tp := netnstest.NewTopology(t)
-	r, p, _ := startSelective(t, tp, []config.Rule{{
+	r, p, _ := startSelective(t, tp, 0, []config.Rule{{
 		Name:        "never",
 		Match:       config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
 		Action:      config.Action{Type: config.Drop},
