@@ -14,7 +14,7 @@ import (
 // may set, e.g. TCPCHAOS_INTERCEPT_QUEUE=200 or TCPCHAOS_TRACKER_MSL=5s.
 var envKeys = []string{
 	"intercept.mode", "intercept.ports", "intercept.hosts", "intercept.queue", "intercept.queues",
-	"tracker.msl", "tracker.max-connections", "tracker.idle-timeout",
+	"tracker.msl", "tracker.max-connections", "tracker.idle-timeout", "tracker.quiet-timeout",
 	"seed",
 }
 

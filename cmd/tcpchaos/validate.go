@@ -26,8 +26,8 @@ func validateCommand() *cli.Command {
 				fmt.Fprintf(w, "-%d", cfg.Intercept.Queue+cfg.Intercept.Queues-1)
 			}
 			fmt.Fprintf(w, ", ports %s, hosts %s\n", listOrAny(cfg.Intercept.Ports), listOrAny(cfg.Intercept.Hosts))
-			fmt.Fprintf(w, "tracker: msl %s (TIME_WAIT %s), max-connections %d, idle-timeout %s\n",
-				cfg.Tracker.MSL, 2*cfg.Tracker.MSL, cfg.Tracker.MaxConnections, cfg.Tracker.IdleTimeout)
+			fmt.Fprintf(w, "tracker: msl %s (TIME_WAIT %s), max-connections %d, idle-timeout %s, quiet-timeout %s\n",
+				cfg.Tracker.MSL, 2*cfg.Tracker.MSL, cfg.Tracker.MaxConnections, cfg.Tracker.IdleTimeout, cfg.Tracker.QuietTimeout)
 			fmt.Fprintf(w, "seed: %d\n", cfg.Seed)
 			for i, r := range cfg.Rules {
 				fmt.Fprintf(w, "rule %d %q: %s\n", i+1, r.Name, describeRule(r))

@@ -13,13 +13,10 @@ import (
 
 // Defaults applied by Decode and Default.
 const (
-	DefaultQueue          = 100
-	DefaultQueues         = 1
-	DefaultSeed           = 1
-	DefaultMSL            = 30 * time.Second
-	DefaultMaxConnections = 1_000_000
-	DefaultIdleTimeout    = 10 * time.Minute
-	DefaultProbability    = 1.0
+	DefaultQueue       = 100
+	DefaultQueues      = 1
+	DefaultSeed        = 1
+	DefaultProbability = 1.0
 	// MaxCopies bounds a duplicate action's copies: a typo must not turn
 	// one packet into a flood.
 	MaxCopies = 1000
@@ -32,9 +29,10 @@ func Default() Config {
 	return Config{
 		Intercept: Intercept{Mode: Forward, Queue: DefaultQueue, Queues: DefaultQueues},
 		Tracker: statetrack.Config{
-			MSL:            DefaultMSL,
-			MaxConnections: DefaultMaxConnections,
-			IdleTimeout:    DefaultIdleTimeout,
+			MSL:            statetrack.DefaultMSL,
+			MaxConnections: statetrack.DefaultMaxConnections,
+			IdleTimeout:    statetrack.DefaultIdleTimeout,
+			QuietTimeout:   statetrack.DefaultQuietTimeout,
 		},
 		Seed: DefaultSeed,
 	}
@@ -152,7 +150,7 @@ func (d *decoder) intercept(path string, v any) Intercept {
 }
 
 func (d *decoder) tracker(path string, v any, t *statetrack.Config) {
-	m, _ := d.object(path, v, "msl", "max-connections", "idle-timeout")
+	m, _ := d.object(path, v, "msl", "max-connections", "idle-timeout", "quiet-timeout")
 	if v, ok := m.get("msl"); ok {
 		t.MSL = d.positiveDuration(join(path, "msl"), v, t.MSL)
 	}
@@ -163,6 +161,9 @@ func (d *decoder) tracker(path string, v any, t *statetrack.Config) {
 	}
 	if v, ok := m.get("idle-timeout"); ok {
 		t.IdleTimeout = d.positiveDuration(join(path, "idle-timeout"), v, t.IdleTimeout)
+	}
+	if v, ok := m.get("quiet-timeout"); ok {
+		t.QuietTimeout = d.positiveDuration(join(path, "quiet-timeout"), v, t.QuietTimeout)
 	}
 }
 

@@ -61,7 +61,8 @@ func TestDecodeEmptyIsDefault(t *testing.T) {
 	}
 	d := Default()
 	if d.Intercept.Mode != Forward || d.Intercept.Queue != 100 || d.Intercept.Queues != 1 || d.Seed != 1 ||
-		d.Tracker.MSL != 30*time.Second || d.Tracker.MaxConnections != 1_000_000 || d.Tracker.IdleTimeout != 10*time.Minute {
+		d.Tracker.MSL != 30*time.Second || d.Tracker.MaxConnections != 1_000_000 || d.Tracker.IdleTimeout != 10*time.Minute ||
+		d.Tracker.QuietTimeout != 5*24*time.Hour {
 		t.Errorf("Default() = %+v", d)
 	}
 }
@@ -119,7 +120,7 @@ Intercept:
   hosts: [198.18.0.0/15, "fd00::/8", 198.18.7.9, 10.1.2.3/8]
   queue: "200"
   queues: 4.0
-tracker: {msl: 1s, max-connections: "5", idle-timeout: 2m}
+tracker: {msl: 1s, max-connections: "5", idle-timeout: 2m, quiet-timeout: 48h}
 seed: 18446744073709551615
 rules:
   - match:
@@ -152,7 +153,7 @@ rules:
 			},
 			Queue: 200, Queues: 4,
 		},
-		Tracker: statetrack.Config{MSL: time.Second, MaxConnections: 5, IdleTimeout: 2 * time.Minute, ServerPorts: []uint16{8080, 9090}},
+		Tracker: statetrack.Config{MSL: time.Second, MaxConnections: 5, IdleTimeout: 2 * time.Minute, QuietTimeout: 48 * time.Hour, ServerPorts: []uint16{8080, 9090}},
 		Seed:    18446744073709551615,
 		Rules: []Rule{
 			{
@@ -224,6 +225,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"zero msl", `tracker: {msl: 0s}`, []string{`tracker.msl: must be positive`}},
 		{"msl without unit", `tracker: {msl: 30}`, []string{`tracker.msl: duration 30 needs a unit, e.g. "30s"`}},
 		{"bad idle-timeout", `tracker: {idle-timeout: soon}`, []string{`tracker.idle-timeout: bad duration "soon"`}},
+		{"zero quiet-timeout", `tracker: {quiet-timeout: 0s}`, []string{`tracker.quiet-timeout: must be positive`}},
 		{"max-connections", `tracker: {max-connections: 0}`, []string{`tracker.max-connections: 0 is out of range 1-2147483647`}},
 		{"probability above", `rules: [{action: drop, probability: 1.5}]`, []string{`rules[0].probability: 1.5 is outside [0,1]`}},
 		{"probability below", `rules: [{action: drop, probability: -0.1}]`, []string{`rules[0].probability: -0.1 is outside [0,1]`}},
