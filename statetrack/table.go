@@ -64,10 +64,12 @@ type conn struct {
 	flags connFlags
 	// gen is the slot's generation: the high half of the ConnID. It changes
 	// every time the slot is freed, so stale ConnIDs do not match.
-	gen              uint32
-	hnext            int32
-	lruPrev, lruNext int32
-	twPrev, twNext   int32
+	gen   uint32
+	hnext int32
+	// link holds the slot's places in the lists: link[activityLinks] in
+	// the lru or the quiet list (or, while free, the free list: next only),
+	// link[timeWaitLinks] in the TIME_WAIT list.
+	link [2]links
 	// last is the time of the last packet observed or delivered, twAt the
 	// time an endpoint last entered TIME_WAIT (both Unix nanoseconds).
 	last, twAt int64
@@ -176,7 +178,7 @@ func (t *Tracker) alloc(h uint32, k *tupleKey, now int64) int32 {
 	var i int32
 	if t.free != none {
 		i = t.free
-		t.free = t.at(i).lruNext
+		t.free = t.at(i).link[activityLinks].next
 	} else {
 		if t.used&pageMask == 0 {
 			t.pages = append(t.pages, make([]conn, pageSize))
@@ -186,7 +188,7 @@ func (t *Tracker) alloc(h uint32, k *tupleKey, now int64) int32 {
 		t.at(i).gen = 1
 	}
 	c := t.at(i)
-	*c = conn{key: *k, flags: inUse, gen: c.gen, last: now, twPrev: none, twNext: none}
+	*c = conn{key: *k, flags: inUse, gen: c.gen, last: now, link: [2]links{{none, none}, {none, none}}}
 	c.hnext = none
 	if j, ok := t.index[h]; ok {
 		c.hnext = j
@@ -221,48 +223,76 @@ func (t *Tracker) release(i int32) {
 	if c.gen++; c.gen == 0 {
 		c.gen = 1
 	}
-	c.lruNext = t.free
+	c.link[activityLinks].next = t.free
 	t.free = i
 	t.n--
 }
 
-// activity is an activity-ordered list of slots, linked by lruPrev and
-// lruNext: head most, tail least recently active. A slot is on the
-// tracker's lru list, or on its quiet list while its connection is quiet.
-type activity struct{ head, tail int32 }
+// linkKind selects one of a slot's two pairs of list links.
+type linkKind uint8
+
+const (
+	activityLinks linkKind = iota // the lru, quiet and free lists
+	timeWaitLinks                 // the TIME_WAIT list
+)
+
+// links are a slot's neighbours in one list, by slab index.
+type links struct{ prev, next int32 }
+
+// list is a doubly linked list of slots threaded through their links of
+// one kind. The activity lists (lru, quiet) run from the most recently
+// active slot at head to the least at tail; the TIME_WAIT list from the
+// earliest deadline at head to the latest at tail.
+type list struct {
+	head, tail int32
+	kind       linkKind
+}
+
+func newList(kind linkKind) list { return list{head: none, tail: none, kind: kind} }
 
 // listOf returns the activity list slot i is on.
-func (t *Tracker) listOf(i int32) *activity {
+func (t *Tracker) listOf(i int32) *list {
 	if t.at(i).flags&quiet != 0 {
 		return &t.quiet
 	}
 	return &t.lru
 }
 
-func (t *Tracker) pushFront(l *activity, i int32) {
-	c := t.at(i)
-	c.lruPrev, c.lruNext = none, l.head
+func (t *Tracker) pushFront(l *list, i int32) {
+	n := &t.at(i).link[l.kind]
+	n.prev, n.next = none, l.head
 	if l.head != none {
-		t.at(l.head).lruPrev = i
+		t.at(l.head).link[l.kind].prev = i
 	} else {
 		l.tail = i
 	}
 	l.head = i
 }
 
-func (t *Tracker) unlink(l *activity, i int32) {
-	c := t.at(i)
-	if c.lruPrev != none {
-		t.at(c.lruPrev).lruNext = c.lruNext
+func (t *Tracker) pushBack(l *list, i int32) {
+	n := &t.at(i).link[l.kind]
+	n.prev, n.next = l.tail, none
+	if l.tail != none {
+		t.at(l.tail).link[l.kind].next = i
 	} else {
-		l.head = c.lruNext
+		l.head = i
 	}
-	if c.lruNext != none {
-		t.at(c.lruNext).lruPrev = c.lruPrev
+	l.tail = i
+}
+
+func (t *Tracker) unlink(l *list, i int32) {
+	n := &t.at(i).link[l.kind]
+	if n.prev != none {
+		t.at(n.prev).link[l.kind].next = n.next
 	} else {
-		l.tail = c.lruPrev
+		l.head = n.next
 	}
-	c.lruPrev, c.lruNext = none, none
+	if n.next != none {
+		t.at(n.next).link[l.kind].prev = n.prev
+	} else {
+		l.tail = n.prev
+	}
+	n.prev, n.next = none, none
 }
 
 // touch records activity on slot i at now, moving it to the front of its
@@ -293,30 +323,15 @@ func (t *Tracker) twPushBack(i int32, now int64) {
 	c := t.at(i)
 	c.twAt = now
 	c.flags |= inTimeWait
-	c.twPrev, c.twNext = t.twTail, none
-	if t.twTail != none {
-		t.at(t.twTail).twNext = i
-	} else {
-		t.twHead = i
-	}
-	t.twTail = i
+	t.pushBack(&t.timeWait, i)
 }
 
+// twUnlink takes slot i off the TIME_WAIT list if it is on it.
 func (t *Tracker) twUnlink(i int32) {
 	c := t.at(i)
 	if c.flags&inTimeWait == 0 {
 		return
 	}
-	if c.twPrev != none {
-		t.at(c.twPrev).twNext = c.twNext
-	} else {
-		t.twHead = c.twNext
-	}
-	if c.twNext != none {
-		t.at(c.twNext).twPrev = c.twPrev
-	} else {
-		t.twTail = c.twPrev
-	}
-	c.twPrev, c.twNext = none, none
+	t.unlink(&t.timeWait, i)
 	c.flags &^= inTimeWait
 }

@@ -57,13 +57,15 @@ type Tracker struct {
 	index map[uint32]int32
 	pages [][]conn
 	used  int32 // slots handed out so far
-	// free heads the list of free slots, linked by lruNext.
+	// free heads the list of free slots, linked by their activity links.
 	free int32
 	// lru orders the connections by activity; quiet ones are on quiet.
-	lru, quiet     activity
-	twHead, twTail int32 // earliest and latest TIME_WAIT deadline
-	n              int
-	stats          Stats
+	lru, quiet list
+	// timeWait orders the connections with an endpoint in TIME_WAIT by
+	// deadline.
+	timeWait list
+	n        int
+	stats    Stats
 }
 
 // New returns an empty tracker. Zero fields of cfg select the defaults:
@@ -90,9 +92,9 @@ func New(cfg Config) *Tracker {
 		seed:      maphash.MakeSeed(),
 		index:     make(map[uint32]int32),
 		free:      none,
-		lru:       activity{none, none},
-		quiet:     activity{none, none},
-		twHead:    none, twTail: none,
+		lru:       newList(activityLinks),
+		quiet:     newList(activityLinks),
+		timeWait:  newList(timeWaitLinks),
 	}
 }
 
@@ -255,7 +257,7 @@ func (t *Tracker) Expire(now time.Time) { t.reap(now.UnixNano(), -1) }
 func (t *Tracker) reap(now int64, limit int) {
 	for n := 0; n != limit; n++ {
 		i, at, why := none, int64(0), GoneReason(0)
-		for _, j := range [...]int32{t.lru.tail, t.quiet.tail, t.twHead} {
+		for _, j := range [...]int32{t.lru.tail, t.quiet.tail, t.timeWait.head} {
 			if j == none {
 				continue
 			}
