@@ -129,7 +129,7 @@ func TestReplayCommand(t *testing.T) {
 	if len(faults) != 1 || faults[0].Kind != "final-ack" || faults[0].Action != "drop" || faults[0].Rule != "lose-final-ack-once" || faults[0].ClientState != "TIME_WAIT" {
 		t.Errorf("faults = %+v, want one dropped final-ack by lose-final-ack-once from the client in TIME_WAIT", faults)
 	}
-	if !strings.Contains(out, "lose-final-ack-once  1") || !strings.Contains(out, "written") {
+	if !strings.Contains(out, "lose-final-ack-once  1") || !strings.Contains(out, "9 written to "+outPcap) {
 		t.Errorf("summary lacks the rule's hit count:\n%s", out)
 	}
 	if st, err := os.Stat(outPcap); err != nil || st.Size() == 0 {
@@ -141,5 +141,21 @@ func TestReplayMissingCaptureIsAnError(t *testing.T) {
 	_, err := runCLI(t, "replay", "-c", "../../configs/lost-fin.yaml", "--pcap", filepath.Join(t.TempDir(), "nope.pcap"))
 	if err == nil || !strings.Contains(err.Error(), "nope.pcap") {
 		t.Errorf("err = %v, want it to name the missing file", err)
+	}
+}
+
+func TestReplayLadder(t *testing.T) {
+	in := "../../statetrack/testdata/kernel-captures/close-local-close-then-remote-fin.pcap"
+	out, err := runCLI(t, "replay", "-c", "../../configs/lost-final-ack.yaml", "--pcap", in, "--ladder")
+	if err != nil {
+		t.Fatalf("replay --ladder: %v\n%s", err, out)
+	}
+	for _, want := range []string{"connection 192.168.0.1:", "── syn #1 S ─", "✗ dropped by lose-final-ack-once", "passive close"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ladder output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "written") {
+		t.Errorf("without --out the summary speaks of frames written:\n%s", out)
 	}
 }

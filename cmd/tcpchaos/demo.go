@@ -20,6 +20,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/ladder"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
 )
@@ -177,7 +178,7 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Sink) (evs []event
 	evs = col.Events()
 
 	fmt.Fprintln(out, "\nwhat the router saw:")
-	writeLadder(out, evs)
+	ladder.Write(out, evs)
 	fmt.Fprintln(out, "\nwhat you just saw:")
 	paragraphs, storyErr := findStory(evs).explain()
 	for _, p := range paragraphs {

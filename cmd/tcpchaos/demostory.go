@@ -11,6 +11,12 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
+// The sides as events name them.
+var (
+	clientSide = statetrack.Client.String()
+	serverSide = statetrack.Server.String()
+)
+
 // demoStory is the demo's scenario as its events tell it: each field is the
 // first event of its sort, nil when not seen.
 type demoStory struct {

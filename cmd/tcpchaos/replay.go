@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/ladder"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/replay"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -17,7 +18,7 @@ func replayCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "replay",
 		Usage:     "apply a config's rules to a capture offline (no root needed)",
-		UsageText: "tcpchaos replay -c FILE --pcap IN [--out OUT] [--events FILE]",
+		UsageText: "tcpchaos replay -c FILE --pcap IN [--out OUT] [--events FILE] [--ladder]",
 		Description: "Runs the live path's decoder, tracker and rules over IN (pcap or pcapng; Ethernet,\n" +
 			"raw IP, Linux cooked or loopback). OUT gets the faulted capture: dropped packets\n" +
 			"removed, delayed packets moved to their release time, duplicates inserted, in time\n" +
@@ -26,6 +27,7 @@ func replayCommand() *cli.Command {
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "input capture `IN`"},
 			&cli.StringFlag{Name: "out", Usage: "write the faulted capture to `OUT` (pcap)"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
+			&cli.BoolFlag{Name: "ladder", Usage: "print a ladder diagram of each connection (keeps every event in memory: for small captures)"},
 		),
 		Action: runReplay,
 	}
@@ -52,6 +54,15 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var col *collector
+	if c.Bool("ladder") {
+		col = newCollector()
+		if sink == nil {
+			sink = col
+		} else {
+			sink = events.Tee{sink, col}
+		}
+	}
 
 	set := rules.Compile(cfg.Rules)
 	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sink)
@@ -71,8 +82,15 @@ func runReplay(c *cli.Context) error {
 	if c.String("events") == "-" {
 		summaryTo = c.App.ErrWriter
 	}
-	fmt.Fprintf(summaryTo, "replayed %s: %d frames, %d TCP, %d passed through, %d written\n",
-		c.String("pcap"), counts.Frames, counts.TCP, counts.Passed, counts.Written)
+	if col != nil {
+		ladder.Write(summaryTo, col.Events())
+		fmt.Fprintln(summaryTo)
+	}
+	fmt.Fprintf(summaryTo, "replayed %s: %d frames, %d TCP, %d passed through", c.String("pcap"), counts.Frames, counts.TCP, counts.Passed)
+	if out != nil {
+		fmt.Fprintf(summaryTo, ", %d written to %s", counts.Written, c.String("out"))
+	}
+	fmt.Fprintln(summaryTo)
 	writeSummary(summaryTo, p.Summary())
 	return nil
 }

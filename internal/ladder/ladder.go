@@ -1,12 +1,12 @@
-package main
+// Package ladder renders events as ladder diagrams: one column per
+// endpoint with its state, an arrow per packet between them, and what the
+// rules did to it, the way TCP is drawn in RFC 9293.
+package ladder
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
@@ -14,88 +14,66 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// collector is an events.Sink that keeps every event in memory and wakes
-// the one caller of waitFor at each.
-type collector struct {
-	mu      sync.Mutex
-	evs     []events.Event
-	changed chan struct{} // capacity 1: "something changed since you looked"
-}
-
-func newCollector() *collector { return &collector{changed: make(chan struct{}, 1)} }
-
-// Emit keeps a copy of e.
-func (c *collector) Emit(e *events.Event) {
-	c.mu.Lock()
-	c.evs = append(c.evs, *e)
-	c.mu.Unlock()
-	select {
-	case c.changed <- struct{}{}:
-	default:
-	}
-}
-
-// Events returns a copy of the events so far, in emission order.
-func (c *collector) Events() []events.Event {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.evs)
-}
-
-// waitFor returns nil as soon as done holds for the events so far, or
-// ctx's error when ctx ends first.
-func (c *collector) waitFor(ctx context.Context, done func([]events.Event) bool) error {
-	for !done(c.Events()) {
-		select {
-		case <-c.changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // Ladder columns, in characters.
 const (
 	stateWidth = 12 // "ESTABLISHED", "FIN_WAIT_1"
 	arrowWidth = 30 // "── final-ack #2 . ──────────▶"
 )
 
+// The sides as events name them.
 var (
 	clientSide = statetrack.Client.String()
 	serverSide = statetrack.Server.String()
 )
 
-// writeLadder prints events as a ladder diagram, one line each: the time
-// since the first event, the client's state, the packet as an arrow (✗ where
-// it was dropped), the server's state (both states as they stand after the
-// event), sequence and acknowledgment numbers relative to each side's
-// initial sequence number, and what happened to the packet.
-func writeLadder(w io.Writer, evs []events.Event) {
+// Write prints events as ladder diagrams, one per connection incarnation
+// (in the order of their first event), one line per event: the time since
+// the connection's first event, the client's state, the packet as an arrow
+// (✗ where it was dropped), the server's state (both states as they stand
+// after the event), sequence and acknowledgment numbers relative to each
+// side's initial sequence number, and what happened to the packet.
+func Write(w io.Writer, evs []events.Event) {
 	if len(evs) == 0 {
 		fmt.Fprintln(w, "(no events)")
 		return
 	}
-	start := evs[0].Time
 	isn := initialSeqs(evs)
-	conn := ""
-	for i := range evs {
-		e := &evs[i]
-		if e.Conn != conn {
-			conn = e.Conn
-			fmt.Fprintf(w, "connection %s (seq/ack relative to each side's SYN)\n", conn)
-			ladderLine(w, "time", "client", "", "server", "seq/ack", "")
+	for n, conn := range byConnection(evs) {
+		if n > 0 {
+			fmt.Fprintln(w)
 		}
-		ladderLine(w, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
-			e.ClientState, arrow(e), e.ServerState, seqAck(e, isn), note(e))
+		fmt.Fprintf(w, "connection %s (seq/ack relative to each side's SYN)\n", conn[0].Conn)
+		line(w, "time", "client", "", "server", "seq/ack", "")
+		start := conn[0].Time
+		for i := range conn {
+			e := &conn[i]
+			line(w, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
+				e.ClientState, arrow(e), e.ServerState, seqAck(e, isn), note(e))
+		}
 	}
 }
 
-// ladderLine writes one line of the ladder's columns.
-func ladderLine(w io.Writer, at, client, arrow, server, seqAck, note string) {
-	line := fmt.Sprintf("%8s  %s %s %s %s %s", at, pad(client, stateWidth), pad(arrow, arrowWidth),
+// byConnection splits events by connection incarnation, keeping their order.
+func byConnection(evs []events.Event) [][]events.Event {
+	var conns [][]events.Event
+	index := make(map[uint64]int)
+	for _, e := range evs {
+		i, ok := index[e.ConnID]
+		if !ok {
+			i = len(conns)
+			index[e.ConnID] = i
+			conns = append(conns, nil)
+		}
+		conns[i] = append(conns[i], e)
+	}
+	return conns
+}
+
+// line writes one line of the ladder's columns.
+func line(w io.Writer, at, client, arrow, server, seqAck, note string) {
+	s := fmt.Sprintf("%8s  %s %s %s %s %s", at, pad(client, stateWidth), pad(arrow, arrowWidth),
 		pad(server, stateWidth), pad(seqAck, 14), note)
-	fmt.Fprintln(w, strings.TrimRight(line, " "))
+	fmt.Fprintln(w, strings.TrimRight(s, " "))
 }
 
 // arrow draws the packet from its sender towards its receiver, ending in ✗

@@ -35,42 +35,6 @@ func storyEvents() []events.Event {
 	return evs
 }
 
-func TestWriteLadder(t *testing.T) {
-	var b strings.Builder
-	writeLadder(&b, storyEvents())
-	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
-	if len(lines) != 2+8 {
-		t.Fatalf("ladder has %d lines, want a title, a header and 8 events:\n%s", len(lines), b.String())
-	}
-	for i, want := range map[int][]string{
-		2: {"+0.000", "SYN_SENT", "── syn #1 S ─", "─✗ LISTEN", "seq 0 ", "✗ dropped by lose-first-syn"},
-		3: {"+1.020", "─▶ SYN_RCVD", "retransmission"},
-		4: {"◀─", " syn-ack #1 S. ──", "seq 0 ack 1"}, // relative to the server's ISN, acking the client's
-		6: {"TIME_WAIT    ◀", "fin #1 F.", "seq 1 ack 2", "passive close"},
-		7: {"final-ack #1 . ─", "─✗ LAST_ACK", "seq 2 ack 2", "dropped by lose-final-ack-once"},
-		9: {"+1.241", "final-ack #2", "─▶ CLOSED"},
-	} {
-		for _, w := range want {
-			if !strings.Contains(lines[i], w) {
-				t.Errorf("ladder line %d = %q, want it to contain %q", i, lines[i], w)
-			}
-		}
-	}
-	for i, l := range lines {
-		if l != strings.TrimRight(l, " ") {
-			t.Errorf("ladder line %d has trailing spaces: %q", i, l)
-		}
-	}
-	// The columns line up: every server state starts at the same place.
-	serverCol := 10 + stateWidth + 1 + arrowWidth + 1
-	for i, e := range storyEvents() {
-		r := []rune(lines[i+2])
-		if len(r) < serverCol || !strings.HasPrefix(string(r[serverCol:]), e.ServerState+" ") {
-			t.Errorf("ladder line %d = %q, want the server state %s at column %d", i+2, lines[i+2], e.ServerState, serverCol)
-		}
-	}
-}
-
 func TestStoryExplain(t *testing.T) {
 	paragraphs, err := findStory(storyEvents()).explain()
 	if err != nil {

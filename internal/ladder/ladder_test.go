@@ -1,0 +1,90 @@
+package ladder
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+)
+
+// twoConnections is a lost first SYN and a lost final ACK on connection 1
+// (client ISN 1000, server ISN 5000), interleaved with a second connection
+// that opens later.
+func twoConnections() []events.Event {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ev := func(id uint64, ms int, from, kind string, nth uint32, flags string, seq, ack uint32, cs, ss string) events.Event {
+		conn := "198.18.1.2:40000->198.19.2.2:8080"
+		if id == 2 {
+			conn = "198.18.1.2:40001->198.19.2.2:8080"
+		}
+		return events.Event{Time: t0.Add(time.Duration(ms) * time.Millisecond), Conn: conn, ConnID: id, From: from, Kind: kind,
+			Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
+	}
+	evs := []events.Event{
+		ev(1, 0, "client", "syn", 1, "S", 1000, 0, "SYN_SENT", "LISTEN"),
+		ev(1, 1020, "client", "syn", 2, "S", 1000, 0, "SYN_SENT", "SYN_RCVD"),
+		ev(2, 1020, "client", "syn", 1, "S", 7000, 0, "SYN_SENT", "SYN_RCVD"),
+		ev(1, 1021, "server", "syn-ack", 1, "S.", 5000, 1001, "ESTABLISHED", "SYN_RCVD"),
+		ev(1, 1031, "server", "fin", 1, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
+		ev(1, 1032, "client", "final-ack", 1, ".", 1002, 5002, "TIME_WAIT", "LAST_ACK"),
+		ev(1, 1240, "", "state", 0, "", 0, 0, "TIME_WAIT", "CLOSED"),
+	}
+	evs[0].Action, evs[0].Rule = "drop", "lose-first-syn"
+	evs[1].Retransmission = true
+	evs[4].Closer = "passive"
+	evs[5].Action, evs[5].Rule = "delay", "slow-final-ack"
+	evs[5].Delay = "200ms"
+	evs[6].Reason = "released"
+	return evs
+}
+
+func TestWrite(t *testing.T) {
+	var b strings.Builder
+	Write(&b, twoConnections())
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	// Connection 1: title, header, 6 events; a blank line; connection 2:
+	// title, header, 1 event.
+	if len(lines) != 8+1+3 {
+		t.Fatalf("ladder has %d lines, want 12:\n%s", len(lines), b.String())
+	}
+	for i, want := range map[int][]string{
+		0:  {"connection 198.18.1.2:40000->198.19.2.2:8080"},
+		2:  {"+0.000", "SYN_SENT", "── syn #1 S ─", "─✗ LISTEN", "seq 0 ", "✗ dropped by lose-first-syn"},
+		3:  {"+1.020", "─▶ SYN_RCVD", "retransmission"},
+		4:  {"◀─", " syn-ack #1 S. ──", "seq 0 ack 1"}, // relative to the server's ISN, acking the client's
+		5:  {"TIME_WAIT    ◀", "fin #1 F.", "seq 1 ack 2", "passive close"},
+		6:  {"final-ack #1 . ─", "─▶ LAST_ACK", "seq 2 ack 2", "⧗ delayed 200ms by slow-final-ack"},
+		7:  {"+1.240", "· released", "CLOSED"},
+		8:  {""},
+		9:  {"connection 198.18.1.2:40001->198.19.2.2:8080"},
+		11: {"+0.000", "syn #1 S", "seq 0"}, // times and ISNs of its own
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("ladder line %d = %q, want it to contain %q", i, lines[i], w)
+			}
+		}
+	}
+	for i, l := range lines {
+		if l != strings.TrimRight(l, " ") {
+			t.Errorf("ladder line %d has trailing spaces: %q", i, l)
+		}
+	}
+	// The columns line up: every server state starts at the same place.
+	serverCol := 10 + stateWidth + 1 + arrowWidth + 1
+	for _, i := range []int{2, 3, 4, 5, 6, 7, 11} {
+		r := []rune(lines[i])
+		if len(r) < serverCol || r[serverCol-1] != ' ' || r[serverCol] == ' ' {
+			t.Errorf("ladder line %d = %q, want the server state at column %d", i, lines[i], serverCol)
+		}
+	}
+}
+
+func TestWriteNothing(t *testing.T) {
+	var b strings.Builder
+	Write(&b, nil)
+	if b.String() != "(no events)\n" {
+		t.Errorf("Write(nil) = %q", b.String())
+	}
+}
