@@ -17,6 +17,7 @@ test:
 
 lint:
 	go vet ./...
+	go tool staticcheck ./...
 	test -z "$$(gofmt -l .)"
 
 # Short fuzzing of each fuzz target (FUZZTIME per target).

@@ -123,14 +123,13 @@ func bulk(addr string, d time.Duration) (bulkResult, error) {
 		return bulkResult{}, fmt.Errorf("bulk: request: %w", err)
 	}
 	buf := make([]byte, 1<<20)
-	n, err := conn.Read(buf)
-	if err != nil {
+	if _, err := conn.Read(buf); err != nil {
 		return bulkResult{}, fmt.Errorf("bulk: first read: %w", err)
 	}
 	start := time.Now()
 	var total int64
 	for time.Since(start) < d {
-		n, err = conn.Read(buf)
+		n, err := conn.Read(buf)
 		total += int64(n)
 		if err != nil {
 			return bulkResult{}, fmt.Errorf("bulk: read after %d bytes: %w", total, err)

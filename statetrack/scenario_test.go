@@ -71,16 +71,15 @@ func TestScenarios(t *testing.T) {
 // states after Observe, then after delivery ("dropped", "held N"); one
 // line per Gone; one per release, advance and stats.
 type scriptRunner struct {
-	tr      *statetrack.Tracker
-	cfg     statetrack.Config
-	start   time.Time
-	now     time.Time
-	c, s    netip.AddrPort
-	held    []held
-	conns   map[uint64]int
-	gone    map[uint64]bool
-	out     strings.Builder
-	started bool
+	tr    *statetrack.Tracker
+	cfg   statetrack.Config
+	start time.Time
+	now   time.Time
+	c, s  netip.AddrPort
+	held  []held
+	conns map[uint64]int
+	gone  map[uint64]bool
+	out   strings.Builder
 }
 
 type held struct {
