@@ -140,8 +140,8 @@ type Queue struct {
 	opts Options
 	log  *slog.Logger
 	core *core
-	nf   *nfqueue.Nfqueue
-	fd   int // nf's socket, read and written by tcpchaos itself
+	nf   *nfqueue.Nfqueue // until the queue is bound; then nil (detach)
+	fd   int              // the bound socket, read and written by tcpchaos itself
 	inj  *Injector
 
 	readerDone chan struct{} // closed when the reader returns
@@ -226,6 +226,9 @@ func (q *Queue) open(h Handler) error {
 	if err != nil {
 		return q.bindError(err)
 	}
+	if err := q.detach(); err != nil {
+		return err
+	}
 	// From here on the socket is tcpchaos's alone: blocking reads with a
 	// timeout, on the reader's own thread.
 	if err := unix.SetNonblock(q.fd, false); err != nil {
@@ -257,6 +260,27 @@ func (q *Queue) tuneSocket() error {
 	}
 	if err := unix.SetsockoptInt(q.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, q.opts.SocketBuffer); err != nil {
 		return fmt.Errorf("set SO_RCVBUFFORCE to %d: %w", q.opts.SocketBuffer, err)
+	}
+	return nil
+}
+
+// detach takes the bound socket away from go-nfqueue: q.fd becomes a
+// duplicate of its descriptor and the netlink connection is closed. The
+// binding stays (it belongs to the socket, which the duplicate keeps open),
+// and the socket leaves the Go runtime's epoll set: registered there, every
+// burst of packets woke an idle runtime thread in epoll_pwait for nothing
+// (the reader never waits through the netpoller), a thread wake-up per
+// burst taken from the CPUs the traffic's endpoints need.
+func (q *Queue) detach() error {
+	fd, err := unix.FcntlInt(uintptr(q.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("duplicate the netlink socket: %w", err)
+	}
+	q.fd = fd
+	nf := q.nf
+	q.nf = nil
+	if err := nf.Close(); err != nil {
+		return fmt.Errorf("close the netlink connection: %w", err)
 	}
 	return nil
 }
@@ -402,6 +426,8 @@ func (q *Queue) release() error {
 		if err := q.nf.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	} else if q.fd >= 0 {
+		errs = append(errs, unix.Close(q.fd))
 	}
 	if q.inj != nil {
 		errs = append(errs, q.inj.Close())
