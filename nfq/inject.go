@@ -10,10 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InjectMark is the packet mark (SO_MARK) of injected copies: the
-// interception rules let marked packets pass instead of queueing them
-// again. (Defined here until nfq/iptables.go, which owns the rules, takes
-// it over.)
+// InjectMark is the packet mark (SO_MARK) of injected copies ("tcc" and 1):
+// the interception rules (iptables.go) let packets carrying exactly this
+// mark pass instead of queueing them again.
 const InjectMark uint32 = 0x74636301
 
 // fallbackMTU is used when the route toward a copy's destination cannot be

@@ -24,8 +24,7 @@ import (
 //	                family, or an unconditional jump without hosts
 //	TCPCHAOS-PORTS  -m multiport --ports LIST -j TCPCHAOS-QUEUE (either
 //	                direction), or an unconditional jump without ports
-//	TCPCHAOS-QUEUE  the queueing decision: with ControlOnly, packets without
-//	                SYN, FIN or RST return; with Selective, see below; then
+//	TCPCHAOS-QUEUE  the queueing decision: with Selective, see below; then
 //	                -j NFQUEUE ... --queue-bypass
 //
 // mangle runs before filter, so a packet tcpchaos drops never reaches the
@@ -106,25 +105,15 @@ var (
 
 // InstallOptions tunes which packets are queued.
 type InstallOptions struct {
-	// ControlOnly queues only packets with SYN, FIN or RST set; everything
-	// else passes without crossing userspace, which keeps bulk transfers at
-	// line rate (NFQUEUE-NOTES.md: 15 Gbit/s instead of 0.3–3.4).
-	//
-	// The cost: pure ACKs and data are never seen, so rules on the kinds
-	// handshake-ack, fin-ack, final-ack, ack and data can never match, the
-	// tracker does not see the close's last ACKs (TIME_WAIT and LAST_ACK
-	// are inferred less precisely), and a queued SYN or FIN waits in
-	// userspace while unqueued packets of the same connection pass, which
-	// can reorder them (a few ECONNRESET in tens of thousands of short
-	// connections were measured). The caller decides whether the rules
-	// allow it. The zero value queues every packet.
-	ControlOnly bool
 	// Selective lets the data phase of quiet connections bypass the queue
 	// (see the chain layout above): the Queue must mark its verdicts
-	// (Options.Selective). Unlike ControlOnly it loses nothing: the
-	// handshake and the close are queued, and a connection goes quiet
-	// only when no rule can act on its data phase. It excludes
-	// ControlOnly.
+	// (Options.Selective). It loses nothing the rules need: the handshake
+	// and the close are always queued, and a connection goes quiet only
+	// when no rule can act on its data phase. (Queueing only SYN, FIN and
+	// RST instead would lose the handshake's and the close's ACKs and
+	// reorder them behind queued FINs: a few ECONNRESET in tens of
+	// thousands of connections, NFQUEUE-NOTES.md.) The zero value queues
+	// every packet.
 	Selective bool
 }
 
@@ -419,9 +408,6 @@ func isNotExist(err error) bool {
 
 // plan computes the rules of each address family to be intercepted.
 func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
-	if opts.ControlOnly && opts.Selective {
-		return nil, errors.New("control-only and selective queueing exclude each other")
-	}
 	queues := max(cfg.Queues, 1)
 	if last := int(cfg.Queue) + int(queues) - 1; last > 0xffff {
 		return nil, fmt.Errorf("queues %d to %d: the last queue number exceeds 65535", cfg.Queue, last)
@@ -452,10 +438,7 @@ func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
 		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
 		p.rules = append(p.rules, hostRules(fam.hosts)...)
 		p.rules = append(p.rules, portRules(cfg.Ports)...)
-		switch {
-		case opts.ControlOnly:
-			p.rules = append(p.rules, mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE", "-j", "RETURN"))
-		case opts.Selective:
+		if opts.Selective {
 			p.rules = append(p.rules,
 				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
 					"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"),
