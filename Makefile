@@ -18,6 +18,7 @@ test:
 lint:
 	go vet ./...
 	go tool staticcheck ./...
+	GOOS=darwin go vet ./cmd/tcpchaos # replay and validate build beyond Linux
 	test -z "$$(gofmt -l .)"
 
 # Short fuzzing of each fuzz target (FUZZTIME per target).

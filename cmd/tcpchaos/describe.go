@@ -8,7 +8,6 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
-	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -91,19 +90,4 @@ func writeSummary(w io.Writer, s pipeline.Summary) {
 	fmt.Fprintf(tw, "actions:\taccept %d, drop %d, delay %d, duplicate %d\n",
 		s.Stats.Actions[config.Accept], s.Stats.Actions[config.Drop], s.Stats.Actions[config.Delay], s.Stats.Actions[config.Duplicate])
 	tw.Flush()
-}
-
-// writeQueueStats prints one queue's verdict counters and what the kernel
-// let through without us (fail-open).
-func writeQueueStats(w io.Writer, s nfq.Stats) {
-	fmt.Fprintf(w, "queue: %d received, %d accepted, %d dropped, %d delayed (%d still held), %d duplicated (%d copies sent, %d failed, %d cancelled at stop, %d skipped)",
-		s.Received, s.Accepted, s.Dropped, s.Delayed, s.Held, s.Duplicated, s.CopiesSent, s.CopiesFailed, s.CopiesCancelled, s.CopiesSkipped)
-	if s.DecodeFailures+s.HandlerPanics+s.VerdictErrors+s.ReadErrors > 0 {
-		fmt.Fprintf(w, "; %d not decodable, %d handler panics, %d verdict errors, %d read errors",
-			s.DecodeFailures, s.HandlerPanics, s.VerdictErrors, s.ReadErrors)
-	}
-	if s.KernelErr == nil {
-		fmt.Fprintf(w, "; kernel: %d queued, %d passed unseen (fail-open), copy range %d", s.Kernel.IDSequence, s.Unreceived(), s.Kernel.CopyRange)
-	}
-	fmt.Fprintln(w)
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -174,4 +176,19 @@ func queueing(selective bool, copyRange uint32) string {
 		return what + ", whole packets copied"
 	}
 	return fmt.Sprintf("%s, %d header bytes copied", what, copyRange)
+}
+
+// writeQueueStats prints one queue's verdict counters and what the kernel
+// let through without us (fail-open).
+func writeQueueStats(w io.Writer, s nfq.Stats) {
+	fmt.Fprintf(w, "queue: %d received, %d accepted, %d dropped, %d delayed (%d still held), %d duplicated (%d copies sent, %d failed, %d cancelled at stop, %d skipped)",
+		s.Received, s.Accepted, s.Dropped, s.Delayed, s.Held, s.Duplicated, s.CopiesSent, s.CopiesFailed, s.CopiesCancelled, s.CopiesSkipped)
+	if s.DecodeFailures+s.HandlerPanics+s.VerdictErrors+s.ReadErrors > 0 {
+		fmt.Fprintf(w, "; %d not decodable, %d handler panics, %d verdict errors, %d read errors",
+			s.DecodeFailures, s.HandlerPanics, s.VerdictErrors, s.ReadErrors)
+	}
+	if s.KernelErr == nil {
+		fmt.Fprintf(w, "; kernel: %d queued, %d passed unseen (fail-open), copy range %d", s.Kernel.IDSequence, s.Unreceived(), s.Kernel.CopyRange)
+	}
+	fmt.Fprintln(w)
 }
