@@ -218,6 +218,16 @@ func wantFaults(t *testing.T, evs []events.Event, n int, rule, action, kind, fro
 	return f
 }
 
+// wantLostOnce checks that the sender's packets of kind are exactly two in
+// the events: the original, which a rule dropped, and its retransmission
+// (nth 2), which passed.
+func wantLostOnce(t *testing.T, evs []events.Event, kind, from string) {
+	t.Helper()
+	if e := packetEvents(evs, kind, from); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+		t.Errorf("want %s nth 1 dropped then nth 2 passed, got:\n%s", kind, dumpEvents(e))
+	}
+}
+
 // wantFault is wantFaults for a single fault.
 func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string, nth uint32) events.Event {
 	t.Helper()

@@ -33,9 +33,13 @@ import (
 // Selective queueing lets the data phase of a quiet connection bypass the
 // queue, with two mark bits of tcpchaos's own: QuietMark in the
 // connection mark (the connection is quiet), VerdictMark in the packet
-// mark (tcpchaos gave this packet its verdict). TCPCHAOS-QUEUE becomes:
+// mark (tcpchaos gave this packet its verdict). TCPCHAOS starts with
 //
 //	-p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark Q/Q -j RETURN
+//
+// (first, so that a quiet data phase costs one match) and TCPCHAOS-QUEUE
+// becomes:
+//
 //	-p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --set-xmark 0/Q
 //	-j NFQUEUE ...
 //
@@ -48,9 +52,9 @@ import (
 // re-injects the packet) copies the decision into the connection mark and
 // clears tcpchaos's bits from the packet mark:
 //
-//	filter FORWARD (or OUTPUT, INPUT ! -i lo) -p tcp -j TCPCHAOS
-//	filter TCPCHAOS  -m mark --mark V/V -j CONNMARK --save-mark --nfmask Q --ctmask Q
-//	                 -m mark --mark V/V -j MARK --set-xmark 0/Q|V
+//	filter FORWARD (or OUTPUT, INPUT ! -i lo) -m mark --mark V/V -j TCPCHAOS
+//	filter TCPCHAOS  -j CONNMARK --save-mark --nfmask Q --ctmask Q
+//	                 -j MARK --set-xmark 0/Q|V
 //
 // (This kernel cannot set the connection mark from a verdict:
 // NETFILTER_NETLINK_GLUE_CT is not built.)
@@ -433,28 +437,30 @@ func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
 			proto:  fam.proto,
 			binary: fam.binary,
 			chains: []chainRef{{Table, Chain}, {Table, chainPorts}, {Table, chainQueue}},
-			jumps:  jumps(Table, cfg.Mode),
+			jumps:  jumps(Table, cfg.Mode, "-p", "tcp"),
+		}
+		if opts.Selective {
+			// First, so that a quiet connection's data phase costs one
+			// match: only intercepted connections ever get the bit.
+			p.rules = append(p.rules, mangle(Chain, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
+				"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"))
 		}
 		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
 		p.rules = append(p.rules, hostRules(fam.hosts)...)
 		p.rules = append(p.rules, portRules(cfg.Ports)...)
 		if opts.Selective {
-			p.rules = append(p.rules,
-				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
-					"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"),
-				mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "SYN,FIN,RST", "NONE",
-					"-j", "CONNMARK", "--set-xmark", "0x0/"+hex(QuietMark)))
+			p.rules = append(p.rules, mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "SYN,FIN,RST", "NONE",
+				"-j", "CONNMARK", "--set-xmark", "0x0/"+hex(QuietMark)))
 		}
 		p.queueRule = len(p.rules)
 		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
 		if opts.Selective {
 			p.chains = append(p.chains, chainRef{FilterTable, Chain})
-			v := hex(VerdictMark) + "/" + hex(VerdictMark)
+			// Only packets with a verdict of tcpchaos's enter the chain.
 			p.rules = append(p.rules,
-				filter(Chain, "-m", "mark", "--mark", v, "-j", "CONNMARK", "--save-mark",
-					"--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)),
-				filter(Chain, "-m", "mark", "--mark", v, "-j", "MARK", "--set-xmark", "0x0/"+hex(QuietMark|VerdictMark)))
-			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode)...)
+				filter(Chain, "-j", "CONNMARK", "--save-mark", "--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)),
+				filter(Chain, "-j", "MARK", "--set-xmark", "0x0/"+hex(QuietMark|VerdictMark)))
+			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode, "-m", "mark", "--mark", hex(VerdictMark)+"/"+hex(VerdictMark))...)
 		}
 		plans = append(plans, p)
 	}
@@ -467,14 +473,15 @@ func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
 // jumps are the rules that send TCP into Chain of table: FORWARD in
 // forward mode; OUTPUT and INPUT except from loopback in local mode, so
 // that a loopback connection's packets are seen once, on output.
-func jumps(table string, mode config.Mode) []rule {
+func jumps(table string, mode config.Mode, match ...string) []rule {
+	to := slices.Concat(match, []string{"-j", Chain})
 	if mode == config.Local {
 		return []rule{
-			{chainRef{table, "OUTPUT"}, []string{"-p", "tcp", "-j", Chain}},
-			{chainRef{table, "INPUT"}, []string{"!", "-i", "lo", "-p", "tcp", "-j", Chain}},
+			{chainRef{table, "OUTPUT"}, to},
+			{chainRef{table, "INPUT"}, append([]string{"!", "-i", "lo"}, to...)},
 		}
 	}
-	return []rule{{chainRef{table, "FORWARD"}, []string{"-p", "tcp", "-j", Chain}}}
+	return []rule{{chainRef{table, "FORWARD"}, to}}
 }
 
 // hostRules select the connections with an endpoint in one of hosts (all

@@ -90,16 +90,16 @@ func TestPlan(t *testing.T) {
 		want: map[string]string{
 			"iptables": chains + `-N -t filter TCPCHAOS
 -I FORWARD -p tcp -j TCPCHAOS
--I -t filter FORWARD -p tcp -j TCPCHAOS
+-I -t filter FORWARD -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A TCPCHAOS -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
 -A TCPCHAOS -s 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
 -A TCPCHAOS-QUEUE -p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
--A -t filter TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
--A -t filter TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j MARK --set-xmark 0x0/0xa000000`,
+-A -t filter TCPCHAOS -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`,
 		},
 	}, {
 		name: "IPv6 hosts only, 16 ports in two multiport rules",
@@ -260,20 +260,20 @@ func TestInstallSelectiveRules(t *testing.T) {
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
+-A TCPCHAOS -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
 -A TCPCHAOS -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
 -A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,SYN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
 		if got := rules(t, ns, bin); got != want {
 			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
 		}
 		wantFilter := `-N TCPCHAOS
--A INPUT ! -i lo -p tcp -j TCPCHAOS
--A OUTPUT -p tcp -j TCPCHAOS
--A TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
--A TCPCHAOS -m mark --mark 0x2000000/0x2000000 -j MARK --set-xmark 0x0/0xa000000`
+-A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A TCPCHAOS -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`
 		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
 			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
 		}

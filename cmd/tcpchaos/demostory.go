@@ -14,10 +14,7 @@ import (
 )
 
 // The sides as events name them.
-var (
-	clientSide = statetrack.Client.String()
-	serverSide = statetrack.Server.String()
-)
+var clientSide, serverSide = statetrack.Client.String(), statetrack.Server.String()
 
 // demoStory is the demo's scenario as its events tell it: each field is the
 // first event of its sort, nil when not seen.
