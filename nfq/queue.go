@@ -329,8 +329,11 @@ func (q *Queue) read() {
 			continue
 		}
 		drained := false
-		for range maxBurst {
+		for i := 1; ; i++ {
 			q.core.messages(buf[:n], &m, time.Now())
+			if i == maxBurst {
+				break // not one read more: its message would be lost
+			}
 			if n, e = recvFrom(q.fd, buf, unix.MSG_DONTWAIT); e != 0 {
 				drained = e == unix.EAGAIN
 				if !drained {
