@@ -296,7 +296,8 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 }
 
 // rstAccepted applies the RST acceptability check of RFC 9293 and RFC 5961
-// as Linux does: in SYN_SENT an RST counts only if it acknowledges the SYN;
+// as Linux does: in SYN_SENT an RST counts only if it acknowledges the SYN
+// and nothing beyond what the receiver sent (ISS < SEG.ACK =< SND.NXT);
 // in LISTEN or CLOSED it is ignored; elsewhere its sequence number must be
 // the receiver's rcv_nxt, taken to be the next sequence number the middle
 // expects from the RST's sender. rcv_nxt-1 is accepted too in CLOSE_WAIT,
@@ -310,7 +311,7 @@ func rstAccepted(r, s *half, seg *Segment) bool {
 	case Closed, Listen:
 		return false
 	case SynSent:
-		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack)
+		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack) && (!r.has(hasNxt) || !r.nxt.LessThan(seg.Ack))
 	}
 	if !s.has(hasNxt) || seg.Seq == s.nxt {
 		return true
