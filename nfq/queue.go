@@ -344,6 +344,25 @@ func (q *Queue) read() {
 		}
 		q.core.endBurst(drained)
 	}
+	q.drain(buf, &m)
+}
+
+// maxDrain bounds how many messages drain reads.
+const maxDrain = 1 << 16
+
+// drain gives a verdict to every message the socket still holds once the
+// queue is closing: the kernel would drop them, unread, at unbind. The
+// caller removes the rules that feed the queue first, so there is an end
+// to them; maxDrain bounds it anyway.
+func (q *Queue) drain(buf []byte, m *packetMsg) {
+	for range maxDrain {
+		n, e := recvFrom(q.fd, buf, unix.MSG_DONTWAIT)
+		if e != 0 {
+			break
+		}
+		q.core.messages(buf[:n], m, time.Now())
+	}
+	q.core.endBurst(false)
 }
 
 // poll reads the socket without blocking until a message comes or
@@ -390,8 +409,9 @@ func (q *Queue) readError(e unix.Errno) bool {
 // the copies not yet sent, and closes the queue; packets read meanwhile are
 // accepted without the Handler. Run may be called once.
 //
-// Unbinding makes the kernel drop what is still queued and unread: remove
-// the rules that feed the queue before ending Run.
+// Before unbinding, the reader reads the socket dry and accepts what it
+// finds (the kernel would drop unread packets at unbind). Remove the rules
+// that feed the queue before ending Run, so that nothing arrives after.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("run queue %d: already run", q.opts.Queue)

@@ -144,12 +144,17 @@ func (l live) run(ctx context.Context) error {
 	}
 
 	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
+	// The queues stop only after the rules that feed them are gone, so
+	// that no packet is queued to a queue that is closing.
+	queuesCtx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopQueues()
+	var g errgroup.Group
 	for _, q := range queues {
-		g.Go(func() error { return q.Run(gctx) })
+		g.Go(func() error { return q.Run(queuesCtx) })
 	}
-	<-gctx.Done()
+	<-ctx.Done()
 	removeErr := interception.Remove()
+	stopQueues()
 	runErr := g.Wait()
 	closeAll()
 
