@@ -215,8 +215,11 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 //     phase may have moved them by more than 2^31, past any wrap-safe
 //     comparison): the sender's next sequence number is taken from the
 //     waking packet, the receiver's from its acknowledgment, so that a
-//     FIN after a long transfer is not taken for a retransmission and an
-//     RST is judged against the current sequence space;
+//     FIN after a long transfer is not taken for a retransmission. An RST
+//     that wakes the connection cannot be checked (its own sequence
+//     number is the only one known): it is accepted, as it is after a
+//     mid-stream pickup; the receiver's acknowledgment still bounds the
+//     RSTs that follow;
 //   - Nth of data and ack counts only the packets observed.
 //
 // Observe reports every packet of a quiet connection as of the same
