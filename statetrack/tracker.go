@@ -218,8 +218,7 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 //     FIN after a long transfer is not taken for a retransmission. An RST
 //     that wakes the connection cannot be checked (its own sequence
 //     number is the only one known): it is accepted, as it is after a
-//     mid-stream pickup; the receiver's acknowledgment still bounds the
-//     RSTs that follow;
+//     mid-stream pickup;
 //   - Nth of data and ack counts only the packets observed.
 //
 // Observe reports every packet of a quiet connection as of the same
