@@ -192,13 +192,23 @@ func (c *core) endBurst(drained bool) {
 	c.flush(drained)
 }
 
-// flush writes the collected verdicts; c.mu is held.
+// flush writes the collected verdicts and tells the handler which
+// connections went quiet; c.mu is held.
 func (c *core) flush(quietOK bool) {
 	n := len(c.w.entries)
 	if err := c.w.flush(quietOK, c.holding == 0); err != nil {
 		if e := c.c.verdictErrors.Add(uint64(n)); logWorthy(e) {
 			c.log.Error("set verdicts", "errors", e, "err", err)
 		}
+	}
+	if q, ok := c.h.(Quieter); ok && len(c.w.quieted) > 0 {
+		now := time.Now()
+		var done bool
+		defer c.recoverHandler(&done)
+		for _, conn := range c.w.quieted {
+			q.Quieted(conn, now)
+		}
+		done = true
 	}
 }
 

@@ -748,3 +748,31 @@ func BenchmarkSteadyState(b *testing.B) {
 		}
 	}
 }
+
+// TestQuietedOnlyWhenTheMarkIsWritten: the tracker hears that a connection
+// went quiet only when a verdict carrying QuietMark was written, not for
+// every Verdict.Quiet the pipeline proposed.
+func TestQuietedOnlyWhenTheMarkIsWritten(t *testing.T) {
+	c, msgs := steadyState(t)
+	k := c.w.out.(*countingKernel)
+	quieted := func() uint64 { return c.h.(*pipeline.Pipeline).Summary().Tracker.Quieted }
+	var m packetMsg
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, b := range msgs[:3] { // the handshake-ack, read dry, goes quiet
+		c.messages(b, &m, now)
+		c.endBurst(true)
+	}
+	if q := quieted(); q != 1 || k.last.mark&QuietMark == 0 {
+		t.Fatalf("after the handshake: quieted %d, last mark %#x; want 1 and QuietMark", q, k.last.mark)
+	}
+	c.messages(msgs[3], &m, now) // wakes the connection; the burst was not read dry
+	c.endBurst(false)
+	if q := quieted(); q != 1 || k.last.mark&QuietMark != 0 {
+		t.Errorf("burst not read dry: quieted %d, last mark %#x; want still 1 and no QuietMark", q, k.last.mark)
+	}
+	c.messages(msgs[3], &m, now)
+	c.endBurst(true)
+	if q := quieted(); q != 2 || k.last.mark&QuietMark == 0 {
+		t.Errorf("burst read dry: quieted %d, last mark %#x; want 2 and QuietMark", q, k.last.mark)
+	}
+}

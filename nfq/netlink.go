@@ -144,6 +144,8 @@ type verdictWriter struct {
 	out     kernel
 	entries []verdictEntry
 	buf     []byte
+	// quieted lists the connections whose QuietMark the last flush wrote.
+	quieted []uint64
 	// laterMin[i] is the least id of entries[i:] (flush's scratch).
 	laterMin [maxBurst + 1]uint32
 }
@@ -156,6 +158,7 @@ func newVerdictWriter(queue uint16, out kernel) *verdictWriter {
 		queue:   queue,
 		out:     out,
 		entries: make([]verdictEntry, 0, maxBurst),
+		quieted: make([]uint64, 0, maxBurst),
 		buf:     make([]byte, 0, maxBurst*(verdictMsgLen+markAttrLen)),
 	}
 }
@@ -194,6 +197,7 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 	}
 	b := w.buf[:0]
 	es := w.entries
+	w.quieted = w.quieted[:0]
 	w.laterMin[len(es)] = ^uint32(0)
 	for i := len(es) - 1; i >= 0; i-- {
 		w.laterMin[i] = min(es[i].id, w.laterMin[i+1])
@@ -212,11 +216,19 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 			}
 		}
 		b = appendVerdict(b, w.queue, es[last].id, e.verdict, mark, e.setMark, last > i)
+		if mark&QuietMark != 0 { // every entry of a batch has the same mark
+			for _, q := range es[i : last+1] {
+				if q.conn != 0 {
+					w.quieted = append(w.quieted, q.conn)
+				}
+			}
+		}
 		i = last
 	}
 	w.buf = b
 	w.entries = w.entries[:0]
 	if _, err := w.out.Write(b); err != nil {
+		w.quieted = w.quieted[:0]
 		return fmt.Errorf("write %d verdicts: %w", len(es), err)
 	}
 	return nil

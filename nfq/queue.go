@@ -54,6 +54,15 @@ type Handler interface {
 	Deliver(v *pipeline.Verdict, now time.Time)
 }
 
+// Quieter is implemented by a Handler that wants to know when a connection
+// went quiet: a verdict carrying QuietMark for a packet of connection
+// connID (Verdict.Obs.ConnID) was written to the kernel. A Verdict.Quiet
+// the queue could not honour (another packet of the connection was still
+// waiting) is not reported. Serialized with the Handler's other methods.
+type Quieter interface {
+	Quieted(connID uint64, now time.Time)
+}
+
 // Expirer is implemented by a Handler that reaps its state over time (the
 // tracker's TIME_WAIT and idle expiry). While a Queue runs, it calls Expire
 // every second, serialized with the Handler's other methods.

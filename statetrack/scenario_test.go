@@ -265,7 +265,7 @@ func (r *scriptRunner) packet(line string, f []string) error {
 		dl = r.deliver(&o) + ", again " + r.deliver(&o)
 	case "quiet":
 		dl = r.deliver(&o)
-		if r.tracker().Quiet(&o, r.now) {
+		if r.tracker().Quiet(o.ConnID, r.now) {
 			dl += ", quiet"
 		}
 	default:

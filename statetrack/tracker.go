@@ -202,7 +202,7 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 	return c.states(), r.state != old
 }
 
-// Quiet records that the connection of o stops reaching the tracker at
+// Quiet records that the connection connID stops reaching the tracker at
 // now while it stays ESTABLISHED: the live path lets its data phase bypass
 // the queue (only when no rule could act on it). What the unseen packets
 // would have taught is then missing, so the connection is handled thus
@@ -225,8 +225,8 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 // connection (it is never picked up mid-stream anew). Quiet does nothing
 // for a connection that is gone; it reports whether the connection is
 // (now) quiet.
-func (t *Tracker) Quiet(o *Observation, now time.Time) bool {
-	i, ok := t.byID(o.ConnID)
+func (t *Tracker) Quiet(connID uint64, now time.Time) bool {
+	i, ok := t.byID(connID)
 	if !ok {
 		return false
 	}

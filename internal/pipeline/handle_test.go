@@ -171,13 +171,19 @@ func TestNoSinkNoEvents(t *testing.T) {
 }
 
 func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
+	// handshake runs a connection through the pipeline; like the live
+	// path, it reports each proposed quiet back as carried out.
 	handshake := func(p *Pipeline) []bool {
 		var q []bool
 		for _, s := range []*statetrack.Segment{
 			seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301),
 			seg(false, ack|statetrack.PSH, 301, 101), seg(true, finAck, 101, 302),
 		} {
-			q = append(q, p.Handle(s, t0).Quiet)
+			v := p.Handle(s, t0)
+			if v.Quiet {
+				p.Quieted(v.Obs.ConnID, t0)
+			}
+			q = append(q, v.Quiet)
 		}
 		return q
 	}
@@ -195,6 +201,16 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 	}
 	if s := p.Summary(); s.Tracker.Quieted != 2 {
 		t.Errorf("tracker quieted %d times, want 2 (the data packet woke the connection, it went quiet again)", s.Tracker.Quieted)
+	}
+	// A proposed quiet the live path does not carry out leaves the tracker
+	// watching the connection.
+	p, _ = newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	p.AllowQuiet()
+	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
+		p.Handle(s, t0)
+	}
+	if s := p.Summary(); s.Tracker.Quieted != 0 {
+		t.Errorf("tracker quieted %d times without Quieted, want 0", s.Tracker.Quieted)
 	}
 
 	p, _ = newPipeline(t, rule(statetrack.HandshakeAck, config.Action{Type: config.Drop}))

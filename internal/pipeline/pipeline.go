@@ -69,10 +69,8 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 	if d.Action == config.Accept || d.Action == config.Duplicate {
 		states, _ = p.tracker.Deliver(&o, now)
 	}
-	if p.quietable && d.Action == config.Accept &&
-		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established {
-		v.Quiet = p.tracker.Quiet(&o, now)
-	}
+	v.Quiet = p.quietable && d.Action == config.Accept && o.ConnID != 0 &&
+		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
 	if p.sink != nil {
@@ -109,6 +107,11 @@ func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
 	}
 	p.sink.Emit(&e)
 }
+
+// Quieted reports that the connection connID went quiet at now: a verdict
+// that lets its data phase bypass the queue reached the kernel (the live
+// path may decline a Verdict.Quiet, e.g. while more of its packets wait).
+func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connID, now) }
 
 // Expire reaps connections whose TIME_WAIT or idle time ran out by now.
 func (p *Pipeline) Expire(now time.Time) { p.tracker.Expire(now) }

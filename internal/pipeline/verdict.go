@@ -22,7 +22,7 @@ type Verdict struct {
 	// accepted, both endpoints are ESTABLISHED after it, the rules cannot
 	// act on the data phase and the pipeline allows it (AllowQuiet). The
 	// live path may then stop queueing the connection's packets until its
-	// next SYN, FIN or RST; the tracker was told (statetrack.Tracker.Quiet).
+	// next SYN, FIN or RST, and calls Pipeline.Quieted when it does.
 	Quiet bool
 	// Obs is the tracker's observation of the packet; Deliver needs it when
 	// a held packet is released or a copy arrives.
