@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,35 +81,10 @@ func (s *scenario) listen(handle func(net.Conn) error) {
 	s.accepted = serve(s.t, s.tp.Server.Listen(s.t, "tcp", s.serverAP.String()), handle)
 }
 
-// serve serves ln's connections with handle, each on a goroutine of its
-// own, and returns the count of connections accepted so far.
+// serve serves ln's connections with handle (netnstest.Serve, with the
+// tests' I/O timeout).
 func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) *atomic.Int64 {
-	var accepted atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			wg.Go(func() {
-				defer c.Close()
-				if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
-					t.Errorf("server: set deadline: %v", err)
-					return
-				}
-				if err := handle(c); err != nil {
-					t.Errorf("server: %v", err)
-				}
-			})
-		}
-	})
-	return &accepted
+	return netnstest.Serve(t, ln, ioTimeout, handle)
 }
 
 // dial connects from the client namespace to the scenario's server and

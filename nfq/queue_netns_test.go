@@ -157,31 +157,23 @@ func startOpened(t *testing.T, q *nfq.Queue) *running {
 }
 
 // serve answers HTTP-like requests: it reads up to the blank line, writes
-// a response with body bytes of payload, and closes.
+// a response with body bytes of payload, and closes. A client that goes
+// away early is no error.
 func serve(t *testing.T, ln net.Listener, body int) {
-	go func() {
-		for {
-			c, err := ln.Accept()
+	netnstest.Serve(t, ln, 20*time.Second, func(c net.Conn) error {
+		var req []byte
+		buf := make([]byte, 512)
+		for !bytes.Contains(req, []byte("\r\n\r\n")) {
+			n, err := c.Read(buf)
 			if err != nil {
-				return
+				return nil
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				var req []byte
-				buf := make([]byte, 512)
-				for !bytes.Contains(req, []byte("\r\n\r\n")) {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					req = append(req, buf[:n]...)
-				}
-				fmt.Fprintf(c, "HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n", body)
-				c.Write(responseBody(body))
-			}()
+			req = append(req, buf[:n]...)
 		}
-	}()
+		fmt.Fprintf(c, "HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n", body)
+		c.Write(responseBody(body))
+		return nil
+	})
 }
 
 func responseBody(n int) []byte {

@@ -3,6 +3,7 @@ package nfq_test
 import (
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -138,23 +139,13 @@ func TestSelectiveShortConnectionsNoReset(t *testing.T) {
 		Probability: 1,
 	}})
 	addr := serverAddr(tp, false)
-	ln := tp.Server.Listen(t, "tcp", addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				var b [1]byte
-				if _, err := io.ReadFull(c, b[:]); err == nil {
-					c.Write(b[:])
-				}
-			}()
+	netnstest.Serve(t, tp.Server.Listen(t, "tcp", addr), 10*time.Second, func(c net.Conn) error {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil {
+			c.Write(b[:])
 		}
-	}()
+		return nil
+	})
 	before := map[*netnstest.NS]map[string]uint64{tp.Client: tp.Client.Nstat(t), tp.Server: tp.Server.Nstat(t)}
 	const conns, workers = 2000, 4
 	var (
