@@ -176,6 +176,18 @@ func serve(t *testing.T, ln net.Listener, body int) {
 	})
 }
 
+// dialServer connects from the client to the test server (IPv6 if v6),
+// failing the test if it cannot; the connection is closed at cleanup.
+func dialServer(t *testing.T, tp *netnstest.Topology, v6 bool) net.Conn {
+	t.Helper()
+	conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func responseBody(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -253,10 +265,7 @@ func TestAcceptAll(t *testing.T) {
 		h := &fakeHandler{}
 		r := startQueue(t, tp, h)
 
-		conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dialServer(t, tp, v6)
 		exchange(t, conn, 200_000)
 		conn.Close()
 
@@ -295,10 +304,7 @@ func TestDropFirstSyn(t *testing.T) {
 	serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 
 	start := time.Now()
-	conn, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialServer(t, tp, false)
 	took := time.Since(start)
 	defer conn.Close()
 	exchange(t, conn, 1000)
@@ -349,11 +355,7 @@ func TestDelaySynAck(t *testing.T) {
 	}}
 	r := startQueue(t, tp, h)
 
-	first, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
+	first := dialServer(t, tp, false)
 
 	type result struct {
 		conn net.Conn
@@ -423,11 +425,7 @@ func TestDuplicateSyn(t *testing.T) {
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 		before := tp.Server.Nstat(t)
 
-		conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := dialServer(t, tp, v6)
 		twoSyns := func(pkts []netnstest.Packet) bool {
 			n := 0
 			for _, p := range pkts {
@@ -566,11 +564,7 @@ func TestSecondOpenFails(t *testing.T) {
 	}
 	t.Logf("second Open: %v", err)
 
-	conn, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialServer(t, tp, false)
 	exchange(t, conn, 1000)
 	if calls, _ := h.counts(); calls == 0 || r.q.Stats().Received == 0 {
 		t.Error("the first queue saw no packet after the failed second Open")
@@ -649,11 +643,7 @@ func TestDuplicateGSOData(t *testing.T) {
 	clientSide := tp.Router.Capture(t, tp.RouterClientIf, "tcp src port 8080")
 	before := tp.Client.Nstat(t)
 
-	conn, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialServer(t, tp, false)
 	exchange(t, conn, 500_000)
 	mu.Lock()
 	d := dup
@@ -725,11 +715,7 @@ func TestDuplicateSynLocalMode(t *testing.T) {
 		r := startQueueIn(t, tp.Client, h)
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 
-		conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := dialServer(t, tp, v6)
 		twoSyns := func(pkts []netnstest.Packet) bool {
 			n := 0
 			for _, p := range pkts {

@@ -98,10 +98,7 @@ func TestSelectiveBulk(t *testing.T) {
 	const body = 64 << 20
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, body)
-	conn, err := tp.Client.Dial("tcp", serverAddr(tp, false), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialServer(t, tp, false)
 	exchange(t, conn, body)
 	conn.Close()
 	s := settled(t, r.q)
