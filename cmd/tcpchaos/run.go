@@ -155,8 +155,7 @@ func (l live) run(ctx context.Context) error {
 	<-ctx.Done()
 	removeErr := interception.Remove()
 	stopQueues()
-	runErr := g.Wait()
-	closeAll()
+	runErr := g.Wait() // each Run closes its queue
 
 	var total pipeline.Summary
 	for _, p := range pipes {
