@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 // TestDurationReleasesHeldPackets: `run --duration 2s` with every SYN-ACK
@@ -16,7 +16,7 @@ import (
 // the run exits 0 with its summary (nothing left held) and removes its rules.
 func TestDurationReleasesHeldPackets(t *testing.T) {
 	t.Parallel()
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	cfg := filepath.Join(t.TempDir(), "hold.yaml")
 	if err := os.WriteFile(cfg, []byte("intercept: {ports: [8080]}\nrules:\n  - name: hold-syn-ack\n    match: {packet: syn-ack}\n    action: {delay: 30s}\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -24,10 +24,10 @@ const port = 8080
 // from the server it is the other way round.
 type scenario struct {
 	t                  *testing.T
-	tp                 *netnstest.Topology
+	tp                 *netlabtest.Topology
 	client, server     netip.Addr
 	serverAP           netip.AddrPort
-	toClient, toServer *netnstest.Capture
+	toClient, toServer *netlabtest.Capture
 	chaos              *tcpchaos
 	// accepted counts the connections the server application accepted.
 	accepted *atomic.Int64
@@ -51,7 +51,7 @@ func families(t *testing.T, fn func(t *testing.T, v6 bool)) {
 // and then tcpchaos on the router with configs/<config>.
 func newScenario(t *testing.T, config string, v6 bool) *scenario {
 	t.Helper()
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	s := &scenario{t: t, tp: tp, client: tp.Client4, server: tp.Server4}
 	if v6 {
 		s.client, s.server = tp.Client6, tp.Server6
@@ -66,7 +66,7 @@ func newScenario(t *testing.T, config string, v6 bool) *scenario {
 // finish stops the captures, then tcpchaos (checking a clean exit), and
 // returns both sides' packets and the events. Call it once every packet
 // the test waits for has crossed the router.
-func (s *scenario) finish() (toClient, toServer []netnstest.Packet, evs []events.Event) {
+func (s *scenario) finish() (toClient, toServer []netlabtest.Packet, evs []events.Event) {
 	s.t.Helper()
 	toClient, toServer = s.toClient.Stop(), s.toServer.Stop()
 	evs = s.chaos.stop()
@@ -81,10 +81,10 @@ func (s *scenario) listen(handle func(net.Conn) error) {
 	s.accepted = serve(s.t, s.tp.Server.Listen(s.t, "tcp", s.serverAP.String()), handle)
 }
 
-// serve serves ln's connections with handle (netnstest.Serve, with the
+// serve serves ln's connections with handle (netlabtest.Serve, with the
 // tests' I/O timeout).
 func serve(t *testing.T, ln net.Listener, handle func(net.Conn) error) *atomic.Int64 {
-	return netnstest.Serve(t, ln, ioTimeout, handle)
+	return netlabtest.Serve(t, ln, ioTimeout, handle)
 }
 
 // dial connects from the client namespace to the scenario's server and
@@ -138,7 +138,7 @@ func request(t *testing.T, c net.Conn) {
 
 // waitState polls ss in ns until a socket on the scenario's port is in
 // state, and reports whether one was seen before timeout.
-func waitState(t *testing.T, ns *netnstest.NS, state statetrack.State, timeout time.Duration) bool {
+func waitState(t *testing.T, ns *netlabtest.NS, state statetrack.State, timeout time.Duration) bool {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -210,7 +210,7 @@ func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string
 
 // waitFor waits until cond holds for c's packets, failing the test with
 // what was captured when it does not.
-func waitFor(t *testing.T, c *netnstest.Capture, what string, cond func([]netnstest.Packet) bool) {
+func waitFor(t *testing.T, c *netlabtest.Capture, what string, cond func([]netlabtest.Packet) bool) {
 	t.Helper()
 	if !c.WaitFor(ioTimeout, cond) {
 		t.Fatalf("timed out waiting for %s; captured:\n%s", what, dump(c.Packets()))
@@ -221,7 +221,7 @@ func waitFor(t *testing.T, c *netnstest.Capture, what string, cond func([]netnst
 // a FIN from each side and, after them, the last ACK, on both interfaces.
 func (s *scenario) waitClosed() {
 	s.t.Helper()
-	closed := func(pkts []netnstest.Packet) bool {
+	closed := func(pkts []netlabtest.Packet) bool {
 		fc, fs := pick(pkts, from(s.client), isFin), pick(pkts, from(s.server), isFin)
 		if len(fc) == 0 || len(fs) == 0 {
 			return false

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 // unlistedPort is a server port no config intercepts.
@@ -49,9 +49,9 @@ func TestUnlistedPortUntouched(t *testing.T) {
 		c.Close()
 	}
 	within(t, "connect() to port 8080", <-intercepted, 900*time.Millisecond, 3*time.Second)
-	for _, c := range []*netnstest.Capture{s.toClient, s.toServer} {
+	for _, c := range []*netlabtest.Capture{s.toClient, s.toServer} {
 		for _, a := range []netip.Addr{s.tp.Server4, s.tp.Server6} {
-			waitFor(t, c, "the last ACK to "+a.String()+" on port 9090", func(pkts []netnstest.Packet) bool {
+			waitFor(t, c, "the last ACK to "+a.String()+" on port 9090", func(pkts []netlabtest.Packet) bool {
 				pkts = pick(pkts, onPort(unlistedPort))
 				fin := pick(pkts, from(a), isFin)
 				return len(fin) > 0 && count(pkts, isPureAck, ackOf(uint32(fin[0].Seq)+1)) > 0
@@ -68,7 +68,7 @@ func TestUnlistedPortUntouched(t *testing.T) {
 	// Each direction in the same order on both sides.
 	for _, sender := range []netip.Addr{s.tp.Client4, s.tp.Server4, s.tp.Client6, s.tp.Server6} {
 		x, y := pick(a, from(sender)), pick(b, from(sender))
-		if !slices.EqualFunc(x, y, func(p, q netnstest.Packet) bool {
+		if !slices.EqualFunc(x, y, func(p, q netlabtest.Packet) bool {
 			return p.Src == q.Src && p.Dst == q.Dst && p.Seq == q.Seq && p.Ack == q.Ack && p.Flags == q.Flags && p.Len == q.Len
 		}) {
 			t.Errorf("port %d: packets from %s differ across the router:\nclient side:\n%s\nserver side:\n%s", unlistedPort, sender, dump(x), dump(y))
@@ -167,7 +167,7 @@ func TestKilledRunFailsOpen(t *testing.T) {
 // the second; connect() succeeds after about 1 s.
 func TestLocalMode(t *testing.T) {
 	t.Parallel()
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	server := netip.AddrPortFrom(tp.Server4, port)
 	serve(t, tp.Server.Listen(t, "tcp", server.String()), pingPong(0))
 	capture := tp.Server.Capture(t, tp.HostIf, "tcp")
@@ -205,7 +205,7 @@ func TestLocalMode(t *testing.T) {
 // with the key path and the reason, before anything is installed.
 func TestConfigErrorInstallsNothing(t *testing.T) {
 	t.Parallel()
-	ns := netnstest.NewNamespace(t, "router")
+	ns := netlabtest.NewNamespace(t, "router")
 	before := rulesIn(t, ns)
 	for _, tc := range []struct{ name, config, want string }{
 		{"unknown kind", "rules:\n  - match: {packet: sin}\n    action: drop\n", `rules[0].match.packet: unknown packet kind "sin"`},
@@ -230,7 +230,7 @@ func TestConfigErrorInstallsNothing(t *testing.T) {
 
 // rulesIn returns ns's IPv4 and IPv6 rules, iptables-save's comments
 // (which carry the time) left out.
-func rulesIn(t *testing.T, ns *netnstest.NS) string {
+func rulesIn(t *testing.T, ns *netlabtest.NS) string {
 	t.Helper()
 	var b strings.Builder
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {

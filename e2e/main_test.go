@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -82,7 +82,7 @@ func (l *lockedBuffer) String() string {
 // tcpchaos is one running `tcpchaos run`.
 type tcpchaos struct {
 	t      *testing.T
-	ns     *netnstest.NS // where it intercepts
+	ns     *netlabtest.NS // where it intercepts
 	cmd    *exec.Cmd
 	events string // the --events file
 	stdout lockedBuffer
@@ -94,7 +94,7 @@ type tcpchaos struct {
 // startTcpchaos runs `tcpchaos run -c config --netns ns --events FILE
 // --queue N [extra...]` and returns once it reports that it intercepts.
 // The process is killed by t.Cleanup if the test did not stop it.
-func startTcpchaos(t *testing.T, ns *netnstest.NS, config string, extra ...string) *tcpchaos {
+func startTcpchaos(t *testing.T, ns *netlabtest.NS, config string, extra ...string) *tcpchaos {
 	t.Helper()
 	tc := &tcpchaos{t: t, ns: ns, events: filepath.Join(t.TempDir(), "events.jsonl"), exited: make(chan struct{})}
 	args := append([]string{"run", "-c", config, "--netns", ns.Path, "--events", tc.events, "--queue", nextQueue()}, extra...)
@@ -209,7 +209,7 @@ func (tc *tcpchaos) stop() []events.Event {
 
 // chainsIn returns the lines of iptables-save and ip6tables-save in ns
 // that mention tcpchaos's chains ("" when none is installed).
-func chainsIn(t *testing.T, ns *netnstest.NS) string {
+func chainsIn(t *testing.T, ns *netlabtest.NS) string {
 	t.Helper()
 	var b strings.Builder
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -85,7 +85,7 @@ func TestSlowSynAck(t *testing.T) {
 	// The first connection's response crosses the router while the second
 	// SYN-ACK is held: after it on the server side, before it on the
 	// client side.
-	firstConn := func(p netnstest.Packet) bool { return p.Len > 0 && p.Dst == released[0].Dst }
+	firstConn := func(p netlabtest.Packet) bool { return p.Len > 0 && p.Dst == released[0].Dst }
 	pongIn, pongOut := pick(atServer, from(s.server), firstConn), pick(atClient, from(s.server), firstConn)
 	if len(pongIn) != 1 || len(pongOut) != 1 {
 		t.Fatalf("first connection's response: %d packets on the server side, %d on the client side, want 1 and 1", len(pongIn), len(pongOut))
@@ -147,7 +147,7 @@ func TestLostThirdAck(t *testing.T) {
 
 	for _, side := range []struct {
 		name string
-		pkts []netnstest.Packet
+		pkts []netlabtest.Packet
 	}{{"client side", atClient}, {"server side", atServer}} {
 		gaps := sameSegment(t, "SYN-ACKs on the "+side.name, pick(side.pkts, from(s.server), isSynAck), 2, side.pkts)
 		if len(gaps) == 1 {
@@ -216,7 +216,7 @@ func TestLostFinalAck(t *testing.T) {
 
 	for _, side := range []struct {
 		name string
-		pkts []netnstest.Packet
+		pkts []netlabtest.Packet
 	}{{"client side", atClient}, {"server side", atServer}} {
 		gaps := sameSegment(t, "server FINs on the "+side.name, pick(side.pkts, from(s.server), isFin), 2, side.pkts)
 		if len(gaps) == 1 {
@@ -324,7 +324,7 @@ func TestDuplicatedFin(t *testing.T) {
 				waitFor(t, s.toClient, "the copy of the server's FIN", atLeast(2, from(s.server), isFin))
 				// The client's second final ACK and the server's RST to it.
 				waitFor(t, s.toClient, "the RST to the second final ACK", atLeast(1, from(s.server), isRst,
-					func(p netnstest.Packet) bool { return uint32(p.Seq) == finSeq(s.toClient.Packets(), s.server)+1 }))
+					func(p netlabtest.Packet) bool { return uint32(p.Seq) == finSeq(s.toClient.Packets(), s.server)+1 }))
 				if got := s.tp.Client.SocketStates(t, port)[statetrack.TimeWait]; got != 0 {
 					t.Errorf("client has %d sockets in TIME-WAIT after the RST, want 0 (tcp_rfc1337=0)\n%s", got, s.tp.Client.SS(t))
 				}
@@ -333,8 +333,8 @@ func TestDuplicatedFin(t *testing.T) {
 				for _, dir := range []struct {
 					name           string
 					sender         netip.Addr
-					upstream, copy *netnstest.Capture
-					up, down       []netnstest.Packet
+					upstream, copy *netlabtest.Capture
+					up, down       []netlabtest.Packet
 				}{
 					{"client FIN", s.client, s.toClient, s.toServer, atClient, atServer},
 					{"server FIN", s.server, s.toServer, s.toClient, atServer, atClient},
@@ -348,7 +348,7 @@ func TestDuplicatedFin(t *testing.T) {
 				}
 				fin := finSeq(atServer, s.client)
 				ackOfFin := count(atServer, from(s.server), isPureAck, ackOf(fin+1))
-				rstToFin := count(atServer, from(s.server), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == finSeq(atServer, s.server) })
+				rstToFin := count(atServer, from(s.server), isRst, func(p netlabtest.Packet) bool { return uint32(p.Seq) == finSeq(atServer, s.server) })
 				if tc.linger > 0 && (ackOfFin != 2 || rstToFin != 0) {
 					t.Errorf("server in CLOSE_WAIT: %d ACKs of the client's FIN and %d RSTs, want 2 and 0", ackOfFin, rstToFin)
 				}
@@ -371,7 +371,7 @@ func TestDuplicatedFin(t *testing.T) {
 }
 
 // finSeq is the sequence number of sender's first FIN in pkts (0 if none).
-func finSeq(pkts []netnstest.Packet, sender netip.Addr) uint32 {
+func finSeq(pkts []netlabtest.Packet, sender netip.Addr) uint32 {
 	if fins := pick(pkts, from(sender), isFin); len(fins) > 0 {
 		return uint32(fins[0].Seq)
 	}
@@ -382,7 +382,7 @@ func finSeq(pkts []netnstest.Packet, sender netip.Addr) uint32 {
 // every packet after the first that matches preds: the copies tcpchaos
 // injected. (The originals may carry a partial checksum left for the
 // veth's offload and are not checked.)
-func checkCopyChecksum(t *testing.T, c *netnstest.Capture, pkts []netnstest.Packet, preds ...pred) {
+func checkCopyChecksum(t *testing.T, c *netlabtest.Capture, pkts []netlabtest.Packet, preds ...pred) {
 	t.Helper()
 	frames, lt := rawTCP(t, c)
 	if len(frames) != len(pkts) {
@@ -390,7 +390,7 @@ func checkCopyChecksum(t *testing.T, c *netnstest.Capture, pkts []netnstest.Pack
 	}
 	seen := 0
 	for i, p := range pkts {
-		if len(pick([]netnstest.Packet{p}, preds...)) == 0 {
+		if len(pick([]netlabtest.Packet{p}, preds...)) == 0 {
 			continue
 		}
 		if seen++; seen == 1 {
@@ -437,9 +437,9 @@ func staleSynOpen(t *testing.T, v6 bool) {
 	c, _ := s.dial()
 	request(t, c)
 	waitFor(t, s.toServer, "the copy of the SYN", atLeast(2, from(s.client), isSyn))
-	waitFor(t, s.toServer, "the server's answer to the copy", func(pkts []netnstest.Packet) bool {
+	waitFor(t, s.toServer, "the server's answer to the copy", func(pkts []netlabtest.Packet) bool {
 		syns := pick(pkts, from(s.client), isSyn)
-		return count(pkts, from(s.server), isPureAck, func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) }) > 0
+		return count(pkts, from(s.server), isPureAck, func(p netlabtest.Packet) bool { return p.Time.After(syns[1].Time) }) > 0
 	})
 	request(t, c)
 	c.Close()
@@ -452,7 +452,7 @@ func staleSynOpen(t *testing.T, v6 bool) {
 		// The challenge ACK acknowledges what the client sent so far:
 		// its SYN and one request.
 		challenge := pick(atServer, from(s.server), isPureAck, ackOf(uint32(syns[0].Seq)+1+5),
-			func(p netnstest.Packet) bool { return p.Time.After(syns[1].Time) })
+			func(p netlabtest.Packet) bool { return p.Time.After(syns[1].Time) })
 		if len(challenge) == 0 {
 			t.Errorf("no challenge ACK from the server after the copy")
 		}
@@ -509,14 +509,14 @@ func staleSynAfterClose(t *testing.T, v6 bool) {
 		t.Errorf("SYN-ACKs %v, %v: want a new ISN acknowledging the stale SYN, and its retransmission", stale, synAcks[2])
 	}
 	within(t, "SYN-ACK retransmission gap", synAcks[2].Time.Sub(stale.Time), 900*time.Millisecond, 3*time.Second)
-	twAck := pick(atServer, from(s.client), isPureAck, ackOf(serverFin+1), func(p netnstest.Packet) bool { return p.Time.After(stale.Time) })
+	twAck := pick(atServer, from(s.client), isPureAck, ackOf(serverFin+1), func(p netlabtest.Packet) bool { return p.Time.After(stale.Time) })
 	if len(twAck) != 1 {
 		t.Errorf("%d ACKs of the old connection from the client in TIME_WAIT after the stale SYN-ACK, want 1", len(twAck))
 	}
-	if n := count(atServer, from(s.server), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == serverFin+1 }); n != 1 {
+	if n := count(atServer, from(s.server), isRst, func(p netlabtest.Packet) bool { return uint32(p.Seq) == serverFin+1 }); n != 1 {
 		t.Errorf("%d RSTs from the server to that ACK, want 1", n)
 	}
-	if n := count(atServer, from(s.client), isRst, func(p netnstest.Packet) bool { return uint32(p.Seq) == uint32(syns[0].Seq)+1 }); n != 1 {
+	if n := count(atServer, from(s.client), isRst, func(p netlabtest.Packet) bool { return uint32(p.Seq) == uint32(syns[0].Seq)+1 }); n != 1 {
 		t.Errorf("%d RSTs from the client to the retransmitted SYN-ACK, want 1", n)
 	}
 	if d := after["TcpExtEmbryonicRsts"] - before["TcpExtEmbryonicRsts"]; d != 1 {
@@ -533,7 +533,7 @@ func staleSynAfterClose(t *testing.T, v6 bool) {
 // checkStaleCopy checks what both variants share: the SYN once upstream,
 // twice downstream 3 s apart with a valid checksum on the copy, and the
 // rule's duplicate event. It returns the downstream SYNs.
-func (s *scenario) checkStaleCopy(atClient, atServer []netnstest.Packet, evs []events.Event) []netnstest.Packet {
+func (s *scenario) checkStaleCopy(atClient, atServer []netlabtest.Packet, evs []events.Event) []netlabtest.Packet {
 	t := s.t
 	t.Helper()
 	sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 1, atClient)

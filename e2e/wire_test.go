@@ -15,41 +15,43 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // pred selects captured packets.
-type pred func(netnstest.Packet) bool
+type pred func(netlabtest.Packet) bool
 
 // from selects packets sent by addr.
-func from(addr netip.Addr) pred { return func(p netnstest.Packet) bool { return p.Src.Addr() == addr } }
+func from(addr netip.Addr) pred {
+	return func(p netlabtest.Packet) bool { return p.Src.Addr() == addr }
+}
 
 // Packet shapes, by flags (PSH, ECE and CWR ignored).
 var (
-	isSyn    pred = func(p netnstest.Packet) bool { return core(p) == statetrack.SYN }
-	isSynAck pred = func(p netnstest.Packet) bool { return core(p) == statetrack.SYN|statetrack.ACK }
-	isFin    pred = func(p netnstest.Packet) bool { return core(p)&statetrack.FIN != 0 && core(p)&statetrack.RST == 0 }
-	isRst    pred = func(p netnstest.Packet) bool { return core(p)&statetrack.RST != 0 }
+	isSyn    pred = func(p netlabtest.Packet) bool { return core(p) == statetrack.SYN }
+	isSynAck pred = func(p netlabtest.Packet) bool { return core(p) == statetrack.SYN|statetrack.ACK }
+	isFin    pred = func(p netlabtest.Packet) bool { return core(p)&statetrack.FIN != 0 && core(p)&statetrack.RST == 0 }
+	isRst    pred = func(p netlabtest.Packet) bool { return core(p)&statetrack.RST != 0 }
 	// isPureAck: an ACK without payload, SYN, FIN or RST.
-	isPureAck pred = func(p netnstest.Packet) bool { return core(p) == statetrack.ACK && p.Len == 0 }
+	isPureAck pred = func(p netlabtest.Packet) bool { return core(p) == statetrack.ACK && p.Len == 0 }
 )
 
-func core(p netnstest.Packet) statetrack.Flags {
+func core(p netlabtest.Packet) statetrack.Flags {
 	return p.Flags &^ (statetrack.PSH | statetrack.ECE | statetrack.CWR | statetrack.URG)
 }
 
 // onPort selects packets to or from port.
 func onPort(port uint16) pred {
-	return func(p netnstest.Packet) bool { return p.Src.Port() == port || p.Dst.Port() == port }
+	return func(p netlabtest.Packet) bool { return p.Src.Port() == port || p.Dst.Port() == port }
 }
 
 // ackOf selects packets acknowledging exactly seq.
-func ackOf(seq uint32) pred { return func(p netnstest.Packet) bool { return uint32(p.Ack) == seq } }
+func ackOf(seq uint32) pred { return func(p netlabtest.Packet) bool { return uint32(p.Ack) == seq } }
 
 // pick returns the packets that satisfy every predicate.
-func pick(pkts []netnstest.Packet, preds ...pred) []netnstest.Packet {
-	var out []netnstest.Packet
+func pick(pkts []netlabtest.Packet, preds ...pred) []netlabtest.Packet {
+	var out []netlabtest.Packet
 next:
 	for _, p := range pkts {
 		for _, f := range preds {
@@ -63,15 +65,15 @@ next:
 }
 
 // count is len(pick(...)).
-func count(pkts []netnstest.Packet, preds ...pred) int { return len(pick(pkts, preds...)) }
+func count(pkts []netlabtest.Packet, preds ...pred) int { return len(pick(pkts, preds...)) }
 
 // atLeast returns a condition for Capture.WaitFor: n packets match.
-func atLeast(n int, preds ...pred) func([]netnstest.Packet) bool {
-	return func(pkts []netnstest.Packet) bool { return count(pkts, preds...) >= n }
+func atLeast(n int, preds ...pred) func([]netlabtest.Packet) bool {
+	return func(pkts []netlabtest.Packet) bool { return count(pkts, preds...) >= n }
 }
 
 // dump renders packets one per line, for failure messages.
-func dump(pkts []netnstest.Packet) string {
+func dump(pkts []netlabtest.Packet) string {
 	var b strings.Builder
 	for _, p := range pkts {
 		b.WriteString(p.String() + "\n")
@@ -81,7 +83,7 @@ func dump(pkts []netnstest.Packet) string {
 
 // sameSegment checks that pkts are n copies of one segment (same sender,
 // same sequence number, same flags) and returns the gaps between them.
-func sameSegment(t *testing.T, what string, pkts []netnstest.Packet, n int, all []netnstest.Packet) []time.Duration {
+func sameSegment(t *testing.T, what string, pkts []netlabtest.Packet, n int, all []netlabtest.Packet) []time.Duration {
 	t.Helper()
 	if len(pkts) != n {
 		t.Errorf("%s: %d packets, want %d:\n%s", what, len(pkts), n, dump(all))
@@ -107,7 +109,7 @@ func within(t *testing.T, what string, d, lo, hi time.Duration) {
 
 // rawTCP returns the raw bytes of the TCP records of a finished capture,
 // in the order of Capture.Stop's packets.
-func rawTCP(t *testing.T, c *netnstest.Capture) ([][]byte, layers.LinkType) {
+func rawTCP(t *testing.T, c *netlabtest.Capture) ([][]byte, layers.LinkType) {
 	t.Helper()
 	f, err := os.Open(c.File())
 	if err != nil {

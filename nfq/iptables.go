@@ -12,7 +12,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
 )
 
 // The rules live in the mangle table, in chains of tcpchaos's own:
@@ -175,7 +175,7 @@ type familyPlan struct {
 }
 
 // Install adds the interception rules for cfg, in IPv4 and IPv6, to the
-// network namespace of the calling thread (see netnsutil.Enter; Remove must
+// network namespace of the calling thread (see netlab.Enter; Remove must
 // run in the same namespace). It is all or nothing: on failure it removes
 // what it added and returns an error naming what failed. It refuses, with
 // ErrLeftover, when tcpchaos chains exist already.
@@ -187,7 +187,7 @@ func Install(cfg config.Intercept, opts InstallOptions) (*Interception, error) {
 	if err != nil {
 		return nil, fmt.Errorf("install interception: %w", err)
 	}
-	if err := netnsutil.CheckNetAdmin(); err != nil {
+	if err := netlab.CheckNetAdmin(); err != nil {
 		return nil, fmt.Errorf("install interception: %w", err)
 	}
 	in := &Interception{}
@@ -276,7 +276,7 @@ func (f *family) remove() error {
 // a family whose binary is missing is skipped (nothing can have been
 // installed through it).
 func Cleanup() error {
-	if err := netnsutil.CheckNetAdmin(); err != nil {
+	if err := netlab.CheckNetAdmin(); err != nil {
 		return fmt.Errorf("clean up interception: %w", err)
 	}
 	var errs []error

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 // render lists a plan as "iptables -S" would show it after Install.
@@ -141,7 +141,7 @@ func TestPlan(t *testing.T) {
 }
 
 // install runs Install in ns and removes the rules when the test ends.
-func install(t *testing.T, ns *netnstest.NS, cfg config.Intercept, opts InstallOptions) *Interception {
+func install(t *testing.T, ns *netlabtest.NS, cfg config.Intercept, opts InstallOptions) *Interception {
 	t.Helper()
 	var in *Interception
 	if err := ns.Do(func() (err error) { in, err = Install(cfg, opts); return err }); err != nil {
@@ -156,13 +156,13 @@ func install(t *testing.T, ns *netnstest.NS, cfg config.Intercept, opts InstallO
 }
 
 // rules returns "BINARY -t mangle -S" without the policy lines.
-func rules(t *testing.T, ns *netnstest.NS, binary string) string {
+func rules(t *testing.T, ns *netlabtest.NS, binary string) string {
 	t.Helper()
 	return tableRules(t, ns, binary, Table)
 }
 
 // tableRules returns "BINARY -t TABLE -S" without the policy lines.
-func tableRules(t *testing.T, ns *netnstest.NS, binary, table string) string {
+func tableRules(t *testing.T, ns *netlabtest.NS, binary, table string) string {
 	t.Helper()
 	var kept []string
 	for line := range strings.Lines(ns.Run(t, binary, "-t", table, "-S")) {
@@ -176,7 +176,7 @@ func tableRules(t *testing.T, ns *netnstest.NS, binary, table string) string {
 var counterField = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // saved returns "BINARY-save" of every table without comments and counters.
-func saved(t *testing.T, ns *netnstest.NS, binary string) string {
+func saved(t *testing.T, ns *netlabtest.NS, binary string) string {
 	t.Helper()
 	var kept []string
 	for line := range strings.Lines(ns.Run(t, binary+"-save")) {
@@ -189,7 +189,7 @@ func saved(t *testing.T, ns *netnstest.NS, binary string) string {
 
 // foreignRules adds rules of another program to both families, so that the
 // tests see them survive untouched and in order.
-func foreignRules(t *testing.T, ns *netnstest.NS) {
+func foreignRules(t *testing.T, ns *netlabtest.NS) {
 	t.Helper()
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		ns.Run(t, bin, "-t", "mangle", "-A", "FORWARD", "-p", "udp", "-j", "ACCEPT")
@@ -201,7 +201,7 @@ func foreignRules(t *testing.T, ns *netnstest.NS) {
 }
 
 func TestInstallForwardRules(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "router")
+	ns := netlabtest.NewNamespace(t, "router")
 	install(t, ns, config.Intercept{
 		Ports: []uint16{8080, 5432},
 		Hosts: []netip.Prefix{v4net, v6net},
@@ -221,7 +221,7 @@ func TestInstallForwardRules(t *testing.T) {
 }
 
 func TestInstallLocalRules(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	install(t, ns, config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{})
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
@@ -255,7 +255,7 @@ func TestInstallLocalRules(t *testing.T) {
 // TestInstallSelectiveRules checks that the kernel takes the selective
 // queueing rules as planned, in both tables and both families.
 func TestInstallSelectiveRules(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	install(t, ns, config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Selective: true})
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
@@ -281,7 +281,7 @@ func TestInstallSelectiveRules(t *testing.T) {
 }
 
 // queued returns the packet counter of the NFQUEUE rule.
-func queued(t *testing.T, ns *netnstest.NS, binary string) uint64 {
+func queued(t *testing.T, ns *netlabtest.NS, binary string) uint64 {
 	t.Helper()
 	out := ns.Run(t, binary+"-save", "-c", "-t", Table)
 	for line := range strings.Lines(out) {
@@ -304,7 +304,7 @@ func queued(t *testing.T, ns *netnstest.NS, binary string) uint64 {
 // echoOnce runs one whole connection from client to a listener on addr in
 // server: connect, 5 bytes echoed, half-close, and the server's close seen,
 // so that both FINs have crossed when it returns.
-func echoOnce(t *testing.T, client, server *netnstest.NS, addr string) {
+func echoOnce(t *testing.T, client, server *netlabtest.NS, addr string) {
 	t.Helper()
 	ln := server.Listen(t, "tcp", addr)
 	served := make(chan error, 1)
@@ -345,7 +345,7 @@ func echoOnce(t *testing.T, client, server *netnstest.NS, addr string) {
 // TestBypass: with nothing bound to the queue, --queue-bypass lets the
 // queued packets through.
 func TestBypass(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	install(t, tp.Router, config.Intercept{Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
 	for bin, server := range map[string]netip.Addr{"iptables": tp.Server4, "ip6tables": tp.Server6} {
 		before := queued(t, tp.Router, bin)
@@ -363,7 +363,7 @@ func TestBypass(t *testing.T) {
 }
 
 func TestInstallHostsOfOneFamily(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	install(t, tp.Router, config.Intercept{Hosts: []netip.Prefix{v4net}, Queue: 100}, InstallOptions{})
 	if got := rules(t, tp.Router, "ip6tables"); got != "" {
 		t.Errorf("IPv4 hosts only, yet ip6tables has rules:\n%s", got)
@@ -377,7 +377,7 @@ func TestInstallHostsOfOneFamily(t *testing.T) {
 }
 
 func TestRemoveLeavesNothing(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	foreignRules(t, ns)
 	before := map[string]string{"iptables": saved(t, ns, "iptables"), "ip6tables": saved(t, ns, "ip6tables")}
 	var in *Interception
@@ -405,7 +405,7 @@ func TestRemoveLeavesNothing(t *testing.T) {
 }
 
 func TestCleanup(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	if err := ns.Do(Cleanup); err != nil {
 		t.Fatalf("Cleanup with nothing installed: %v", err)
 	}
@@ -438,7 +438,7 @@ func TestCleanup(t *testing.T) {
 }
 
 func TestInstallRefusesLeftover(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	ns.Run(t, "ip6tables", "-t", Table, "-N", chainQueue) // a killed run's remains, IPv6 only
 	before4, before6 := saved(t, ns, "iptables"), saved(t, ns, "ip6tables")
 	err := ns.Do(func() error {
@@ -457,7 +457,7 @@ func TestInstallRefusesLeftover(t *testing.T) {
 // ip6tables that refuses NFQUEUE, as a kernel without the target does):
 // everything added before, in both families, must be gone.
 func TestInstallRollsBack(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	foreignRules(t, ns)
 	before4, before6 := saved(t, ns, "iptables"), saved(t, ns, "ip6tables")
 	ip6t, err := exec.LookPath("ip6tables")
@@ -486,7 +486,7 @@ func TestInstallRollsBack(t *testing.T) {
 }
 
 func TestMissingBinary(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "host")
+	ns := netlabtest.NewNamespace(t, "host")
 	t.Setenv("PATH", t.TempDir())
 	err := ns.Do(func() error {
 		_, err := Install(config.Intercept{Queue: 100}, InstallOptions{})

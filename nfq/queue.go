@@ -38,7 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -301,7 +301,7 @@ func (q *Queue) bindError(err error) error {
 	if !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("bind: %w", err)
 	}
-	if cerr := netnsutil.CheckNetAdmin(); cerr != nil {
+	if cerr := netlab.CheckNetAdmin(); cerr != nil {
 		return fmt.Errorf("bind: %w: %w", cerr, err)
 	}
 	q.procMu.Lock()

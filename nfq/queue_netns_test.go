@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// These tests run a Queue in the router of a netnstest topology, fed by
+// These tests run a Queue in the router of a netlabtest topology, fed by
 // xt NFQUEUE rules in the router's mangle FORWARD chain, with a fake
 // Handler; the client's and the server's kernels are the peers.
 
@@ -78,7 +78,7 @@ type running struct {
 // queueRules installs the interception (nfq.Install, forward mode, TCP port
 // serverPort, both families) in the router, plus an extra iptables
 // command if given; the rules leave with the namespace.
-func queueRules(t *testing.T, tp *netnstest.Topology, extra ...string) {
+func queueRules(t *testing.T, tp *netlabtest.Topology, extra ...string) {
 	t.Helper()
 	intercept(t, tp.Router, config.Forward)
 	if len(extra) > 0 {
@@ -87,7 +87,7 @@ func queueRules(t *testing.T, tp *netnstest.Topology, extra ...string) {
 }
 
 // intercept installs the interception in ns in the given mode.
-func intercept(t *testing.T, ns *netnstest.NS, mode config.Mode) {
+func intercept(t *testing.T, ns *netlabtest.NS, mode config.Mode) {
 	t.Helper()
 	err := ns.Do(func() error {
 		_, err := nfq.Install(config.Intercept{Mode: mode, Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
@@ -100,11 +100,11 @@ func intercept(t *testing.T, ns *netnstest.NS, mode config.Mode) {
 }
 
 // openQueue opens the queue in the router's namespace.
-func openQueue(tp *netnstest.Topology, h nfq.Handler) (*nfq.Queue, error) {
+func openQueue(tp *netlabtest.Topology, h nfq.Handler) (*nfq.Queue, error) {
 	return openQueueIn(tp.Router, h)
 }
 
-func openQueueIn(ns *netnstest.NS, h nfq.Handler) (*nfq.Queue, error) {
+func openQueueIn(ns *netlabtest.NS, h nfq.Handler) (*nfq.Queue, error) {
 	var q *nfq.Queue
 	err := ns.Do(func() (err error) {
 		q, err = nfq.Open(nfq.Options{Queue: queueNum}, h)
@@ -115,12 +115,12 @@ func openQueueIn(ns *netnstest.NS, h nfq.Handler) (*nfq.Queue, error) {
 
 // startQueue opens and runs the queue; t.Cleanup stops it if the test
 // does not.
-func startQueue(t *testing.T, tp *netnstest.Topology, h nfq.Handler) *running {
+func startQueue(t *testing.T, tp *netlabtest.Topology, h nfq.Handler) *running {
 	t.Helper()
 	return startQueueIn(t, tp.Router, h)
 }
 
-func startQueueIn(t *testing.T, ns *netnstest.NS, h nfq.Handler) *running {
+func startQueueIn(t *testing.T, ns *netlabtest.NS, h nfq.Handler) *running {
 	t.Helper()
 	q, err := openQueueIn(ns, h)
 	if err != nil {
@@ -160,7 +160,7 @@ func startOpened(t *testing.T, q *nfq.Queue) *running {
 // a response with body bytes of payload, and closes. A client that goes
 // away early is no error.
 func serve(t *testing.T, ln net.Listener, body int) {
-	netnstest.Serve(t, ln, 20*time.Second, func(c net.Conn) error {
+	netlabtest.Serve(t, ln, 20*time.Second, func(c net.Conn) error {
 		var req []byte
 		buf := make([]byte, 512)
 		for !bytes.Contains(req, []byte("\r\n\r\n")) {
@@ -178,7 +178,7 @@ func serve(t *testing.T, ln net.Listener, body int) {
 
 // dialServer connects from the client to the test server (IPv6 if v6),
 // failing the test if it cannot; the connection is closed at cleanup.
-func dialServer(t *testing.T, tp *netnstest.Topology, v6 bool) net.Conn {
+func dialServer(t *testing.T, tp *netlabtest.Topology, v6 bool) net.Conn {
 	t.Helper()
 	conn, err := tp.Client.Dial("tcp", serverAddr(tp, v6), 5*time.Second)
 	if err != nil {
@@ -213,7 +213,7 @@ func exchange(t *testing.T, conn net.Conn, body int) {
 	}
 }
 
-func serverAddr(tp *netnstest.Topology, v6 bool) string {
+func serverAddr(tp *netlabtest.Topology, v6 bool) string {
 	a := tp.Server4
 	if v6 {
 		a = tp.Server6
@@ -258,7 +258,7 @@ func settled(t *testing.T, q *nfq.Queue) nfq.Stats {
 // packet is received and accepted, and the kernel's id sequence matches.
 func TestAcceptAll(t *testing.T) {
 	families(t, func(t *testing.T, v6 bool) {
-		tp := netnstest.NewTopology(t)
+		tp := netlabtest.NewTopology(t)
 		queueRules(t, tp)
 		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
 		serve(t, ln, 200_000)
@@ -287,7 +287,7 @@ func TestAcceptAll(t *testing.T) {
 // side sees one SYN fewer than the client side, and the connection
 // completes after the client's retransmission (~1 s).
 func TestDropFirstSyn(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 1000)
@@ -309,7 +309,7 @@ func TestDropFirstSyn(t *testing.T) {
 	defer conn.Close()
 	exchange(t, conn, 1000)
 
-	syns := func(pkts []netnstest.Packet) int {
+	syns := func(pkts []netlabtest.Packet) int {
 		n := 0
 		for _, p := range pkts {
 			if onlySyn(&p.Segment) {
@@ -334,7 +334,7 @@ func TestDropFirstSyn(t *testing.T) {
 // long, while packets of another connection cross the router at once
 // meanwhile.
 func TestDelaySynAck(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	go func() { // echo server
@@ -410,7 +410,7 @@ func TestDelaySynAck(t *testing.T) {
 // the server counts no checksum error, and the connection works.
 func TestDuplicateSyn(t *testing.T) {
 	families(t, func(t *testing.T, v6 bool) {
-		tp := netnstest.NewTopology(t)
+		tp := netlabtest.NewTopology(t)
 		queueRules(t, tp)
 		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
 		serve(t, ln, 5000)
@@ -426,7 +426,7 @@ func TestDuplicateSyn(t *testing.T) {
 		before := tp.Server.Nstat(t)
 
 		conn := dialServer(t, tp, v6)
-		twoSyns := func(pkts []netnstest.Packet) bool {
+		twoSyns := func(pkts []netlabtest.Packet) bool {
 			n := 0
 			for _, p := range pkts {
 				if onlySyn(&p.Segment) {
@@ -440,7 +440,7 @@ func TestDuplicateSyn(t *testing.T) {
 		}
 		exchange(t, conn, 5000)
 		pkts := serverSide.Stop()
-		var syns []netnstest.Packet
+		var syns []netlabtest.Packet
 		for _, p := range pkts {
 			if onlySyn(&p.Segment) {
 				syns = append(syns, p)
@@ -470,7 +470,7 @@ func TestDuplicateSyn(t *testing.T) {
 	})
 }
 
-func packets(pkts []netnstest.Packet) string {
+func packets(pkts []netlabtest.Packet) string {
 	var b strings.Builder
 	for _, p := range pkts {
 		b.WriteString(p.String() + "\n")
@@ -482,7 +482,7 @@ func packets(pkts []netnstest.Packet) string {
 // Run ends: the connect completes at once (before any retransmission), the
 // Handler is told, and the connection keeps working without the queue.
 func TestShutdownReleasesHeld(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 3000)
@@ -547,7 +547,7 @@ func TestShutdownReleasesHeld(t *testing.T) {
 // TestSecondOpenFails: a second Open of a bound queue number fails with
 // ErrQueueInUse, and the first Queue keeps working.
 func TestSecondOpenFails(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 1000)
@@ -574,7 +574,7 @@ func TestSecondOpenFails(t *testing.T) {
 // TestNonTCPAccepted: a UDP datagram queued by a test rule is not TCP: it
 // is accepted without the Handler and counted as a decode failure.
 func TestNonTCPAccepted(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp, "iptables", "-t", "mangle", "-A", "FORWARD", "-p", "udp", "--dport", "9999",
 		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queueNum), "--queue-bypass")
 	h := &fakeHandler{decide: func(*statetrack.Segment, int) pipeline.Verdict {
@@ -624,7 +624,7 @@ func TestNonTCPAccepted(t *testing.T) {
 // twice, once whole and once in MTU-sized pieces, with valid checksums,
 // and the response is still read intact.
 func TestDuplicateGSOData(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 500_000)
@@ -651,10 +651,10 @@ func TestDuplicateGSOData(t *testing.T) {
 	if d.Len == 0 {
 		t.Skip("no data segment over 3000 bytes reached the queue (no GSO on this path)")
 	}
-	inRange := func(p netnstest.Packet) bool {
+	inRange := func(p netlabtest.Packet) bool {
 		return p.Src == d.Src && p.Len > 0 && p.Seq.InWindow(d.Seq, seqnum.Size(d.Len))
 	}
-	ok := clientSide.WaitFor(5*time.Second, func(pkts []netnstest.Packet) bool {
+	ok := clientSide.WaitFor(5*time.Second, func(pkts []netlabtest.Packet) bool {
 		var n uint32
 		for _, p := range pkts {
 			if inRange(p) {
@@ -663,7 +663,7 @@ func TestDuplicateGSOData(t *testing.T) {
 		}
 		return n >= 2*d.Len
 	})
-	var pieces []netnstest.Packet
+	var pieces []netlabtest.Packet
 	for _, p := range clientSide.Stop() {
 		if inRange(p) && p.Len < d.Len {
 			pieces = append(pieces, p)
@@ -697,7 +697,7 @@ func TestDuplicateGSOData(t *testing.T) {
 // goes out to the server without being queued again.
 func TestDuplicateSynLocalMode(t *testing.T) {
 	families(t, func(t *testing.T, v6 bool) {
-		tp := netnstest.NewTopology(t)
+		tp := netlabtest.NewTopology(t)
 		intercept(t, tp.Client, config.Local)
 		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
 		serve(t, ln, 1000)
@@ -716,7 +716,7 @@ func TestDuplicateSynLocalMode(t *testing.T) {
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 
 		conn := dialServer(t, tp, v6)
-		twoSyns := func(pkts []netnstest.Packet) bool {
+		twoSyns := func(pkts []netlabtest.Packet) bool {
 			n := 0
 			for _, p := range pkts {
 				if onlySyn(&p.Segment) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -55,7 +55,7 @@ func (l *kindLog) counts() (kinds, faults map[string]int) {
 
 // startSelective installs selective queueing in the router and runs a
 // queue with a pipeline deciding by rs, polling as poll says.
-func startSelective(t *testing.T, tp *netnstest.Topology, poll time.Duration, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
+func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
 	t.Helper()
 	set := rules.Compile(rs)
 	log := &kindLog{kinds: map[string]int{}, faults: map[string]int{}}
@@ -93,7 +93,7 @@ var loseFinalAck = config.Rule{
 // the router while only its handshake and its close are queued; the
 // final-ack rule still fires.
 func TestSelectiveBulk(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	r, p, log := startSelective(t, tp, -1, []config.Rule{loseFinalAck}) // blocking reads only
 	const body = 64 << 20
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
@@ -128,7 +128,7 @@ func TestSelectiveBulk(t *testing.T) {
 // no reset and no reordering symptom: the kernel clears the quiet mark on
 // a FIN before queueing it, so nothing after it overtakes it.
 func TestSelectiveShortConnectionsNoReset(t *testing.T) {
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	r, p, _ := startSelective(t, tp, 0, []config.Rule{{
 		Name:        "never",
 		Match:       config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
@@ -136,14 +136,14 @@ func TestSelectiveShortConnectionsNoReset(t *testing.T) {
 		Probability: 1,
 	}})
 	addr := serverAddr(tp, false)
-	netnstest.Serve(t, tp.Server.Listen(t, "tcp", addr), 10*time.Second, func(c net.Conn) error {
+	netlabtest.Serve(t, tp.Server.Listen(t, "tcp", addr), 10*time.Second, func(c net.Conn) error {
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err == nil {
 			c.Write(b[:])
 		}
 		return nil
 	})
-	before := map[*netnstest.NS]map[string]uint64{tp.Client: tp.Client.Nstat(t), tp.Server: tp.Server.Nstat(t)}
+	before := map[*netlabtest.NS]map[string]uint64{tp.Client: tp.Client.Nstat(t), tp.Server: tp.Server.Nstat(t)}
 	const conns, workers = 2000, 4
 	var (
 		wg     sync.WaitGroup
@@ -193,7 +193,7 @@ func TestSelectiveShortConnectionsNoReset(t *testing.T) {
 }
 
 // oneShort runs one short connection from the client.
-func oneShort(tp *netnstest.Topology, addr string) error {
+func oneShort(tp *netlabtest.Topology, addr string) error {
 	c, err := tp.Client.Dial("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err

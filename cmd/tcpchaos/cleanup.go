@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/nfq"
 )
 
@@ -23,7 +23,7 @@ func cleanupCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if ns := c.String("netns"); ns != "" {
-				exit, err := netnsutil.Enter(ns)
+				exit, err := netlab.Enter(ns)
 				if err != nil {
 					return err
 				}

@@ -24,7 +24,6 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/ladder"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
 )
 
 // demoScenario is the built-in config of `tcpchaos demo`: the rules of
@@ -109,7 +108,7 @@ func checkDemoHost() error {
 	case errors.As(err, &missing):
 		return fmt.Errorf("demo needs %s: install them with `apt-get install -y iptables iproute2` (or run `make demo`): %w",
 			strings.Join(missing.Tools, " and "), err)
-	case errors.Is(err, netlab.ErrNotRoot), errors.Is(err, netnsutil.ErrNoNetAdmin):
+	case errors.Is(err, netlab.ErrNotRoot), errors.Is(err, netlab.ErrNoNetAdmin):
 		return fmt.Errorf("demo needs root, to create network namespaces and iptables rules (try sudo): %w", err)
 	}
 	return fmt.Errorf("demo: %w", err)

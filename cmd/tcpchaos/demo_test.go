@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 // findEvent returns the first event of kind number nth sent by from.
@@ -44,7 +44,7 @@ func requireNothingLeft(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	netnstest.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	var out strings.Builder
 	evs, err := runDemo(t.Context(), &out, nil)
 	t.Logf("demo output:\n%s", out.String())
@@ -88,7 +88,7 @@ func (f sinkFunc) Emit(e *events.Event) { f(e) }
 // TestDemoInterrupted cancels the demo while the client waits to retransmit
 // its SYN: the demo reports the interruption and leaves nothing behind.
 func TestDemoInterrupted(t *testing.T) {
-	netnstest.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	interrupt := sinkFunc(func(e *events.Event) {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -89,12 +89,12 @@ type live struct {
 // packets released as each queue returns.
 func (l live) run(ctx context.Context) error {
 	if l.netns != "" {
-		exit, err := netnsutil.Enter(l.netns)
+		exit, err := netlab.Enter(l.netns)
 		if err != nil {
 			return err
 		}
 		defer exit()
-	} else if err := netnsutil.CheckNetAdmin(); err != nil {
+	} else if err := netlab.CheckNetAdmin(); err != nil {
 		return err
 	}
 

@@ -1,16 +1,26 @@
-// Package netlab builds throwaway network namespaces on the local host: a
-// Lab creates named namespaces (optionally a client, a router and a server
-// joined by veth pairs, see Topology) and Close removes them again, together
-// with every process still running in them.
+// Package netlab works with network namespaces on the local host. It
+// enters one (Enter, for tcpchaos run --netns), checks the privilege the
+// live path needs (CheckNetAdmin, Check), and builds throwaway ones: a Lab
+// creates named namespaces (optionally a client, a router and a server
+// joined by veth pairs, see Topology) and Close removes them again,
+// together with every process still running in them.
 //
-// It is what `tcpchaos demo` runs in, and what the test harness
-// internal/netnstest wraps for tests. Everything here needs root.
+// It is what `tcpchaos demo` and the benchmark suite run in; its test
+// companion internal/netlab/netlabtest wraps it for tests. Building and
+// entering namespaces needs root.
 //
 //	lab := netlab.New(fmt.Sprintf("tcpchaos-demo-%d", os.Getpid()))
 //	defer lab.Close()
 //	tp, err := lab.Topology() // namespaces tcpchaos-demo-<pid>-client, -router, -server
 //	ln, err := tp.Server.Listen("tcp", "198.19.2.2:8080")
 //	conn, err := tp.Client.DialContext(ctx, "tcp", "198.19.2.2:8080")
+//
+// A network namespace belongs to an OS thread, not to a goroutine: Enter
+// locks the calling goroutine to its thread for as long as it is inside.
+// Sockets keep the namespace they were opened in, and processes forked from
+// the thread start in it; goroutines started while inside run on other
+// threads and do not inherit it. So the live path opens its netlink and raw
+// sockets and runs iptables from the entered goroutine, before exiting.
 package netlab
 
 import (
@@ -27,8 +37,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
 )
 
 // ErrNotRoot is returned by Check when the process does not run as root.
@@ -47,12 +55,12 @@ func (e *MissingError) Error() string {
 
 // Check returns nil when the process runs as root with CAP_NET_ADMIN and
 // finds every one of tools in PATH; otherwise ErrNotRoot,
-// netnsutil.ErrNoNetAdmin or a *MissingError naming all missing tools.
+// ErrNoNetAdmin or a *MissingError naming all missing tools.
 func Check(tools ...string) error {
 	if os.Geteuid() != 0 {
 		return ErrNotRoot
 	}
-	if err := netnsutil.CheckNetAdmin(); err != nil {
+	if err := CheckNetAdmin(); err != nil {
 		return err
 	}
 	var missing []string
@@ -103,7 +111,7 @@ func (l *Lab) Namespace(role string) (*NS, error) {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("create network namespace %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
-	n := &NS{Name: name, Path: netnsutil.Path(name), Handle: netns.None()}
+	n := &NS{Name: name, Path: Path(name), Handle: netns.None()}
 	l.mu.Lock()
 	l.spaces = append(l.spaces, n)
 	l.mu.Unlock()
@@ -166,7 +174,7 @@ func (n *NS) remove() error {
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		exit, err := netnsutil.Enter(n.Path)
+		exit, err := Enter(n.Path)
 		if err != nil {
 			errc <- err
 			return

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 func TestCheckMissingTools(t *testing.T) {
@@ -48,7 +48,7 @@ func netnsExists(t *testing.T, name string) bool {
 // and Close still removes all three, kills the process left in one, and is
 // a no-op the second time.
 func TestCloseAfterFailedTopology(t *testing.T) {
-	netnstest.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	lab := netlab.New(fmt.Sprintf("tcx-netlab-%d", os.Getpid()))
 	t.Cleanup(func() { _ = lab.Close() })
 	server, err := lab.Namespace("server")

@@ -1,4 +1,4 @@
-package netnsutil_test
+package netlab_test
 
 import (
 	"errors"
@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
-	"github.com/tcpchaos/tcpchaos/internal/netnsutil"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
 func TestPath(t *testing.T) {
@@ -18,7 +18,7 @@ func TestPath(t *testing.T) {
 		"/proc/1/ns/net":    "/proc/1/ns/net",
 		"./relative/handle": "./relative/handle",
 	} {
-		if got := netnsutil.Path(in); got != want {
+		if got := netlab.Path(in); got != want {
 			t.Errorf("Path(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -42,7 +42,7 @@ func hasInterface(t *testing.T, name string) bool {
 }
 
 func TestEnter(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "enter")
+	ns := netlabtest.NewNamespace(t, "enter")
 	const probe = "tcx-probe0"
 	ns.IP(t, "link add "+probe+" type veth peer name tcx-probe1")
 
@@ -53,7 +53,7 @@ func TestEnter(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				exit, err := netnsutil.Enter(target)
+				exit, err := netlab.Enter(target)
 				if err != nil {
 					t.Errorf("Enter(%q): %v", target, err)
 					return
@@ -77,11 +77,11 @@ func TestEnter(t *testing.T) {
 }
 
 func TestEnterStaysOnThread(t *testing.T) {
-	ns := netnstest.NewNamespace(t, "thread")
+	ns := netlabtest.NewNamespace(t, "thread")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		exit, err := netnsutil.Enter(ns.Name)
+		exit, err := netlab.Enter(ns.Name)
 		if err != nil {
 			t.Errorf("Enter: %v", err)
 			return
@@ -100,17 +100,17 @@ func TestEnterStaysOnThread(t *testing.T) {
 }
 
 func TestEnterMissing(t *testing.T) {
-	netnstest.RequirePrivileged(t)
-	_, err := netnsutil.Enter("tcx-no-such-namespace")
+	netlabtest.RequirePrivileged(t)
+	_, err := netlab.Enter("tcx-no-such-namespace")
 	if err == nil || !strings.Contains(err.Error(), "/run/netns/tcx-no-such-namespace") {
 		t.Errorf("Enter of a missing namespace = %v, want an error naming its path", err)
 	}
 }
 
 func TestCheckNetAdmin(t *testing.T) {
-	netnstest.RequirePrivileged(t)
-	if err := netnsutil.CheckNetAdmin(); err != nil {
-		if errors.Is(err, netnsutil.ErrNoNetAdmin) {
+	netlabtest.RequirePrivileged(t)
+	if err := netlab.CheckNetAdmin(); err != nil {
+		if errors.Is(err, netlab.ErrNoNetAdmin) {
 			t.Fatalf("CheckNetAdmin as a privileged user: %v", err)
 		}
 		t.Fatal(err)

@@ -1,13 +1,4 @@
-// Package netnsutil moves the calling OS thread into a network namespace
-// (tcpchaos run --netns) and checks the privilege the live path needs.
-//
-// A network namespace belongs to an OS thread, not to a goroutine: Enter
-// locks the calling goroutine to its thread for as long as it is inside.
-// Sockets keep the namespace they were opened in, and processes forked from
-// the thread start in it; goroutines started while inside run on other
-// threads and do not inherit it. So the live path opens its netlink and raw
-// sockets and runs iptables from the entered goroutine, before exiting.
-package netnsutil
+package netlab
 
 import (
 	"errors"

@@ -1,12 +1,12 @@
-// Package netnstest builds throwaway network namespaces for tcpchaos's
-// end-to-end tests: real kernel TCP stacks as the peers, tcpdump captures
-// and ss/nstat as the oracle.
+// Package netlabtest provides network namespaces for tcpchaos's tests, as
+// net/http/httptest does servers for net/http: real kernel TCP stacks as
+// the peers, tcpdump captures and ss/nstat as the oracle.
 //
 // A test asks for privileges first (NewNamespace and NewTopology do it for
 // it) and gets namespaces that t.Cleanup removes again, together with every
 // process still running in them:
 //
-//	tp := netnstest.NewTopology(t)
+//	tp := netlabtest.NewTopology(t)
 //	ln := tp.Server.Listen(t, "tcp", "198.19.2.2:8080")
 //	c := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 //	conn, err := tp.Client.Dial("tcp", "198.19.2.2:8080", time.Second)
@@ -14,9 +14,10 @@
 //
 // Namespace names carry a hash of the test name, the process id and a
 // counter, so parallel tests and reruns never collide. The namespaces are
-// built by internal/netlab (shared with `tcpchaos demo`); this package adds
-// the privilege gate, t.Cleanup, captures and ss/nstat.
-package netnstest
+// built by internal/netlab (shared with `tcpchaos demo` and the benchmark
+// suite); this package adds what only tests use: the privilege gate,
+// t.Cleanup, captures, ss readers and an accept-loop server.
+package netlabtest
 
 import (
 	"fmt"
