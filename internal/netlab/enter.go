@@ -66,22 +66,3 @@ func Enter(nameOrPath string) (exit func(), err error) {
 		})
 	}, nil
 }
-
-// ErrNoNetAdmin is returned by CheckNetAdmin when the process lacks
-// CAP_NET_ADMIN.
-var ErrNoNetAdmin = errors.New("missing CAP_NET_ADMIN: run as root (or grant the capability)")
-
-// CheckNetAdmin returns nil when the process's effective capabilities
-// include CAP_NET_ADMIN (needed for iptables and NFQUEUE), ErrNoNetAdmin
-// when they do not, and another error when they cannot be read.
-func CheckNetAdmin() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read process capabilities: %w", err)
-	}
-	if data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) == 0 {
-		return ErrNoNetAdmin
-	}
-	return nil
-}

@@ -39,42 +39,6 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// ErrNotRoot is returned by Check when the process does not run as root.
-var ErrNotRoot = errors.New("not running as root")
-
-// MissingError is returned by Check when programs are missing from PATH.
-type MissingError struct {
-	// Tools are the missing programs, in the order they were asked for.
-	Tools []string
-}
-
-// Error lists the missing programs.
-func (e *MissingError) Error() string {
-	return "missing binaries in PATH: " + strings.Join(e.Tools, ", ")
-}
-
-// Check returns nil when the process runs as root with CAP_NET_ADMIN and
-// finds every one of tools in PATH; otherwise ErrNotRoot,
-// ErrNoNetAdmin or a *MissingError naming all missing tools.
-func Check(tools ...string) error {
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
-	}
-	if err := CheckNetAdmin(); err != nil {
-		return err
-	}
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		return &MissingError{Tools: missing}
-	}
-	return nil
-}
-
 // Lab is a set of network namespaces named "<prefix>-<role>". The zero
 // value is not usable; call New. A Lab is safe for concurrent use.
 type Lab struct {

@@ -1,7 +1,6 @@
 package netlab_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,21 +11,6 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
-
-func TestCheckMissingTools(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if err := netlab.Check("ip"); !errors.Is(err, netlab.ErrNotRoot) {
-			t.Fatalf("Check as non-root = %v, want ErrNotRoot", err)
-		}
-		return
-	}
-	t.Setenv("PATH", t.TempDir())
-	err := netlab.Check("ip", "iptables")
-	var me *netlab.MissingError
-	if !errors.As(err, &me) || strings.Join(me.Tools, " ") != "ip iptables" {
-		t.Fatalf("Check with an empty PATH = %v, want a MissingError naming ip and iptables", err)
-	}
-}
 
 // netnsExists reports whether "ip netns list" shows name.
 func netnsExists(t *testing.T, name string) bool {

@@ -3,7 +3,6 @@ package netlabtest
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,16 +109,4 @@ func parseSSAddrPort(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("address %q: %w", s, err)
 	}
 	return netip.AddrPortFrom(addr, uint16(port)), nil
-}
-
-// Nstat returns the namespace's absolute SNMP and netstat counters ("nstat
-// -asz"), such as TcpRetransSegs or TcpExtTCPSynRetrans. It keeps nstat's
-// history file private to the test.
-func (n *NS) Nstat(t testing.TB) map[string]uint64 {
-	t.Helper()
-	counters, err := n.NS.Nstat(filepath.Join(t.TempDir(), "nstat.history"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return counters
 }
