@@ -92,7 +92,7 @@ func (l *lab) setUp(ctx context.Context, nl *netlab.Lab) error {
 
 // inNS returns the argv that runs this program with args in ns.
 func (l *lab) inNS(ns *netlab.NS, args ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns.Name, l.self}, args...)
+	return ns.Argv(l.self, args...)
 }
 
 // measure runs the column's interception, the warm-up and the three
@@ -200,7 +200,7 @@ func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 		}
 		return start(ctx, "tcpchaos", []string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, "tcpchaos: intercepting", nil)
 	case reference:
-		p, err := start(ctx, "reference", []string{"ip", "netns", "exec", l.tp.Router.Name, l.opts.reference, "-queue", strconv.Itoa(referenceQueue)}, "reference: intercepting", nil)
+		p, err := start(ctx, "reference", l.tp.Router.Argv(l.opts.reference, "-queue", strconv.Itoa(referenceQueue)), "reference: intercepting", nil)
 		if err != nil {
 			return nil, err
 		}

@@ -27,14 +27,12 @@ func findEvent(evs []events.Event, from, kind string, nth uint32) *events.Event 
 // tcpchaos chain remains on the host.
 func requireNothingLeft(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v: %s", err, out)
+	for _, name := range netlabtest.Namespaces(t) {
+		if strings.HasPrefix(name, demoPrefix()) {
+			t.Errorf("namespace %s of the demo remains", name)
+		}
 	}
-	if strings.Contains(string(out), demoPrefix()) {
-		t.Errorf("namespaces of the demo remain:\n%s", out)
-	}
-	out, err = exec.Command("iptables-save", "-t", "mangle").CombinedOutput()
+	out, err := exec.Command("iptables-save", "-t", "mangle").CombinedOutput()
 	if err != nil {
 		t.Fatalf("iptables-save: %v: %s", err, out)
 	}

@@ -153,7 +153,14 @@ func (n *NS) Do(fn func() error) error {
 // (through "ip netns exec", which execs in place: the command's Process.Pid
 // is the program's own).
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	argv := n.Argv(name, args...)
+	return exec.Command(argv[0], argv[1:]...)
+}
+
+// Argv returns the command line that Command runs, for callers that start
+// the process themselves (with a context, say).
+func (n *NS) Argv(name string, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", n.Name, name}, args...)
 }
 
 // Run runs name with args inside the namespace and returns its standard

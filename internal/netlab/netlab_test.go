@@ -3,7 +3,7 @@ package netlab_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,21 +11,6 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
-
-// netnsExists reports whether "ip netns list" shows name.
-func netnsExists(t *testing.T, name string) bool {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v: %s", err, out)
-	}
-	for line := range strings.Lines(string(out)) {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
-			return true
-		}
-	}
-	return false
-}
 
 // TestCloseAfterFailedTopology builds a topology whose server namespace
 // exists already: Topology fails after creating the client and the router,
@@ -51,7 +36,7 @@ func TestCloseAfterFailedTopology(t *testing.T) {
 	}
 	names := []string{lab.Prefix() + "-client", lab.Prefix() + "-router", server.Name}
 	for _, name := range names {
-		if !netnsExists(t, name) {
+		if !slices.Contains(netlabtest.Namespaces(t), name) {
 			t.Fatalf("namespace %s missing before Close", name)
 		}
 	}
@@ -59,7 +44,7 @@ func TestCloseAfterFailedTopology(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	for _, name := range names {
-		if netnsExists(t, name) {
+		if slices.Contains(netlabtest.Namespaces(t), name) {
 			t.Errorf("namespace %s still exists after Close", name)
 		}
 	}

@@ -24,6 +24,8 @@ import (
 	"hash/fnv"
 	"net"
 	"os"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -79,6 +81,23 @@ func newLab(t testing.TB) *netlab.Lab {
 		}
 	})
 	return lab
+}
+
+// Namespaces returns the names of the host's named network namespaces, as
+// "ip netns list" shows them; it fails the test when it cannot list them.
+func Namespaces(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
 }
 
 // NewNamespace creates an empty network namespace with its loopback up and

@@ -3,6 +3,7 @@ package netlabtest
 import (
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +21,15 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if list := mustOutput(t, "ip", "netns", "list"); !strings.Contains(list, name) {
-			t.Fatalf("ip netns list does not show %s:\n%s", name, list)
+		if list := Namespaces(t); !slices.Contains(list, name) {
+			t.Fatalf("ip netns list does not show %s: %v", name, list)
 		}
 	})
 	if name == "" {
 		t.Skip("inner test did not run")
 	}
-	if list := mustOutput(t, "ip", "netns", "list"); strings.Contains(list, name) {
-		t.Errorf("namespace %s still exists after its test:\n%s", name, list)
+	if list := Namespaces(t); slices.Contains(list, name) {
+		t.Errorf("namespace %s still exists after its test: %v", name, list)
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -41,15 +42,6 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Errorf("sleep 60 in the namespace still runs after its test")
 	}
-}
-
-func mustOutput(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v: %s", name, args, err, out)
-	}
-	return string(out)
 }
 
 // recordingTB records how RequirePrivileged ends a test instead of ending it.
