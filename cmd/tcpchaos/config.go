@@ -22,7 +22,7 @@ var envKeys = []string{
 func configFlags(required bool) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Required: required, Usage: "config `FILE` (YAML, TOML or JSON, by extension)"},
-		&cli.Uint64Flag{Name: "seed", Usage: "override the config's seed (same seed, same decisions)"},
+		&cli.Uint64Flag{Name: "seed", Usage: "override the config's seed with `N` (same seed, same decisions)", DefaultText: "the config's seed, 1 if it sets none"},
 	}
 }
 

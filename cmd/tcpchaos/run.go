@@ -34,11 +34,11 @@ func runCommand() *cli.Command {
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
 			"Without --events, one line per fault goes to stderr.",
 		Flags: append(configFlags(true),
-			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (default: until interrupted)"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after `D`", DefaultText: "until interrupted"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
 			&cli.StringFlag{Name: "netns", Usage: "run inside the network namespace `NAME` (/run/netns/NAME) or PATH"},
-			&cli.StringFlag{Name: "mode", Usage: "override intercept.mode (forward or local)"},
-			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue"},
+			&cli.StringFlag{Name: "mode", Usage: "override intercept.mode with `MODE` (forward or local)"},
+			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue with queue number `N`"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
 		),
 		Action: func(c *cli.Context) error {
