@@ -1,5 +1,6 @@
-# The test command of README.md. Namespace tests need root; elsewhere they skip.
-.PHONY: test build lint fuzz bench bench-smoke demo
+# The test command of README.md. As root it first installs the programs the
+# namespace tests drive (scripts/test-deps); outside root those tests skip.
+.PHONY: test test-deps build lint fuzz bench bench-smoke demo
 
 build:
 	go build -o bin/tcpchaos ./cmd/tcpchaos
@@ -7,13 +8,14 @@ build:
 # The built-in scenario in throwaway namespaces (needs root). On a fresh
 # machine it installs ip and iptables first.
 demo: build
-	@if ! command -v iptables >/dev/null || ! command -v ip >/dev/null; then \
-	  apt-get update && apt-get install -y iptables iproute2; \
-	fi
+	@scripts/test-deps iptables:iptables ip:iproute2
 	bin/tcpchaos demo
 
-test:
+test: test-deps
 	go test -race -count=1 ./...
+
+test-deps:
+	@scripts/test-deps
 
 lint:
 	go vet ./...
