@@ -16,9 +16,9 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // These tests run a Queue in the router of a netlabtest topology, fed by

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 type edge struct{ from, to statetrack.State }

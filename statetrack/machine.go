@@ -1,6 +1,6 @@
 package statetrack
 
-import "github.com/tcpchaos/tcpchaos/internal/seqnum"
+import "github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 
 // half is one endpoint of a connection as seen from the middle: its
 // sequence space, its FIN, its inferred state and its per-kind packet

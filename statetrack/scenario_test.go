@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected traces of testdata/*.txt")

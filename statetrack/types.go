@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // State is an endpoint's RFC 9293 connection state as inferred on the wire.

@@ -18,8 +18,8 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // readAll reads every frame of r, failing the test on any error but io.EOF.

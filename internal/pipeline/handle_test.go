@@ -7,9 +7,9 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 var (

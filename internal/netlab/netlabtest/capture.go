@@ -19,8 +19,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/tcpchaos/tcpchaos/internal/seqnum"
 	"github.com/tcpchaos/tcpchaos/statetrack"
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // captureSnaplen keeps the headers of every packet: Ethernet, IPv6 and a

@@ -1,6 +1,10 @@
 // Package seqnum implements TCP sequence numbers as a type of their own with
 // wrap-safe comparisons (RFC 9293 section 3.4, serial number arithmetic).
 // Raw uint32 sequence numbers are never compared directly anywhere else.
+//
+// The type and its wrap-safe compare follow gVisor's pkg/tcpip/seqnum
+// (gvisor.dev/gvisor/pkg/tcpip/seqnum): LessThan, InRange and InWindow are
+// named and defined as there, by the sign of a 32-bit difference.
 package seqnum
 
 // Value is a TCP sequence or acknowledgment number. The zero value is the
