@@ -1,3 +1,5 @@
+//go:build linux
+
 package nfq
 
 import (
@@ -12,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -100,14 +102,14 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 		return
 	}
 	switch v.Action {
-	case config.Drop:
+	case rules.Drop:
 		c.c.dropped.Add(1)
 		c.w.add(verdictEntry{id: id, verdict: verdictDrop, conn: v.Obs.ConnID})
-	case config.Delay:
+	case rules.Delay:
 		c.c.delayed.Add(1)
 		c.holding++
 		c.push(&heldEntry{at: now.Add(v.Hold), id: id, mark: mark, v: v})
-	case config.Duplicate:
+	case rules.Duplicate:
 		c.c.duplicated.Add(1)
 		c.acceptConn(id, mark, v.Obs.ConnID, false)
 		switch {

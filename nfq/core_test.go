@@ -19,7 +19,6 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	rulespkg "github.com/tcpchaos/tcpchaos/rules"
@@ -286,7 +285,7 @@ func TestAcceptPassesDecodedSegment(t *testing.T) {
 }
 
 func TestDrop(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
 	f.send(7, f.syn, 0)
 	f.send(8, f.syn, 1000)
 	if v := f.k.verdict(t, 7); v != nfqueue.NfDrop {
@@ -301,7 +300,7 @@ func TestDrop(t *testing.T) {
 }
 
 func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
 	f.send(1, f.udp4, 0)
 	f.send(2, []byte{0x45, 0}, 0)
 	f.packetAt(3, nil, 0, f.at(0)) // no payload attribute
@@ -319,7 +318,7 @@ func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
 }
 
 func TestHandlerPanicAcceptsAndContinues(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Drop})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
 	f.h.panicOn = 1
 	f.send(1, f.syn, 0)
 	f.send(2, f.syn, 1) // the mutex must have been released
@@ -335,7 +334,7 @@ func TestHandlerPanicAcceptsAndContinues(t *testing.T) {
 }
 
 func TestDelayHoldsOnlyThatPacket(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Delay, Hold: 300 * time.Millisecond, Obs: obs(1)})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Delay, Hold: 300 * time.Millisecond, Obs: obs(1)})
 	f.send(1, f.syn, 0)
 	f.send(2, f.pkt, 1)
 	if f.k.has(1) {
@@ -367,7 +366,7 @@ func TestDelayHoldsOnlyThatPacket(t *testing.T) {
 
 func TestHeldReleasedByDeadlineThenArrival(t *testing.T) {
 	d := func(ms int, nth uint32) pipeline.Verdict {
-		return pipeline.Verdict{Action: config.Delay, Hold: time.Duration(ms) * time.Millisecond, Obs: obs(nth)}
+		return pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Duration(ms) * time.Millisecond, Obs: obs(nth)}
 	}
 	f := newFixture(t, d(500, 1), d(100, 2), d(300, 3), d(200, 4), d(100, 5))
 	for id := uint32(1); id <= 5; id++ {
@@ -396,7 +395,7 @@ func slicesEqual(a, b []uint32) bool {
 }
 
 func TestDuplicateSendsCopiesLater(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 2, After: 500 * time.Millisecond, Obs: obs(3)})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 2, After: 500 * time.Millisecond, Obs: obs(3)})
 	buf := append([]byte(nil), f.syn...)
 	f.packetAt(1, buf, len(buf), f.at(0))
 	for i := range buf { // the netlink buffer is reused for the next message
@@ -427,7 +426,7 @@ func TestDuplicateSendsCopiesLater(t *testing.T) {
 }
 
 func TestDuplicateSendFailureNotDelivered(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 3, After: time.Second})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 3, After: time.Second})
 	f.s.err = errors.New("no route")
 	f.send(1, f.syn, 0)
 	f.c.fire(f.at(1000))
@@ -440,7 +439,7 @@ func TestDuplicateSendFailureNotDelivered(t *testing.T) {
 }
 
 func TestDuplicateOfPartialCopySkipped(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: time.Second})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 1, After: time.Second})
 	f.packetAt(1, f.pkt[:80], len(f.pkt), f.at(0)) // headers only
 	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
 		t.Fatalf("verdict %d, want accept", v)
@@ -458,9 +457,9 @@ func TestDuplicateOfPartialCopySkipped(t *testing.T) {
 
 func TestStopReleasesHeldAndCancelsCopies(t *testing.T) {
 	f := newFixture(t,
-		pipeline.Verdict{Action: config.Delay, Hold: time.Hour, Obs: obs(1)},
-		pipeline.Verdict{Action: config.Duplicate, Copies: 4, After: time.Hour},
-		pipeline.Verdict{Action: config.Drop})
+		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Hour, Obs: obs(1)},
+		pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 4, After: time.Hour},
+		pipeline.Verdict{Action: rulespkg.Drop})
 	f.send(1, f.syn, 0)
 	f.send(2, f.syn, 0)
 	f.c.stop(f.at(10))
@@ -487,7 +486,7 @@ func TestStopReleasesHeldAndCancelsCopies(t *testing.T) {
 }
 
 func TestDeliverPanicCounted(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: config.Delay, Hold: time.Millisecond})
+	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Millisecond})
 	f.h.panicDel = true
 	f.send(1, f.syn, 0)
 	f.c.fire(f.at(1))
@@ -508,7 +507,7 @@ func TestExactlyOneVerdict(t *testing.T) {
 	var vs []pipeline.Verdict
 	const n = 2000
 	for range n {
-		a := config.ActionType(r.IntN(4))
+		a := rulespkg.ActionType(r.IntN(4))
 		vs = append(vs, pipeline.Verdict{Action: a, Hold: time.Duration(r.IntN(1000)) * time.Millisecond,
 			Copies: uint32(r.IntN(3)), After: time.Duration(r.IntN(1000)) * time.Millisecond})
 	}
@@ -550,8 +549,8 @@ func TestExpire(t *testing.T) {
 // released without waiting for that deadline.
 func TestScheduleWakesForEarlierDeadline(t *testing.T) {
 	f := newFixture(t,
-		pipeline.Verdict{Action: config.Delay, Hold: time.Hour},
-		pipeline.Verdict{Action: config.Delay, Hold: time.Millisecond})
+		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Hour},
+		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { f.c.schedule(ctx, time.Now) })
@@ -619,8 +618,8 @@ func TestSteadyStateAllocs(t *testing.T) {
 // steadyState returns a core around a real pipeline with selective
 // queueing, and the packet messages of a handshake and one data segment.
 func steadyState(t testing.TB) (*core, [][]byte) {
-	set := rulespkg.Compile([]config.Rule{
-		{Name: "final-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
+	set := rulespkg.Compile([]rulespkg.Rule{
+		{Name: "final-ack", Match: rulespkg.Match{Packets: []statetrack.Kind{statetrack.FinalAck}}, Action: rulespkg.Action{Type: rulespkg.Drop}, Probability: 1, Limit: 1},
 	})
 	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, nil)
 	if !p.AllowQuiet() {
@@ -686,7 +685,7 @@ func (k *countingKernel) Write(b []byte) (int, error) {
 type dropAll struct{}
 
 func (dropAll) Handle(*statetrack.Segment, time.Time) pipeline.Verdict {
-	return pipeline.Verdict{Action: config.Drop}
+	return pipeline.Verdict{Action: rulespkg.Drop}
 }
 func (dropAll) Deliver(*pipeline.Verdict, time.Time) {}
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nfq
 
 import (
@@ -11,7 +13,6 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 )
 
@@ -182,7 +183,7 @@ type familyPlan struct {
 //
 // When cfg.Hosts has prefixes of one family only, the other family is left
 // untouched: none of its packets is intercepted.
-func Install(cfg config.Intercept, opts InstallOptions) (*Interception, error) {
+func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 	plans, err := plan(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("install interception: %w", err)
@@ -411,9 +412,9 @@ func isNotExist(err error) bool {
 }
 
 // plan computes the rules of each address family to be intercepted.
-func plan(cfg config.Intercept, opts InstallOptions) ([]familyPlan, error) {
+func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 	queues := max(cfg.Queues, 1)
-	if last := int(cfg.Queue) + int(queues) - 1; last > 0xffff {
+	if last := cfg.LastQueue(); last > 0xffff {
 		return nil, fmt.Errorf("queues %d to %d: the last queue number exceeds 65535", cfg.Queue, last)
 	}
 	var hosts4, hosts6 []netip.Prefix
@@ -473,9 +474,9 @@ func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
 // jumps are the rules that send TCP into Chain of table: FORWARD in
 // forward mode; OUTPUT and INPUT except from loopback in local mode, so
 // that a loopback connection's packets are seen once, on output.
-func jumps(table string, mode config.Mode, match ...string) []rule {
+func jumps(table string, mode Mode, match ...string) []rule {
 	to := slices.Concat(match, []string{"-j", Chain})
-	if mode == config.Local {
+	if mode == Local {
 		return []rule{
 			{chainRef{table, "OUTPUT"}, to},
 			{chainRef{table, "INPUT"}, append([]string{"!", "-i", "lo"}, to...)},

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 )
 
@@ -51,12 +50,12 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  config.Intercept
+		cfg  Intercept
 		opts InstallOptions
 		want map[string]string // by binary; absent: family untouched
 	}{{
 		name: "forward, every port and host",
-		cfg:  config.Intercept{Queue: 100},
+		cfg:  Intercept{Queue: 100},
 		want: map[string]string{
 			"iptables": chains + `-I FORWARD -p tcp -j TCPCHAOS
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
@@ -71,7 +70,7 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name: "local, ports, IPv4 hosts only, balanced",
-		cfg:  config.Intercept{Mode: config.Local, Ports: []uint16{8080, 5432}, Hosts: []netip.Prefix{v4net, netip.MustParsePrefix("198.18.1.7/24")}, Queue: 7, Queues: 3},
+		cfg:  Intercept{Mode: Local, Ports: []uint16{8080, 5432}, Hosts: []netip.Prefix{v4net, netip.MustParsePrefix("198.18.1.7/24")}, Queue: 7, Queues: 3},
 		want: map[string]string{
 			"iptables": chains + `-I OUTPUT -p tcp -j TCPCHAOS
 -I INPUT ! -i lo -p tcp -j TCPCHAOS
@@ -85,7 +84,7 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name: "forward, selective",
-		cfg:  config.Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 100},
+		cfg:  Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 100},
 		opts: InstallOptions{Selective: true},
 		want: map[string]string{
 			"iptables": chains + `-N -t filter TCPCHAOS
@@ -103,7 +102,7 @@ func TestPlan(t *testing.T) {
 		},
 	}, {
 		name: "IPv6 hosts only, 16 ports in two multiport rules",
-		cfg:  config.Intercept{Ports: many, Hosts: []netip.Prefix{v6net}, Queue: 100, Queues: 1},
+		cfg:  Intercept{Ports: many, Hosts: []netip.Prefix{v6net}, Queue: 100, Queues: 1},
 		want: map[string]string{
 			"ip6tables": chains + `-I FORWARD -p tcp -j TCPCHAOS
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
@@ -135,13 +134,13 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
-	if _, err := plan(config.Intercept{Queue: 65535, Queues: 2}, InstallOptions{}); err == nil || !strings.Contains(err.Error(), "65536") {
+	if _, err := plan(Intercept{Queue: 65535, Queues: 2}, InstallOptions{}); err == nil || !strings.Contains(err.Error(), "65536") {
 		t.Errorf("plan with queues 65535..65536 = %v, want an error naming 65536", err)
 	}
 }
 
 // install runs Install in ns and removes the rules when the test ends.
-func install(t *testing.T, ns *netlabtest.NS, cfg config.Intercept, opts InstallOptions) *Interception {
+func install(t *testing.T, ns *netlabtest.NS, cfg Intercept, opts InstallOptions) *Interception {
 	t.Helper()
 	var in *Interception
 	if err := ns.Do(func() (err error) { in, err = Install(cfg, opts); return err }); err != nil {
@@ -155,8 +154,8 @@ func install(t *testing.T, ns *netlabtest.NS, cfg config.Intercept, opts Install
 	return in
 }
 
-// rules returns "BINARY -t mangle -S" without the policy lines.
-func rules(t *testing.T, ns *netlabtest.NS, binary string) string {
+// mangleRules returns "BINARY -t mangle -S" without the policy lines.
+func mangleRules(t *testing.T, ns *netlabtest.NS, binary string) string {
 	t.Helper()
 	return tableRules(t, ns, binary, Table)
 }
@@ -202,7 +201,7 @@ func foreignRules(t *testing.T, ns *netlabtest.NS) {
 
 func TestInstallForwardRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "router")
-	install(t, ns, config.Intercept{
+	install(t, ns, Intercept{
 		Ports: []uint16{8080, 5432},
 		Hosts: []netip.Prefix{v4net, v6net},
 		Queue: 100, Queues: 2,
@@ -214,7 +213,7 @@ func TestInstallForwardRules(t *testing.T) {
 -A TCPCHAOS -d ` + host + ` -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080,5432 -j TCPCHAOS-QUEUE
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-balance 100:101 --queue-bypass`
-		if got := rules(t, ns, bin); got != want {
+		if got := mangleRules(t, ns, bin); got != want {
 			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
 		}
 	}
@@ -222,7 +221,7 @@ func TestInstallForwardRules(t *testing.T) {
 
 func TestInstallLocalRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
-	install(t, ns, config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{})
+	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{})
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
@@ -230,7 +229,7 @@ func TestInstallLocalRules(t *testing.T) {
 -A TCPCHAOS -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
-		if got := rules(t, ns, bin); got != want {
+		if got := mangleRules(t, ns, bin); got != want {
 			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
 		}
 		// For an exact count below, the test lets only SYNs and FINs
@@ -256,7 +255,7 @@ func TestInstallLocalRules(t *testing.T) {
 // queueing rules as planned, in both tables and both families.
 func TestInstallSelectiveRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
-	install(t, ns, config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Selective: true})
+	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Selective: true})
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
@@ -266,7 +265,7 @@ func TestInstallSelectiveRules(t *testing.T) {
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
 -A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,SYN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
-		if got := rules(t, ns, bin); got != want {
+		if got := mangleRules(t, ns, bin); got != want {
 			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
 		}
 		wantFilter := `-N TCPCHAOS
@@ -346,7 +345,7 @@ func echoOnce(t *testing.T, client, server *netlabtest.NS, addr string) {
 // queued packets through.
 func TestBypass(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	install(t, tp.Router, config.Intercept{Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
+	install(t, tp.Router, Intercept{Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
 	for bin, server := range map[string]netip.Addr{"iptables": tp.Server4, "ip6tables": tp.Server6} {
 		before := queued(t, tp.Router, bin)
 		echoOnce(t, tp.Client, tp.Server, netip.AddrPortFrom(server, 8080).String())
@@ -364,8 +363,8 @@ func TestBypass(t *testing.T) {
 
 func TestInstallHostsOfOneFamily(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	install(t, tp.Router, config.Intercept{Hosts: []netip.Prefix{v4net}, Queue: 100}, InstallOptions{})
-	if got := rules(t, tp.Router, "ip6tables"); got != "" {
+	install(t, tp.Router, Intercept{Hosts: []netip.Prefix{v4net}, Queue: 100}, InstallOptions{})
+	if got := mangleRules(t, tp.Router, "ip6tables"); got != "" {
 		t.Errorf("IPv4 hosts only, yet ip6tables has rules:\n%s", got)
 	}
 	before := queued(t, tp.Router, "iptables")
@@ -382,7 +381,7 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	before := map[string]string{"iptables": saved(t, ns, "iptables"), "ip6tables": saved(t, ns, "ip6tables")}
 	var in *Interception
 	if err := ns.Do(func() (err error) {
-		in, err = Install(config.Intercept{Mode: config.Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{Selective: true})
+		in, err = Install(Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{Selective: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)
@@ -415,7 +414,7 @@ func TestCleanup(t *testing.T) {
 	// inserted in front of the jump and a second jump, so that cleanup has
 	// to delete rules in the middle of a chain by number.
 	if err := ns.Do(func() error {
-		_, err := Install(config.Intercept{Mode: config.Local, Queue: 100}, InstallOptions{Selective: true})
+		_, err := Install(Intercept{Mode: Local, Queue: 100}, InstallOptions{Selective: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)
@@ -442,7 +441,7 @@ func TestInstallRefusesLeftover(t *testing.T) {
 	ns.Run(t, "ip6tables", "-t", Table, "-N", chainQueue) // a killed run's remains, IPv6 only
 	before4, before6 := saved(t, ns, "iptables"), saved(t, ns, "ip6tables")
 	err := ns.Do(func() error {
-		_, err := Install(config.Intercept{Queue: 100}, InstallOptions{})
+		_, err := Install(Intercept{Queue: 100}, InstallOptions{})
 		return err
 	})
 	if !errors.Is(err, ErrLeftover) || !strings.Contains(err.Error(), "tcpchaos cleanup") || !strings.Contains(err.Error(), chainQueue) {
@@ -471,7 +470,7 @@ func TestInstallRollsBack(t *testing.T) {
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	err = ns.Do(func() error {
-		_, err := Install(config.Intercept{Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
+		_, err := Install(Intercept{Ports: []uint16{8080}, Queue: 100}, InstallOptions{})
 		return err
 	})
 	if !errors.Is(err, ErrNoQueueTarget) || !strings.Contains(err.Error(), "ip6tables") {
@@ -489,7 +488,7 @@ func TestMissingBinary(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
 	t.Setenv("PATH", t.TempDir())
 	err := ns.Do(func() error {
-		_, err := Install(config.Intercept{Queue: 100}, InstallOptions{})
+		_, err := Install(Intercept{Queue: 100}, InstallOptions{})
 		return err
 	})
 	if !errors.Is(err, ErrNoBinary) || !strings.Contains(err.Error(), "iptables") {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package nfq is tcpchaos's live path: the iptables rules that send TCP
 // packets to an NFQUEUE queue (Install), the queue reader that hands each
 // packet to the pipeline and carries out its verdict (Open, Queue.Run), and

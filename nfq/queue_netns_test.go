@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
@@ -80,17 +80,17 @@ type running struct {
 // command if given; the rules leave with the namespace.
 func queueRules(t *testing.T, tp *netlabtest.Topology, extra ...string) {
 	t.Helper()
-	intercept(t, tp.Router, config.Forward)
+	intercept(t, tp.Router, nfq.Forward)
 	if len(extra) > 0 {
 		tp.Router.Run(t, extra[0], extra[1:]...)
 	}
 }
 
 // intercept installs the interception in ns in the given mode.
-func intercept(t *testing.T, ns *netlabtest.NS, mode config.Mode) {
+func intercept(t *testing.T, ns *netlabtest.NS, mode nfq.Mode) {
 	t.Helper()
 	err := ns.Do(func() error {
-		_, err := nfq.Install(config.Intercept{Mode: mode, Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
+		_, err := nfq.Install(nfq.Intercept{Mode: mode, Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
 			nfq.InstallOptions{})
 		return err
 	})
@@ -295,7 +295,7 @@ func TestDropFirstSyn(t *testing.T) {
 	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
 		v := pipeline.Verdict{}
 		if onlySyn(seg) {
-			dropped.Do(func() { v.Action = config.Drop })
+			dropped.Do(func() { v.Action = rules.Drop })
 		}
 		return v
 	}}
@@ -349,7 +349,7 @@ func TestDelaySynAck(t *testing.T) {
 	const hold = 300 * time.Millisecond
 	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
 		if synAck(seg) {
-			return pipeline.Verdict{Action: config.Delay, Hold: hold}
+			return pipeline.Verdict{Action: rules.Delay, Hold: hold}
 		}
 		return pipeline.Verdict{}
 	}}
@@ -417,7 +417,7 @@ func TestDuplicateSyn(t *testing.T) {
 		const after = 500 * time.Millisecond
 		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
 			if onlySyn(seg) {
-				return pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: after}
+				return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: after}
 			}
 			return pipeline.Verdict{}
 		}}
@@ -488,7 +488,7 @@ func TestShutdownReleasesHeld(t *testing.T) {
 	serve(t, ln, 3000)
 	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
 		if synAck(seg) {
-			return pipeline.Verdict{Action: config.Delay, Hold: time.Hour}
+			return pipeline.Verdict{Action: rules.Delay, Hold: time.Hour}
 		}
 		return pipeline.Verdict{}
 	}}
@@ -578,7 +578,7 @@ func TestNonTCPAccepted(t *testing.T) {
 	queueRules(t, tp, "iptables", "-t", "mangle", "-A", "FORWARD", "-p", "udp", "--dport", "9999",
 		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queueNum), "--queue-bypass")
 	h := &fakeHandler{decide: func(*statetrack.Segment, int) pipeline.Verdict {
-		return pipeline.Verdict{Action: config.Drop}
+		return pipeline.Verdict{Action: rules.Drop}
 	}}
 	r := startQueue(t, tp, h)
 
@@ -635,7 +635,7 @@ func TestDuplicateGSOData(t *testing.T) {
 		defer mu.Unlock()
 		if dup.Len == 0 && seg.Src.Port() == serverPort && seg.Len > 3000 {
 			dup = *seg
-			return pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: 100 * time.Millisecond}
+			return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: 100 * time.Millisecond}
 		}
 		return pipeline.Verdict{}
 	}}
@@ -698,7 +698,7 @@ func TestDuplicateGSOData(t *testing.T) {
 func TestDuplicateSynLocalMode(t *testing.T) {
 	families(t, func(t *testing.T, v6 bool) {
 		tp := netlabtest.NewTopology(t)
-		intercept(t, tp.Client, config.Local)
+		intercept(t, tp.Client, nfq.Local)
 		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
 		serve(t, ln, 1000)
 		var mu sync.Mutex
@@ -710,7 +710,7 @@ func TestDuplicateSynLocalMode(t *testing.T) {
 			mu.Lock()
 			synSeqs = append(synSeqs, seg.Seq)
 			mu.Unlock()
-			return pipeline.Verdict{Action: config.Duplicate, Copies: 1, After: 200 * time.Millisecond}
+			return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: 200 * time.Millisecond}
 		}}
 		r := startQueueIn(t, tp.Client, h)
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
@@ -55,7 +54,7 @@ func (l *kindLog) counts() (kinds, faults map[string]int) {
 
 // startSelective installs selective queueing in the router and runs a
 // queue with a pipeline deciding by rs, polling as poll says.
-func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []config.Rule) (*running, *pipeline.Pipeline, *kindLog) {
+func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []rules.Rule) (*running, *pipeline.Pipeline, *kindLog) {
 	t.Helper()
 	set := rules.Compile(rs)
 	log := &kindLog{kinds: map[string]int{}, faults: map[string]int{}}
@@ -64,7 +63,7 @@ func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, r
 		t.Fatal("the rules do not allow quiet connections")
 	}
 	err := tp.Router.Do(func() error {
-		_, err := nfq.Install(config.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
+		_, err := nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
 			nfq.InstallOptions{Selective: true})
 		return err
 	})
@@ -82,10 +81,10 @@ func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, r
 	return startOpened(t, q), p, log
 }
 
-var loseFinalAck = config.Rule{
+var loseFinalAck = rules.Rule{
 	Name:        "lose-final-ack",
-	Match:       config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1},
-	Action:      config.Action{Type: config.Drop},
+	Match:       rules.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1},
+	Action:      rules.Action{Type: rules.Drop},
 	Probability: 1,
 }
 
@@ -94,7 +93,7 @@ var loseFinalAck = config.Rule{
 // final-ack rule still fires.
 func TestSelectiveBulk(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	r, p, log := startSelective(t, tp, -1, []config.Rule{loseFinalAck}) // blocking reads only
+	r, p, log := startSelective(t, tp, -1, []rules.Rule{loseFinalAck}) // blocking reads only
 	const body = 64 << 20
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, body)
@@ -129,10 +128,10 @@ func TestSelectiveBulk(t *testing.T) {
 // a FIN before queueing it, so nothing after it overtakes it.
 func TestSelectiveShortConnectionsNoReset(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	r, p, _ := startSelective(t, tp, 0, []config.Rule{{
+	r, p, _ := startSelective(t, tp, 0, []rules.Rule{{
 		Name:        "never",
-		Match:       config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
-		Action:      config.Action{Type: config.Drop},
+		Match:       rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
+		Action:      rules.Action{Type: rules.Drop},
 		Probability: 1,
 	}})
 	addr := serverAddr(tp, false)

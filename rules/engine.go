@@ -5,14 +5,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // Decision is what to do with one packet.
 type Decision struct {
 	// Action is Accept when no rule acted, or when an accept rule did.
-	Action config.ActionType
+	Action ActionType
 	// Hold is how long a delayed packet is held: the rule's delay plus its
 	// jitter draw, never negative.
 	Hold time.Duration
@@ -72,10 +71,10 @@ func (e *Engine) act(i int, r *rule) Decision {
 	}
 	e.hits[i]++
 	d := Decision{Action: r.action.Type, Rule: i}
-	switch r.action.Type {
-	case config.Delay:
+	if d.Action.Holds() {
 		d.Hold = e.hold(r.action.Delay, r.action.Jitter)
-	case config.Duplicate:
+	}
+	if d.Action.SendsCopies() {
 		d.Copies, d.After = r.action.Copies, r.action.After
 	}
 	return d

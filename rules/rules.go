@@ -21,7 +21,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -51,7 +50,7 @@ type rule struct {
 	ports  *portSet // nil for any server port
 	src    []netip.Prefix
 	dst    []netip.Prefix
-	action config.Action
+	action Action
 	prob   float64 // in [0,1]
 	limit  uint64  // 0 for none
 }
@@ -73,9 +72,10 @@ func bit[T statetrack.Kind | statetrack.State](v T) uint16 {
 	return 1 << v
 }
 
-// Compile builds a Set from rules as config.Decode validates them. It
-// copies what it keeps, so rs may be reused.
-func Compile(rs []config.Rule) *Set {
+// Compile builds a Set from valid rules (as a config decoder checks them:
+// see ParseAction, Form and CheckProbability). It copies what it keeps, so
+// rs may be reused.
+func Compile(rs []Rule) *Set {
 	s := &Set{
 		rules: make([]rule, len(rs)),
 		names: make([]string, len(rs)),
@@ -84,9 +84,9 @@ func Compile(rs []config.Rule) *Set {
 	for i, r := range rs {
 		s.names[i] = r.Name
 		c := compile(r)
-		if c.action.Type != config.Accept && c.prob > 0 {
+		if c.action.Type.Faulty() && c.prob > 0 {
 			s.faulty |= c.kinds
-			if c.action.Type == config.Duplicate {
+			if c.action.Type.SendsCopies() {
 				s.duplicated |= c.kinds
 			}
 		}
@@ -95,7 +95,7 @@ func Compile(rs []config.Rule) *Set {
 	return s
 }
 
-func compile(r config.Rule) rule {
+func compile(r Rule) rule {
 	m := r.Match
 	c := rule{
 		kinds: allBits, states: allBits, closer: m.Closer, from: -1, rexmit: -1, nth: m.Nth,

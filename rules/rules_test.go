@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -72,8 +71,8 @@ func prefixes(ss ...string) []netip.Prefix {
 	return ps
 }
 
-func drop(m config.Match) config.Rule {
-	return config.Rule{Name: "r", Match: m, Action: config.Action{Type: config.Drop}, Probability: 1}
+func drop(m Match) Rule {
+	return Rule{Name: "r", Match: m, Action: Action{Type: Drop}, Probability: 1}
 }
 
 func TestMatch(t *testing.T) {
@@ -84,66 +83,66 @@ func TestMatch(t *testing.T) {
 	S := statetrack.Syn
 	for _, tc := range []struct {
 		name  string
-		match config.Match
+		match Match
 		pkts  []pkt
 	}{
-		{"empty matches all", config.Match{}, []pkt{
+		{"empty matches all", Match{}, []pkt{
 			{obs(S), true}, {obs(statetrack.Data, fromServer), true}, {obs(statetrack.Rst, rexmit, nth(9)), true},
 		}},
-		{"one kind", config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, []pkt{
+		{"one kind", Match{Packets: []statetrack.Kind{statetrack.SynAck}}, []pkt{
 			{obs(statetrack.SynAck, fromServer), true}, {obs(S), false}, {obs(statetrack.HandshakeAck), false},
 		}},
-		{"kinds", config.Match{Packets: []statetrack.Kind{statetrack.FinAck, statetrack.FinalAck}}, []pkt{
+		{"kinds", Match{Packets: []statetrack.Kind{statetrack.FinAck, statetrack.FinalAck}}, []pkt{
 			{obs(statetrack.FinAck), true}, {obs(statetrack.FinalAck), true}, {obs(statetrack.Ack), false}, {obs(statetrack.Fin), false},
 		}},
-		{"closer", config.Match{Packets: []statetrack.Kind{statetrack.Fin}, Closer: statetrack.Passive}, []pkt{
+		{"closer", Match{Packets: []statetrack.Kind{statetrack.Fin}, Closer: statetrack.Passive}, []pkt{
 			{obs(statetrack.Fin, closer(statetrack.Passive)), true}, {obs(statetrack.Fin, closer(statetrack.Active)), false},
 		}},
-		{"closer alone selects fin", config.Match{Closer: statetrack.Active}, []pkt{
+		{"closer alone selects fin", Match{Closer: statetrack.Active}, []pkt{
 			{obs(statetrack.Fin, closer(statetrack.Active)), true}, {obs(statetrack.Fin, closer(statetrack.Passive)), false},
 			{obs(statetrack.Ack), false},
 		}},
-		{"from server", config.Match{From: side(statetrack.Server)}, []pkt{
+		{"from server", Match{From: side(statetrack.Server)}, []pkt{
 			{obs(statetrack.SynAck, fromServer), true}, {obs(S), false},
 		}},
-		{"from client", config.Match{From: side(statetrack.Client)}, []pkt{
+		{"from client", Match{From: side(statetrack.Client)}, []pkt{
 			{obs(statetrack.SynAck, fromServer), false}, {obs(S), true},
 		}},
-		{"nth", config.Match{Packets: []statetrack.Kind{S}, Nth: 2}, []pkt{
+		{"nth", Match{Packets: []statetrack.Kind{S}, Nth: 2}, []pkt{
 			{obs(S, nth(2), rexmit), true}, {obs(S), false}, {obs(S, nth(3), rexmit), false},
 		}},
-		{"retransmissions", config.Match{Retransmission: boolp(true)}, []pkt{
+		{"retransmissions", Match{Retransmission: boolp(true)}, []pkt{
 			{obs(statetrack.Data, rexmit, nth(5)), true}, {obs(statetrack.Data, nth(5)), false},
 		}},
-		{"originals", config.Match{Retransmission: boolp(false)}, []pkt{
+		{"originals", Match{Retransmission: boolp(false)}, []pkt{
 			{obs(statetrack.Data, rexmit, nth(5)), false}, {obs(statetrack.Data, nth(5)), true},
 		}},
-		{"state is the sender's before", config.Match{States: []statetrack.State{statetrack.TimeWait, statetrack.LastAck}}, []pkt{
+		{"state is the sender's before", Match{States: []statetrack.State{statetrack.TimeWait, statetrack.LastAck}}, []pkt{
 			{obs(statetrack.FinalAck, nth(2), before(statetrack.TimeWait, statetrack.LastAck)), true},
 			{obs(statetrack.Fin, fromServer, nth(2), before(statetrack.TimeWait, statetrack.LastAck)), true},
 			{obs(statetrack.Fin, fromServer, before(statetrack.FinWait2, statetrack.CloseWait)), false},
 			{obs(statetrack.Ack, before(statetrack.Established, statetrack.LastAck)), false},
 		}},
-		{"server port either direction", config.Match{Ports: []uint16{443, 8080}}, []pkt{
+		{"server port either direction", Match{Ports: []uint16{443, 8080}}, []pkt{
 			{obs(S), true}, {obs(statetrack.SynAck, fromServer), true}, {obs(S, conn(client6, server6)), false},
 		}},
-		{"src v4", config.Match{Src: prefixes("198.18.0.0/24")}, []pkt{
+		{"src v4", Match{Src: prefixes("198.18.0.0/24")}, []pkt{
 			{obs(S), true}, {obs(statetrack.SynAck, fromServer), false}, {obs(S, conn(client6, server6)), false},
 		}},
-		{"dst v4", config.Match{Dst: prefixes("10.0.0.0/8", "198.18.1.1/32")}, []pkt{
+		{"dst v4", Match{Dst: prefixes("10.0.0.0/8", "198.18.1.1/32")}, []pkt{
 			{obs(S), true}, {obs(statetrack.SynAck, fromServer), false},
 		}},
-		{"src v6", config.Match{Src: prefixes("fd00:1::/64")}, []pkt{
+		{"src v6", Match{Src: prefixes("fd00:1::/64")}, []pkt{
 			{obs(S, conn(client6, server6)), true}, {obs(S), false},
 			{obs(statetrack.SynAck, conn(client6, server6), fromServer), false},
 		}},
-		{"dst v6 and v4", config.Match{Dst: prefixes("fd00:2::/32", "198.18.0.0/15")}, []pkt{
+		{"dst v6 and v4", Match{Dst: prefixes("fd00:2::/32", "198.18.0.0/15")}, []pkt{
 			{obs(S, conn(client6, server6)), true}, {obs(S), true},
 		}},
-		{"mapped address matches v4 prefix", config.Match{Src: prefixes("198.18.0.0/15")}, []pkt{
+		{"mapped address matches v4 prefix", Match{Src: prefixes("198.18.0.0/15")}, []pkt{
 			{obs(S, conn(netip.MustParseAddrPort("[::ffff:198.18.0.1]:40000"), server4)), true},
 		}},
-		{"every selector", config.Match{
+		{"every selector", Match{
 			Packets: []statetrack.Kind{statetrack.FinalAck}, From: side(statetrack.Client), Nth: 1,
 			Retransmission: boolp(false), States: []statetrack.State{statetrack.FinWait2}, Ports: []uint16{8080},
 			Src: prefixes("198.18.0.1/32"), Dst: prefixes("198.18.1.0/24"),
@@ -156,10 +155,10 @@ func TestMatch(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := NewEngine(Compile([]config.Rule{drop(tc.match)}), 1)
+			e := NewEngine(Compile([]Rule{drop(tc.match)}), 1)
 			for i, p := range tc.pkts {
 				d := e.Decide(p.o)
-				if got := d.Rule == 0; got != p.want || (got && d.Action != config.Drop) {
+				if got := d.Rule == 0; got != p.want || (got && d.Action != Drop) {
 					t.Errorf("packet %d (%v from %v): decision %+v, want match %v", i, p.o.Kind, p.o.From, d, p.want)
 				}
 			}
@@ -169,16 +168,16 @@ func TestMatch(t *testing.T) {
 
 func TestActions(t *testing.T) {
 	for _, tc := range []struct {
-		action config.Action
+		action Action
 		want   Decision
 	}{
-		{config.Action{Type: config.Drop}, Decision{Action: config.Drop}},
-		{config.Action{Type: config.Accept}, Decision{Action: config.Accept}},
-		{config.Action{Type: config.Delay, Delay: 300 * time.Millisecond}, Decision{Action: config.Delay, Hold: 300 * time.Millisecond}},
-		{config.Action{Type: config.Duplicate, Copies: 2, After: 3 * time.Second}, Decision{Action: config.Duplicate, Copies: 2, After: 3 * time.Second}},
+		{Action{Type: Drop}, Decision{Action: Drop}},
+		{Action{Type: Accept}, Decision{Action: Accept}},
+		{Action{Type: Delay, Delay: 300 * time.Millisecond}, Decision{Action: Delay, Hold: 300 * time.Millisecond}},
+		{Action{Type: Duplicate, Copies: 2, After: 3 * time.Second}, Decision{Action: Duplicate, Copies: 2, After: 3 * time.Second}},
 	} {
-		s := Compile([]config.Rule{
-			{Name: "other", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 1},
+		s := Compile([]Rule{
+			{Name: "other", Match: Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: Action{Type: Drop}, Probability: 1},
 			{Name: "this", Action: tc.action, Probability: 1},
 		})
 		tc.want.Rule = 1
@@ -189,8 +188,8 @@ func TestActions(t *testing.T) {
 }
 
 func TestNoRuleAccepts(t *testing.T) {
-	for _, s := range []*Set{Compile(nil), Compile([]config.Rule{drop(config.Match{Packets: []statetrack.Kind{statetrack.Rst}})})} {
-		if got, want := NewEngine(s, 1).Decide(obs(statetrack.Syn)), (Decision{Action: config.Accept, Rule: -1}); got != want {
+	for _, s := range []*Set{Compile(nil), Compile([]Rule{drop(Match{Packets: []statetrack.Kind{statetrack.Rst}})})} {
+		if got, want := NewEngine(s, 1).Decide(obs(statetrack.Syn)), (Decision{Action: Accept, Rule: -1}); got != want {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
 	}
@@ -198,7 +197,7 @@ func TestNoRuleAccepts(t *testing.T) {
 
 func TestJitter(t *testing.T) {
 	const delay, jitter = 100 * time.Millisecond, 20 * time.Millisecond
-	e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Delay, Delay: delay, Jitter: jitter}, Probability: 1}}), 7)
+	e := NewEngine(Compile([]Rule{{Action: Action{Type: Delay, Delay: delay, Jitter: jitter}, Probability: 1}}), 7)
 	lo, hi, sum := time.Duration(1<<62), time.Duration(0), time.Duration(0)
 	const n = 10000
 	for range n {
@@ -219,7 +218,7 @@ func TestJitter(t *testing.T) {
 // Decode refuses a jitter above the delay, but a Config built in code may
 // hold one: the hold is clamped at zero.
 func TestJitterClampedAtZero(t *testing.T) {
-	e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Delay, Delay: time.Millisecond, Jitter: 10 * time.Millisecond}, Probability: 1}}), 1)
+	e := NewEngine(Compile([]Rule{{Action: Action{Type: Delay, Delay: time.Millisecond, Jitter: 10 * time.Millisecond}, Probability: 1}}), 1)
 	zeros := 0
 	for range 1000 {
 		h := e.Decide(obs(statetrack.Data)).Hold
@@ -240,11 +239,11 @@ func TestProbability(t *testing.T) {
 		p      float64
 		lo, hi int
 	}{{0, 0, 0}, {0.3, 2800, 3200}, {0.5, 4800, 5200}, {1, 10000, 10000}} {
-		e := NewEngine(Compile([]config.Rule{{Action: config.Action{Type: config.Drop}, Probability: tc.p}}), 42)
+		e := NewEngine(Compile([]Rule{{Action: Action{Type: Drop}, Probability: tc.p}}), 42)
 		n := 0
 		for range 10000 {
 			switch d := e.Decide(obs(statetrack.Data)); {
-			case d.Rule == 0 && d.Action == config.Drop:
+			case d.Rule == 0 && d.Action == Drop:
 				n++
 			case d != Decision{Rule: -1}:
 				t.Fatalf("p=%v: decision %+v", tc.p, d)
@@ -262,10 +261,10 @@ func TestProbability(t *testing.T) {
 // Rules with probability 0 or 1 draw nothing: the draws of a rule with
 // probability 0.5 are the same whether or not such packets come between.
 func TestCertainRulesDrawNothing(t *testing.T) {
-	s := Compile([]config.Rule{
-		{Name: "always", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 1},
-		{Name: "never", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 0},
-		{Name: "half", Action: config.Action{Type: config.Drop}, Probability: 0.5},
+	s := Compile([]Rule{
+		{Name: "always", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: Action{Type: Drop}, Probability: 1},
+		{Name: "never", Match: Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: Action{Type: Drop}, Probability: 0},
+		{Name: "half", Action: Action{Type: Drop}, Probability: 0.5},
 	})
 	quiet, busy := NewEngine(s, 3), NewEngine(s, 3)
 	for i := range 1000 {
@@ -278,9 +277,9 @@ func TestCertainRulesDrawNothing(t *testing.T) {
 }
 
 func TestDeterminism(t *testing.T) {
-	s := Compile([]config.Rule{
-		{Name: "lossy", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 0.3},
-		{Name: "jittery", Action: config.Action{Type: config.Delay, Delay: 50 * time.Millisecond, Jitter: 50 * time.Millisecond}, Probability: 0.7},
+	s := Compile([]Rule{
+		{Name: "lossy", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: Action{Type: Drop}, Probability: 0.3},
+		{Name: "jittery", Action: Action{Type: Delay, Delay: 50 * time.Millisecond, Jitter: 50 * time.Millisecond}, Probability: 0.7},
 	})
 	run := func(seed uint64) []Decision {
 		e := NewEngine(s, seed)
@@ -300,11 +299,11 @@ func TestDeterminism(t *testing.T) {
 }
 
 func TestFirstMatchDecides(t *testing.T) {
-	s := Compile([]config.Rule{
-		{Name: "exempt-8443", Match: config.Match{Ports: []uint16{8443}}, Action: config.Action{Type: config.Accept}, Probability: 1},
-		{Name: "first-syn-never", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: config.Action{Type: config.Drop}, Probability: 0},
-		{Name: "one-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
-		{Name: "delay-handshake", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn, statetrack.SynAck}}, Action: config.Action{Type: config.Delay, Delay: time.Second}, Probability: 1},
+	s := Compile([]Rule{
+		{Name: "exempt-8443", Match: Match{Ports: []uint16{8443}}, Action: Action{Type: Accept}, Probability: 1},
+		{Name: "first-syn-never", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: Action{Type: Drop}, Probability: 0},
+		{Name: "one-syn-ack", Match: Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: Action{Type: Drop}, Probability: 1, Limit: 1},
+		{Name: "delay-handshake", Match: Match{Packets: []statetrack.Kind{statetrack.Syn, statetrack.SynAck}}, Action: Action{Type: Delay, Delay: time.Second}, Probability: 1},
 	})
 	e := NewEngine(s, 1)
 	on8443 := conn(client4, netip.MustParseAddrPort("198.18.1.1:8443"))
@@ -312,11 +311,11 @@ func TestFirstMatchDecides(t *testing.T) {
 		o    *statetrack.Observation
 		want Decision
 	}{
-		{obs(statetrack.Syn, on8443), Decision{Action: config.Accept, Rule: 0}},
+		{obs(statetrack.Syn, on8443), Decision{Action: Accept, Rule: 0}},
 		// The second rule matches and does not act: no fall through.
 		{obs(statetrack.Syn), Decision{Rule: -1}},
-		{obs(statetrack.Syn, nth(2), rexmit), Decision{Action: config.Delay, Hold: time.Second, Rule: 3}},
-		{obs(statetrack.SynAck, fromServer), Decision{Action: config.Drop, Rule: 2}},
+		{obs(statetrack.Syn, nth(2), rexmit), Decision{Action: Delay, Hold: time.Second, Rule: 3}},
+		{obs(statetrack.SynAck, fromServer), Decision{Action: Drop, Rule: 2}},
 		// Its limit used up, the third rule still decides: accept.
 		{obs(statetrack.SynAck, fromServer, nth(2), rexmit), Decision{Rule: -1}},
 	} {
@@ -330,7 +329,7 @@ func TestFirstMatchDecides(t *testing.T) {
 }
 
 func TestLimitSharedByEngines(t *testing.T) {
-	s := Compile([]config.Rule{{Name: "five", Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 5}})
+	s := Compile([]Rule{{Name: "five", Action: Action{Type: Drop}, Probability: 1, Limit: 5}})
 	a, b := NewEngine(s, 1), NewEngine(s, 2)
 	var got []int
 	for range 6 {
@@ -346,7 +345,7 @@ func TestLimitSharedByEngines(t *testing.T) {
 
 func TestLimitConcurrent(t *testing.T) {
 	const limit, workers, packets = 100, 4, 1000
-	s := Compile([]config.Rule{{Name: "r", Action: config.Action{Type: config.Drop}, Probability: 0.5, Limit: limit}})
+	s := Compile([]Rule{{Name: "r", Action: Action{Type: Drop}, Probability: 0.5, Limit: limit}})
 	engines := make([]*Engine, workers)
 	var wg sync.WaitGroup
 	for w := range engines {
@@ -369,11 +368,11 @@ func TestLimitConcurrent(t *testing.T) {
 }
 
 func TestSetAccessors(t *testing.T) {
-	rs := []config.Rule{
-		{Name: "syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: config.Action{Type: config.Drop}, Probability: 1},
-		{Name: "data-exempt", Match: config.Match{Packets: []statetrack.Kind{statetrack.Data}}, Action: config.Action{Type: config.Accept}, Probability: 1},
-		{Name: "active-fin", Match: config.Match{Closer: statetrack.Active}, Action: config.Action{Type: config.Delay, Delay: time.Second}, Probability: 0.1},
-		{Name: "rst-off", Match: config.Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: config.Action{Type: config.Drop}, Probability: 0},
+	rs := []Rule{
+		{Name: "syn", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: Action{Type: Drop}, Probability: 1},
+		{Name: "data-exempt", Match: Match{Packets: []statetrack.Kind{statetrack.Data}}, Action: Action{Type: Accept}, Probability: 1},
+		{Name: "active-fin", Match: Match{Closer: statetrack.Active}, Action: Action{Type: Delay, Delay: time.Second}, Probability: 0.1},
+		{Name: "rst-off", Match: Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: Action{Type: Drop}, Probability: 0},
 	}
 	s := Compile(rs)
 	rs[0].Name = "changed"
@@ -390,33 +389,33 @@ func TestSetAccessors(t *testing.T) {
 			t.Errorf("MayMatch(%v) = %v, want %v", k, got, want)
 		}
 	}
-	if all := Compile([]config.Rule{{Action: config.Action{Type: config.Drop}, Probability: 1}}); !all.MayMatch(statetrack.Data) || !all.MayMatch(statetrack.Ack) {
+	if all := Compile([]Rule{{Action: Action{Type: Drop}, Probability: 1}}); !all.MayMatch(statetrack.Data) || !all.MayMatch(statetrack.Ack) {
 		t.Error("a rule without match must be able to act on every kind")
 	}
 }
 
 func TestQuietableAndNeedsPayload(t *testing.T) {
-	rule := func(a config.ActionType, p float64, kinds ...statetrack.Kind) config.Rule {
-		return config.Rule{Match: config.Match{Packets: kinds}, Action: config.Action{Type: a, Copies: 1}, Probability: p}
+	rule := func(a ActionType, p float64, kinds ...statetrack.Kind) Rule {
+		return Rule{Match: Match{Packets: kinds}, Action: Action{Type: a, Copies: 1}, Probability: p}
 	}
 	for _, c := range []struct {
 		name                 string
-		rules                []config.Rule
+		rules                []Rule
 		quietable, needsData bool
 	}{
 		{"none", nil, true, false},
-		{"control", []config.Rule{rule(config.Drop, 1, statetrack.Syn), rule(config.Drop, 1, statetrack.FinalAck)}, true, false},
-		{"data drop", []config.Rule{rule(config.Drop, 0.5, statetrack.Data)}, false, false},
-		{"ack delay", []config.Rule{rule(config.Delay, 1, statetrack.Ack)}, false, false},
-		{"data accept", []config.Rule{rule(config.Accept, 1, statetrack.Data)}, true, false},
-		{"data off", []config.Rule{rule(config.Drop, 0, statetrack.Data)}, true, false},
-		{"any kind", []config.Rule{rule(config.Drop, 1)}, false, false},
-		{"dup pure acks", []config.Rule{rule(config.Duplicate, 1, statetrack.FinalAck, statetrack.HandshakeAck)}, true, false},
-		{"dup syn", []config.Rule{rule(config.Duplicate, 1, statetrack.Syn)}, true, true},
-		{"dup fin", []config.Rule{rule(config.Duplicate, 1, statetrack.Fin)}, true, true},
-		{"dup data", []config.Rule{rule(config.Duplicate, 1, statetrack.Data)}, false, true},
-		{"dup any", []config.Rule{rule(config.Duplicate, 1)}, false, true},
-		{"dup off", []config.Rule{rule(config.Duplicate, 0, statetrack.Data)}, true, false},
+		{"control", []Rule{rule(Drop, 1, statetrack.Syn), rule(Drop, 1, statetrack.FinalAck)}, true, false},
+		{"data drop", []Rule{rule(Drop, 0.5, statetrack.Data)}, false, false},
+		{"ack delay", []Rule{rule(Delay, 1, statetrack.Ack)}, false, false},
+		{"data accept", []Rule{rule(Accept, 1, statetrack.Data)}, true, false},
+		{"data off", []Rule{rule(Drop, 0, statetrack.Data)}, true, false},
+		{"any kind", []Rule{rule(Drop, 1)}, false, false},
+		{"dup pure acks", []Rule{rule(Duplicate, 1, statetrack.FinalAck, statetrack.HandshakeAck)}, true, false},
+		{"dup syn", []Rule{rule(Duplicate, 1, statetrack.Syn)}, true, true},
+		{"dup fin", []Rule{rule(Duplicate, 1, statetrack.Fin)}, true, true},
+		{"dup data", []Rule{rule(Duplicate, 1, statetrack.Data)}, false, true},
+		{"dup any", []Rule{rule(Duplicate, 1)}, false, true},
+		{"dup off", []Rule{rule(Duplicate, 0, statetrack.Data)}, true, false},
 	} {
 		s := Compile(c.rules)
 		if got := s.Quietable(); got != c.quietable {
@@ -441,14 +440,14 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 
 // benchRules is the example of DESIGN.md with an address-selecting rule
 // in front of it and a jittered catch-all behind.
-func benchRules() []config.Rule {
-	return []config.Rule{
-		{Name: "lab-only", Match: config.Match{Src: prefixes("fd00:9::/32"), Dst: prefixes("198.18.9.0/24")}, Action: config.Action{Type: config.Accept}, Probability: 1},
-		{Name: "lose-first-syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: config.Action{Type: config.Drop}, Probability: 0.5},
-		{Name: "lose-final-ack-once", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: config.Action{Type: config.Drop}, Probability: 1, Limit: 1},
-		{Name: "slow-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: config.Action{Type: config.Delay, Delay: 300 * time.Millisecond, Jitter: 20 * time.Millisecond}, Probability: 1},
-		{Name: "stale-syn", Match: config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 2}, Action: config.Action{Type: config.Duplicate, Copies: 1, After: 3 * time.Second}, Probability: 1, Limit: 10},
-		{Name: "close-wait", Match: config.Match{States: []statetrack.State{statetrack.CloseWait}, From: side(statetrack.Server), Retransmission: boolp(false)}, Action: config.Action{Type: config.Delay, Delay: time.Millisecond, Jitter: time.Millisecond}, Probability: 0.01},
+func benchRules() []Rule {
+	return []Rule{
+		{Name: "lab-only", Match: Match{Src: prefixes("fd00:9::/32"), Dst: prefixes("198.18.9.0/24")}, Action: Action{Type: Accept}, Probability: 1},
+		{Name: "lose-first-syn", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: Action{Type: Drop}, Probability: 0.5},
+		{Name: "lose-final-ack-once", Match: Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: Action{Type: Drop}, Probability: 1, Limit: 1},
+		{Name: "slow-syn-ack", Match: Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: Action{Type: Delay, Delay: 300 * time.Millisecond, Jitter: 20 * time.Millisecond}, Probability: 1},
+		{Name: "stale-syn", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 2}, Action: Action{Type: Duplicate, Copies: 1, After: 3 * time.Second}, Probability: 1, Limit: 10},
+		{Name: "close-wait", Match: Match{States: []statetrack.State{statetrack.CloseWait}, From: side(statetrack.Server), Retransmission: boolp(false)}, Action: Action{Type: Delay, Delay: time.Millisecond, Jitter: time.Millisecond}, Probability: 0.01},
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -65,7 +65,7 @@ func (s demoStory) complete() bool {
 // explain tells the story in a few paragraphs, each derived from the
 // events; the error lists the steps that were not seen.
 func (s demoStory) explain() ([]string, error) {
-	drop := config.Drop.String()
+	drop := rules.Drop.String()
 	var told, missing []string
 	if s.syn1 != nil && s.syn1.Action == drop && s.syn2 != nil {
 		same := "with the same sequence number"

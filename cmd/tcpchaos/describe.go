@@ -6,25 +6,16 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // describeRule renders a rule on one line, e.g.
 // "drop syn nth=1 from=client (probability 1, no limit)".
-func describeRule(r config.Rule) string {
+func describeRule(r rules.Rule) string {
 	var b strings.Builder
-	b.WriteString(r.Action.Type.String())
-	switch r.Action.Type {
-	case config.Delay:
-		fmt.Fprintf(&b, " %s", r.Action.Delay)
-		if r.Action.Jitter > 0 {
-			fmt.Fprintf(&b, "±%s", r.Action.Jitter)
-		}
-	case config.Duplicate:
-		fmt.Fprintf(&b, " ×%d after %s", r.Action.Copies, r.Action.After)
-	}
+	b.WriteString(r.Action.String())
 	m := r.Match
 	if len(m.Packets) == 0 {
 		b.WriteString(" every packet")
@@ -87,7 +78,10 @@ func writeSummary(w io.Writer, s pipeline.Summary) {
 	for _, r := range s.Rules {
 		fmt.Fprintf(tw, "  %s\t%d\n", r.Name, r.Hits)
 	}
-	fmt.Fprintf(tw, "actions:\taccept %d, drop %d, delay %d, duplicate %d\n",
-		s.Stats.Actions[config.Accept], s.Stats.Actions[config.Drop], s.Stats.Actions[config.Delay], s.Stats.Actions[config.Duplicate])
+	actions := make([]string, rules.NumActionTypes)
+	for _, a := range rules.ActionTypes() {
+		actions[a] = fmt.Sprintf("%s %d", a, s.Stats.Actions[a])
+	}
+	fmt.Fprintf(tw, "actions:\t%s\n", strings.Join(actions, ", "))
 	tw.Flush()
 }

@@ -49,7 +49,7 @@ func runCommand() *cli.Command {
 			if c.Duration("duration") < 0 {
 				return usageError{fmt.Errorf("--duration: negative duration %s", c.Duration("duration"))}
 			}
-			for _, w := range config.Warnings(cfg) {
+			for _, w := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %s\n", w)
 			}
 			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(c.App.ErrWriter))

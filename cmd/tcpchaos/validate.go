@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/rules"
 )
 
 func validateCommand() *cli.Command {
@@ -23,7 +23,7 @@ func validateCommand() *cli.Command {
 			fmt.Fprintf(w, "%s: ok\n", c.String("config"))
 			fmt.Fprintf(w, "intercept: mode %s, queue %d", cfg.Intercept.Mode, cfg.Intercept.Queue)
 			if cfg.Intercept.Queues > 1 {
-				fmt.Fprintf(w, "-%d", cfg.Intercept.Queue+cfg.Intercept.Queues-1)
+				fmt.Fprintf(w, "-%d", cfg.Intercept.LastQueue())
 			}
 			fmt.Fprintf(w, ", ports %s, hosts %s\n", listOrAny(cfg.Intercept.Ports), listOrAny(cfg.Intercept.Hosts))
 			fmt.Fprintf(w, "tracker: msl %s (TIME_WAIT %s), max-connections %d, idle-timeout %s, quiet-timeout %s\n",
@@ -32,7 +32,7 @@ func validateCommand() *cli.Command {
 			for i, r := range cfg.Rules {
 				fmt.Fprintf(w, "rule %d %q: %s\n", i+1, r.Name, describeRule(r))
 			}
-			for _, warning := range config.Warnings(cfg) {
+			for _, warning := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(w, "warning: %s\n", warning)
 			}
 			return nil

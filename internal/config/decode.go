@@ -8,26 +8,17 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// Defaults applied by Decode and Default.
-const (
-	DefaultQueue       = 100
-	DefaultQueues      = 1
-	DefaultSeed        = 1
-	DefaultProbability = 1.0
-	// MaxCopies bounds a duplicate action's copies: a typo must not turn
-	// one packet into a flood.
-	MaxCopies = 1000
-)
-
-// Default returns the configuration used when a key is absent: forward
-// mode, every port, queue 100, one queue, seed 1, the tracker's defaults
-// and no rules.
+// Default returns the configuration used when a key is absent: the
+// defaults of nfq.Intercept (forward mode, every port, queue 100, one
+// queue), of the tracker, seed 1 and no rules.
 func Default() Config {
 	return Config{
-		Intercept: Intercept{Mode: Forward, Queue: DefaultQueue, Queues: DefaultQueues},
+		Intercept: nfq.DefaultIntercept(),
 		Tracker: statetrack.Config{
 			MSL:            statetrack.DefaultMSL,
 			MaxConnections: statetrack.DefaultMaxConnections,
@@ -118,12 +109,13 @@ func (d *decoder) config(tree map[string]any) Config {
 	return c
 }
 
-func (d *decoder) intercept(path string, v any) Intercept {
-	in := Default().Intercept
+func (d *decoder) intercept(path string, v any) nfq.Intercept {
+	in := nfq.DefaultIntercept()
 	m, _ := d.object(path, v, "mode", "ports", "hosts", "queue", "queues")
 	if v, ok := m.get("mode"); ok {
-		if i, ok := d.oneOf(join(path, "mode"), v, "mode", "forward", "local"); ok {
-			in.Mode = []Mode{Forward, Local}[i]
+		modes := []nfq.Mode{nfq.Forward, nfq.Local}
+		if i, ok := d.oneOf(join(path, "mode"), v, "mode", modes[0].String(), modes[1].String()); ok {
+			in.Mode = modes[i]
 		}
 	}
 	if v, ok := m.get("ports"); ok {
@@ -143,8 +135,8 @@ func (d *decoder) intercept(path string, v any) Intercept {
 		n, queuesOK = d.uint(join(path, "queues"), v, 1, math.MaxUint16)
 		in.Queues = uint16(n)
 	}
-	if queueOK && queuesOK && uint32(in.Queue)+uint32(in.Queues)-1 > math.MaxUint16 {
-		d.fail(join(path, "queues"), "queues %d to %d go past 65535", in.Queue, uint32(in.Queue)+uint32(in.Queues)-1)
+	if last := in.LastQueue(); queueOK && queuesOK && last > math.MaxUint16 {
+		d.fail(join(path, "queues"), "queues %d to %d go past 65535", in.Queue, last)
 	}
 	return in
 }
@@ -181,12 +173,12 @@ func (d *decoder) positiveDuration(path string, v any, def time.Duration) time.D
 	return dur
 }
 
-func (d *decoder) rules(path string, v any) []Rule {
+func (d *decoder) rules(path string, v any) []rules.Rule {
 	items, ok := d.list(path, v)
 	if !ok {
 		return nil
 	}
-	rs := make([]Rule, 0, len(items))
+	rs := make([]rules.Rule, 0, len(items))
 	firstByName := make(map[string]int, len(items))
 	for i, it := range items {
 		r := d.rule(it.path, i, it.v)
@@ -200,8 +192,8 @@ func (d *decoder) rules(path string, v any) []Rule {
 	return rs
 }
 
-func (d *decoder) rule(path string, i int, v any) Rule {
-	r := Rule{Name: fmt.Sprintf("rule-%d", i+1), Probability: DefaultProbability}
+func (d *decoder) rule(path string, i int, v any) rules.Rule {
+	r := rules.Rule{Name: rules.DefaultName(i), Probability: rules.DefaultProbability}
 	if v == nil {
 		d.fail(path, "empty rule")
 		return r
@@ -221,7 +213,7 @@ func (d *decoder) rule(path string, i int, v any) Rule {
 	if v, ok := m.get("action"); ok {
 		r.Action = d.action(join(path, "action"), v)
 	} else {
-		d.fail(join(path, "action"), "missing (want drop, accept, {delay: D}, {duplicate: N})")
+		d.fail(join(path, "action"), "missing (want %s)", rules.BriefSyntax())
 	}
 	if v, ok := m.get("probability"); ok {
 		r.Probability = d.probability(join(path, "probability"), v)
@@ -252,8 +244,8 @@ func (d *decoder) name(path string, v any) (string, bool) {
 	return s, true
 }
 
-func (d *decoder) match(path string, v any) Match {
-	var mt Match
+func (d *decoder) match(path string, v any) rules.Match {
+	var mt rules.Match
 	m, _ := d.object(path, v, "packet", "closer", "from", "nth", "retransmission", "state", "port", "src", "dst")
 	packetsOK := true
 	if v, ok := m.get("packet"); ok {
@@ -298,104 +290,94 @@ func (d *decoder) match(path string, v any) Match {
 	return mt
 }
 
-const actionForms = "drop, accept, {delay: D, jitter: J}, {duplicate: N, after: D} or {drop: true}"
-
-func (d *decoder) action(path string, v any) Action {
+// action decodes an action in one of its forms (rules.ParseAction for a
+// bare name, rules.MapForms for a map), leaving what each parameter means
+// and allows to rules.
+func (d *decoder) action(path string, v any) rules.Action {
 	if s, ok := v.(string); ok {
-		switch lower(s) {
-		case "drop":
-			return Action{Type: Drop}
-		case "accept":
-			return Action{Type: Accept}
-		case "delay":
-			d.fail(path, "delay needs a duration, e.g. {delay: 300ms}")
-		case "duplicate":
-			d.fail(path, "duplicate needs a count, e.g. {duplicate: 1, after: 3s}")
-		default:
-			d.fail(path, "unknown action %q (want %s)", s, actionForms)
+		a, err := rules.ParseAction(s)
+		if err != nil {
+			d.fail(path, "%v", err)
 		}
-		return Action{}
+		return a
 	}
 	if _, ok := asMap(v); !ok {
-		d.fail(path, "want %s, got %s", actionForms, describe(v))
-		return Action{}
+		d.fail(path, "want %s, got %s", rules.Syntax(), describe(v))
+		return rules.Action{}
 	}
-	m, _ := d.object(path, v, "delay", "jitter", "duplicate", "after", "drop")
-	var primary []string
-	for _, k := range []string{"delay", "duplicate", "drop"} {
-		if _, ok := m.get(k); ok {
-			primary = append(primary, k)
+	forms := rules.MapForms()
+	var keys, formKeys []string
+	for _, f := range forms {
+		formKeys = append(formKeys, f.Key())
+		for _, p := range f.Params {
+			keys = append(keys, p.Key)
 		}
 	}
-	switch len(primary) {
+	m, _ := d.object(path, v, keys...)
+	var given []rules.Form
+	for _, f := range forms {
+		if _, ok := m.get(f.Key()); ok {
+			given = append(given, f)
+		}
+	}
+	switch len(given) {
 	case 0:
 		if len(m) > 0 {
-			d.fail(path, "want exactly one of delay, duplicate or drop")
+			d.fail(path, "want exactly one of %s", orList(formKeys))
 		} else {
-			d.fail(path, "empty action (want %s)", actionForms)
+			d.fail(path, "empty action (want %s)", rules.Syntax())
 		}
-		return Action{}
+		return rules.Action{}
 	case 1:
 	default:
-		d.fail(path, "%s and %s exclude each other", primary[0], primary[1])
-		return Action{}
+		d.fail(path, "%s and %s exclude each other", given[0].Key(), given[1].Key())
+		return rules.Action{}
 	}
-	for key, needs := range map[string]string{"jitter": "delay", "after": "duplicate"} {
-		if _, ok := m.get(key); ok && primary[0] != needs {
-			d.fail(join(path, key), "only with %s", needs)
+	form := given[0]
+	for _, f := range forms {
+		for _, p := range f.Params[1:] {
+			if _, ok := m.get(p.Key); ok && f.Key() != form.Key() {
+				d.fail(join(path, p.Key), "only with %s", f.Key())
+			}
 		}
 	}
-	switch primary[0] {
-	case "delay":
-		return d.delay(path, m)
-	case "duplicate":
-		return d.duplicate(path, m)
-	}
-	p := join(path, "drop")
-	if b, ok := d.bool(p, m["drop"]); ok && !b {
-		d.fail(p, "drop: false means nothing; use accept")
-	}
-	return Action{Type: Drop}
-}
-
-func (d *decoder) delay(path string, m object) Action {
-	a := Action{Type: Delay}
-	p := join(path, "delay")
-	delay, delayOK := d.duration(p, m["delay"])
-	if delayOK && delay == 0 {
-		d.fail(p, "must be positive")
-		delayOK = false
-	}
-	a.Delay = delay
-	if v, ok := m.get("jitter"); ok {
-		jp := join(path, "jitter")
-		jitter, ok := d.duration(jp, v)
-		if ok && delayOK && jitter > delay {
-			d.fail(jp, "%v is more than the delay %v", jitter, delay)
+	a := rules.Action{Type: form.Type}
+	for _, p := range form.Params {
+		v, ok := m.get(p.Key)
+		if !ok {
+			continue
 		}
-		a.Jitter = jitter
+		pp := join(path, p.Key)
+		if val, ok := d.param(pp, p, v); ok {
+			if err := p.Set(&a, val); err != nil {
+				d.fail(pp, "%v", err)
+			}
+		}
 	}
 	return a
 }
 
-func (d *decoder) duplicate(path string, m object) Action {
-	a := Action{Type: Duplicate}
-	n, _ := d.uint(join(path, "duplicate"), m["duplicate"], 1, MaxCopies)
-	a.Copies = uint32(n)
-	if v, ok := m.get("after"); ok {
-		a.After, _ = d.duration(join(path, "after"), v)
+// param decodes the value of an action parameter by its kind.
+func (d *decoder) param(path string, p rules.Param, v any) (val rules.Value, ok bool) {
+	switch p.Kind {
+	case rules.Duration:
+		val.Duration, ok = d.duration(path, v)
+	case rules.Count:
+		val.Count, ok = d.uint(path, v, p.Min, p.Max)
+	case rules.Flag:
+		val.Flag, ok = d.bool(path, v)
 	}
-	return a
+	return val, ok
 }
 
 func (d *decoder) probability(path string, v any) float64 {
 	f, ok := d.float(path, v)
 	if !ok {
-		return DefaultProbability
+		return rules.DefaultProbability
 	}
-	if f < 0 || f > 1 {
-		d.fail(path, "%v is outside [0,1]", f)
-		return DefaultProbability
+	if err := rules.CheckProbability(f); err != nil {
+		d.fail(path, "%v", err)
+		return rules.DefaultProbability
 	}
 	return f
 }

@@ -10,6 +10,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -60,7 +62,7 @@ func TestDecodeEmptyIsDefault(t *testing.T) {
 		}
 	}
 	d := Default()
-	if d.Intercept.Mode != Forward || d.Intercept.Queue != 100 || d.Intercept.Queues != 1 || d.Seed != 1 ||
+	if d.Intercept.Mode != nfq.Forward || d.Intercept.Queue != 100 || d.Intercept.Queues != 1 || d.Seed != 1 ||
 		d.Tracker.MSL != 30*time.Second || d.Tracker.MaxConnections != 1_000_000 || d.Tracker.IdleTimeout != 10*time.Minute ||
 		d.Tracker.QuietTimeout != 5*24*time.Hour {
 		t.Errorf("Default() = %+v", d)
@@ -101,11 +103,11 @@ func TestDecodeDesignExample(t *testing.T) {
 	want := Default()
 	want.Intercept.Ports = []uint16{8080}
 	want.Tracker.ServerPorts = []uint16{8080}
-	want.Rules = []Rule{
-		{Name: "lose-first-syn", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: Action{Type: Drop}, Probability: 1},
-		{Name: "lose-final-ack-once", Match: Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: Action{Type: Drop}, Probability: 1},
-		{Name: "slow-syn-ack", Match: Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: Action{Type: Delay, Delay: 300 * time.Millisecond, Jitter: 20 * time.Millisecond}, Probability: 1},
-		{Name: "stale-syn", Match: Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: Action{Type: Duplicate, Copies: 1, After: 3 * time.Second}, Probability: 1, Limit: 10},
+	want.Rules = []rules.Rule{
+		{Name: "lose-first-syn", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: rules.Action{Type: rules.Drop}, Probability: 1},
+		{Name: "lose-final-ack-once", Match: rules.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: rules.Action{Type: rules.Drop}, Probability: 1},
+		{Name: "slow-syn-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.SynAck}}, Action: rules.Action{Type: rules.Delay, Delay: 300 * time.Millisecond, Jitter: 20 * time.Millisecond}, Probability: 1},
+		{Name: "stale-syn", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1}, Action: rules.Action{Type: rules.Duplicate, Copies: 1, After: 3 * time.Second}, Probability: 1, Limit: 10},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -144,8 +146,8 @@ rules:
 `)
 	server, client, yes, no := statetrack.Server, statetrack.Client, true, false
 	want := Config{
-		Intercept: Intercept{
-			Mode:  Local,
+		Intercept: nfq.Intercept{
+			Mode:  nfq.Local,
 			Ports: []uint16{8080, 9090},
 			Hosts: []netip.Prefix{
 				netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("fd00::/8"),
@@ -155,20 +157,20 @@ rules:
 		},
 		Tracker: statetrack.Config{MSL: time.Second, MaxConnections: 5, IdleTimeout: 2 * time.Minute, QuietTimeout: 48 * time.Hour, ServerPorts: []uint16{8080, 9090}},
 		Seed:    18446744073709551615,
-		Rules: []Rule{
+		Rules: []rules.Rule{
 			{
 				Name: "rule-1",
-				Match: Match{
+				Match: rules.Match{
 					Packets: []statetrack.Kind{statetrack.Fin}, Closer: statetrack.Passive, From: &server, Nth: 2,
 					Retransmission: &yes, States: []statetrack.State{statetrack.CloseWait, statetrack.Established},
 					Ports: []uint16{5432}, Src: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
 					Dst: []netip.Prefix{netip.MustParsePrefix("fd00:1::/64"), netip.MustParsePrefix("198.18.2.2/32")},
 				},
-				Action: Action{Type: Drop}, Probability: 0.25, Limit: 3,
+				Action: rules.Action{Type: rules.Drop}, Probability: 0.25, Limit: 3,
 			},
-			{Name: "42", Action: Action{Type: Accept}, Probability: 1},
-			{Name: "rule-3", Action: Action{Type: Duplicate, Copies: 2}, Probability: 1},
-			{Name: "rule-4", Match: Match{Retransmission: &no, From: &client}, Action: Action{Type: Delay, Delay: time.Second}, Probability: 1},
+			{Name: "42", Action: rules.Action{Type: rules.Accept}, Probability: 1},
+			{Name: "rule-3", Action: rules.Action{Type: rules.Duplicate, Copies: 2}, Probability: 1},
+			{Name: "rule-4", Match: rules.Match{Retransmission: &no, From: &client}, Action: rules.Action{Type: rules.Delay, Delay: time.Second}, Probability: 1},
 		},
 	}
 	if !reflect.DeepEqual(c, want) {

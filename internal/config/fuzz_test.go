@@ -9,6 +9,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -52,7 +54,7 @@ func FuzzDecode(f *testing.F) {
 func insane(c Config) string {
 	in := c.Intercept
 	switch {
-	case in.Mode != Forward && in.Mode != Local:
+	case in.Mode != nfq.Forward && in.Mode != nfq.Local:
 		return "bad mode"
 	case in.Queues == 0 || uint32(in.Queue)+uint32(in.Queues)-1 > math.MaxUint16:
 		return "queues out of range"
@@ -111,18 +113,18 @@ func insane(c Config) string {
 	return ""
 }
 
-func insaneAction(a Action) string {
+func insaneAction(a rules.Action) string {
 	switch a.Type {
-	case Accept, Drop:
-		if a != (Action{Type: a.Type}) {
+	case rules.Accept, rules.Drop:
+		if a != (rules.Action{Type: a.Type}) {
 			return "parameters on accept or drop"
 		}
-	case Delay:
+	case rules.Delay:
 		if a.Delay <= 0 || a.Jitter < 0 || a.Jitter > a.Delay || a.Copies != 0 || a.After != 0 {
 			return "bad delay"
 		}
-	case Duplicate:
-		if a.Copies < 1 || a.Copies > MaxCopies || a.After < 0 || a.Delay != 0 || a.Jitter != 0 {
+	case rules.Duplicate:
+		if a.Copies < 1 || a.Copies > rules.MaxCopies || a.After < 0 || a.Delay != 0 || a.Jitter != 0 {
 			return "bad duplicate"
 		}
 	default:

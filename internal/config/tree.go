@@ -129,8 +129,13 @@ func (d *decoder) oneOf(path string, v any, what string, names ...string) (int, 
 	if i := slices.Index(names, lower(s)); i >= 0 {
 		return i, true
 	}
-	d.fail(path, "unknown %s %q (want %s or %s)", what, s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+	d.fail(path, "unknown %s %q (want %s)", what, s, orList(names))
 	return 0, false
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func (d *decoder) bool(path string, v any) (bool, bool) {

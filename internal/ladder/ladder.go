@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -89,7 +90,7 @@ func arrow(e *events.Event) string {
 	if e.From == serverSide {
 		tip = "◀"
 	}
-	if e.Action == config.Drop.String() {
+	if t, err := rules.ParseActionType(e.Action); err == nil && !t.Delivers() {
 		tip = "✗"
 	}
 	if e.From == serverSide {
@@ -144,15 +145,8 @@ func seqAck(e *events.Event, isn map[connSide]uint32) string {
 // note says what a rule did to the packet, or what is remarkable about it.
 func note(e *events.Event) string {
 	var parts []string
-	switch e.Action {
-	case config.Drop.String():
-		parts = append(parts, "✗ dropped by "+e.Rule)
-	case config.Delay.String():
-		parts = append(parts, fmt.Sprintf("⧗ delayed %s by %s", e.Delay, e.Rule))
-	case config.Duplicate.String():
-		parts = append(parts, fmt.Sprintf("⧉ duplicated ×%d after %s by %s", e.Copies, e.After, e.Rule))
-	case config.Accept.String():
-		parts = append(parts, "accepted by "+e.Rule)
+	if d, ok := decision(e); ok {
+		parts = append(parts, d.Note()+" by "+e.Rule)
 	}
 	if e.Closer != "" {
 		parts = append(parts, e.Closer+" close")
@@ -167,6 +161,19 @@ func note(e *events.Event) string {
 		parts = append(parts, "new incarnation")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// decision rebuilds the decision an event records; ok is false when no
+// rule acted.
+func decision(e *events.Event) (d rules.Decision, ok bool) {
+	t, err := rules.ParseActionType(e.Action)
+	if err != nil {
+		return d, false
+	}
+	d = rules.Decision{Action: t, Copies: e.Copies}
+	d.Hold, _ = time.ParseDuration(e.Delay)
+	d.After, _ = time.ParseDuration(e.After)
+	return d, true
 }
 
 // pad left-aligns s in width characters (runes, not bytes).

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -33,7 +32,7 @@ func seg(fromClient bool, flags statetrack.Flags, seq, ack uint32) *statetrack.S
 	return s
 }
 
-func newPipeline(t *testing.T, rs ...config.Rule) (*Pipeline, *recorder) {
+func newPipeline(t *testing.T, rs ...rules.Rule) (*Pipeline, *recorder) {
 	t.Helper()
 	for i := range rs {
 		rs[i].Name = "r"
@@ -43,8 +42,8 @@ func newPipeline(t *testing.T, rs ...config.Rule) (*Pipeline, *recorder) {
 	return New(statetrack.Config{MSL: time.Second, ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, rec), rec
 }
 
-func rule(kind statetrack.Kind, a config.Action) config.Rule {
-	return config.Rule{Match: config.Match{Packets: []statetrack.Kind{kind}}, Action: a}
+func rule(kind statetrack.Kind, a rules.Action) rules.Rule {
+	return rules.Rule{Match: rules.Match{Packets: []statetrack.Kind{kind}}, Action: a}
 }
 
 const (
@@ -57,7 +56,7 @@ const (
 func TestAcceptedPacketShowsTheReceiversNewState(t *testing.T) {
 	p, rec := newPipeline(t)
 	v := p.Handle(seg(true, syn, 100, 0), t0)
-	if v.Action != config.Accept {
+	if v.Action != rules.Accept {
 		t.Fatalf("action = %s, want accept", v.Action)
 	}
 	e := rec.last()
@@ -70,24 +69,24 @@ func TestAcceptedPacketShowsTheReceiversNewState(t *testing.T) {
 }
 
 func TestDroppedPacketNeverReachesTheReceiver(t *testing.T) {
-	p, rec := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
-	if v := p.Handle(seg(true, syn, 100, 0), t0); v.Action != config.Drop {
+	p, rec := newPipeline(t, rule(statetrack.Syn, rules.Action{Type: rules.Drop}))
+	if v := p.Handle(seg(true, syn, 100, 0), t0); v.Action != rules.Drop {
 		t.Fatalf("action = %s, want drop", v.Action)
 	}
 	e := rec.last()
 	if e.Rule != "r" || e.Action != "drop" || e.ServerState == "SYN_RCVD" {
 		t.Errorf("event = %+v, want a drop by r with the server not in SYN_RCVD", e)
 	}
-	if s := p.Summary(); s.Stats.Actions[config.Drop] != 1 || s.Rules[0].Hits != 1 || s.Stats.Packets[statetrack.Syn] != 1 {
+	if s := p.Summary(); s.Stats.Actions[rules.Drop] != 1 || s.Rules[0].Hits != 1 || s.Stats.Packets[statetrack.Syn] != 1 {
 		t.Errorf("summary = %+v, want one dropped syn counted for r", s)
 	}
 }
 
 func TestDelayedPacketMovesTheReceiverWhenReleased(t *testing.T) {
-	p, rec := newPipeline(t, rule(statetrack.SynAck, config.Action{Type: config.Delay, Delay: 300 * time.Millisecond}))
+	p, rec := newPipeline(t, rule(statetrack.SynAck, rules.Action{Type: rules.Delay, Delay: 300 * time.Millisecond}))
 	p.Handle(seg(true, syn, 100, 0), t0)
 	v := p.Handle(seg(false, synAck, 500, 101), t0.Add(time.Millisecond))
-	if v.Action != config.Delay || v.Hold != 300*time.Millisecond {
+	if v.Action != rules.Delay || v.Hold != 300*time.Millisecond {
 		t.Fatalf("verdict = %+v, want a 300ms delay", v)
 	}
 	if e := rec.last(); e.Action != "delay" || e.Delay != "300ms" || e.ClientState != "SYN_SENT" {
@@ -102,9 +101,9 @@ func TestDelayedPacketMovesTheReceiverWhenReleased(t *testing.T) {
 }
 
 func TestDuplicateArrivalIsAStateEventOnlyWhenItChangesSomething(t *testing.T) {
-	p, rec := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Duplicate, Copies: 1, After: time.Second}))
+	p, rec := newPipeline(t, rule(statetrack.Syn, rules.Action{Type: rules.Duplicate, Copies: 1, After: time.Second}))
 	v := p.Handle(seg(true, syn, 100, 0), t0)
-	if v.Action != config.Duplicate || v.Copies != 1 || v.After != time.Second {
+	if v.Action != rules.Duplicate || v.Copies != 1 || v.After != time.Second {
 		t.Fatalf("verdict = %+v, want one copy after 1s", v)
 	}
 	if e := rec.last(); e.Action != "duplicate" || e.Copies != 1 || e.After != "1s" || e.ServerState != "SYN_RCVD" {
@@ -148,8 +147,8 @@ func TestTimeWaitExpiryIsReported(t *testing.T) {
 }
 
 func TestSummaryAdd(t *testing.T) {
-	p1, _ := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
-	p2, _ := newPipeline(t, rule(statetrack.Syn, config.Action{Type: config.Drop}))
+	p1, _ := newPipeline(t, rule(statetrack.Syn, rules.Action{Type: rules.Drop}))
+	p2, _ := newPipeline(t, rule(statetrack.Syn, rules.Action{Type: rules.Drop}))
 	p1.Handle(seg(true, syn, 100, 0), t0)
 	p2.Handle(seg(true, syn, 100, 0), t0)
 	p2.Handle(seg(true, syn, 100, 0), t0.Add(time.Second))
@@ -187,11 +186,11 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 		}
 		return q
 	}
-	p, _ := newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	p, _ := newPipeline(t, rule(statetrack.FinalAck, rules.Action{Type: rules.Drop}))
 	if q := handshake(p); q[2] || q[3] {
 		t.Errorf("quiet %v without AllowQuiet", q)
 	}
-	p, _ = newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	p, _ = newPipeline(t, rule(statetrack.FinalAck, rules.Action{Type: rules.Drop}))
 	if !p.AllowQuiet() {
 		t.Fatal("AllowQuiet refused a control-only rule set")
 	}
@@ -204,7 +203,7 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 	}
 	// A proposed quiet the live path does not carry out leaves the tracker
 	// watching the connection.
-	p, _ = newPipeline(t, rule(statetrack.FinalAck, config.Action{Type: config.Drop}))
+	p, _ = newPipeline(t, rule(statetrack.FinalAck, rules.Action{Type: rules.Drop}))
 	p.AllowQuiet()
 	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
 		p.Handle(s, t0)
@@ -213,15 +212,15 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 		t.Errorf("tracker quieted %d times without Quieted, want 0", s.Tracker.Quieted)
 	}
 
-	p, _ = newPipeline(t, rule(statetrack.HandshakeAck, config.Action{Type: config.Drop}))
+	p, _ = newPipeline(t, rule(statetrack.HandshakeAck, rules.Action{Type: rules.Drop}))
 	p.AllowQuiet()
 	p.Handle(seg(true, syn, 100, 0), t0)
 	p.Handle(seg(false, synAck, 300, 101), t0)
-	if v := p.Handle(seg(true, ack, 101, 301), t0); v.Action != config.Drop || v.Quiet {
+	if v := p.Handle(seg(true, ack, 101, 301), t0); v.Action != rules.Drop || v.Quiet {
 		t.Errorf("dropped handshake-ack: %v quiet %v, want drop, not quiet", v.Action, v.Quiet)
 	}
 
-	p, _ = newPipeline(t, rule(statetrack.Data, config.Action{Type: config.Drop}))
+	p, _ = newPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Drop}))
 	if p.AllowQuiet() {
 		t.Error("AllowQuiet accepted a rule set acting on data")
 	}

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -33,8 +32,8 @@ type Stats struct {
 	// Packets counts packets by kind (indexed by statetrack.Kind).
 	Packets [statetrack.Ack + 1]uint64
 	// Actions counts packets by the action taken (indexed by
-	// config.ActionType).
-	Actions [config.Duplicate + 1]uint64
+	// rules.ActionType).
+	Actions [rules.NumActionTypes]uint64
 }
 
 // New returns a pipeline with a fresh tracker configured by tc, deciding
@@ -66,10 +65,10 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 	d := p.engine.Decide(&o)
 	v := Verdict{Action: d.Action, Hold: d.Hold, Copies: d.Copies, After: d.After, Obs: o}
 	states := o.After
-	if d.Action == config.Accept || d.Action == config.Duplicate {
+	if d.Action.DeliversNow() {
 		states, _ = p.tracker.Deliver(&o, now)
 	}
-	v.Quiet = p.quietable && d.Action == config.Accept && o.ConnID != 0 &&
+	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 &&
 		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
@@ -78,10 +77,10 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 		if d.Rule >= 0 {
 			e.Rule = p.names[d.Rule]
 			e.Action = d.Action.String()
-			switch d.Action {
-			case config.Delay:
+			if d.Action.Holds() {
 				e.Delay = d.Hold.String()
-			case config.Duplicate:
+			}
+			if d.Action.SendsCopies() {
 				e.Copies = d.Copies
 				e.After = d.After.String()
 			}
@@ -102,7 +101,7 @@ func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
 	e := packetEvent(&v.Obs, now, states)
 	e.Kind = events.StateKind
 	e.Reason = "released"
-	if v.Action == config.Duplicate {
+	if v.Action.SendsCopies() {
 		e.Reason = "duplicate"
 	}
 	p.sink.Emit(&e)

@@ -9,7 +9,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -35,11 +34,11 @@ const (
 
 // benchRules are a typical config with a rule on data, so that every data
 // packet and every ACK is tried against every rule.
-func benchRules() []config.Rule {
-	return []config.Rule{
-		{Name: "lose-final-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: config.Action{Type: config.Drop}, Probability: 1},
-		{Name: "slow-syn-ack", Match: config.Match{Packets: []statetrack.Kind{statetrack.SynAck}, Nth: 2}, Action: config.Action{Type: config.Delay, Delay: time.Millisecond}, Probability: 1},
-		{Name: "data-retransmissions", Match: config.Match{Packets: []statetrack.Kind{statetrack.Data}, Retransmission: new(true)}, Action: config.Action{Type: config.Drop}, Probability: 0.5},
+func benchRules() []rules.Rule {
+	return []rules.Rule{
+		{Name: "lose-final-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.FinalAck}, Nth: 1, Ports: []uint16{8080}}, Action: rules.Action{Type: rules.Drop}, Probability: 1},
+		{Name: "slow-syn-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.SynAck}, Nth: 2}, Action: rules.Action{Type: rules.Delay, Delay: time.Millisecond}, Probability: 1},
+		{Name: "data-retransmissions", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}, Retransmission: new(true)}, Action: rules.Action{Type: rules.Drop}, Probability: 0.5},
 	}
 }
 
@@ -76,7 +75,7 @@ func newEstablished(tb testing.TB) *established {
 		build(false, statetrack.SYN|ack, serverISN, clientISN+1, 0),
 		build(true, ack, clientISN+1, serverISN+1, 0),
 	} {
-		if v := e.handle(tb, pkt); v.Action != config.Accept {
+		if v := e.handle(tb, pkt); v.Action != rules.Accept {
 			tb.Fatalf("handshake packet %s: action %s, want accept", v.Obs.Kind, v.Action)
 		}
 	}
@@ -108,10 +107,10 @@ func TestEstablishedDataAndAck(t *testing.T) {
 	e := newEstablished(t)
 	for i := range 3 {
 		data, ack := e.step(t)
-		if data.Obs.Kind != statetrack.Data || data.Obs.Retransmission || data.Action != config.Accept {
+		if data.Obs.Kind != statetrack.Data || data.Obs.Retransmission || data.Action != rules.Accept {
 			t.Errorf("step %d: data segment seen as %s (retransmission %v), action %s; want an accepted original data", i, data.Obs.Kind, data.Obs.Retransmission, data.Action)
 		}
-		if ack.Obs.Kind != statetrack.Ack || ack.Action != config.Accept {
+		if ack.Obs.Kind != statetrack.Ack || ack.Action != rules.Accept {
 			t.Errorf("step %d: ACK seen as %s, action %s; want an accepted ack", i, ack.Obs.Kind, ack.Action)
 		}
 		if got := data.Obs.After; got != [2]statetrack.State{statetrack.Established, statetrack.Established} {

@@ -3,7 +3,7 @@ package pipeline
 import (
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -11,7 +11,7 @@ import (
 // replay driver must carry it out.
 type Verdict struct {
 	// Action is accept, drop, delay or duplicate.
-	Action config.ActionType
+	Action rules.ActionType
 	// Hold is how long a delayed packet is held before it is let through.
 	Hold time.Duration
 	// Copies is how many copies of a duplicated packet to send, After

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -80,12 +80,12 @@ func (r *runner) run() error {
 func (r *runner) handle(f capture.Frame, seg *statetrack.Segment) error {
 	v := r.p.Handle(seg, f.TS)
 	switch v.Action {
-	case config.Drop:
+	case rules.Drop:
 		return nil
-	case config.Delay:
+	case rules.Delay:
 		r.hold(f, f.TS.Add(v.Hold), &v)
 		return nil
-	case config.Duplicate:
+	case rules.Duplicate:
 		for range v.Copies {
 			r.hold(f, f.TS.Add(v.After), &v)
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
-	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
@@ -108,7 +107,7 @@ type result struct {
 }
 
 // replay runs the frames through the rules given as config YAML-like values.
-func (w *wire) replay(rs ...config.Rule) result {
+func (w *wire) replay(rs ...rules.Rule) result {
 	w.t.Helper()
 	var in bytes.Buffer
 	cw, err := capture.NewWriter(&in, "in", w.link, 65535, true)
@@ -126,7 +125,7 @@ func (w *wire) replay(rs ...config.Rule) result {
 	return replayCapture(w.t, &in, rs...)
 }
 
-func replayCapture(t *testing.T, in *bytes.Buffer, rs ...config.Rule) result {
+func replayCapture(t *testing.T, in *bytes.Buffer, rs ...rules.Rule) result {
 	t.Helper()
 	r, err := capture.NewReader(in, "in")
 	if err != nil {
@@ -198,8 +197,8 @@ func (res result) checkSorted(t *testing.T) {
 	}
 }
 
-func drop(kind statetrack.Kind, nth uint32) config.Rule {
-	return config.Rule{Match: config.Match{Packets: []statetrack.Kind{kind}, Nth: nth}, Action: config.Action{Type: config.Drop}}
+func drop(kind statetrack.Kind, nth uint32) rules.Rule {
+	return rules.Rule{Match: rules.Match{Packets: []statetrack.Kind{kind}, Nth: nth}, Action: rules.Action{Type: rules.Drop}}
 }
 
 func TestReplayWithoutRulesCopiesEveryFrame(t *testing.T) {
@@ -248,9 +247,9 @@ func TestReplayDelayMovesPacketAndReleasesState(t *testing.T) {
 	w.cport++ // a packet of another connection, 1 ms after the final ACK
 	w.send(true, "S", 900, 0, 0)
 	hold := 300 * time.Millisecond
-	res := w.replay(config.Rule{
-		Match:  config.Match{Packets: []statetrack.Kind{statetrack.FinalAck}},
-		Action: config.Action{Type: config.Delay, Delay: hold},
+	res := w.replay(rules.Rule{
+		Match:  rules.Match{Packets: []statetrack.Kind{statetrack.FinalAck}},
+		Action: rules.Action{Type: rules.Delay, Delay: hold},
 	})
 	res.checkSorted(t)
 	if len(res.out) != 11 {
@@ -284,9 +283,9 @@ func TestReplayDelayMovesPacketAndReleasesState(t *testing.T) {
 func TestReplayDuplicateInsertsCopiesAtTheirTime(t *testing.T) {
 	w := newWire(t, false)
 	w.connection()
-	res := w.replay(config.Rule{
-		Match:  config.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1},
-		Action: config.Action{Type: config.Duplicate, Copies: 2, After: 3 * time.Second},
+	res := w.replay(rules.Rule{
+		Match:  rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1},
+		Action: rules.Action{Type: rules.Duplicate, Copies: 2, After: 3 * time.Second},
 	})
 	res.checkSorted(t)
 	if len(res.out) != 12 {

@@ -1,16 +1,54 @@
-package config
+package rules_test
 
 import (
 	"reflect"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/rules"
 )
+
+// designRules are the rules of DESIGN.md's config example.
+const designRules = `
+rules:
+  - name: lose-first-syn
+    match: {packet: syn, nth: 1}
+    action: drop
+  - name: lose-final-ack-once
+    match: {packet: final-ack, nth: 1, port: 8080}
+    action: drop
+  - name: slow-syn-ack
+    match: {packet: syn-ack}
+    action: {delay: 300ms, jitter: 20ms}
+  - name: stale-syn
+    match: {packet: syn, nth: 1}
+    action: {duplicate: 1, after: 3s}
+    probability: 1.0
+    limit: 10
+`
+
+// decodeRules decodes the rules of a YAML config as tcpchaos reads them.
+func decodeRules(t *testing.T, src string) []rules.Rule {
+	t.Helper()
+	var tree map[string]any
+	if err := yaml.Unmarshal([]byte(src), &tree); err != nil {
+		t.Fatalf("bad test YAML: %v", err)
+	}
+	c, err := config.Decode(tree)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	return c.Rules
+}
 
 func TestWarnings(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string
 		want       []string
 	}{
-		{"design example", designExample, []string{
+		{"design example", designRules, []string{
 			"rules[3] (stale-syn) never decides: rules[0] (lose-first-syn) matches every packet it matches",
 		}},
 		{"catch-all first", `rules: [{action: accept, probability: 0.1}, {match: {packet: rst}, action: drop}]`, []string{
@@ -36,7 +74,7 @@ func TestWarnings(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Warnings(decodeYAML(t, tc.yaml)); !reflect.DeepEqual(got, tc.want) {
+			if got := rules.Warnings(decodeRules(t, tc.yaml)); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
 		})
