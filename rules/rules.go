@@ -1,5 +1,7 @@
-// Package rules compiles fault rules and decides, packet by packet, what
-// tcpchaos does: accept, drop, delay or duplicate.
+// Package rules owns tcpchaos's rule model (Rule, Match, Action and the
+// action types, with their forms, checks and defaults), compiles rules and
+// decides, packet by packet, what tcpchaos does: accept, drop, delay or
+// duplicate. A config decoder fills these types; it does not define them.
 //
 // A Set is compiled once from the validated rules of a config and never
 // changes (a reload compiles a new Set). Each queue worker decides with an

@@ -1,6 +1,7 @@
 package rules_test
 
 import (
+	"os"
 	"reflect"
 	"testing"
 
@@ -10,24 +11,9 @@ import (
 	"github.com/tcpchaos/tcpchaos/rules"
 )
 
-// designRules are the rules of DESIGN.md's config example.
-const designRules = `
-rules:
-  - name: lose-first-syn
-    match: {packet: syn, nth: 1}
-    action: drop
-  - name: lose-final-ack-once
-    match: {packet: final-ack, nth: 1, port: 8080}
-    action: drop
-  - name: slow-syn-ack
-    match: {packet: syn-ack}
-    action: {delay: 300ms, jitter: 20ms}
-  - name: stale-syn
-    match: {packet: syn, nth: 1}
-    action: {duplicate: 1, after: 3s}
-    probability: 1.0
-    limit: 10
-`
+// designExample is the config example of DESIGN.md, which config's tests
+// decode in full (when it cannot be read, the test fails on no warnings).
+var designExample, _ = os.ReadFile("../internal/config/testdata/design.yaml")
 
 // decodeRules decodes the rules of a YAML config as tcpchaos reads them.
 func decodeRules(t *testing.T, src string) []rules.Rule {
@@ -48,7 +34,7 @@ func TestWarnings(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"design example", designRules, []string{
+		{"design example", string(designExample), []string{
 			"rules[3] (stale-syn) never decides: rules[0] (lose-first-syn) matches every packet it matches",
 		}},
 		{"catch-all first", `rules: [{action: accept, probability: 0.1}, {match: {packet: rst}, action: drop}]`, []string{

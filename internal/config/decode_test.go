@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,34 +70,14 @@ func TestDecodeEmptyIsDefault(t *testing.T) {
 	}
 }
 
-// The example of DESIGN.md, in full.
-const designExample = `
-intercept:
-  mode: forward
-  ports: [8080]
-  hosts: []
-  queue: 100
-tracker:
-  msl: 30s
-  max-connections: 1000000
-  idle-timeout: 10m
-seed: 1
-rules:
-  - name: lose-first-syn
-    match: {packet: syn, nth: 1}
-    action: drop
-  - name: lose-final-ack-once
-    match: {packet: final-ack, nth: 1, port: 8080}
-    action: drop
-  - name: slow-syn-ack
-    match: {packet: syn-ack}
-    action: {delay: 300ms, jitter: 20ms}
-  - name: stale-syn
-    match: {packet: syn, nth: 1}
-    action: {duplicate: 1, after: 3s}
-    probability: 1.0
-    limit: 10
-`
+// designExample is the example of DESIGN.md, in full.
+var designExample = func() string {
+	b, err := os.ReadFile("testdata/design.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestDecodeDesignExample(t *testing.T) {
 	c := decodeYAML(t, designExample)
