@@ -1,8 +1,10 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -58,4 +60,13 @@ type Match struct {
 	Ports []uint16
 	// Src and Dst match the packet's source and destination address.
 	Src, Dst []netip.Prefix
+}
+
+// CheckCloser returns why m's closer can select nothing, or nil: only fin
+// packets have a closer.
+func (m Match) CheckCloser() error {
+	if m.Closer != statetrack.NoCloser && len(m.Packets) > 0 && !slices.Contains(m.Packets, statetrack.Fin) {
+		return errors.New("only fin packets have a closer, and packet does not include fin")
+	}
+	return nil
 }

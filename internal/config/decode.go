@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/nfq"
@@ -256,8 +255,8 @@ func (d *decoder) match(path string, v any) rules.Match {
 		if i, ok := d.oneOf(p, v, "closer", "active", "passive"); ok {
 			mt.Closer = []statetrack.Closer{statetrack.Active, statetrack.Passive}[i]
 		}
-		if mt.Closer != statetrack.NoCloser && packetsOK && len(mt.Packets) > 0 && !slices.Contains(mt.Packets, statetrack.Fin) {
-			d.fail(p, "only fin packets have a closer, and packet does not include fin")
+		if err := mt.CheckCloser(); err != nil && packetsOK {
+			d.fail(p, "%v", err)
 		}
 	}
 	if v, ok := m.get("from"); ok {
