@@ -210,6 +210,79 @@ func (h *scripted) Deliver(v *pipeline.Verdict, now time.Time) {
 
 func (h *scripted) Expire(now time.Time) { h.expired = append(h.expired, now) }
 
+// tcpSpec describes a test packet; build serializes it with gopacket.
+type tcpSpec struct {
+	v6                          bool
+	seq                         uint32
+	id                          uint16
+	fin, syn, psh, ack, cwr, df bool
+	payload                     []byte
+	options                     []layers.TCPOption
+	// reply swaps the endpoints (server to client); ackNum, when not 0,
+	// replaces the acknowledgment number 77.
+	reply  bool
+	ackNum uint32
+}
+
+// build returns the packet as gopacket serializes it with lengths and
+// checksums computed: the reference every rewrite is compared with.
+func (s tcpSpec) build(t testing.TB) []byte {
+	t.Helper()
+	tcp := &layers.TCP{
+		SrcPort: 40312, DstPort: 8080, Seq: s.seq, Ack: 77, Window: 501,
+		FIN: s.fin, SYN: s.syn, PSH: s.psh, ACK: s.ack, CWR: s.cwr,
+		Options: s.options,
+	}
+	if s.ackNum != 0 {
+		tcp.Ack = s.ackNum
+	}
+	src4, dst4 := net.IPv4(198, 18, 1, 2), net.IPv4(198, 18, 2, 2)
+	src6, dst6 := net.ParseIP("fd00:1::2"), net.ParseIP("fd00:2::2")
+	if s.reply {
+		tcp.SrcPort, tcp.DstPort = tcp.DstPort, tcp.SrcPort
+		src4, dst4, src6, dst6 = dst4, src4, dst6, src6
+	}
+	var ip gopacket.SerializableLayer
+	if s.v6 {
+		ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 63,
+			SrcIP: src6, DstIP: dst6}
+		if err := tcp.SetNetworkLayerForChecksum(ip6); err != nil {
+			t.Fatal(err)
+		}
+		ip = ip6
+	} else {
+		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 63, Id: s.id, Protocol: layers.IPProtocolTCP,
+			SrcIP: src4, DstIP: dst4}
+		if s.df {
+			ip4.Flags = layers.IPv4DontFragment
+		}
+		if err := tcp.SetNetworkLayerForChecksum(ip4); err != nil {
+			t.Fatal(err)
+		}
+		ip = ip4
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ip, tcp, gopacket.Payload(s.payload)); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func payloadOf(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i*7 + i>>8)
+	}
+	return p
+}
+
+var tsOption = []layers.TCPOption{
+	{OptionType: layers.TCPOptionKindNop},
+	{OptionType: layers.TCPOptionKindNop},
+	{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: []byte{0, 0, 1, 0, 0, 0, 2, 0}},
+}
+
 type fixture struct {
 	k    *fakeKernel
 	s    *fakeSender

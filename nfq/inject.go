@@ -10,6 +10,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // InjectMark is the packet mark (SO_MARK) of injected copies ("tcc" and 1):
@@ -38,13 +41,14 @@ const fallbackMTU = 1280
 type Injector struct {
 	fd4, fd6 int
 	routes   *netlink.Handle
+	parser   *decode.Parser
 }
 
 // NewInjector opens the raw sockets and a route lookup handle in the
 // calling thread's network namespace. It needs CAP_NET_RAW and, for the
 // mark, CAP_NET_ADMIN.
 func NewInjector(mark uint32) (*Injector, error) {
-	in := &Injector{fd4: -1, fd6: -1}
+	in := &Injector{fd4: -1, fd6: -1, parser: decode.NewParser()}
 	var err error
 	if in.fd4, err = rawSocket(unix.AF_INET, mark); err != nil {
 		return nil, fmt.Errorf("open ipv4 raw socket: %w", err)
@@ -82,27 +86,23 @@ func rawSocket(family int, mark uint32) (int, error) {
 // handed it over. Its checksums are recomputed (a packet handed over with
 // the GSO flag may carry a partial TCP checksum), and a GSO super-packet
 // larger than the MTU of the route toward its destination is cut into
-// segments (SegmentPacket). pkt is not modified. It returns how many
+// segments (decode.Layout.Split). pkt is not modified. It returns how many
 // packets went out.
 func (in *Injector) Send(pkt []byte) (int, error) {
-	l, err := parseLayout(pkt)
+	var seg statetrack.Segment
+	l, err := in.parser.DecodeLayout(pkt, &seg)
 	if err != nil {
 		return 0, fmt.Errorf("send copy: %w", err)
 	}
-	var dst netip.Addr
-	if l.v6 {
-		dst = netip.AddrFrom16([16]byte(pkt[24:40]))
-	} else {
-		dst = netip.AddrFrom4([4]byte(pkt[16:20]))
-	}
+	dst := seg.Dst.Addr()
 	mtu, ifindex := in.route(dst)
-	segs, err := SegmentPacket(pkt, mtu)
+	segs, err := l.Split(pkt, mtu)
 	if err != nil {
 		return 0, fmt.Errorf("send copy to %s: %w", dst, err)
 	}
 	var sa unix.Sockaddr
 	fd := in.fd4
-	if l.v6 {
+	if dst.Is6() {
 		fd = in.fd6
 		s6 := &unix.SockaddrInet6{Addr: dst.As16()}
 		if dst.IsLinkLocalUnicast() {

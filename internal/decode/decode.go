@@ -1,5 +1,8 @@
-// Package decode turns raw IP packets (and captured link-layer frames) into
-// statetrack.Segment values without allocating.
+// Package decode is the one place that reads and rewrites TCP packet
+// headers. It turns raw IP packets (and captured link-layer frames) into
+// statetrack.Segment values without allocating, and prepares a whole packet
+// for sending again: it finds its headers (Layout), recomputes its
+// checksums and cuts a GSO super-packet into segments that fit an MTU.
 //
 // A Parser wraps gopacket DecodingLayerParsers that reuse one set of layer
 // structs (IPv4, IPv6, IPv6 extension headers, TCP). The segment length is
@@ -28,10 +31,16 @@ var (
 	// the tracker can use: another protocol, or an IP fragment.
 	ErrNotTCP = errors.New("not a tcp segment")
 	// ErrTruncated: the buffer ends before the end of the IP or TCP headers
-	// (options included), though the IP length says the packet goes on.
+	// (options included), or for DecodeLayout before the end of the
+	// payload, though the IP length says the packet goes on.
 	ErrTruncated = errors.New("truncated headers")
 	// ErrMalformed: a header field is invalid or inconsistent with another.
 	ErrMalformed = errors.New("malformed packet")
+	// ErrUnsupported: the packet cannot be rewritten for sending again
+	// (DecodeLayout, Layout.Split). It wraps the decoding error, if any:
+	// the packet is not one Decode accepts, it has IPv6 extension
+	// headers, or the MTU leaves no room for payload.
+	ErrUnsupported = errors.New("unsupported packet")
 )
 
 const (
@@ -98,11 +107,17 @@ func (p *Parser) Decode(ip []byte, seg *statetrack.Segment) error {
 // until reassembly; an IPv6 payload length of 0 (a jumbogram, or BIG TCP
 // without a hop-by-hop header) is ErrMalformed.
 func (p *Parser) DecodeWire(ip []byte, wireLen int, seg *statetrack.Segment) error {
+	_, err := p.decode(ip, wireLen, seg)
+	return err
+}
+
+// decode is DecodeWire, and it also returns where the packet's headers lie.
+func (p *Parser) decode(ip []byte, wireLen int, seg *statetrack.Segment) (Layout, error) {
 	if len(ip) == 0 {
-		return fmt.Errorf("%w: empty packet", ErrTruncated)
+		return Layout{}, fmt.Errorf("%w: empty packet", ErrTruncated)
 	}
 	if wireLen < len(ip) {
-		return fmt.Errorf("%w: wire length %d is shorter than the %d bytes captured", ErrMalformed, wireLen, len(ip))
+		return Layout{}, fmt.Errorf("%w: wire length %d is shorter than the %d bytes captured", ErrMalformed, wireLen, len(ip))
 	}
 	var (
 		parser *gopacket.DecodingLayerParser
@@ -113,7 +128,7 @@ func (p *Parser) DecodeWire(ip []byte, wireLen int, seg *statetrack.Segment) err
 	switch v := ip[0] >> 4; v {
 	case 4:
 		if len(ip) < ipv4MinHeader {
-			return fmt.Errorf("%w: ipv4 header needs %d bytes, have %d", ErrTruncated, ipv4MinHeader, len(ip))
+			return Layout{}, fmt.Errorf("%w: ipv4 header needs %d bytes, have %d", ErrTruncated, ipv4MinHeader, len(ip))
 		}
 		parser, first = p.v4, layers.LayerTypeIPv4
 		total = int(binary.BigEndian.Uint16(ip[2:4]))
@@ -123,16 +138,16 @@ func (p *Parser) DecodeWire(ip []byte, wireLen int, seg *statetrack.Segment) err
 		}
 	case 6:
 		if len(ip) < ipv6Header {
-			return fmt.Errorf("%w: ipv6 header needs %d bytes, have %d", ErrTruncated, ipv6Header, len(ip))
+			return Layout{}, fmt.Errorf("%w: ipv6 header needs %d bytes, have %d", ErrTruncated, ipv6Header, len(ip))
 		}
 		parser, first = p.v6, layers.LayerTypeIPv6
 		pl := int(binary.BigEndian.Uint16(ip[4:6]))
 		if pl == 0 {
-			return fmt.Errorf("%w: ipv6 payload length 0 (jumbogram) is not supported", ErrMalformed)
+			return Layout{}, fmt.Errorf("%w: ipv6 payload length 0 (jumbogram) is not supported", ErrMalformed)
 		}
 		total = ipv6Header + pl
 	default:
-		return fmt.Errorf("%w: ip version %d", ErrMalformed, v)
+		return Layout{}, fmt.Errorf("%w: ip version %d", ErrMalformed, v)
 	}
 
 	err := parser.DecodeLayers(data, &p.decoded)
@@ -141,24 +156,25 @@ func (p *Parser) DecodeWire(ip []byte, wireLen int, seg *statetrack.Segment) err
 	if n := len(p.decoded); n > 0 && p.decoded[n-1] == layers.LayerTypeTCP {
 		return p.fill(ip, total, seg)
 	}
-	return p.failure(ip, total, first, err)
+	return Layout{}, p.failure(ip, total, first, err)
 }
 
 // fill sets seg from the decoded layers once the TCP header was reached.
-func (p *Parser) fill(ip []byte, total int, seg *statetrack.Segment) error {
+func (p *Parser) fill(ip []byte, total int, seg *statetrack.Segment) (Layout, error) {
 	// The TCP header's offset in ip: every layer's Contents is a reslice
 	// of ip, so capacities count bytes to the end of the same array.
 	off := cap(ip) - cap(p.tcp.Contents)
 	hdr := int(p.tcp.DataOffset) * 4
 	n := total - off - hdr
 	if n < 0 {
-		return fmt.Errorf("%w: ip length %d is shorter than the %d bytes of ip and tcp headers", ErrMalformed, total, off+hdr)
+		return Layout{}, fmt.Errorf("%w: ip length %d is shorter than the %d bytes of ip and tcp headers", ErrMalformed, total, off+hdr)
 	}
+	v6 := p.decoded[0] == layers.LayerTypeIPv6
 	var src, dst netip.Addr
-	if p.decoded[0] == layers.LayerTypeIPv4 {
-		src, dst = netip.AddrFrom4([4]byte(p.ip4.SrcIP)), netip.AddrFrom4([4]byte(p.ip4.DstIP))
-	} else {
+	if v6 {
 		src, dst = netip.AddrFrom16([16]byte(p.ip6.SrcIP)), netip.AddrFrom16([16]byte(p.ip6.DstIP))
+	} else {
+		src, dst = netip.AddrFrom4([4]byte(p.ip4.SrcIP)), netip.AddrFrom4([4]byte(p.ip4.DstIP))
 	}
 	*seg = statetrack.Segment{
 		Src:    netip.AddrPortFrom(src, uint16(p.tcp.SrcPort)),
@@ -169,7 +185,7 @@ func (p *Parser) fill(ip []byte, total int, seg *statetrack.Segment) error {
 		Len:    uint32(n),
 		Window: p.tcp.Window,
 	}
-	return nil
+	return Layout{v6: v6, tcp: off, payload: off + hdr, end: total}, nil
 }
 
 // failure explains why decoding stopped before a TCP header: it finds the

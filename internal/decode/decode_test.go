@@ -51,25 +51,44 @@ func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	return buf.Bytes()
 }
 
-// v4 builds an IPv4 packet carrying tcp and n bytes of payload.
-func v4(t testing.TB, tcp *layers.TCP, n int, ipOpts ...layers.IPv4Option) []byte {
+// ipLayer is an IPv4 or IPv6 header to serialize.
+type ipLayer interface {
+	gopacket.NetworkLayer
+	gopacket.SerializableLayer
+}
+
+// ip4 returns the IPv4 header of the test packets, cli4 to srv4.
+func ip4(opts ...layers.IPv4Option) *layers.IPv4 {
+	return &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP(cli4.AsSlice()), DstIP: net.IP(srv4.AsSlice()), Options: opts}
+}
+
+// ip6 returns the IPv6 header of the test packets, cli6 to srv6, whose
+// next header is next.
+func ip6(next layers.IPProtocol) *layers.IPv6 {
+	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: net.IP(cli6.AsSlice()), DstIP: net.IP(srv6.AsSlice())}
+}
+
+// packet serializes ip, the raw extension headers ext, tcp and payload,
+// with lengths and checksums computed.
+func packet(t testing.TB, ip ipLayer, ext []byte, tcp *layers.TCP, payload []byte) []byte {
 	t.Helper()
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP(cli4.AsSlice()), DstIP: net.IP(srv4.AsSlice()), Options: ipOpts}
 	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
 	}
-	return serialize(t, ip, tcp, gopacket.Payload(make([]byte, n)))
+	return serialize(t, ip, gopacket.Payload(ext), tcp, gopacket.Payload(payload))
+}
+
+// v4 builds an IPv4 packet carrying tcp and n bytes of payload.
+func v4(t testing.TB, tcp *layers.TCP, n int, ipOpts ...layers.IPv4Option) []byte {
+	t.Helper()
+	return packet(t, ip4(ipOpts...), nil, tcp, make([]byte, n))
 }
 
 // v6 builds an IPv6 packet carrying the raw extension headers ext (whose
 // first next-header is next), then tcp and n bytes of payload.
 func v6(t testing.TB, next layers.IPProtocol, ext []byte, tcp *layers.TCP, n int) []byte {
 	t.Helper()
-	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: net.IP(cli6.AsSlice()), DstIP: net.IP(srv6.AsSlice())}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	return serialize(t, ip, gopacket.Payload(ext), tcp, gopacket.Payload(make([]byte, n)))
+	return packet(t, ip6(next), ext, tcp, make([]byte, n))
 }
 
 // ext6 returns an 8-byte IPv6 extension header (hop-by-hop, routing or

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 
@@ -132,6 +133,52 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		if again != seg {
 			t.Fatalf("DecodeFrame %+v, Decode %+v", seg, again)
+		}
+	})
+}
+
+func FuzzSplit(f *testing.F) {
+	f.Add(wholeSpec{flags: statetrack.ACK, payload: payloadOf(3000), options: tsOption}.build(f), uint16(1500))
+	f.Add(wholeSpec{v6: true, flags: statetrack.FIN | statetrack.ACK, payload: payloadOf(5000)}.build(f), uint16(1280))
+	f.Add(wholeSpec{flags: statetrack.SYN}.build(f), uint16(576))
+	for _, b := range seedPackets(f) {
+		f.Add(b, uint16(1500))
+	}
+	p := NewParser()
+	f.Fuzz(func(t *testing.T, pkt []byte, mtu uint16) {
+		in := append([]byte(nil), pkt...)
+		var orig statetrack.Segment
+		l, err := p.DecodeLayout(in, &orig)
+		if err != nil {
+			return
+		}
+		segs, err := l.Split(in, int(mtu))
+		if !bytes.Equal(in, pkt) {
+			t.Fatal("input modified")
+		}
+		if err != nil {
+			return
+		}
+		var payload []byte
+		for i, s := range segs {
+			if len(segs) > 1 && len(s) > int(mtu) {
+				t.Fatalf("segment %d: %d bytes > mtu %d", i, len(s), mtu)
+			}
+			var seg statetrack.Segment
+			sl, err := p.DecodeLayout(s, &seg)
+			if err != nil {
+				t.Fatalf("segment %d does not decode: %v", i, err)
+			}
+			if !valid(s, sl) {
+				t.Fatalf("segment %d: checksums do not verify", i)
+			}
+			if seg.Src != orig.Src || seg.Dst != orig.Dst || seg.Ack != orig.Ack || uint32(seg.Seq) != uint32(orig.Seq)+uint32(len(payload)) {
+				t.Fatalf("segment %d: %+v does not continue %+v after %d bytes", i, seg, orig, len(payload))
+			}
+			payload = append(payload, s[sl.payload:]...)
+		}
+		if !bytes.Equal(payload, pkt[l.payload:l.end]) {
+			t.Fatal("payload not preserved")
 		}
 	})
 }
