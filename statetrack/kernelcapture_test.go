@@ -13,12 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/statetrack"
-	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 const captureDir = "testdata/kernel-captures"
@@ -150,6 +148,7 @@ func replayKernelStates(t *testing.T, path string) []statetrack.State {
 		t.Fatalf("open %s: %v", path, err)
 	}
 	tr := statetrack.New(statetrack.Config{ServerPorts: []uint16{8080}})
+	p := decode.NewParser()
 	var states []statetrack.State
 	for n := 1; ; n++ {
 		data, ci, err := r.ReadPacketData()
@@ -159,8 +158,8 @@ func replayKernelStates(t *testing.T, path string) []statetrack.State {
 		if err != nil {
 			t.Fatalf("%s packet %d: %v", path, n, err)
 		}
-		seg, err := decodeSegment(data)
-		if err != nil {
+		var seg statetrack.Segment
+		if err := p.Decode(data, &seg); err != nil {
 			t.Fatalf("%s packet %d: %v", path, n, err)
 		}
 		o := tr.Observe(&seg, ci.Timestamp)
@@ -178,39 +177,4 @@ func replayKernelStates(t *testing.T, path string) []statetrack.State {
 		t.Logf("%2d %s>%s %-4s seq=%d ack=%d len=%d: %s n=%d, kernel %s", n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, o.Kind, o.Nth, st)
 		states = append(states, st)
 	}
-}
-
-// decodeSegment decodes a raw IPv4 packet (LINKTYPE_RAW) into a Segment.
-func decodeSegment(data []byte) (statetrack.Segment, error) {
-	p := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
-	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-	if ip == nil || tcp == nil {
-		return statetrack.Segment{}, fmt.Errorf("decode: not IPv4/TCP: %v", p.ErrorLayer())
-	}
-	src, ok1 := netip.AddrFromSlice(ip.SrcIP)
-	dst, ok2 := netip.AddrFromSlice(ip.DstIP)
-	if !ok1 || !ok2 {
-		return statetrack.Segment{}, fmt.Errorf("decode: bad addresses %v %v", ip.SrcIP, ip.DstIP)
-	}
-	var fl statetrack.Flags
-	for _, b := range []struct {
-		on  bool
-		bit statetrack.Flags
-	}{{tcp.FIN, statetrack.FIN}, {tcp.SYN, statetrack.SYN}, {tcp.RST, statetrack.RST}, {tcp.PSH, statetrack.PSH},
-		{tcp.ACK, statetrack.ACK}, {tcp.URG, statetrack.URG}, {tcp.ECE, statetrack.ECE}, {tcp.CWR, statetrack.CWR}} {
-		if b.on {
-			fl |= b.bit
-		}
-	}
-	// The payload length comes from the IP header: GSO segments captured
-	// before segmentation are larger than the MTU but their lengths hold.
-	payload := int(ip.Length) - int(ip.IHL)*4 - int(tcp.DataOffset)*4
-	if payload < 0 {
-		return statetrack.Segment{}, fmt.Errorf("decode: negative payload length %d", payload)
-	}
-	return statetrack.Segment{
-		Src: netip.AddrPortFrom(src.Unmap(), uint16(tcp.SrcPort)), Dst: netip.AddrPortFrom(dst.Unmap(), uint16(tcp.DstPort)),
-		Seq: seqnum.Value(tcp.Seq), Ack: seqnum.Value(tcp.Ack), Flags: fl, Len: uint32(payload), Window: tcp.Window,
-	}, nil
 }
