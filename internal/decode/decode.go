@@ -24,8 +24,8 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
-// Sentinel errors. Decode wraps them with the reason, so test them with
-// errors.Is.
+// Sentinel errors. Decode, DecodeLayout and Split wrap them with the
+// reason, so test them with errors.Is.
 var (
 	// ErrNotTCP: the packet is well formed but does not carry a TCP header
 	// the tracker can use: another protocol, or an IP fragment.
@@ -37,9 +37,9 @@ var (
 	// ErrMalformed: a header field is invalid or inconsistent with another.
 	ErrMalformed = errors.New("malformed packet")
 	// ErrUnsupported: the packet cannot be rewritten for sending again
-	// (DecodeLayout, Layout.Split). It wraps the decoding error, if any:
-	// the packet is not one Decode accepts, it has IPv6 extension
-	// headers, or the MTU leaves no room for payload.
+	// (DecodeLayout, Layout.Split): Decode refuses it (the error then
+	// wraps Decode's too), it has IPv6 extension headers, or the MTU
+	// leaves no room for payload.
 	ErrUnsupported = errors.New("unsupported packet")
 )
 
