@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
-
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/statetrack"
-	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // captureSnaplen keeps the headers of every packet: Ethernet, IPv6 and a
@@ -194,72 +190,36 @@ func (c *Capture) read() ([]Packet, error) {
 	return ReadPcap(f)
 }
 
-// ReadPcap decodes the TCP segments of a pcap stream (Ethernet, Linux
-// cooked or raw IP link types); other packets are skipped. A truncated last
-// record ends the list without error.
+// ReadPcap decodes the TCP segments of a pcap or pcapng stream with
+// internal/decode (any link type it supports: Ethernet, Linux cooked, raw
+// IP, loopback); packets it does not decode are skipped. A stream that ends
+// early (a file header or a last record still being written) ends the list
+// without error.
 func ReadPcap(r io.Reader) ([]Packet, error) {
-	pr, err := pcapgo.NewReader(r)
-	if errors.Is(err, io.EOF) {
-		return nil, nil
+	cr, err := capture.NewReader(r, "pcap")
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, nil // no whole file header yet
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read pcap header: %w", err)
+		return nil, err
 	}
+	p := decode.NewParser()
 	var pkts []Packet
 	for {
-		data, ci, err := pr.ReadPacketData()
+		f, err := cr.Next()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return pkts, nil
 		}
 		if err != nil {
-			return pkts, fmt.Errorf("read pcap record %d: %w", len(pkts)+1, err)
+			return pkts, err
 		}
-		if seg, ok := decodeTCP(gopacket.NewPacket(data, pr.LinkType(), gopacket.DecodeOptions{Lazy: true, NoCopy: true})); ok {
-			pkts = append(pkts, Packet{Time: ci.Timestamp, Segment: seg})
+		var seg statetrack.Segment
+		_, err = p.DecodeFrame(f.Data, f.OrigLen, cr.LinkType(), &seg)
+		if errors.Is(err, decode.ErrUnsupportedLink) {
+			return pkts, err
 		}
-	}
-}
-
-// decodeTCP extracts a segment; the payload length comes from the IP
-// header, so a capture cut at the snap length still counts every byte.
-func decodeTCP(p gopacket.Packet) (statetrack.Segment, bool) {
-	tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-	if !ok {
-		return statetrack.Segment{}, false
-	}
-	var src, dst netip.Addr
-	var ipPayload int
-	switch ip := p.NetworkLayer().(type) {
-	case *layers.IPv4:
-		src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
-		dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
-		ipPayload = int(ip.Length) - int(ip.IHL)*4
-	case *layers.IPv6:
-		src, _ = netip.AddrFromSlice(ip.SrcIP)
-		dst, _ = netip.AddrFromSlice(ip.DstIP)
-		ipPayload = int(ip.Length)
-	default:
-		return statetrack.Segment{}, false
-	}
-	var flags statetrack.Flags
-	for _, f := range [...]struct {
-		set bool
-		bit statetrack.Flags
-	}{
-		{tcp.FIN, statetrack.FIN}, {tcp.SYN, statetrack.SYN}, {tcp.RST, statetrack.RST}, {tcp.PSH, statetrack.PSH},
-		{tcp.ACK, statetrack.ACK}, {tcp.URG, statetrack.URG}, {tcp.ECE, statetrack.ECE}, {tcp.CWR, statetrack.CWR},
-	} {
-		if f.set {
-			flags |= f.bit
+		if err == nil {
+			pkts = append(pkts, Packet{Time: f.TS, Segment: seg})
 		}
 	}
-	return statetrack.Segment{
-		Src:    netip.AddrPortFrom(src, uint16(tcp.SrcPort)),
-		Dst:    netip.AddrPortFrom(dst, uint16(tcp.DstPort)),
-		Seq:    seqnum.Value(tcp.Seq),
-		Ack:    seqnum.Value(tcp.Ack),
-		Flags:  flags,
-		Len:    uint32(max(ipPayload-int(tcp.DataOffset)*4, 0)),
-		Window: tcp.Window,
-	}, true
 }
