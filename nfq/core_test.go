@@ -224,8 +224,8 @@ type tcpSpec struct {
 	ackNum uint32
 }
 
-// build returns the packet as gopacket serializes it with lengths and
-// checksums computed: the reference every rewrite is compared with.
+// build returns the packet as gopacket serializes it, with lengths and
+// checksums computed.
 func (s tcpSpec) build(t testing.TB) []byte {
 	t.Helper()
 	tcp := &layers.TCP{
