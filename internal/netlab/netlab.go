@@ -7,13 +7,8 @@
 //
 // It is what `tcpchaos demo` and the benchmark suite run in; its test
 // companion internal/netlab/netlabtest wraps it for tests. Building and
-// entering namespaces needs root.
-//
-//	lab := netlab.New(fmt.Sprintf("tcpchaos-demo-%d", os.Getpid()))
-//	defer lab.Close()
-//	tp, err := lab.Topology() // namespaces tcpchaos-demo-<pid>-client, -router, -server
-//	ln, err := tp.Server.Listen("tcp", "198.19.2.2:8080")
-//	conn, err := tp.Client.DialContext(ctx, "tcp", "198.19.2.2:8080")
+// entering namespaces needs root. The package example shows a topology
+// built, a connection across it, and its removal.
 //
 // A network namespace belongs to an OS thread, not to a goroutine: Enter
 // locks the calling goroutine to its thread for as long as it is inside.
