@@ -13,7 +13,7 @@ import (
 // compiled, not run, by go test).
 func Example() {
 	lab := netlab.New(fmt.Sprintf("tcpchaos-demo-%d", os.Getpid()))
-	defer lab.Close() // removes the namespaces and what still runs in them
+	defer lab.Close()         // removes the namespaces and what still runs in them
 	tp, err := lab.Topology() // tcpchaos-demo-<pid>-client, -router, -server
 	if err != nil {
 		log.Fatal(err)
