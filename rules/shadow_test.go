@@ -11,7 +11,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/rules"
 )
 
-// designExample is the config example of DESIGN.md, which config's tests
+// designExample is the example config (config's testdata/design.yaml), which config's tests
 // decode in full (when it cannot be read, the test fails on no warnings).
 var designExample, _ = os.ReadFile("../internal/config/testdata/design.yaml")
 

@@ -70,7 +70,7 @@ func TestDecodeEmptyIsDefault(t *testing.T) {
 	}
 }
 
-// designExample is the example of DESIGN.md, in full.
+// designExample is the example config, testdata/design.yaml, in full.
 var designExample = func() string {
 	b, err := os.ReadFile("testdata/design.yaml")
 	if err != nil {
