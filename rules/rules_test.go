@@ -439,7 +439,8 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 }
 
 // benchRules are the rules of the example config (config's
-// testdata/design.yaml) with an address-selecting rule in front of it and a jittered catch-all behind.
+// testdata/design.yaml) with an address-selecting rule in front of them
+// and a jittered catch-all behind.
 func benchRules() []Rule {
 	return []Rule{
 		{Name: "lab-only", Match: Match{Src: prefixes("fd00:9::/32"), Dst: prefixes("198.18.9.0/24")}, Action: Action{Type: Accept}, Probability: 1},
