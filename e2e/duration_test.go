@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // TestDurationReleasesHeldPackets: `run --duration 2s` with every SYN-ACK
@@ -59,13 +62,13 @@ func TestDurationReleasesHeldPackets(t *testing.T) {
 		t.Fatalf("no fault events:\n%s", dumpEvents(evs))
 	}
 	for _, e := range f {
-		if e.Rule != "hold-syn-ack" || e.Action != "delay" || e.Kind != "syn-ack" || e.Delay != "30s" {
+		if e.Rule != "hold-syn-ack" || e.Action != rules.Delay || e.Kind != statetrack.SynAck || e.Delay != 30*time.Second {
 			t.Errorf("fault %+v, want syn-ack delayed 30s by hold-syn-ack", e)
 		}
 	}
 	released := 0
 	for _, e := range evs {
-		if e.Kind == "state" && e.Reason == "released" {
+		if e.IsState() && e.Reason == events.Released {
 			released++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -156,7 +157,7 @@ func waitState(t *testing.T, ns *netlabtest.NS, state statetrack.State, timeout 
 func faults(evs []events.Event) []events.Event {
 	var out []events.Event
 	for _, e := range evs {
-		if e.Action != "" {
+		if e.Rule != "" {
 			out = append(out, e)
 		}
 	}
@@ -164,7 +165,7 @@ func faults(evs []events.Event) []events.Event {
 }
 
 // packetEvents returns the packet events of one kind from one sender.
-func packetEvents(evs []events.Event, kind, from string) []events.Event {
+func packetEvents(evs []events.Event, kind statetrack.Kind, from statetrack.Side) []events.Event {
 	var out []events.Event
 	for _, e := range evs {
 		if e.Kind == kind && e.From == from {
@@ -174,19 +175,26 @@ func packetEvents(evs []events.Event, kind, from string) []events.Event {
 	return out
 }
 
+// either stands for both senders in wantFaults.
+const either statetrack.Side = 2
+
 // wantFaults checks that a rule acted n times, each time named rule, with
-// action, on the nth packet of kind from the sender ("" for either), and
+// action, on the nth packet of kind from the sender (or either), and
 // returns those events.
-func wantFaults(t *testing.T, evs []events.Event, n int, rule, action, kind, from string, nth uint32) []events.Event {
+func wantFaults(t *testing.T, evs []events.Event, n int, rule string, action rules.ActionType, kind statetrack.Kind, from statetrack.Side, nth uint32) []events.Event {
 	t.Helper()
 	f := faults(evs)
 	if len(f) != n {
 		t.Fatalf("%d fault events, want %d:\n%s", len(f), n, dumpEvents(evs))
 	}
 	for _, e := range f {
-		if e.Rule != rule || e.Action != action || e.Kind != kind || (from != "" && e.From != from) || e.Nth != nth {
+		if e.Rule != rule || e.Action != action || e.Kind != kind || (from != either && e.From != from) || e.Nth != nth {
+			want := from.String()
+			if from == either {
+				want = "either"
+			}
 			t.Errorf("fault = rule %s %s %s from %s nth %d, want rule %s %s %s from %s nth %d",
-				e.Rule, e.Action, e.Kind, e.From, e.Nth, rule, action, kind, from, nth)
+				e.Rule, e.Action, e.Kind, e.From, e.Nth, rule, action, kind, want, nth)
 		}
 	}
 	return f
@@ -195,15 +203,15 @@ func wantFaults(t *testing.T, evs []events.Event, n int, rule, action, kind, fro
 // wantLostOnce checks that the sender's packets of kind are exactly two in
 // the events: the original, which a rule dropped, and its retransmission
 // (nth 2), which passed.
-func wantLostOnce(t *testing.T, evs []events.Event, kind, from string) {
+func wantLostOnce(t *testing.T, evs []events.Event, kind statetrack.Kind, from statetrack.Side) {
 	t.Helper()
-	if e := packetEvents(evs, kind, from); len(e) != 2 || e[1].Nth != 2 || e[1].Action != "" {
+	if e := packetEvents(evs, kind, from); len(e) != 2 || e[1].Nth != 2 || e[1].Rule != "" {
 		t.Errorf("want %s nth 1 dropped then nth 2 passed, got:\n%s", kind, dumpEvents(e))
 	}
 }
 
 // wantFault is wantFaults for a single fault.
-func wantFault(t *testing.T, evs []events.Event, rule, action, kind, from string, nth uint32) events.Event {
+func wantFault(t *testing.T, evs []events.Event, rule string, action rules.ActionType, kind statetrack.Kind, from statetrack.Side, nth uint32) events.Event {
 	t.Helper()
 	return wantFaults(t, evs, 1, rule, action, kind, from, nth)[0]
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // unlistedPort is a server port no config intercepts.
@@ -78,11 +80,11 @@ func TestUnlistedPortUntouched(t *testing.T) {
 		t.Errorf("port %d: %d SYNs, want 2 (one per family)", unlistedPort, n)
 	}
 	for _, e := range evs {
-		if strings.HasSuffix(e.Conn, ":9090") {
+		if strings.HasSuffix(e.Conn(), ":9090") {
 			t.Errorf("event for port %d: %+v", unlistedPort, e)
 		}
 	}
-	wantFault(t, evs, "lose-first-syn", "drop", "syn", "client", 1)
+	wantFault(t, evs, "lose-first-syn", rules.Drop, statetrack.Syn, statetrack.Client, 1)
 }
 
 // TestInterruptRemovesRules: while `run` intercepts, the router has
@@ -198,7 +200,7 @@ func TestLocalMode(t *testing.T) {
 	if n := count(pkts, from(tp.Server4), isSynAck); n != 1 {
 		t.Errorf("%d SYN-ACKs from the server, want 1 (the first SYN never reached TCP)", n)
 	}
-	wantFault(t, evs, "lose-first-syn", "drop", "syn", "client", 1)
+	wantFault(t, evs, "lose-first-syn", rules.Drop, statetrack.Syn, statetrack.Client, 1)
 }
 
 // TestConfigErrorInstallsNothing: an invalid config makes `run` exit 2

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -36,11 +37,11 @@ func TestLostFirstSyn(t *testing.T) {
 		}
 		sameSegment(t, "client SYNs downstream", pick(atServer, from(s.client), isSyn), 1, atServer)
 
-		f := wantFault(t, evs, "lose-first-syn", "drop", "syn", "client", 1)
+		f := wantFault(t, evs, "lose-first-syn", rules.Drop, statetrack.Syn, statetrack.Client, 1)
 		if syns := pick(atClient, from(s.client), isSyn); len(syns) > 0 && f.Seq != uint32(syns[0].Seq) {
 			t.Errorf("dropped syn seq %d, want %d", f.Seq, uint32(syns[0].Seq))
 		}
-		wantLostOnce(t, evs, "syn", "client")
+		wantLostOnce(t, evs, statetrack.Syn, statetrack.Client)
 	})
 }
 
@@ -95,21 +96,21 @@ func TestSlowSynAck(t *testing.T) {
 			pongIn[0].Time.Format(stamp), pongOut[0].Time.Format(stamp), held[1].Time.Format(stamp), released[1].Time.Format(stamp))
 	}
 
-	for _, f := range wantFaults(t, evs, 2, "slow-syn-ack", "delay", "syn-ack", "server", 1) {
-		if d, err := time.ParseDuration(f.Delay); err != nil || d < 280*time.Millisecond || d > 320*time.Millisecond {
+	for _, f := range wantFaults(t, evs, 2, "slow-syn-ack", rules.Delay, statetrack.SynAck, statetrack.Server, 1) {
+		if d := f.Delay; d < 280*time.Millisecond || d > 320*time.Millisecond {
 			t.Errorf("delay %q, want 300ms ± 20ms", f.Delay)
 		}
 	}
-	if n := countReason(evs, "released"); n != 2 {
+	if n := countReason(evs, events.Released); n != 2 {
 		t.Errorf("%d state events for a released packet, want 2", n)
 	}
 }
 
 // countReason counts the state events with reason.
-func countReason(evs []events.Event, reason string) int {
+func countReason(evs []events.Event, reason events.Reason) int {
 	n := 0
 	for _, e := range evs {
-		if e.Kind == events.StateKind && e.Reason == reason {
+		if e.IsState() && e.Reason == reason {
 			n++
 		}
 	}
@@ -165,8 +166,8 @@ func TestLostThirdAck(t *testing.T) {
 			t.Errorf("server side: %d ACKs of the SYN-ACK, want one less than the client side's %d", n, count(atClient, handshakeAck...))
 		}
 	}
-	wantFault(t, evs, "lose-third-ack", "drop", "handshake-ack", "client", 1)
-	wantLostOnce(t, evs, "handshake-ack", "client")
+	wantFault(t, evs, "lose-third-ack", rules.Drop, statetrack.HandshakeAck, statetrack.Client, 1)
+	wantLostOnce(t, evs, statetrack.HandshakeAck, statetrack.Client)
 }
 
 // TestLostFin: configs/lost-fin.yaml, the client closing first. The
@@ -188,11 +189,11 @@ func TestLostFin(t *testing.T) {
 		within(t, "FIN retransmission gap", gaps[0], 150*time.Millisecond, 3*time.Second)
 	}
 	sameSegment(t, "client FINs downstream", pick(atServer, from(s.client), isFin), 1, atServer)
-	f := wantFault(t, evs, "lose-active-fin", "drop", "fin", "client", 1)
-	if f.Closer != "active" {
+	f := wantFault(t, evs, "lose-active-fin", rules.Drop, statetrack.Fin, statetrack.Client, 1)
+	if f.Closer != statetrack.Active {
 		t.Errorf("dropped fin closer %q, want active", f.Closer)
 	}
-	wantLostOnce(t, evs, "fin", "client")
+	wantLostOnce(t, evs, statetrack.Fin, statetrack.Client)
 }
 
 // TestLostFinalAck: configs/lost-final-ack.yaml, the client closing
@@ -232,8 +233,8 @@ func TestLostFinalAck(t *testing.T) {
 			t.Errorf("server side: %d final ACKs, want 1", n)
 		}
 	}
-	wantFault(t, evs, "lose-final-ack-once", "drop", "final-ack", "client", 1)
-	wantLostOnce(t, evs, "final-ack", "client")
+	wantFault(t, evs, "lose-final-ack-once", rules.Drop, statetrack.FinalAck, statetrack.Client, 1)
+	wantLostOnce(t, evs, statetrack.FinalAck, statetrack.Client)
 }
 
 // TestLostPassiveFin: configs/lost-passive-fin.yaml, the client closing
@@ -282,11 +283,11 @@ func TestLostPassiveFin(t *testing.T) {
 			sameSegment(t, "server FINs downstream", pick(atClient, from(s.server), isFin), 1, atClient)
 			sameSegment(t, "client FINs on the client side", pick(atClient, from(s.client), isFin), tc.clientFins, atClient)
 			sameSegment(t, "client FINs on the server side", pick(atServer, from(s.client), isFin), tc.clientFins, atServer)
-			f := wantFault(t, evs, "lose-passive-fin", "drop", "fin", "server", 1)
-			if f.Closer != "passive" {
+			f := wantFault(t, evs, "lose-passive-fin", rules.Drop, statetrack.Fin, statetrack.Server, 1)
+			if f.Closer != statetrack.Passive {
 				t.Errorf("dropped fin closer %q, want passive", f.Closer)
 			}
-			wantLostOnce(t, evs, "fin", "server")
+			wantLostOnce(t, evs, statetrack.Fin, statetrack.Server)
 		})
 	}
 }
@@ -360,8 +361,8 @@ func TestDuplicatedFin(t *testing.T) {
 					t.Errorf("client side: %d final ACKs, want 2 (one per copy of the server's FIN)", n)
 				}
 
-				for _, f := range wantFaults(t, evs, 2, "dup-fin", "duplicate", "fin", "", 1) {
-					if f.After != "200ms" || f.Copies != 1 {
+				for _, f := range wantFaults(t, evs, 2, "dup-fin", rules.Duplicate, statetrack.Fin, either, 1) {
+					if f.After != 200*time.Millisecond || f.Copies != 1 {
 						t.Errorf("duplicate %d copies after %s, want 1 after 200ms", f.Copies, f.After)
 					}
 				}
@@ -542,8 +543,8 @@ func (s *scenario) checkStaleCopy(atClient, atServer []netlabtest.Packet, evs []
 		within(t, "copy delay", gaps[0], 2900*time.Millisecond, 6*time.Second)
 	}
 	checkCopyChecksum(t, s.toServer, atServer, from(s.client), isSyn)
-	f := wantFault(t, evs, "stale-syn", "duplicate", "syn", "client", 1)
-	if f.After != "3s" || f.Copies != 1 {
+	f := wantFault(t, evs, "stale-syn", rules.Duplicate, statetrack.Syn, statetrack.Client, 1)
+	if f.After != 3*time.Second || f.Copies != 1 {
 		t.Errorf("duplicate %d copies after %s, want 1 after 3s", f.Copies, f.After)
 	}
 	return syns

@@ -23,26 +23,26 @@ import (
 // kindLog records the kinds of the packet events and the faults.
 type kindLog struct {
 	mu     sync.Mutex
-	kinds  map[string]int
-	faults map[string]int // by kind
+	kinds  map[statetrack.Kind]int
+	faults map[statetrack.Kind]int // by kind
 }
 
-func (l *kindLog) Emit(e *events.Event) {
+func (l *kindLog) Emit(e events.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e.Kind == events.StateKind {
+	if e.IsState() {
 		return
 	}
 	l.kinds[e.Kind]++
-	if e.Action != "" {
+	if e.Rule != "" {
 		l.faults[e.Kind]++
 	}
 }
 
-func (l *kindLog) counts() (kinds, faults map[string]int) {
+func (l *kindLog) counts() (kinds, faults map[statetrack.Kind]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	kinds, faults = map[string]int{}, map[string]int{}
+	kinds, faults = map[statetrack.Kind]int{}, map[statetrack.Kind]int{}
 	for k, n := range l.kinds {
 		kinds[k] = n
 	}
@@ -57,7 +57,7 @@ func (l *kindLog) counts() (kinds, faults map[string]int) {
 func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []rules.Rule) (*running, *pipeline.Pipeline, *kindLog) {
 	t.Helper()
 	set := rules.Compile(rs)
-	log := &kindLog{kinds: map[string]int{}, faults: map[string]int{}}
+	log := &kindLog{kinds: map[statetrack.Kind]int{}, faults: map[statetrack.Kind]int{}}
 	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{serverPort}}, set, 1, log)
 	if !p.AllowQuiet() {
 		t.Fatal("the rules do not allow quiet connections")
@@ -106,13 +106,13 @@ func TestSelectiveBulk(t *testing.T) {
 	}
 	t.Logf("64 MB transfer: %d packets queued", s.Received)
 	kinds, faults := log.counts()
-	for _, k := range []string{"syn", "syn-ack", "handshake-ack", "fin", "final-ack"} {
+	for _, k := range []statetrack.Kind{statetrack.Syn, statetrack.SynAck, statetrack.HandshakeAck, statetrack.Fin, statetrack.FinalAck} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s seen (kinds %v)", k, kinds)
 		}
 	}
-	if faults["final-ack"] != 1 {
-		t.Errorf("final-ack dropped %d times, want 1 (faults %v)", faults["final-ack"], faults)
+	if faults[statetrack.FinalAck] != 1 {
+		t.Errorf("final-ack dropped %d times, want 1 (faults %v)", faults[statetrack.FinalAck], faults)
 	}
 	if sum := p.Summary(); sum.Tracker.Quieted == 0 || sum.Tracker.Midstream != 0 {
 		t.Errorf("tracker: %d quiet, %d midstream; want the connection quiet, no pickup", sum.Tracker.Quieted, sum.Tracker.Midstream)

@@ -45,6 +45,18 @@ type Stats struct {
 	Quieted uint64
 }
 
+// Add adds o's counters to s, e.g. to total the trackers of several queues.
+func (s *Stats) Add(o Stats) {
+	s.Connections += o.Connections
+	s.NewIncarnations += o.NewIncarnations
+	s.Midstream += o.Midstream
+	s.Evicted += o.Evicted
+	s.TimeWaitExpired += o.TimeWaitExpired
+	s.IdleExpired += o.IdleExpired
+	s.Untracked += o.Untracked
+	s.Quieted += o.Quieted
+}
+
 // Tracker follows TCP connections from the middle of the path. See the
 // package documentation for the model. A Tracker is not safe for
 // concurrent use: one goroutine (for example one queue worker) owns it.

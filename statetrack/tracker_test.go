@@ -2,6 +2,7 @@ package statetrack_test
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -239,5 +240,24 @@ func TestObserveDeliverEstablishedAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Observe+Deliver on an established connection: %v allocs, want 0", allocs)
+	}
+}
+
+// TestStatsAddSumsEveryField fails when a counter is added to Stats but
+// not to Add.
+func TestStatsAddSumsEveryField(t *testing.T) {
+	var o statetrack.Stats
+	v := reflect.ValueOf(&o).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetUint(uint64(i + 1))
+	}
+	var s statetrack.Stats
+	s.Add(o)
+	s.Add(o)
+	sv := reflect.ValueOf(s)
+	for i := range sv.NumField() {
+		if got := sv.Field(i).Uint(); got != 2*uint64(i+1) {
+			t.Errorf("Stats.%s = %d after adding %d twice, want %d", sv.Type().Field(i).Name, got, i+1, 2*(i+1))
+		}
 	}
 }

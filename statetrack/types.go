@@ -1,6 +1,7 @@
 package statetrack
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -164,6 +165,16 @@ func (s Side) String() string {
 	return "server"
 }
 
+// ParseSide parses "client" or "server", as String returns them.
+func ParseSide(name string) (Side, error) {
+	for _, s := range [...]Side{Client, Server} {
+		if name == s.String() {
+			return s, nil
+		}
+	}
+	return Client, fmt.Errorf("unknown side %q (want client or server)", name)
+}
+
 // Closer tells, for a FIN, whether its sender closed first.
 type Closer uint8
 
@@ -189,6 +200,17 @@ func (c Closer) String() string {
 	return ""
 }
 
+// ParseCloser parses "active", "passive" or "" (NoCloser), as String
+// returns them.
+func ParseCloser(name string) (Closer, error) {
+	for _, c := range [...]Closer{NoCloser, Active, Passive} {
+		if name == c.String() {
+			return c, nil
+		}
+	}
+	return NoCloser, fmt.Errorf("unknown closer %q (want active or passive)", name)
+}
+
 // Flags holds the TCP header flags, bit for bit as in the header's 13th byte.
 type Flags uint8
 
@@ -212,20 +234,49 @@ func (f Flags) Has(g Flags) bool { return f&g == g }
 // flag is set.
 func (f Flags) String() string {
 	if f == 0 {
-		return "none"
+		return noFlags
 	}
 	var b [8]byte
 	n := 0
-	for _, fl := range [...]struct {
-		bit Flags
-		c   byte
-	}{{SYN, 'S'}, {FIN, 'F'}, {PSH, 'P'}, {RST, 'R'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}, {ACK, '.'}} {
+	for _, fl := range flagLetters {
 		if f&fl.bit != 0 {
 			b[n] = fl.c
 			n++
 		}
 	}
 	return string(b[:n])
+}
+
+// noFlags is how String spells a segment without flags.
+const noFlags = "none"
+
+// flagLetters are tcpdump's letters for the flags, in its order.
+var flagLetters = [...]struct {
+	bit Flags
+	c   byte
+}{{SYN, 'S'}, {FIN, 'F'}, {PSH, 'P'}, {RST, 'R'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}, {ACK, '.'}}
+
+// ParseFlags parses flags as String spells them ("S.", "FP.", "none"),
+// each letter at most once, in any order.
+func ParseFlags(s string) (Flags, error) {
+	if s == noFlags {
+		return 0, nil
+	}
+	if s == "" {
+		return 0, errors.New(`no flags: want tcpdump's letters (e.g. "S.") or "none"`)
+	}
+	var f Flags
+next:
+	for i := 0; i < len(s); i++ {
+		for _, fl := range flagLetters {
+			if s[i] == fl.c && f&fl.bit == 0 {
+				f |= fl.bit
+				continue next
+			}
+		}
+		return 0, fmt.Errorf("flags %q: unknown or repeated letter %q (want S, F, P, R, U, E, W or . each at most once)", s, s[i])
+	}
+	return f, nil
 }
 
 // Segment is one decoded TCP segment: the tracker's input. It holds values
@@ -315,21 +366,31 @@ const (
 	Evicted
 	// Replaced: a new incarnation took over the tuple.
 	Replaced
+	numGoneReasons
 )
+
+var goneReasonNames = [numGoneReasons]string{
+	TimeWaitExpired: "time-wait-expired",
+	IdleExpired:     "idle-expired",
+	Evicted:         "evicted",
+	Replaced:        "replaced",
+}
 
 // String returns "time-wait-expired", "idle-expired", "evicted" or "replaced".
 func (r GoneReason) String() string {
-	switch r {
-	case TimeWaitExpired:
-		return "time-wait-expired"
-	case IdleExpired:
-		return "idle-expired"
-	case Evicted:
-		return "evicted"
-	case Replaced:
-		return "replaced"
+	if r > 0 && r < numGoneReasons {
+		return goneReasonNames[r]
 	}
 	return fmt.Sprintf("GoneReason(%d)", uint8(r))
+}
+
+// GoneReasons returns every reason in order.
+func GoneReasons() []GoneReason {
+	rs := make([]GoneReason, 0, numGoneReasons-1)
+	for r := TimeWaitExpired; r < numGoneReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
 }
 
 // Gone describes a connection that left the table.

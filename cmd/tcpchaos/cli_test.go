@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // runCLI runs the app with args and returns what it wrote and its error.
@@ -122,11 +124,11 @@ func TestReplayCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("event line %q: %v", line, err)
 		}
-		if e.Action != "" {
+		if e.Rule != "" {
 			faults = append(faults, e)
 		}
 	}
-	if len(faults) != 1 || faults[0].Kind != "final-ack" || faults[0].Action != "drop" || faults[0].Rule != "lose-final-ack-once" || faults[0].ClientState != "TIME_WAIT" {
+	if len(faults) != 1 || faults[0].Kind != statetrack.FinalAck || faults[0].Action != rules.Drop || faults[0].Rule != "lose-final-ack-once" || faults[0].ClientState != statetrack.TimeWait {
 		t.Errorf("faults = %+v, want one dropped final-ack by lose-final-ack-once from the client in TIME_WAIT", faults)
 	}
 	if !strings.Contains(out, "lose-final-ack-once  1") || !strings.Contains(out, "9 written to "+outPcap) {

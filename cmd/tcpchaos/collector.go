@@ -8,8 +8,8 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/events"
 )
 
-// collector is an events.Sink that keeps every event in memory and wakes
-// the one caller of waitFor at each.
+// collector is an events.Writer that keeps every event in memory and
+// wakes the one caller of waitFor at each.
 type collector struct {
 	mu      sync.Mutex
 	evs     []events.Event
@@ -18,16 +18,19 @@ type collector struct {
 
 func newCollector() *collector { return &collector{changed: make(chan struct{}, 1)} }
 
-// Emit keeps a copy of e.
-func (c *collector) Emit(e *events.Event) {
+// Emit keeps e.
+func (c *collector) Emit(e events.Event) {
 	c.mu.Lock()
-	c.evs = append(c.evs, *e)
+	c.evs = append(c.evs, e)
 	c.mu.Unlock()
 	select {
 	case c.changed <- struct{}{}:
 	default:
 	}
 }
+
+// Flush does nothing: the events are kept as they come.
+func (c *collector) Flush() error { return nil }
 
 // Events returns a copy of the events so far, in emission order.
 func (c *collector) Events() []events.Event {

@@ -118,7 +118,7 @@ func checkDemoHost() error {
 // the events it collected (also sent to extra, if not nil). Whatever it
 // created is gone when it returns: namespaces, the processes and sockets in
 // them, and the router's iptables rules.
-func runDemo(ctx context.Context, out io.Writer, extra events.Sink) (evs []events.Event, err error) {
+func runDemo(ctx context.Context, out io.Writer, extra events.Writer) (evs []events.Event, err error) {
 	if err := checkDemoHost(); err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Sink) (evs []event
 	}
 
 	col := newCollector()
-	var sink events.Sink = col
+	var sink events.Writer = col
 	if extra != nil {
 		sink = events.Tee{col, extra}
 	}

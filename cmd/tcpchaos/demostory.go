@@ -13,9 +13,6 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// The sides as events name them.
-var clientSide, serverSide = statetrack.Client.String(), statetrack.Server.String()
-
 // demoStory is the demo's scenario as its events tell it: each field is the
 // first event of its sort, nil when not seen.
 type demoStory struct {
@@ -37,19 +34,20 @@ func findStory(evs []events.Event) demoStory {
 	}
 	for i := range evs {
 		e := &evs[i]
+		client := e.From == statetrack.Client
 		switch {
-		case e.From == clientSide && e.Kind == statetrack.Syn.String() && e.Nth == 1:
+		case client && e.Kind == statetrack.Syn && e.Nth == 1:
 			first(&s.syn1, e)
-		case e.From == clientSide && e.Kind == statetrack.Syn.String() && e.Nth == 2:
+		case client && e.Kind == statetrack.Syn && e.Nth == 2:
 			first(&s.syn2, e)
-		case e.Kind == statetrack.Fin.String():
+		case e.Kind == statetrack.Fin:
 			first(&s.firstFin, e)
-			if e.From == serverSide {
+			if e.From == statetrack.Server {
 				s.serverFins = append(s.serverFins, e)
 			}
-		case e.From == clientSide && e.Kind == statetrack.FinalAck.String() && e.Nth == 1:
+		case client && e.Kind == statetrack.FinalAck && e.Nth == 1:
 			first(&s.finalAck1, e)
-		case e.From == clientSide && e.Kind == statetrack.FinalAck.String() && e.Nth == 2:
+		case client && e.Kind == statetrack.FinalAck && e.Nth == 2:
 			first(&s.finalAck2, e)
 		}
 	}
@@ -59,15 +57,17 @@ func findStory(evs []events.Event) demoStory {
 // complete reports whether the story has reached its end: the client's
 // re-ACK from TIME_WAIT got through.
 func (s demoStory) complete() bool {
-	return s.finalAck2 != nil && s.finalAck2.Action == ""
+	return s.finalAck2 != nil && s.finalAck2.Rule == ""
 }
+
+// dropped reports whether a rule dropped the packet of e.
+func dropped(e *events.Event) bool { return e != nil && e.Rule != "" && e.Action == rules.Drop }
 
 // explain tells the story in a few paragraphs, each derived from the
 // events; the error lists the steps that were not seen.
 func (s demoStory) explain() ([]string, error) {
-	drop := rules.Drop.String()
 	var told, missing []string
-	if s.syn1 != nil && s.syn1.Action == drop && s.syn2 != nil {
+	if dropped(s.syn1) && s.syn2 != nil {
 		same := "with the same sequence number"
 		if s.syn2.Seq != s.syn1.Seq {
 			same = "with another sequence number"
@@ -79,14 +79,14 @@ func (s demoStory) explain() ([]string, error) {
 	} else {
 		missing = append(missing, "the client's first SYN dropped, then retransmitted")
 	}
-	if s.firstFin != nil && s.firstFin.From == clientSide && len(s.serverFins) > 0 {
+	if s.firstFin != nil && s.firstFin.From == statetrack.Client && len(s.serverFins) > 0 {
 		told = append(told, fmt.Sprintf("The client closed first (%s close, %s); the server answered with "+
 			"its own FIN (%s close) and waited in %s for the last ACK.",
 			s.firstFin.Closer, s.firstFin.ClientState, s.serverFins[0].Closer, s.serverFins[0].ServerState))
 	} else {
 		missing = append(missing, "the client's FIN, then the server's")
 	}
-	if s.finalAck1 != nil && s.finalAck1.Action == drop && len(s.serverFins) >= 2 {
+	if dropped(s.finalAck1) && len(s.serverFins) >= 2 {
 		told = append(told, fmt.Sprintf("The client's final ACK was dropped by %s, so the server never "+
 			"learned that its FIN had arrived: it sent the FIN again %.2f s later (%d FINs from the server in all).",
 			s.finalAck1.Rule, s.serverFins[1].Time.Sub(s.serverFins[0].Time).Seconds(), len(s.serverFins)))

@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // storyEvents is the demo's scenario as the router reports it, trimmed to
@@ -16,24 +19,28 @@ import (
 func storyEvents() []events.Event {
 	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	ev := func(ms int, from, kind string, nth uint32, flags string, seq, ack uint32, cs, ss string) events.Event {
-		return events.Event{Time: at(ms), Conn: "198.18.1.2:40000->198.19.2.2:8080", ConnID: 1, From: from, Kind: kind,
-			Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
+	const (
+		client, server = statetrack.Client, statetrack.Server
+		S, A, F        = statetrack.SYN, statetrack.ACK, statetrack.FIN
+	)
+	ev := func(ms int, from statetrack.Side, kind statetrack.Kind, nth uint32, flags statetrack.Flags, seq, ack uint32, cs, ss statetrack.State) events.Event {
+		return events.Event{Time: at(ms), Client: netip.MustParseAddrPort("198.18.1.2:40000"), Server: netip.MustParseAddrPort("198.19.2.2:8080"),
+			ConnID: 1, From: from, Kind: kind, Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
 	}
 	evs := []events.Event{
-		ev(0, "client", "syn", 1, "S", 1000, 0, "SYN_SENT", "LISTEN"),
-		ev(1020, "client", "syn", 2, "S", 1000, 0, "SYN_SENT", "SYN_RCVD"),
-		ev(1021, "server", "syn-ack", 1, "S.", 5000, 1001, "ESTABLISHED", "SYN_RCVD"),
-		ev(1030, "client", "fin", 1, "F.", 1001, 5001, "FIN_WAIT_1", "CLOSE_WAIT"),
-		ev(1031, "server", "fin", 1, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
-		ev(1032, "client", "final-ack", 1, ".", 1002, 5002, "TIME_WAIT", "LAST_ACK"),
-		ev(1240, "server", "fin", 2, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
-		ev(1241, "client", "final-ack", 2, ".", 1002, 5002, "TIME_WAIT", "CLOSED"),
+		ev(0, client, statetrack.Syn, 1, S, 1000, 0, statetrack.SynSent, statetrack.Listen),
+		ev(1020, client, statetrack.Syn, 2, S, 1000, 0, statetrack.SynSent, statetrack.SynRcvd),
+		ev(1021, server, statetrack.SynAck, 1, S|A, 5000, 1001, statetrack.Established, statetrack.SynRcvd),
+		ev(1030, client, statetrack.Fin, 1, F|A, 1001, 5001, statetrack.FinWait1, statetrack.CloseWait),
+		ev(1031, server, statetrack.Fin, 1, F|A, 5001, 1002, statetrack.TimeWait, statetrack.LastAck),
+		ev(1032, client, statetrack.FinalAck, 1, A, 1002, 5002, statetrack.TimeWait, statetrack.LastAck),
+		ev(1240, server, statetrack.Fin, 2, F|A, 5001, 1002, statetrack.TimeWait, statetrack.LastAck),
+		ev(1241, client, statetrack.FinalAck, 2, A, 1002, 5002, statetrack.TimeWait, statetrack.Closed),
 	}
-	evs[0].Action, evs[0].Rule = "drop", "lose-first-syn"
+	evs[0].Action, evs[0].Rule = rules.Drop, "lose-first-syn"
 	evs[1].Retransmission = true
-	evs[3].Closer, evs[4].Closer, evs[6].Closer = "active", "passive", "passive"
-	evs[5].Action, evs[5].Rule = "drop", "lose-final-ack-once"
+	evs[3].Closer, evs[4].Closer, evs[6].Closer = statetrack.Active, statetrack.Passive, statetrack.Passive
+	evs[5].Action, evs[5].Rule = rules.Drop, "lose-final-ack-once"
 	return evs
 }
 
@@ -55,7 +62,7 @@ func TestStoryExplain(t *testing.T) {
 	}
 
 	evs := storyEvents()
-	evs[5].Action = "" // the final ACK got through: no retransmitted FIN, no re-ACK
+	evs[5].Action, evs[5].Rule = rules.Accept, "" // the final ACK got through: no retransmitted FIN, no re-ACK
 	evs = evs[:6]
 	s := findStory(evs)
 	if s.complete() {
@@ -74,7 +81,7 @@ func TestCollectorWaitFor(t *testing.T) {
 		done <- c.waitFor(context.Background(), func(evs []events.Event) bool { return findStory(evs).complete() })
 	}()
 	for i := range evs {
-		c.Emit(&evs[i])
+		c.Emit(evs[i])
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("waitFor: %v", err)

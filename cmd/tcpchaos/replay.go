@@ -98,13 +98,13 @@ func runReplay(c *cli.Context) error {
 // openEvents opens the event stream: JSON lines to path ("-" for stdout),
 // or, without a path, fallback (which may be nil: no events). The returned
 // function flushes and closes it and reports the first write error.
-func openEvents(path string, fallback events.Sink) (events.Sink, func() error, error) {
+func openEvents(path string, fallback events.Writer) (events.Writer, func() error, error) {
 	switch path {
 	case "":
 		return fallback, func() error { return nil }, nil
 	case "-":
 		j := events.NewJSONLines(os.Stdout)
-		return j, j.Err, nil
+		return j, j.Flush, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -112,7 +112,7 @@ func openEvents(path string, fallback events.Sink) (events.Sink, func() error, e
 	}
 	j := events.NewJSONLines(f)
 	return j, func() error {
-		if err := j.Err(); err != nil {
+		if err := j.Flush(); err != nil {
 			f.Close()
 			return fmt.Errorf("write events %s: %w", path, err)
 		}

@@ -75,8 +75,10 @@ func runCommand() *cli.Command {
 
 // live is one `tcpchaos run`: queues, interception and pipelines.
 type live struct {
-	cfg             config.Config
-	sink            events.Sink
+	cfg config.Config
+	// sink is where the events go, from a writer goroutine that run
+	// starts and stops (the packet path only queues them).
+	sink            events.Writer
 	log             *slog.Logger
 	netns           string    // run inside this namespace ("" = current)
 	status, summary io.Writer // progress lines; the final summary
@@ -109,6 +111,8 @@ func (l live) run(ctx context.Context) error {
 	if set.NeedsPayload() {
 		copyRange = 0
 	}
+	// The writer goroutine starts with the queues and stops after them.
+	evs := events.NewAsync(l.sink, events.Buffer)
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() {
@@ -117,7 +121,7 @@ func (l live) run(ctx context.Context) error {
 		}
 	}
 	for i := range pipes {
-		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), l.sink)
+		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), evs)
 		if selective {
 			pipes[i].AllowQuiet()
 		}
@@ -148,6 +152,7 @@ func (l live) run(ctx context.Context) error {
 	// that no packet is queued to a queue that is closing.
 	queuesCtx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopQueues()
+	go evs.Run()
 	var g errgroup.Group
 	for _, q := range queues {
 		g.Go(func() error { return q.Run(queuesCtx) })
@@ -156,6 +161,7 @@ func (l live) run(ctx context.Context) error {
 	removeErr := interception.Remove()
 	stopQueues()
 	runErr := g.Wait() // each Run closes its queue
+	evs.Close()        // every event emitted is written
 
 	var total pipeline.Summary
 	for _, p := range pipes {
@@ -166,6 +172,8 @@ func (l live) run(ctx context.Context) error {
 	for _, q := range queues {
 		writeQueueStats(l.summary, q.Stats())
 	}
+	es := evs.Stats()
+	fmt.Fprintf(l.summary, "events: %d written, %d dropped (the writer fell behind its buffer of %d)\n", es.Emitted, es.Dropped, events.Buffer)
 	return errors.Join(runErr, removeErr)
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
@@ -19,12 +18,6 @@ import (
 const (
 	stateWidth = 12 // "ESTABLISHED", "FIN_WAIT_1"
 	arrowWidth = 30 // "── final-ack #2 . ──────────▶"
-)
-
-// The sides as events name them.
-var (
-	clientSide = statetrack.Client.String()
-	serverSide = statetrack.Server.String()
 )
 
 // Write prints events as ladder diagrams, one per connection incarnation
@@ -43,13 +36,13 @@ func Write(w io.Writer, evs []events.Event) {
 		if n > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "connection %s (seq/ack relative to each side's SYN)\n", conn[0].Conn)
+		fmt.Fprintf(w, "connection %s (seq/ack relative to each side's SYN)\n", conn[0].Conn())
 		line(w, "time", "client", "", "server", "seq/ack", "")
 		start := conn[0].Time
 		for i := range conn {
 			e := &conn[i]
 			line(w, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
-				e.ClientState, arrow(e), e.ServerState, seqAck(e, isn), note(e))
+				e.ClientState.String(), arrow(e), e.ServerState.String(), seqAck(e, isn), note(e))
 		}
 	}
 }
@@ -80,20 +73,20 @@ func line(w io.Writer, at, client, arrow, server, seqAck, note string) {
 // arrow draws the packet from its sender towards its receiver, ending in ✗
 // when a rule dropped it; a state event is a dot and its reason.
 func arrow(e *events.Event) string {
-	if e.Kind == events.StateKind {
-		return "   · " + e.Reason
+	if e.IsState() {
+		return "   · " + e.Reason.String()
 	}
 	label := fmt.Sprintf(" %s #%d %s ", e.Kind, e.Nth, e.Flags)
 	fill := max(arrowWidth-3-utf8.RuneCountInString(label), 1)
 	line := strings.Repeat("─", fill)
 	tip := "▶"
-	if e.From == serverSide {
+	if e.From == statetrack.Server {
 		tip = "◀"
 	}
-	if t, err := rules.ParseActionType(e.Action); err == nil && !t.Delivers() {
+	if e.Rule != "" && !e.Action.Delivers() {
 		tip = "✗"
 	}
-	if e.From == serverSide {
+	if e.From == statetrack.Server {
 		return tip + line + label + "──"
 	}
 	return "──" + label + line + tip
@@ -102,7 +95,7 @@ func arrow(e *events.Event) string {
 // connSide names one endpoint of one connection.
 type connSide struct {
 	conn uint64
-	from string
+	from statetrack.Side
 }
 
 // initialSeqs finds each endpoint's initial sequence number: the sequence
@@ -111,7 +104,7 @@ func initialSeqs(evs []events.Event) map[connSide]uint32 {
 	isn := make(map[connSide]uint32)
 	for _, e := range evs {
 		k := connSide{e.ConnID, e.From}
-		if _, seen := isn[k]; !seen && strings.Contains(e.Flags, "S") {
+		if _, seen := isn[k]; !seen && e.Flags.Has(statetrack.SYN) {
 			isn[k] = e.Seq
 		}
 	}
@@ -122,22 +115,18 @@ func initialSeqs(evs []events.Event) map[connSide]uint32 {
 // number when it carries ACK, relative to the initial sequence numbers
 // (absolute when the SYN was not seen).
 func seqAck(e *events.Event, isn map[connSide]uint32) string {
-	if e.Kind == events.StateKind {
+	if e.IsState() {
 		return ""
 	}
-	other := serverSide
-	if e.From == serverSide {
-		other = clientSide
-	}
-	rel := func(v uint32, side string) uint32 {
+	rel := func(v uint32, side statetrack.Side) uint32 {
 		if base, ok := isn[connSide{e.ConnID, side}]; ok {
 			return v - base
 		}
 		return v
 	}
 	s := fmt.Sprintf("seq %d", rel(e.Seq, e.From))
-	if strings.Contains(e.Flags, ".") {
-		s += fmt.Sprintf(" ack %d", rel(e.Ack, other))
+	if e.Flags.Has(statetrack.ACK) {
+		s += fmt.Sprintf(" ack %d", rel(e.Ack, e.From.Other()))
 	}
 	return s
 }
@@ -145,11 +134,12 @@ func seqAck(e *events.Event, isn map[connSide]uint32) string {
 // note says what a rule did to the packet, or what is remarkable about it.
 func note(e *events.Event) string {
 	var parts []string
-	if d, ok := decision(e); ok {
+	if e.Rule != "" {
+		d := rules.Decision{Action: e.Action, Hold: e.Delay, Copies: e.Copies, After: e.After}
 		parts = append(parts, d.Note()+" by "+e.Rule)
 	}
-	if e.Closer != "" {
-		parts = append(parts, e.Closer+" close")
+	if e.Closer != statetrack.NoCloser {
+		parts = append(parts, e.Closer.String()+" close")
 	}
 	if e.Retransmission {
 		parts = append(parts, "retransmission")
@@ -161,19 +151,6 @@ func note(e *events.Event) string {
 		parts = append(parts, "new incarnation")
 	}
 	return strings.Join(parts, ", ")
-}
-
-// decision rebuilds the decision an event records; ok is false when no
-// rule acted.
-func decision(e *events.Event) (d rules.Decision, ok bool) {
-	t, err := rules.ParseActionType(e.Action)
-	if err != nil {
-		return d, false
-	}
-	d = rules.Decision{Action: t, Copies: e.Copies}
-	d.Hold, _ = time.ParseDuration(e.Delay)
-	d.After, _ = time.ParseDuration(e.After)
-	return d, true
 }
 
 // pad left-aligns s in width characters (runes, not bytes).

@@ -1,11 +1,14 @@
 package ladder
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // twoConnections is a lost first SYN and a lost final ACK on connection 1
@@ -13,29 +16,33 @@ import (
 // that opens later.
 func twoConnections() []events.Event {
 	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	ev := func(id uint64, ms int, from, kind string, nth uint32, flags string, seq, ack uint32, cs, ss string) events.Event {
-		conn := "198.18.1.2:40000->198.19.2.2:8080"
+	const (
+		client, server = statetrack.Client, statetrack.Server
+		S, A, F        = statetrack.SYN, statetrack.ACK, statetrack.FIN
+	)
+	ev := func(id uint64, ms int, from statetrack.Side, kind statetrack.Kind, nth uint32, flags statetrack.Flags, seq, ack uint32, cs, ss statetrack.State) events.Event {
+		c := netip.MustParseAddrPort("198.18.1.2:40000")
 		if id == 2 {
-			conn = "198.18.1.2:40001->198.19.2.2:8080"
+			c = netip.MustParseAddrPort("198.18.1.2:40001")
 		}
-		return events.Event{Time: t0.Add(time.Duration(ms) * time.Millisecond), Conn: conn, ConnID: id, From: from, Kind: kind,
-			Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
+		return events.Event{Time: t0.Add(time.Duration(ms) * time.Millisecond), Client: c, Server: netip.MustParseAddrPort("198.19.2.2:8080"),
+			ConnID: id, From: from, Kind: kind, Nth: nth, Flags: flags, Seq: seq, Ack: ack, ClientState: cs, ServerState: ss}
 	}
 	evs := []events.Event{
-		ev(1, 0, "client", "syn", 1, "S", 1000, 0, "SYN_SENT", "LISTEN"),
-		ev(1, 1020, "client", "syn", 2, "S", 1000, 0, "SYN_SENT", "SYN_RCVD"),
-		ev(2, 1020, "client", "syn", 1, "S", 7000, 0, "SYN_SENT", "SYN_RCVD"),
-		ev(1, 1021, "server", "syn-ack", 1, "S.", 5000, 1001, "ESTABLISHED", "SYN_RCVD"),
-		ev(1, 1031, "server", "fin", 1, "F.", 5001, 1002, "TIME_WAIT", "LAST_ACK"),
-		ev(1, 1032, "client", "final-ack", 1, ".", 1002, 5002, "TIME_WAIT", "LAST_ACK"),
-		ev(1, 1240, "", "state", 0, "", 0, 0, "TIME_WAIT", "CLOSED"),
+		ev(1, 0, client, statetrack.Syn, 1, S, 1000, 0, statetrack.SynSent, statetrack.Listen),
+		ev(1, 1020, client, statetrack.Syn, 2, S, 1000, 0, statetrack.SynSent, statetrack.SynRcvd),
+		ev(2, 1020, client, statetrack.Syn, 1, S, 7000, 0, statetrack.SynSent, statetrack.SynRcvd),
+		ev(1, 1021, server, statetrack.SynAck, 1, S|A, 5000, 1001, statetrack.Established, statetrack.SynRcvd),
+		ev(1, 1031, server, statetrack.Fin, 1, F|A, 5001, 1002, statetrack.TimeWait, statetrack.LastAck),
+		ev(1, 1032, client, statetrack.FinalAck, 1, A, 1002, 5002, statetrack.TimeWait, statetrack.LastAck),
+		ev(1, 1240, client, 0, 0, 0, 0, 0, statetrack.TimeWait, statetrack.Closed),
 	}
-	evs[0].Action, evs[0].Rule = "drop", "lose-first-syn"
+	evs[0].Action, evs[0].Rule = rules.Drop, "lose-first-syn"
 	evs[1].Retransmission = true
-	evs[4].Closer = "passive"
-	evs[5].Action, evs[5].Rule = "delay", "slow-final-ack"
-	evs[5].Delay = "200ms"
-	evs[6].Reason = "released"
+	evs[4].Closer = statetrack.Passive
+	evs[5].Action, evs[5].Rule = rules.Delay, "slow-final-ack"
+	evs[5].Delay = 200 * time.Millisecond
+	evs[6].Reason = events.Released
 	return evs
 }
 

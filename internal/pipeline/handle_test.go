@@ -20,7 +20,7 @@ var (
 // recorder keeps every event.
 type recorder []events.Event
 
-func (r *recorder) Emit(e *events.Event) { *r = append(*r, *e) }
+func (r *recorder) Emit(e events.Event) { *r = append(*r, e) }
 
 func (r recorder) last() events.Event { return r[len(r)-1] }
 
@@ -60,10 +60,10 @@ func TestAcceptedPacketShowsTheReceiversNewState(t *testing.T) {
 		t.Fatalf("action = %s, want accept", v.Action)
 	}
 	e := rec.last()
-	if e.Kind != "syn" || e.From != "client" || e.ClientState != "SYN_SENT" || e.ServerState != "SYN_RCVD" || e.Rule != "" || e.Action != "" {
+	if e.Kind != statetrack.Syn || e.From != statetrack.Client || e.ClientState != statetrack.SynSent || e.ServerState != statetrack.SynRcvd || e.Rule != "" || e.Action != rules.Accept {
 		t.Errorf("event = %+v, want an accepted syn with the server already in SYN_RCVD", e)
 	}
-	if e.Conn != "198.18.1.2:40000->198.19.2.2:8080" || e.Seq != 100 || e.Flags != "S" || !e.Time.Equal(t0) {
+	if e.Conn() != "198.18.1.2:40000->198.19.2.2:8080" || e.Seq != 100 || e.Flags != statetrack.SYN || !e.Time.Equal(t0) {
 		t.Errorf("event = %+v, want conn, seq, flags and time of the packet", e)
 	}
 }
@@ -74,7 +74,7 @@ func TestDroppedPacketNeverReachesTheReceiver(t *testing.T) {
 		t.Fatalf("action = %s, want drop", v.Action)
 	}
 	e := rec.last()
-	if e.Rule != "r" || e.Action != "drop" || e.ServerState == "SYN_RCVD" {
+	if e.Rule != "r" || e.Action != rules.Drop || e.ServerState == statetrack.SynRcvd {
 		t.Errorf("event = %+v, want a drop by r with the server not in SYN_RCVD", e)
 	}
 	if s := p.Summary(); s.Stats.Actions[rules.Drop] != 1 || s.Rules[0].Hits != 1 || s.Stats.Packets[statetrack.Syn] != 1 {
@@ -89,13 +89,13 @@ func TestDelayedPacketMovesTheReceiverWhenReleased(t *testing.T) {
 	if v.Action != rules.Delay || v.Hold != 300*time.Millisecond {
 		t.Fatalf("verdict = %+v, want a 300ms delay", v)
 	}
-	if e := rec.last(); e.Action != "delay" || e.Delay != "300ms" || e.ClientState != "SYN_SENT" {
+	if e := rec.last(); e.Action != rules.Delay || e.Delay != 300*time.Millisecond || e.ClientState != statetrack.SynSent {
 		t.Errorf("delay event = %+v, want the client still in SYN_SENT", e)
 	}
 	released := t0.Add(301 * time.Millisecond)
 	p.Deliver(&v, released)
 	e := rec.last()
-	if e.Kind != events.StateKind || e.Reason != "released" || e.ClientState != "ESTABLISHED" || !e.Time.Equal(released) || e.From != "server" {
+	if !e.IsState() || e.Reason != events.Released || e.ClientState != statetrack.Established || !e.Time.Equal(released) || e.From != statetrack.Server {
 		t.Errorf("release event = %+v, want the client ESTABLISHED at the release", e)
 	}
 }
@@ -106,7 +106,7 @@ func TestDuplicateArrivalIsAStateEventOnlyWhenItChangesSomething(t *testing.T) {
 	if v.Action != rules.Duplicate || v.Copies != 1 || v.After != time.Second {
 		t.Fatalf("verdict = %+v, want one copy after 1s", v)
 	}
-	if e := rec.last(); e.Action != "duplicate" || e.Copies != 1 || e.After != "1s" || e.ServerState != "SYN_RCVD" {
+	if e := rec.last(); e.Action != rules.Duplicate || e.Copies != 1 || e.After != time.Second || e.ServerState != statetrack.SynRcvd {
 		t.Errorf("duplicate event = %+v, want the original delivered at once", e)
 	}
 	n := len(*rec)
@@ -129,16 +129,16 @@ func TestTimeWaitExpiryIsReported(t *testing.T) {
 	step(true, finAck, 101, 501)
 	step(false, finAck, 501, 102)
 	step(true, ack, 102, 502)
-	if e := rec.last(); e.Kind != "final-ack" || e.ClientState != "TIME_WAIT" {
+	if e := rec.last(); e.Kind != statetrack.FinalAck || e.ClientState != statetrack.TimeWait {
 		t.Fatalf("last event = %+v, want final-ack into TIME_WAIT", e)
 	}
 	p.Expire(at.Add(time.Second)) // 2×MSL is 2s: not yet
-	if e := rec.last(); e.Kind == events.StateKind {
+	if e := rec.last(); e.IsState() {
 		t.Fatalf("expired early: %+v", e)
 	}
 	p.Expire(at.Add(3 * time.Second))
 	e := rec.last()
-	if e.Kind != events.StateKind || e.Reason != "time-wait-expired" || e.ClientState != "CLOSED" || e.Conn != "198.18.1.2:40000->198.19.2.2:8080" {
+	if !e.IsState() || e.Reason != events.Gone(statetrack.TimeWaitExpired) || e.ClientState != statetrack.Closed || e.Conn() != "198.18.1.2:40000->198.19.2.2:8080" {
 		t.Errorf("expiry event = %+v, want time-wait-expired with the client CLOSED", e)
 	}
 	if s := p.Summary(); s.Tracker.TimeWaitExpired != 1 || s.Tracked != 0 {

@@ -5,7 +5,6 @@
 package pipeline
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
@@ -34,6 +33,16 @@ type Stats struct {
 	// Actions counts packets by the action taken (indexed by
 	// rules.ActionType).
 	Actions [rules.NumActionTypes]uint64
+}
+
+// Add adds o's counts to s.
+func (s *Stats) Add(o Stats) {
+	for i := range s.Packets {
+		s.Packets[i] += o.Packets[i]
+	}
+	for i := range s.Actions {
+		s.Actions[i] += o.Actions[i]
+	}
 }
 
 // New returns a pipeline with a fresh tracker configured by tc, deciding
@@ -75,17 +84,15 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 	if p.sink != nil {
 		e := packetEvent(&o, now, states)
 		if d.Rule >= 0 {
-			e.Rule = p.names[d.Rule]
-			e.Action = d.Action.String()
+			e.Rule, e.Action = p.names[d.Rule], d.Action
 			if d.Action.Holds() {
-				e.Delay = d.Hold.String()
+				e.Delay = d.Hold
 			}
 			if d.Action.SendsCopies() {
-				e.Copies = d.Copies
-				e.After = d.After.String()
+				e.Copies, e.After = d.Copies, d.After
 			}
 		}
-		p.sink.Emit(&e)
+		p.sink.Emit(e)
 	}
 	return v
 }
@@ -99,12 +106,11 @@ func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
 		return
 	}
 	e := packetEvent(&v.Obs, now, states)
-	e.Kind = events.StateKind
-	e.Reason = "released"
+	e.Kind, e.Reason = 0, events.Released
 	if v.Action.SendsCopies() {
-		e.Reason = "duplicate"
+		e.Reason = events.Duplicate
 	}
-	p.sink.Emit(&e)
+	p.sink.Emit(e)
 }
 
 // Quieted reports that the connection connID went quiet at now: a verdict
@@ -116,40 +122,37 @@ func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connI
 func (p *Pipeline) Expire(now time.Time) { p.tracker.Expire(now) }
 
 func (p *Pipeline) gone(g statetrack.Gone) {
-	p.sink.Emit(&events.Event{
+	p.sink.Emit(events.Event{
 		Time:        g.At,
-		Conn:        connName(g.Client, g.Server),
+		Client:      g.Client,
+		Server:      g.Server,
 		ConnID:      g.ConnID,
-		Kind:        events.StateKind,
-		ClientState: g.After[statetrack.Client].String(),
-		ServerState: g.After[statetrack.Server].String(),
-		Reason:      g.Reason.String(),
+		ClientState: g.After[statetrack.Client],
+		ServerState: g.After[statetrack.Server],
+		Reason:      events.Gone(g.Reason),
 	})
 }
 
 func packetEvent(o *statetrack.Observation, now time.Time, states [2]statetrack.State) events.Event {
 	return events.Event{
 		Time:           now,
-		Conn:           connName(o.Client, o.Server),
+		Client:         o.Client,
+		Server:         o.Server,
 		ConnID:         o.ConnID,
-		From:           o.From.String(),
-		Kind:           o.Kind.String(),
-		Closer:         o.Closer.String(),
+		From:           o.From,
+		Kind:           o.Kind,
+		Closer:         o.Closer,
 		Nth:            o.Nth,
 		Retransmission: o.Retransmission,
 		Seq:            uint32(o.Seg.Seq),
 		Ack:            uint32(o.Seg.Ack),
-		Flags:          o.Seg.Flags.String(),
+		Flags:          o.Seg.Flags,
 		Len:            o.Seg.Len,
-		ClientState:    states[statetrack.Client].String(),
-		ServerState:    states[statetrack.Server].String(),
+		ClientState:    states[statetrack.Client],
+		ServerState:    states[statetrack.Server],
 		Midstream:      o.Midstream,
 		NewIncarnation: o.NewIncarnation,
 	}
-}
-
-func connName(client, server netip.AddrPort) string {
-	return client.String() + "->" + server.String()
 }
 
 // Summary is what a run or a replay reports at its end.
@@ -179,22 +182,9 @@ func (p *Pipeline) Summary() Summary {
 // Add folds o into s: counters add up, rule hits add up by position (both
 // summaries must come from pipelines of the same rule set).
 func (s *Summary) Add(o Summary) {
-	t, u := &s.Tracker, o.Tracker
-	t.Connections += u.Connections
-	t.NewIncarnations += u.NewIncarnations
-	t.Midstream += u.Midstream
-	t.Evicted += u.Evicted
-	t.TimeWaitExpired += u.TimeWaitExpired
-	t.IdleExpired += u.IdleExpired
-	t.Untracked += u.Untracked
-	t.Quieted += u.Quieted
+	s.Tracker.Add(o.Tracker)
 	s.Tracked += o.Tracked
-	for i := range s.Stats.Packets {
-		s.Stats.Packets[i] += o.Stats.Packets[i]
-	}
-	for i := range s.Stats.Actions {
-		s.Stats.Actions[i] += o.Stats.Actions[i]
-	}
+	s.Stats.Add(o.Stats)
 	if s.Rules == nil {
 		s.Rules = make([]RuleHits, len(o.Rules))
 		for i, r := range o.Rules {

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -42,10 +44,10 @@ func benchRules() []rules.Rule {
 	}
 }
 
-func newEstablished(tb testing.TB) *established {
+func newEstablished(tb testing.TB, sink events.Sink) *established {
 	tb.Helper()
 	e := &established{
-		p:      pipeline.New(statetrack.Config{}, rules.Compile(benchRules()), 1, nil),
+		p:      pipeline.New(statetrack.Config{}, rules.Compile(benchRules()), 1, sink),
 		parser: decode.NewParser(),
 		now:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
@@ -104,7 +106,7 @@ func (e *established) step(tb testing.TB) (data, ack pipeline.Verdict) {
 }
 
 func TestEstablishedDataAndAck(t *testing.T) {
-	e := newEstablished(t)
+	e := newEstablished(t, nil)
 	for i := range 3 {
 		data, ack := e.step(t)
 		if data.Obs.Kind != statetrack.Data || data.Obs.Retransmission || data.Action != rules.Accept {
@@ -120,10 +122,25 @@ func TestEstablishedDataAndAck(t *testing.T) {
 }
 
 func TestHandleDoesNotAllocate(t *testing.T) {
-	e := newEstablished(t)
+	e := newEstablished(t, nil)
 	e.step(t)
 	if n := testing.AllocsPerRun(1000, func() { e.step(t) }); n > 0 {
 		t.Errorf("decode and Handle of a data segment and its ACK allocate %.1f times, want 0", n)
+	}
+}
+
+// TestHandleWithEventsDoesNotAllocate: with --events the packet path hands
+// each event by value to the writer's buffer (here full: the writer is not
+// running, so that the events are dropped, and counted).
+func TestHandleWithEventsDoesNotAllocate(t *testing.T) {
+	a := events.NewAsync(events.NewJSONLines(io.Discard), 4)
+	e := newEstablished(t, a)
+	e.step(t)
+	if n := testing.AllocsPerRun(1000, func() { e.step(t) }); n > 0 {
+		t.Errorf("decode and Handle of a data segment and its ACK with events allocate %.1f times, want 0", n)
+	}
+	if s := a.Stats(); s.Emitted != 4 || s.Dropped != 2*1001+5-4 {
+		t.Errorf("events %+v, want 4 queued and the rest (of 5 + 2×1001) dropped", s)
 	}
 }
 
@@ -132,9 +149,26 @@ func TestHandleDoesNotAllocate(t *testing.T) {
 // established connection (two packets per op), with a config of three
 // rules, none of which takes these packets.
 func BenchmarkPipeline(b *testing.B) {
-	e := newEstablished(b)
+	e := newEstablished(b, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		e.step(b)
 	}
+}
+
+// BenchmarkPipelineWithEvents is BenchmarkPipeline with --events: each
+// packet's event goes to the buffer of a writer goroutine encoding JSON
+// lines (to io.Discard). dropped/op counts the events the writer could
+// not keep up with.
+func BenchmarkPipelineWithEvents(b *testing.B) {
+	a := events.NewAsync(events.NewJSONLines(io.Discard), events.Buffer)
+	go a.Run()
+	e := newEstablished(b, a)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.step(b)
+	}
+	b.StopTimer()
+	a.Close()
+	b.ReportMetric(float64(a.Stats().Dropped)/float64(b.N), "dropped/op")
 }

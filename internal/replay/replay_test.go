@@ -144,9 +144,13 @@ func replayCapture(t *testing.T, in *bytes.Buffer, rs ...rules.Rule) result {
 			rs[i].Probability = 1
 		}
 	}
-	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, events.NewJSONLines(&ev))
+	j := events.NewJSONLines(&ev)
+	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, j)
 	counts, err := Run(r, cw, p)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if err := cw.Close(); err != nil {
@@ -214,7 +218,7 @@ func TestReplayWithoutRulesCopiesEveryFrame(t *testing.T) {
 		}
 	}
 	last := res.events[len(res.events)-1]
-	if last.Kind != "final-ack" || last.ClientState != "TIME_WAIT" || last.ServerState != "CLOSED" {
+	if last.Kind != statetrack.FinalAck || last.ClientState != statetrack.TimeWait || last.ServerState != statetrack.Closed {
 		t.Errorf("last event = %+v, want final-ack with client TIME_WAIT, server CLOSED", last)
 	}
 }
@@ -232,11 +236,11 @@ func TestReplayDropsFinalAck(t *testing.T) {
 			t.Errorf("v6=%v: last frame flags %s, want the server's FIN (the final ACK is dropped)", v6, last.Flags)
 		}
 		e := res.events[len(res.events)-1]
-		if e.Kind != "final-ack" || e.Action != "drop" || e.Rule != "r" || e.ServerState != "LAST_ACK" || e.ClientState != "TIME_WAIT" {
+		if e.Kind != statetrack.FinalAck || e.Action != rules.Drop || e.Rule != "r" || e.ServerState != statetrack.LastAck || e.ClientState != statetrack.TimeWait {
 			t.Errorf("v6=%v: drop event = %+v, want final-ack dropped with server still LAST_ACK", v6, e)
 		}
-		if v6 && e.Conn != "[fd00:1::2]:40000->[fd00:2::2]:8080" {
-			t.Errorf("IPv6 conn = %q, want bracketed addresses", e.Conn)
+		if v6 && e.Conn() != "[fd00:1::2]:40000->[fd00:2::2]:8080" {
+			t.Errorf("IPv6 conn = %q, want bracketed addresses", e.Conn())
 		}
 	}
 }
@@ -266,16 +270,16 @@ func TestReplayDelayMovesPacketAndReleasesState(t *testing.T) {
 	var delayEvent, stateEvent *events.Event
 	for i, e := range res.events {
 		switch {
-		case e.Kind == "final-ack" && e.Action == "delay":
+		case e.Kind == statetrack.FinalAck && e.Rule != "" && e.Action == rules.Delay:
 			delayEvent = &res.events[i]
-		case e.Kind == events.StateKind && e.Reason == "released":
+		case e.IsState() && e.Reason == events.Released:
 			stateEvent = &res.events[i]
 		}
 	}
-	if delayEvent == nil || delayEvent.Delay != "300ms" || delayEvent.ServerState != "LAST_ACK" {
+	if delayEvent == nil || delayEvent.Delay != 300*time.Millisecond || delayEvent.ServerState != statetrack.LastAck {
 		t.Errorf("delay event = %+v, want final-ack held 300ms with the server still in LAST_ACK", delayEvent)
 	}
-	if stateEvent == nil || !stateEvent.Time.Equal(released) || stateEvent.ServerState != "CLOSED" || stateEvent.ClientState != "TIME_WAIT" {
+	if stateEvent == nil || !stateEvent.Time.Equal(released) || stateEvent.ServerState != statetrack.Closed || stateEvent.ClientState != statetrack.TimeWait {
 		t.Errorf("release event = %+v, want the server CLOSED at %s", stateEvent, released)
 	}
 }
@@ -303,7 +307,7 @@ func TestReplayDuplicateInsertsCopiesAtTheirTime(t *testing.T) {
 			t.Errorf("copy %d differs from the original", i)
 		}
 	}
-	if e := res.events[0]; e.Action != "duplicate" || e.Copies != 2 || e.After != "3s" {
+	if e := res.events[0]; e.Action != rules.Duplicate || e.Copies != 2 || e.After != 3*time.Second {
 		t.Errorf("first event = %+v, want the SYN duplicated ×2 after 3s", e)
 	}
 }
@@ -342,9 +346,9 @@ func TestReplayKernelCaptures(t *testing.T) {
 			res := replayCapture(t, bytes.NewBuffer(data), drop(statetrack.FinalAck, 1))
 			drops := 0
 			for _, e := range res.events {
-				if e.Action == "drop" {
+				if e.Rule != "" && e.Action == rules.Drop {
 					drops++
-					if e.Kind != "final-ack" || e.Nth != 1 {
+					if e.Kind != statetrack.FinalAck || e.Nth != 1 {
 						t.Errorf("dropped %s nth %d, want final-ack nth 1", e.Kind, e.Nth)
 					}
 				}
