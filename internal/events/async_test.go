@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -68,5 +69,13 @@ func TestAsyncEmitDoesNotAllocate(t *testing.T) {
 	}
 	if s := a.Stats(); s.Emitted != 1 || s.Dropped != 1000 {
 		t.Errorf("stats %+v, want 1 queued and 1000 dropped", s)
+	}
+}
+
+// TestEventSize keeps Buffer's documented memory true: update both when
+// Event grows.
+func TestEventSize(t *testing.T) {
+	if n := unsafe.Sizeof(Event{}); n != 176 {
+		t.Errorf("an Event takes %d bytes; Buffer's doc says 176", n)
 	}
 }

@@ -235,3 +235,24 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnmarshalJSON: any line either fails to decode or decodes to an
+// event whose own line decodes back to it (and to the same line: a time
+// in another zone decodes to a Location of its own, so lines are
+// compared).
+func FuzzUnmarshalJSON(f *testing.F) {
+	for _, e := range sampleEvents() {
+		f.Add(appendJSON(nil, &e))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e Event
+		if json.Unmarshal(b, &e) != nil {
+			return
+		}
+		line := appendJSON(nil, &e)
+		var again Event
+		if err := json.Unmarshal(line, &again); err != nil || string(appendJSON(nil, &again)) != string(line) {
+			t.Errorf("%s decoded to %+v, whose line %s decodes to %+v, %v", b, e, line, again, err)
+		}
+	})
+}
