@@ -204,7 +204,16 @@ func (tc *tcpchaos) stop() []events.Event {
 	if left := chainsIn(tc.t, tc.ns); left != "" {
 		tc.t.Errorf("tcpchaos rules left in %s after SIGINT:\n%s", tc.ns.Name, left)
 	}
-	return readEvents(tc.t, tc.events)
+	evs := readEvents(tc.t, tc.events)
+	// Every event the pipelines emitted is in the file: the writer was
+	// drained at stop, and these loads never fill its buffer.
+	var written, dropped int
+	if i := strings.Index(out, "events: "); i < 0 {
+		tc.t.Errorf("tcpchaos summary lacks the events line:\n%s", out)
+	} else if _, err := fmt.Sscanf(out[i:], "events: %d written, %d dropped", &written, &dropped); err != nil || written != len(evs) || dropped != 0 {
+		tc.t.Errorf("summary: events %d written, %d dropped (%v); the file has %d: want all written, none dropped", written, dropped, err, len(evs))
+	}
+	return evs
 }
 
 // chainsIn returns the lines of iptables-save and ip6tables-save in ns

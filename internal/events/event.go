@@ -1,5 +1,5 @@
 // Package events defines tcpchaos's event records, typed, with their
-// stable encoding as one JSON object per line (DESIGN.md "Events"), and
+// stable encoding as one JSON object per line (the README's "Events"), and
 // the sinks that write them: synchronously (JSONLines, Faults), or off the
 // packet path through a bounded buffer (Async).
 package events
