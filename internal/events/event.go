@@ -88,9 +88,8 @@ func (e *Event) Conn() string { return e.Client.String() + "->" + e.Server.Strin
 // Reason says why a state event happened.
 type Reason uint8
 
-// Reasons for a state event. The reasons from TimeWaitExpired on are a
-// connection leaving the table: statetrack's GoneReasons, in their order
-// (Gone converts).
+// Reasons for a state event. The reasons after Duplicate are a connection
+// leaving the table: Gone(g) for each statetrack.GoneReason g, in order.
 const (
 	// NoReason is the zero value, in packet events.
 	NoReason Reason = iota
