@@ -3,8 +3,6 @@
 package nfq
 
 import (
-	"bytes"
-	"container/heap"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -14,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -31,18 +29,18 @@ type (
 	}
 )
 
-// counters are the queue's statistics, updated by the reader and the timer
-// goroutine and read by Stats from any goroutine.
+// counters are the queue's statistics besides the executor's, updated by
+// the reader and the timer goroutine and read by Stats from any goroutine.
 type counters struct {
-	received, accepted, dropped, delayed, duplicated      atomic.Uint64
-	copiesSent, copiesFailed, copiesCancelled, copiesSkip atomic.Uint64
+	received, accepted, dropped                           atomic.Uint64
 	decodeFailures, handlerPanics, verdictErrors, readErr atomic.Uint64
-	held                                                  atomic.Int64
 }
 
-// core carries out the handler's verdicts for one queue. Its mutex
-// serializes every call into the handler: the reader's packets, the timer
-// goroutine's releases and copies, and expiry ticks.
+// core carries out the handler's verdicts for one queue: it is the
+// executor's live Output (verdicts to the kernel, copies to the raw
+// socket). Its mutex serializes every call into the handler and the
+// executor: the reader's packets, the timer goroutine's releases and
+// copies, and expiry ticks.
 //
 // Verdicts are collected in a verdictWriter and written when the reader
 // ends a burst (endBurst: the socket is read dry, or the writer is full),
@@ -53,25 +51,28 @@ type core struct {
 	w   *verdictWriter
 	inj sender
 	log *slog.Logger
-	// marks: accept verdicts carry VerdictMark, and QuietMark for a
-	// connection whose data phase may bypass the queue (selective
-	// queueing); the packet's other mark bits are kept.
-	marks bool
+	// quiet: accept verdicts carry VerdictMark, and QuietMark for a
+	// connection that may go quiet (Options.Quiet); the packet's other
+	// mark bits are kept.
+	quiet bool
 
-	mu       sync.Mutex
-	seg      statetrack.Segment // reused for every packet
-	held     heldQueue
-	holding  int    // delayed packets in held: their verdicts are pending
-	seq      uint64 // orders held entries with equal deadlines
-	stopping bool
+	mu  sync.Mutex
+	x   *execute.Executor
+	seg statetrack.Segment // reused for every packet
+	// p and v are the packet and verdict of the packet being handled,
+	// reused so that handing them to the executor does not allocate.
+	p execute.Packet
+	v rules.Verdict
 
 	// wake tells the timer goroutine that the earliest deadline moved.
 	wake chan struct{}
 	c    counters
 }
 
-func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, marks bool, log *slog.Logger) *core {
-	return &core{h: h, dec: dec, w: w, inj: inj, marks: marks, log: log, wake: make(chan struct{}, 1)}
+func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, quiet bool, log *slog.Logger) *core {
+	c := &core{h: h, dec: dec, w: w, inj: inj, quiet: quiet, log: log, wake: make(chan struct{}, 1)}
+	c.x = execute.New(c, execute.Options{Log: log})
+	return c
 }
 
 // packet gives exactly one verdict for the packet id, now or (delay) when
@@ -85,45 +86,30 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 	if c.w.full() {
 		c.flush(false)
 	}
-	if c.stopping {
-		c.accept(id, mark)
+	if c.x.Stopped() {
+		c.accept(id, mark, 0, false)
 		return
 	}
 	if err := c.dec.DecodeWire(pkt, wireLen, &c.seg); err != nil {
-		if n := c.c.decodeFailures.Add(1); logWorthy(n) {
+		if n := c.c.decodeFailures.Add(1); execute.LogWorthy(n) {
 			c.log.Debug("packet not decoded, accepted", "id", id, "failures", n, "err", err)
 		}
-		c.accept(id, mark)
+		c.accept(id, mark, 0, false)
 		return
 	}
-	v, ok := c.handle(now)
-	if !ok {
-		c.accept(id, mark)
+	var ok bool
+	if c.v, ok = c.handle(now); !ok {
+		c.accept(id, mark, 0, false)
 		return
 	}
-	switch v.Action {
-	case rules.Drop:
-		c.c.dropped.Add(1)
-		c.w.add(verdictEntry{id: id, verdict: verdictDrop, conn: v.Obs.ConnID})
-	case rules.Delay:
-		c.c.delayed.Add(1)
-		c.holding++
-		c.push(&heldEntry{at: now.Add(v.Hold), id: id, mark: mark, v: v})
-	case rules.Duplicate:
-		c.c.duplicated.Add(1)
-		c.acceptConn(id, mark, v.Obs.ConnID, false)
-		switch {
-		case v.Copies == 0:
-		case len(pkt) < wireLen:
-			c.c.copiesSkip.Add(uint64(v.Copies))
-			c.log.Warn("duplicate of a packet copied in part: copies not sent (use copy range 0)",
-				"id", id, "captured", len(pkt), "length", wireLen)
+	c.p = execute.Packet{ID: id, Mark: mark, Data: pkt, Len: wireLen}
+	if c.x.Carry(&c.p, &c.v, now) {
+		select {
+		case c.wake <- struct{}{}:
 		default:
-			c.push(&heldEntry{at: now.Add(v.After), pkt: bytes.Clone(pkt), v: v})
 		}
-	default:
-		c.acceptConn(id, mark, v.Obs.ConnID, v.Quiet)
 	}
+	c.p.Data = nil // the netlink buffer is reused
 }
 
 // messages handles the netlink messages of one datagram received at now:
@@ -146,7 +132,7 @@ func (c *core) messages(b []byte, m *packetMsg, now time.Time) {
 		case unix.NLMSG_ERROR:
 			if len(body) >= 4 {
 				if errno := -int32(binary.NativeEndian.Uint32(body)); errno != 0 {
-					if n := c.c.verdictErrors.Add(1); logWorthy(n) {
+					if n := c.c.verdictErrors.Add(1); execute.LogWorthy(n) {
 						c.log.Error("verdict refused", "errors", n, "err", unix.Errno(errno))
 					}
 				}
@@ -158,27 +144,58 @@ func (c *core) messages(b []byte, m *packetMsg, now time.Time) {
 
 // malformed counts a message that does not parse as a read error.
 func (c *core) malformed(length int) {
-	if n := c.c.readErr.Add(1); logWorthy(n) {
+	if n := c.c.readErr.Add(1); execute.LogWorthy(n) {
 		c.log.Error("read from queue", "errors", n, "err", errMalformedMsg, "length", length)
 	}
 }
 
-// accept lets a packet of no known connection through.
-func (c *core) accept(id, mark uint32) { c.acceptConn(id, mark, 0, false) }
+// Accept lets a packet through now (execute.Output); c.mu is held.
+func (c *core) Accept(p *execute.Packet, v *rules.Verdict, _ time.Time) {
+	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet)
+}
 
-// acceptConn lets a packet of connection conn through; quiet lets the
-// connection's data phase bypass the queue from then on.
-func (c *core) acceptConn(id, mark uint32, conn uint64, quiet bool) {
+// Drop drops a packet (execute.Output); c.mu is held.
+func (c *core) Drop(p *execute.Packet, v *rules.Verdict, _ time.Time) {
+	c.c.dropped.Add(1)
+	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID})
+}
+
+// Release accepts a held packet (execute.Output); c.mu is held.
+func (c *core) Release(p *execute.Packet, v *rules.Verdict, _ time.Time) {
+	if c.w.full() {
+		c.flush(false)
+	}
+	c.w.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false))
+}
+
+// SendCopy sends one copy through the raw socket (execute.Output).
+func (c *core) SendCopy(p *execute.Packet, _ *rules.Verdict, _ time.Time) error {
+	_, err := c.inj.Send(p.Data)
+	return err
+}
+
+// Delivered tells the handler that a held packet or a copy went through
+// (execute.Output); a panic is counted.
+func (c *core) Delivered(v *rules.Verdict, now time.Time) {
+	var ok bool
+	defer c.recoverHandler(&ok)
+	c.h.Deliver(v, now)
+	ok = true
+}
+
+// accept lets a packet of connection conn (0: none known) through; quiet
+// lets the connection go quiet.
+func (c *core) accept(id, mark uint32, conn uint64, quiet bool) {
 	c.c.accepted.Add(1)
 	c.w.add(c.acceptEntry(id, mark, conn, quiet))
 }
 
-// acceptEntry is the accept verdict of a packet: with selective queueing
+// acceptEntry is the accept verdict of a packet: with quiet connections
 // its mark gets VerdictMark (and QuietMark if quiet, when flushed) and
 // keeps its other bits.
 func (c *core) acceptEntry(id, mark uint32, conn uint64, quiet bool) verdictEntry {
 	e := verdictEntry{id: id, verdict: verdictAccept, conn: conn}
-	if c.marks {
+	if c.quiet {
 		e.mark, e.setMark, e.quiet = mark&^(QuietMark|VerdictMark)|VerdictMark, true, quiet
 	}
 	return e
@@ -198,47 +215,35 @@ func (c *core) endBurst(drained bool) {
 // connections went quiet; c.mu is held.
 func (c *core) flush(quietOK bool) {
 	n := len(c.w.entries)
-	if err := c.w.flush(quietOK, c.holding == 0); err != nil {
-		if e := c.c.verdictErrors.Add(uint64(n)); logWorthy(e) {
+	if err := c.w.flush(quietOK, c.x.Holding() == 0); err != nil {
+		if e := c.c.verdictErrors.Add(uint64(n)); execute.LogWorthy(e) {
 			c.log.Error("set verdicts", "errors", e, "err", err)
 		}
 	}
-	if q, ok := c.h.(Quieter); ok && len(c.w.quieted) > 0 {
+	if len(c.w.quieted) > 0 {
 		now := time.Now()
 		var done bool
 		defer c.recoverHandler(&done)
 		for _, conn := range c.w.quieted {
-			q.Quieted(conn, now)
+			c.h.Quieted(conn, now)
 		}
 		done = true
 	}
 }
 
 // handle calls the handler on c.seg; ok is false if it panicked.
-func (c *core) handle(now time.Time) (v pipeline.Verdict, ok bool) {
+func (c *core) handle(now time.Time) (v rules.Verdict, ok bool) {
 	defer c.recoverHandler(&ok)
 	return c.h.Handle(&c.seg, now), true
 }
 
-// deliver tells the handler that a held packet or a copy went through.
-func (c *core) deliver(v *pipeline.Verdict, now time.Time) {
-	var ok bool
-	defer c.recoverHandler(&ok)
-	c.h.Deliver(v, now)
-	ok = true
-}
-
-// expire runs the handler's expiry, if it has one.
+// expire runs the handler's expiry.
 func (c *core) expire(now time.Time) {
-	e, isExpirer := c.h.(Expirer)
-	if !isExpirer {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ok bool
 	defer c.recoverHandler(&ok)
-	e.Expire(now)
+	c.h.Expire(now)
 	ok = true
 }
 
@@ -249,57 +254,19 @@ func (c *core) recoverHandler(ok *bool) {
 		return
 	}
 	r := recover()
-	if n := c.c.handlerPanics.Add(1); logWorthy(n) {
+	if n := c.c.handlerPanics.Add(1); execute.LogWorthy(n) {
 		c.log.Error("handler panicked; packet accepted", "panic", r, "panics", n)
 	}
 }
 
-// push holds an entry until its deadline; c.mu is held.
-func (c *core) push(e *heldEntry) {
-	c.seq++
-	e.seq = c.seq
-	heap.Push(&c.held, e)
-	c.c.held.Add(1)
-	if c.held[0] == e {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// fire releases every entry due at now and returns the next deadline, if
-// any entry is left.
+// fire releases every held packet and sends every copy due at now, and
+// returns the next deadline, if anything is left.
 func (c *core) fire(now time.Time) (next time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.held) > 0 && !c.held[0].at.After(now) {
-		e := heap.Pop(&c.held).(*heldEntry)
-		c.c.held.Add(-1)
-		if e.pkt == nil {
-			c.release(e, now)
-			continue
-		}
-		c.sendCopies(e, now)
-	}
+	c.x.Fire(now)
 	c.flush(false)
-	if len(c.held) == 0 {
-		return time.Time{}, false
-	}
-	return c.held[0].at, true
-}
-
-func (c *core) sendCopies(e *heldEntry, now time.Time) {
-	for range e.v.Copies {
-		if _, err := c.inj.Send(e.pkt); err != nil {
-			if n := c.c.copiesFailed.Add(1); logWorthy(n) {
-				c.log.Error("send duplicate", "failures", n, "err", err)
-			}
-			continue
-		}
-		c.c.copiesSent.Add(1)
-		c.deliver(&e.v, now)
-	}
+	return c.x.Next()
 }
 
 // stop releases every held packet (accept, then Deliver), cancels the
@@ -308,50 +275,27 @@ func (c *core) sendCopies(e *heldEntry, now time.Time) {
 func (c *core) stop(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stopping = true
-	for len(c.held) > 0 {
-		e := heap.Pop(&c.held).(*heldEntry)
-		c.c.held.Add(-1)
-		if e.pkt != nil {
-			c.c.copiesCancelled.Add(uint64(e.v.Copies))
-			continue
-		}
-		c.release(e, now)
-	}
+	c.x.Stop(now)
 	c.flush(false)
 }
 
-// release accepts a held packet and delivers it; c.mu is held.
-func (c *core) release(e *heldEntry, now time.Time) {
-	c.holding--
-	if c.w.full() {
-		c.flush(false)
-	}
-	c.w.add(c.acceptEntry(e.id, e.mark, e.v.Obs.ConnID, false))
-	c.deliver(&e.v, now)
-}
-
-// expireEvery is how often a handler that implements Expirer is called.
+// expireEvery is how often the handler's Expire is called.
 const expireEvery = time.Second
 
 // schedule is the timer goroutine: one per queue, whatever the number of
 // held packets. It releases held packets and sends copies when due, and
 // runs the handler's expiry, until ctx is done.
 func (c *core) schedule(ctx context.Context, clock func() time.Time) {
-	_, expires := c.h.(Expirer)
 	nextExpire := clock().Add(expireEvery)
-	t := time.NewTimer(time.Hour)
+	t := time.NewTimer(expireEvery)
 	defer t.Stop()
 	for {
 		now := clock()
-		if expires && !now.Before(nextExpire) {
+		if !now.Before(nextExpire) {
 			c.expire(now)
 			nextExpire = now.Add(expireEvery)
 		}
-		wait := time.Hour
-		if expires {
-			wait = nextExpire.Sub(now)
-		}
+		wait := nextExpire.Sub(now)
 		if next, ok := c.fire(now); ok {
 			wait = min(wait, next.Sub(now))
 		}
@@ -363,40 +307,4 @@ func (c *core) schedule(ctx context.Context, clock func() time.Time) {
 		case <-t.C:
 		}
 	}
-}
-
-// logWorthy reports whether the nth occurrence of a repeated problem is
-// logged: the 1st, 2nd, 4th, 8th, ...
-func logWorthy(n uint64) bool { return n&(n-1) == 0 }
-
-// heldEntry is a delayed packet (pkt nil: its verdict is pending in the
-// kernel) or the copies of a duplicated one (pkt is its own copy of the
-// bytes).
-type heldEntry struct {
-	at   time.Time
-	seq  uint64
-	id   uint32
-	mark uint32 // the packet's mark, kept in its verdict
-	pkt  []byte
-	v    pipeline.Verdict
-}
-
-// heldQueue is a min-heap of entries by deadline, then arrival.
-type heldQueue []*heldEntry
-
-func (h heldQueue) Len() int { return len(h) }
-func (h heldQueue) Less(i, j int) bool {
-	if h[i].at.Equal(h[j].at) {
-		return h[i].seq < h[j].seq
-	}
-	return h[i].at.Before(h[j].at)
-}
-func (h heldQueue) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *heldQueue) Push(x any)   { *h = append(*h, x.(*heldEntry)) }
-func (h *heldQueue) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return e
 }

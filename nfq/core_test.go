@@ -178,30 +178,30 @@ func (s *fakeSender) Send(pkt []byte) (int, error) {
 // scripted is a Handler that returns its queued verdicts in turn, then
 // accept, and records what it is shown.
 type scripted struct {
-	next      []pipeline.Verdict
+	next      []rulespkg.Verdict
 	seen      []statetrack.Segment
-	delivered []pipeline.Verdict
+	delivered []rulespkg.Verdict
 	expired   []time.Time
 	panicOn   int // panic on this Handle call (1-based), 0 never
 	panicDel  bool
 	calls     int
 }
 
-func (h *scripted) Handle(seg *statetrack.Segment, now time.Time) pipeline.Verdict {
+func (h *scripted) Handle(seg *statetrack.Segment, now time.Time) rulespkg.Verdict {
 	h.calls++
 	if h.calls == h.panicOn {
 		panic("handler bug")
 	}
 	h.seen = append(h.seen, *seg)
 	if len(h.next) == 0 {
-		return pipeline.Verdict{}
+		return rulespkg.Verdict{}
 	}
 	v := h.next[0]
 	h.next = h.next[1:]
 	return v
 }
 
-func (h *scripted) Deliver(v *pipeline.Verdict, now time.Time) {
+func (h *scripted) Deliver(v *rulespkg.Verdict, now time.Time) {
 	if h.panicDel {
 		panic("deliver bug")
 	}
@@ -209,6 +209,8 @@ func (h *scripted) Deliver(v *pipeline.Verdict, now time.Time) {
 }
 
 func (h *scripted) Expire(now time.Time) { h.expired = append(h.expired, now) }
+
+func (h *scripted) Quieted(uint64, time.Time) {}
 
 // tcpSpec describes a test packet; build serializes it with gopacket.
 type tcpSpec struct {
@@ -294,7 +296,7 @@ type fixture struct {
 	udp4 []byte
 }
 
-func newFixture(t *testing.T, vs ...pipeline.Verdict) *fixture {
+func newFixture(t *testing.T, vs ...rulespkg.Verdict) *fixture {
 	f := &fixture{k: newFakeKernel(), s: &fakeSender{}, h: &scripted{next: vs},
 		t0: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	f.c = newCore(f.h, decode.NewParser(), newVerdictWriter(100, f.k), f.s, false, slog.New(slog.DiscardHandler))
@@ -358,7 +360,7 @@ func TestAcceptPassesDecodedSegment(t *testing.T) {
 }
 
 func TestDrop(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Drop}})
 	f.send(7, f.syn, 0)
 	f.send(8, f.syn, 1000)
 	if v := f.k.verdict(t, 7); v != nfqueue.NfDrop {
@@ -373,7 +375,7 @@ func TestDrop(t *testing.T) {
 }
 
 func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Drop}})
 	f.send(1, f.udp4, 0)
 	f.send(2, []byte{0x45, 0}, 0)
 	f.packetAt(3, nil, 0, f.at(0)) // no payload attribute
@@ -391,7 +393,7 @@ func TestDecodeFailureAcceptsWithoutHandler(t *testing.T) {
 }
 
 func TestHandlerPanicAcceptsAndContinues(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Drop})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Drop}})
 	f.h.panicOn = 1
 	f.send(1, f.syn, 0)
 	f.send(2, f.syn, 1) // the mutex must have been released
@@ -407,7 +409,7 @@ func TestHandlerPanicAcceptsAndContinues(t *testing.T) {
 }
 
 func TestDelayHoldsOnlyThatPacket(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Delay, Hold: 300 * time.Millisecond, Obs: obs(1)})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: 300 * time.Millisecond}, Obs: obs(1)})
 	f.send(1, f.syn, 0)
 	f.send(2, f.pkt, 1)
 	if f.k.has(1) {
@@ -432,14 +434,14 @@ func TestDelayHoldsOnlyThatPacket(t *testing.T) {
 	if len(f.h.delivered) != 1 || f.h.delivered[0].Obs.Nth != 1 {
 		t.Errorf("delivered %+v, want the delayed verdict once", f.h.delivered)
 	}
-	if d, h := f.c.c.delayed.Load(), f.c.c.held.Load(); d != 1 || h != 0 {
+	if d, h := f.c.x.Stats().Delayed, f.c.x.Stats().Held; d != 1 || h != 0 {
 		t.Errorf("delayed %d held %d", d, h)
 	}
 }
 
 func TestHeldReleasedByDeadlineThenArrival(t *testing.T) {
-	d := func(ms int, nth uint32) pipeline.Verdict {
-		return pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Duration(ms) * time.Millisecond, Obs: obs(nth)}
+	d := func(ms int, nth uint32) rulespkg.Verdict {
+		return rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Duration(ms) * time.Millisecond}, Obs: obs(nth)}
 	}
 	f := newFixture(t, d(500, 1), d(100, 2), d(300, 3), d(200, 4), d(100, 5))
 	for id := uint32(1); id <= 5; id++ {
@@ -468,7 +470,7 @@ func slicesEqual(a, b []uint32) bool {
 }
 
 func TestDuplicateSendsCopiesLater(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 2, After: 500 * time.Millisecond, Obs: obs(3)})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Duplicate, Copies: 2, After: 500 * time.Millisecond}, Obs: obs(3)})
 	buf := append([]byte(nil), f.syn...)
 	f.packetAt(1, buf, len(buf), f.at(0))
 	for i := range buf { // the netlink buffer is reused for the next message
@@ -493,26 +495,26 @@ func TestDuplicateSendsCopiesLater(t *testing.T) {
 	if len(f.h.delivered) != 2 || f.h.delivered[1].Obs.Nth != 3 {
 		t.Errorf("delivered %d times, want 2", len(f.h.delivered))
 	}
-	if s := f.c.c.copiesSent.Load(); s != 2 {
+	if s := f.c.x.Stats().CopiesSent; s != 2 {
 		t.Errorf("copies sent %d", s)
 	}
 }
 
 func TestDuplicateSendFailureNotDelivered(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 3, After: time.Second})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Duplicate, Copies: 3, After: time.Second}})
 	f.s.err = errors.New("no route")
 	f.send(1, f.syn, 0)
 	f.c.fire(f.at(1000))
 	if len(f.h.delivered) != 0 {
 		t.Errorf("Deliver called %d times for copies not sent", len(f.h.delivered))
 	}
-	if n := f.c.c.copiesFailed.Load(); n != 3 {
+	if n := f.c.x.Stats().CopiesFailed; n != 3 {
 		t.Errorf("copies failed %d, want 3", n)
 	}
 }
 
 func TestDuplicateOfPartialCopySkipped(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 1, After: time.Second})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Duplicate, Copies: 1, After: time.Second}})
 	f.packetAt(1, f.pkt[:80], len(f.pkt), f.at(0)) // headers only
 	if v := f.k.verdict(t, 1); v != nfqueue.NfAccept {
 		t.Fatalf("verdict %d, want accept", v)
@@ -523,16 +525,16 @@ func TestDuplicateOfPartialCopySkipped(t *testing.T) {
 	if _, ok := f.c.fire(f.at(2000)); ok || len(f.s.sent) != 0 {
 		t.Errorf("copy of a partial packet scheduled or sent")
 	}
-	if n := f.c.c.copiesSkip.Load(); n != 1 {
+	if n := f.c.x.Stats().CopiesSkipped; n != 1 {
 		t.Errorf("copies skipped %d, want 1", n)
 	}
 }
 
 func TestStopReleasesHeldAndCancelsCopies(t *testing.T) {
 	f := newFixture(t,
-		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Hour, Obs: obs(1)},
-		pipeline.Verdict{Action: rulespkg.Duplicate, Copies: 4, After: time.Hour},
-		pipeline.Verdict{Action: rulespkg.Drop})
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Hour}, Obs: obs(1)},
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Duplicate, Copies: 4, After: time.Hour}},
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Drop}})
 	f.send(1, f.syn, 0)
 	f.send(2, f.syn, 0)
 	f.c.stop(f.at(10))
@@ -553,13 +555,13 @@ func TestStopReleasesHeldAndCancelsCopies(t *testing.T) {
 	if len(f.s.sent) != 0 {
 		t.Errorf("%d copies sent after stop", len(f.s.sent))
 	}
-	if n := f.c.c.copiesCancelled.Load(); n != 4 {
+	if n := f.c.x.Stats().CopiesCancelled; n != 4 {
 		t.Errorf("copies cancelled %d, want 4", n)
 	}
 }
 
 func TestDeliverPanicCounted(t *testing.T) {
-	f := newFixture(t, pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Millisecond})
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Millisecond}})
 	f.h.panicDel = true
 	f.send(1, f.syn, 0)
 	f.c.fire(f.at(1))
@@ -577,12 +579,11 @@ func TestDeliverPanicCounted(t *testing.T) {
 // stop, and checks that every packet gets exactly one verdict.
 func TestExactlyOneVerdict(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var vs []pipeline.Verdict
+	var vs []rulespkg.Verdict
 	const n = 2000
 	for range n {
 		a := rulespkg.ActionType(r.IntN(4))
-		vs = append(vs, pipeline.Verdict{Action: a, Hold: time.Duration(r.IntN(1000)) * time.Millisecond,
-			Copies: uint32(r.IntN(3)), After: time.Duration(r.IntN(1000)) * time.Millisecond})
+		vs = append(vs, rulespkg.Verdict{Decision: rulespkg.Decision{Action: a, Hold: time.Duration(r.IntN(1000)) * time.Millisecond, Copies: uint32(r.IntN(3)), After: time.Duration(r.IntN(1000)) * time.Millisecond}})
 	}
 	f := newFixture(t, vs...)
 	f.h.panicOn = 17
@@ -600,12 +601,12 @@ func TestExactlyOneVerdict(t *testing.T) {
 	for id := uint32(1); id <= n; id++ {
 		f.k.verdict(t, id)
 	}
-	c := &f.c.c
-	if got := c.accepted.Load() + c.dropped.Load() + c.delayed.Load(); got != n {
+	c, x := &f.c.c, f.c.x.Stats()
+	if got := c.accepted.Load() + c.dropped.Load() + x.Delayed; got != n {
 		t.Errorf("accepted+dropped+delayed = %d, want %d", got, n)
 	}
-	if c.held.Load() != 0 {
-		t.Errorf("%d still held", c.held.Load())
+	if x.Held != 0 {
+		t.Errorf("%d still held", x.Held)
 	}
 }
 
@@ -622,8 +623,8 @@ func TestExpire(t *testing.T) {
 // released without waiting for that deadline.
 func TestScheduleWakesForEarlierDeadline(t *testing.T) {
 	f := newFixture(t,
-		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Hour},
-		pipeline.Verdict{Action: rulespkg.Delay, Hold: time.Millisecond})
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Hour}},
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Millisecond}})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { f.c.schedule(ctx, time.Now) })
@@ -757,10 +758,12 @@ func (k *countingKernel) Write(b []byte) (int, error) {
 
 type dropAll struct{}
 
-func (dropAll) Handle(*statetrack.Segment, time.Time) pipeline.Verdict {
-	return pipeline.Verdict{Action: rulespkg.Drop}
+func (dropAll) Handle(*statetrack.Segment, time.Time) rulespkg.Verdict {
+	return rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Drop}}
 }
-func (dropAll) Deliver(*pipeline.Verdict, time.Time) {}
+func (dropAll) Deliver(*rulespkg.Verdict, time.Time) {}
+func (dropAll) Quieted(uint64, time.Time)            {}
+func (dropAll) Expire(time.Time)                     {}
 
 func TestParseKernelStats(t *testing.T) {
 	data := []byte("  100   4242     2 2 65531     0     3    17789  1\n" +

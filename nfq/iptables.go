@@ -25,13 +25,13 @@ import (
 //	                family, or an unconditional jump without hosts
 //	TCPCHAOS-PORTS  -m multiport --ports LIST -j TCPCHAOS-QUEUE (either
 //	                direction), or an unconditional jump without ports
-//	TCPCHAOS-QUEUE  the queueing decision: with Selective, see below; then
+//	TCPCHAOS-QUEUE  the queueing decision: with Quiet, see below; then
 //	                -j NFQUEUE ... --queue-bypass
 //
 // mangle runs before filter, so a packet tcpchaos drops never reaches the
 // host's firewall rules, and it is where connmark rules live.
 //
-// Selective queueing lets the data phase of a quiet connection bypass the
+// Quiet connections: the data phase of a quiet connection bypasses the
 // queue, with two mark bits of tcpchaos's own: QuietMark in the
 // connection mark (the connection is quiet), VerdictMark in the packet
 // mark (tcpchaos gave this packet its verdict). TCPCHAOS starts with
@@ -62,7 +62,7 @@ import (
 const (
 	// Table is the iptables table holding tcpchaos's queueing rules.
 	Table = "mangle"
-	// FilterTable holds, with selective queueing, the chain that saves
+	// FilterTable holds, with quiet connections, the chain that saves
 	// tcpchaos's decision into the connection mark.
 	FilterTable = "filter"
 	// Chain is tcpchaos's entry chain. Every chain named Chain or
@@ -74,7 +74,7 @@ const (
 	chainQueue = Chain + "-QUEUE"
 )
 
-// The mark bits of selective queueing. Both are clear in InjectMark, so
+// The mark bits of quiet connections. Both are clear in InjectMark, so
 // the exact match of injected copies never takes a verdict mark for one,
 // and neither bit is set in a copy. Packet marks of other programs keep
 // their other bits through tcpchaos.
@@ -110,16 +110,16 @@ var (
 
 // InstallOptions tunes which packets are queued.
 type InstallOptions struct {
-	// Selective lets the data phase of quiet connections bypass the queue
+	// Quiet lets the data phase of quiet connections bypass the queue
 	// (see the chain layout above): the Queue must mark its verdicts
-	// (Options.Selective). It loses nothing the rules need: the handshake
+	// (Options.Quiet). It loses nothing the rules need: the handshake
 	// and the close are always queued, and a connection goes quiet only
 	// when no rule can act on its data phase. (Queueing only SYN, FIN and
 	// RST instead would lose the handshake's and the close's ACKs and
 	// reorder them behind queued FINs: a few ECONNRESET in tens of
 	// thousands of connections, NFQUEUE-NOTES.md.) The zero value queues
 	// every packet.
-	Selective bool
+	Quiet bool
 }
 
 // Interception is a set of installed rules, IPv4 and IPv6. Remove takes them
@@ -440,7 +440,7 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 			chains: []chainRef{{Table, Chain}, {Table, chainPorts}, {Table, chainQueue}},
 			jumps:  jumps(Table, cfg.Mode, "-p", "tcp"),
 		}
-		if opts.Selective {
+		if opts.Quiet {
 			// First, so that a quiet connection's data phase costs one
 			// match: only intercepted connections ever get the bit.
 			p.rules = append(p.rules, mangle(Chain, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
@@ -449,13 +449,13 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
 		p.rules = append(p.rules, hostRules(fam.hosts)...)
 		p.rules = append(p.rules, portRules(cfg.Ports)...)
-		if opts.Selective {
+		if opts.Quiet {
 			p.rules = append(p.rules, mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "SYN,FIN,RST", "NONE",
 				"-j", "CONNMARK", "--set-xmark", "0x0/"+hex(QuietMark)))
 		}
 		p.queueRule = len(p.rules)
 		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
-		if opts.Selective {
+		if opts.Quiet {
 			p.chains = append(p.chains, chainRef{FilterTable, Chain})
 			// Only packets with a verdict of tcpchaos's enter the chain.
 			p.rules = append(p.rules,

@@ -85,7 +85,7 @@ func TestPlan(t *testing.T) {
 	}, {
 		name: "forward, selective",
 		cfg:  Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 100},
-		opts: InstallOptions{Selective: true},
+		opts: InstallOptions{Quiet: true},
 		want: map[string]string{
 			"iptables": chains + `-N -t filter TCPCHAOS
 -I FORWARD -p tcp -j TCPCHAOS
@@ -255,7 +255,7 @@ func TestInstallLocalRules(t *testing.T) {
 // queueing rules as planned, in both tables and both families.
 func TestInstallSelectiveRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
-	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Selective: true})
+	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Quiet: true})
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
@@ -381,7 +381,7 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	before := map[string]string{"iptables": saved(t, ns, "iptables"), "ip6tables": saved(t, ns, "ip6tables")}
 	var in *Interception
 	if err := ns.Do(func() (err error) {
-		in, err = Install(Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{Selective: true})
+		in, err = Install(Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 100}, InstallOptions{Quiet: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)
@@ -414,7 +414,7 @@ func TestCleanup(t *testing.T) {
 	// inserted in front of the jump and a second jump, so that cleanup has
 	// to delete rules in the middle of a chain by number.
 	if err := ns.Do(func() error {
-		_, err := Install(Intercept{Mode: Local, Queue: 100}, InstallOptions{Selective: true})
+		_, err := Install(Intercept{Mode: Local, Queue: 100}, InstallOptions{Quiet: true})
 		return err
 	}); err != nil {
 		t.Fatalf("Install: %v", err)

@@ -40,35 +40,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
-	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// Handler is the packet pipeline (tracker + rules + events). A Queue calls
-// it from one goroutine at a time: it need not be safe for concurrent use.
+// Handler is the packet pipeline (tracker + rules + events):
+// internal/pipeline's Pipeline is one. A Queue calls it from one goroutine
+// at a time: it need not be safe for concurrent use.
 type Handler interface {
 	// Handle classifies a decoded segment and decides its fate. For
 	// accept the pipeline has already delivered the packet.
-	Handle(seg *statetrack.Segment, now time.Time) pipeline.Verdict
+	Handle(seg *statetrack.Segment, now time.Time) rules.Verdict
 	// Deliver reports that a held packet was released, or that one copy
 	// of a duplicated packet was sent.
-	Deliver(v *pipeline.Verdict, now time.Time)
-}
-
-// Quieter is implemented by a Handler that wants to know when a connection
-// went quiet: a verdict carrying QuietMark for a packet of connection
-// connID (Verdict.Obs.ConnID) was written to the kernel. A Verdict.Quiet
-// the queue could not honour (another packet of the connection was still
-// waiting) is not reported. Serialized with the Handler's other methods.
-type Quieter interface {
+	Deliver(v *rules.Verdict, now time.Time)
+	// Quieted reports that connection connID went quiet: a verdict
+	// carrying QuietMark for a packet of it (Verdict.Obs.ConnID) was
+	// written to the kernel. A Verdict.Quiet the queue could not honour
+	// (another packet of the connection was still waiting, or the queue
+	// was opened without Options.Quiet) is not reported.
 	Quieted(connID uint64, now time.Time)
-}
-
-// Expirer is implemented by a Handler that reaps its state over time (the
-// tracker's TIME_WAIT and idle expiry). While a Queue runs, it calls Expire
-// every second, serialized with the Handler's other methods.
-type Expirer interface {
+	// Expire reaps the handler's state over time (the tracker's TIME_WAIT
+	// and idle expiry); a running Queue calls it every second.
 	Expire(now time.Time)
 }
 
@@ -104,10 +99,10 @@ type Options struct {
 	// faster for bulk traffic, but a packet copied in part cannot be
 	// duplicated: its copies are skipped and counted.
 	CopyRange uint32
-	// Selective marks accept verdicts for selective queueing
-	// (InstallOptions.Selective): VerdictMark on each, and QuietMark when
-	// the Handler's verdict lets the connection go quiet.
-	Selective bool
+	// Quiet marks accept verdicts for quiet connections
+	// (InstallOptions.Quiet): VerdictMark on each, and QuietMark when the
+	// Handler's verdict lets the connection go quiet (Verdict.Quiet).
+	Quiet bool
 	// MaxQueueLen is how many packets the kernel keeps waiting for a
 	// verdict, held packets included; beyond it, packets pass unseen
 	// (fail-open). 0 selects the kernel's default, 1024.
@@ -249,7 +244,7 @@ func (q *Queue) open(h Handler) error {
 	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
 	}
-	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Selective, q.log)
+	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Quiet, q.log)
 	q.readerDone = make(chan struct{})
 	go q.read()
 	return nil
@@ -409,7 +404,7 @@ func (q *Queue) readError(e unix.Errno) bool {
 	if q.closing.Load() {
 		return false
 	}
-	if n := q.core.c.readErr.Add(1); logWorthy(n) {
+	if n := q.core.c.readErr.Add(1); execute.LogWorthy(n) {
 		q.log.Error("read from queue", "errors", n, "err", e)
 	}
 	return true
@@ -548,12 +543,12 @@ var errNoKernelLine = errors.New("queue not in " + procQueues)
 // Stats returns the queue's counters and the kernel's view of it. It is
 // safe to call from any goroutine, also after Close.
 func (q *Queue) Stats() Stats {
-	c := &q.core.c
+	c, x := &q.core.c, q.core.x.Stats()
 	s := Stats{
 		Received: c.received.Load(), Accepted: c.accepted.Load(), Dropped: c.dropped.Load(),
-		Delayed: c.delayed.Load(), Held: c.held.Load(), Duplicated: c.duplicated.Load(),
-		CopiesSent: c.copiesSent.Load(), CopiesFailed: c.copiesFailed.Load(),
-		CopiesCancelled: c.copiesCancelled.Load(), CopiesSkipped: c.copiesSkip.Load(),
+		Delayed: x.Delayed, Held: x.Held, Duplicated: x.Duplicated,
+		CopiesSent: x.CopiesSent, CopiesFailed: x.CopiesFailed,
+		CopiesCancelled: x.CopiesCancelled, CopiesSkipped: x.CopiesSkipped,
 		DecodeFailures: c.decodeFailures.Load(), HandlerPanics: c.handlerPanics.Load(),
 		VerdictErrors: c.verdictErrors.Load(), ReadErrors: c.readErr.Load(),
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
-	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -32,29 +31,32 @@ const (
 
 // fakeHandler decides with decide and records what it saw.
 type fakeHandler struct {
-	decide func(seg *statetrack.Segment, n int) pipeline.Verdict // n counts Handle calls from 1
+	decide func(seg *statetrack.Segment, n int) rules.Verdict // n counts Handle calls from 1
 
 	mu        sync.Mutex
 	calls     int
 	delivered int
 }
 
-func (h *fakeHandler) Handle(seg *statetrack.Segment, now time.Time) pipeline.Verdict {
+func (h *fakeHandler) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict {
 	h.mu.Lock()
 	h.calls++
 	n := h.calls
 	h.mu.Unlock()
 	if h.decide == nil {
-		return pipeline.Verdict{}
+		return rules.Verdict{}
 	}
 	return h.decide(seg, n)
 }
 
-func (h *fakeHandler) Deliver(v *pipeline.Verdict, now time.Time) {
+func (h *fakeHandler) Deliver(v *rules.Verdict, now time.Time) {
 	h.mu.Lock()
 	h.delivered++
 	h.mu.Unlock()
 }
+
+func (h *fakeHandler) Quieted(uint64, time.Time) {}
+func (h *fakeHandler) Expire(time.Time)          {}
 
 func (h *fakeHandler) counts() (calls, delivered int) {
 	h.mu.Lock()
@@ -292,8 +294,8 @@ func TestDropFirstSyn(t *testing.T) {
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 1000)
 	var dropped sync.Once
-	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
-		v := pipeline.Verdict{}
+	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
+		v := rules.Verdict{}
 		if onlySyn(seg) {
 			dropped.Do(func() { v.Action = rules.Drop })
 		}
@@ -347,11 +349,11 @@ func TestDelaySynAck(t *testing.T) {
 		}
 	}()
 	const hold = 300 * time.Millisecond
-	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
 		if synAck(seg) {
-			return pipeline.Verdict{Action: rules.Delay, Hold: hold}
+			return rules.Verdict{Decision: rules.Decision{Action: rules.Delay, Hold: hold}}
 		}
-		return pipeline.Verdict{}
+		return rules.Verdict{}
 	}}
 	r := startQueue(t, tp, h)
 
@@ -415,11 +417,11 @@ func TestDuplicateSyn(t *testing.T) {
 		ln := tp.Server.Listen(t, "tcp", serverAddr(tp, v6))
 		serve(t, ln, 5000)
 		const after = 500 * time.Millisecond
-		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
 			if onlySyn(seg) {
-				return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: after}
+				return rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, After: after}}
 			}
-			return pipeline.Verdict{}
+			return rules.Verdict{}
 		}}
 		r := startQueue(t, tp, h)
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
@@ -486,11 +488,11 @@ func TestShutdownReleasesHeld(t *testing.T) {
 	queueRules(t, tp)
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, 3000)
-	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
 		if synAck(seg) {
-			return pipeline.Verdict{Action: rules.Delay, Hold: time.Hour}
+			return rules.Verdict{Decision: rules.Decision{Action: rules.Delay, Hold: time.Hour}}
 		}
-		return pipeline.Verdict{}
+		return rules.Verdict{}
 	}}
 	r := startQueue(t, tp, h)
 	clientSide := tp.Router.Capture(t, tp.RouterClientIf, "tcp port 8080")
@@ -577,8 +579,8 @@ func TestNonTCPAccepted(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
 	queueRules(t, tp, "iptables", "-t", "mangle", "-A", "FORWARD", "-p", "udp", "--dport", "9999",
 		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queueNum), "--queue-bypass")
-	h := &fakeHandler{decide: func(*statetrack.Segment, int) pipeline.Verdict {
-		return pipeline.Verdict{Action: rules.Drop}
+	h := &fakeHandler{decide: func(*statetrack.Segment, int) rules.Verdict {
+		return rules.Verdict{Decision: rules.Decision{Action: rules.Drop}}
 	}}
 	r := startQueue(t, tp, h)
 
@@ -630,14 +632,14 @@ func TestDuplicateGSOData(t *testing.T) {
 	serve(t, ln, 500_000)
 	var mu sync.Mutex
 	var dup statetrack.Segment
-	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+	h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
 		mu.Lock()
 		defer mu.Unlock()
 		if dup.Len == 0 && seg.Src.Port() == serverPort && seg.Len > 3000 {
 			dup = *seg
-			return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: 100 * time.Millisecond}
+			return rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, After: 100 * time.Millisecond}}
 		}
-		return pipeline.Verdict{}
+		return rules.Verdict{}
 	}}
 	r := startQueue(t, tp, h)
 	clientSide := tp.Router.Capture(t, tp.RouterClientIf, "tcp src port 8080")
@@ -703,14 +705,14 @@ func TestDuplicateSynLocalMode(t *testing.T) {
 		serve(t, ln, 1000)
 		var mu sync.Mutex
 		var synSeqs []seqnum.Value
-		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) pipeline.Verdict {
+		h := &fakeHandler{decide: func(seg *statetrack.Segment, _ int) rules.Verdict {
 			if !onlySyn(seg) {
-				return pipeline.Verdict{}
+				return rules.Verdict{}
 			}
 			mu.Lock()
 			synSeqs = append(synSeqs, seg.Seq)
 			mu.Unlock()
-			return pipeline.Verdict{Action: rules.Duplicate, Copies: 1, After: 200 * time.Millisecond}
+			return rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, After: 200 * time.Millisecond}}
 		}}
 		r := startQueueIn(t, tp.Client, h)
 		serverSide := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")

@@ -64,7 +64,7 @@ func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, r
 	}
 	err := tp.Router.Do(func() error {
 		_, err := nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
-			nfq.InstallOptions{Selective: true})
+			nfq.InstallOptions{Quiet: true})
 		return err
 	})
 	if err != nil {
@@ -72,7 +72,7 @@ func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, r
 	}
 	var q *nfq.Queue
 	err = tp.Router.Do(func() (err error) {
-		q, err = nfq.Open(nfq.Options{Queue: queueNum, Selective: true, CopyRange: nfq.HeaderCopyRange, Poll: poll}, p)
+		q, err = nfq.Open(nfq.Options{Queue: queueNum, Quiet: true, CopyRange: nfq.HeaderCopyRange, Poll: poll}, p)
 		return err
 	})
 	if err != nil {

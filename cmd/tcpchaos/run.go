@@ -103,10 +103,9 @@ func (l live) run(ctx context.Context) error {
 	set := rules.Compile(l.cfg.Rules)
 	ic := l.cfg.Intercept
 	// Queue only what the rules and the tracker need: the data phase of
-	// established connections bypasses the queue when no rule can act on
-	// it, and only the headers are copied unless a packet with payload may
-	// have to be duplicated.
-	selective := set.Quietable()
+	// established connections bypasses the queue (quiet connections) when
+	// the pipelines allow it, and only the headers are copied unless a
+	// packet with payload may have to be duplicated.
 	copyRange := uint32(nfq.HeaderCopyRange)
 	if set.NeedsPayload() {
 		copyRange = 0
@@ -114,25 +113,26 @@ func (l live) run(ctx context.Context) error {
 	// The writer goroutine starts with the queues and stops after them.
 	evs := events.NewAsync(l.sink, events.Buffer)
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
+	quiet := false
+	for i := range pipes {
+		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), evs)
+		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
+	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() {
 		for _, q := range queues {
 			q.Close()
 		}
 	}
-	for i := range pipes {
-		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), evs)
-		if selective {
-			pipes[i].AllowQuiet()
-		}
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Selective: selective}, pipes[i])
+	for i, p := range pipes {
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet}, p)
 		if err != nil {
 			closeAll()
 			return err
 		}
 		queues = append(queues, q)
 	}
-	interception, err := nfq.Install(ic, nfq.InstallOptions{Selective: selective})
+	interception, err := nfq.Install(ic, nfq.InstallOptions{Quiet: quiet})
 	if err != nil {
 		closeAll()
 		return err
@@ -142,7 +142,7 @@ func (l live) run(ctx context.Context) error {
 	if ic.Queues > 1 {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
-	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(selective, copyRange))
+	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, copyRange))
 	if l.ready != nil {
 		l.ready()
 	}
@@ -179,9 +179,9 @@ func (l live) run(ctx context.Context) error {
 
 // queueing describes what the queue sees: every packet or the handshake
 // and the close only, whole packets or headers.
-func queueing(selective bool, copyRange uint32) string {
+func queueing(quiet bool, copyRange uint32) string {
 	what := "every packet queued"
-	if selective {
+	if quiet {
 		what = "handshake and close queued, data phase bypasses the queue"
 	}
 	if copyRange == 0 {

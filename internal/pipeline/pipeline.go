@@ -56,11 +56,12 @@ func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *P
 	return p
 }
 
-// AllowQuiet lets Handle set Verdict.Quiet, for a live path that can stop
-// queueing a connection's data phase (selective queueing). It has effect
-// only when the rule set cannot act on that phase (rules.Set.Quietable);
-// it reports whether it has. The offline replay never calls it: there every
-// packet is seen.
+// AllowQuiet lets Handle set Verdict.Quiet, for a live path that lets quiet
+// connections bypass it. It has effect only when the rule set cannot act
+// on the data phase (rules.Set.Quietable); it reports whether it has, and
+// that answer is the one decision on quiet connections: the live path
+// installs and marks for them only when it is true. The offline replay
+// never calls it: there every packet is seen.
 func (p *Pipeline) AllowQuiet() bool {
 	p.quietable = p.set.Quietable()
 	return p.quietable
@@ -69,10 +70,10 @@ func (p *Pipeline) AllowQuiet() bool {
 // Handle observes one packet sent at now and decides its fate. An accepted
 // or duplicated packet counts as delivered at once; a dropped one never is;
 // a delayed one is delivered when the caller calls Deliver.
-func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
+func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict {
 	o := p.tracker.Observe(seg, now)
 	d := p.engine.Decide(&o)
-	v := Verdict{Action: d.Action, Hold: d.Hold, Copies: d.Copies, After: d.After, Obs: o}
+	v := rules.Verdict{Decision: d, Obs: o}
 	states := o.After
 	if d.Action.DeliversNow() {
 		states, _ = p.tracker.Deliver(&o, now)
@@ -100,7 +101,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) Verdict {
 // Deliver reports that a held packet was released, or that one copy of a
 // duplicated packet was sent, at now. The receiver's state moves; a change
 // is reported as a "state" event.
-func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
+func (p *Pipeline) Deliver(v *rules.Verdict, now time.Time) {
 	states, changed := p.tracker.Deliver(&v.Obs, now)
 	if !changed || p.sink == nil {
 		return
@@ -115,7 +116,8 @@ func (p *Pipeline) Deliver(v *Verdict, now time.Time) {
 
 // Quieted reports that the connection connID went quiet at now: a verdict
 // that lets its data phase bypass the queue reached the kernel (the live
-// path may decline a Verdict.Quiet, e.g. while more of its packets wait).
+// path may decline a rules.Verdict.Quiet, e.g. while more of its packets
+// wait).
 func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connID, now) }
 
 // Expire reaps connections whose TIME_WAIT or idle time ran out by now.

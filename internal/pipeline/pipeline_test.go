@@ -88,7 +88,7 @@ func newEstablished(tb testing.TB, sink events.Sink) *established {
 
 // handle decodes pkt and hands it to the pipeline a microsecond after the
 // previous packet.
-func (e *established) handle(tb testing.TB, pkt []byte) pipeline.Verdict {
+func (e *established) handle(tb testing.TB, pkt []byte) rules.Verdict {
 	if err := e.parser.Decode(pkt, &e.seg); err != nil {
 		tb.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (e *established) handle(tb testing.TB, pkt []byte) pipeline.Verdict {
 }
 
 // step handles the next data segment and its ACK.
-func (e *established) step(tb testing.TB) (data, ack pipeline.Verdict) {
+func (e *established) step(tb testing.TB) (data, ack rules.Verdict) {
 	data = e.handle(tb, e.data)
 	ack = e.handle(tb, e.ack)
 	binary.BigEndian.PutUint32(e.data[tcpSeqOff:], binary.BigEndian.Uint32(e.data[tcpSeqOff:])+mss)

@@ -5,7 +5,6 @@
 package replay
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -26,30 +26,41 @@ type Counts struct {
 	Frames, TCP, Passed uint64
 	// Written frames, including inserted duplicates.
 	Written uint64
+	// CopiesSkipped counts the copies of duplicated frames not written
+	// because the capture holds the frame in part (cut at the snaplen), as
+	// the live path skips those of packets copied in part.
+	CopiesSkipped uint64
 }
 
 // Run replays every frame of in through p, writing the faulted capture to
 // out when out is not nil. Time is the capture's: each packet is handled at
-// its timestamp and expiry runs as the capture's clock advances.
+// its timestamp, held packets and copies are written at their deadlines
+// (internal/execute, as the live path carries verdicts out), and expiry
+// runs as the capture's clock advances.
 func Run(in *capture.Reader, out *capture.Writer, p *pipeline.Pipeline) (Counts, error) {
-	r := runner{in: in, out: out, p: p, parser: decode.NewParser()}
+	r := &runner{in: in, out: out, p: p, parser: decode.NewParser()}
+	r.x = execute.New(r, execute.Options{KeepHeld: true})
 	err := r.run()
+	r.counts.CopiesSkipped = r.x.Stats().CopiesSkipped
 	return r.counts, err
 }
 
+// runner is the executor's replay Output: every packet let through, held
+// or copied is a frame written at the time it is let through.
 type runner struct {
-	in      *capture.Reader
-	out     *capture.Writer
-	p       *pipeline.Pipeline
-	parser  *decode.Parser
-	pending pendingHeap
-	order   uint64
-	counts  Counts
+	in     *capture.Reader
+	out    *capture.Writer
+	p      *pipeline.Pipeline
+	parser *decode.Parser
+	x      *execute.Executor
+	counts Counts
+	// err is the first failed write; the replay ends with it.
+	err error
 }
 
 func (r *runner) run() error {
 	var seg statetrack.Segment
-	for {
+	for r.err == nil {
 		f, err := r.in.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -58,98 +69,54 @@ func (r *runner) run() error {
 			return err
 		}
 		r.counts.Frames++
-		if err := r.releaseUntil(f.TS); err != nil {
-			return err
+		r.x.Advance(f.TS)
+		if r.err != nil {
+			break
 		}
 		r.p.Expire(f.TS)
 		if _, err := r.parser.DecodeFrame(f.Data, f.OrigLen, r.in.LinkType(), &seg); err != nil {
 			r.counts.Passed++
-			if err := r.write(f); err != nil {
-				return err
-			}
+			r.write(f)
 			continue
 		}
 		r.counts.TCP++
-		if err := r.handle(f, &seg); err != nil {
-			return err
-		}
+		v := r.p.Handle(&seg, f.TS)
+		r.x.Carry(&execute.Packet{Data: f.Data, Len: f.OrigLen}, &v, f.TS)
 	}
-	return r.releaseUntil(time.Time{})
+	r.x.Finish()
+	return r.err
 }
 
-func (r *runner) handle(f capture.Frame, seg *statetrack.Segment) error {
-	v := r.p.Handle(seg, f.TS)
-	switch v.Action {
-	case rules.Drop:
-		return nil
-	case rules.Delay:
-		r.hold(f, f.TS.Add(v.Hold), &v)
-		return nil
-	case rules.Duplicate:
-		for range v.Copies {
-			r.hold(f, f.TS.Add(v.After), &v)
-		}
-	}
-	return r.write(f)
+// Accept writes the frame (execute.Output).
+func (r *runner) Accept(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.writePacket(p, now) }
+
+// Drop leaves the frame out (execute.Output).
+func (r *runner) Drop(*execute.Packet, *rules.Verdict, time.Time) {}
+
+// Release writes a held frame at the end of its hold (execute.Output).
+func (r *runner) Release(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.writePacket(p, now) }
+
+// SendCopy writes one copy of the frame (execute.Output).
+func (r *runner) SendCopy(p *execute.Packet, _ *rules.Verdict, now time.Time) error {
+	r.writePacket(p, now)
+	return r.err
 }
 
-// hold keeps a copy of f (the reader may reuse its buffer) to be written and
-// delivered at.
-func (r *runner) hold(f capture.Frame, at time.Time, v *pipeline.Verdict) {
-	f.Data = append([]byte(nil), f.Data...)
-	f.TS = at
-	r.order++
-	heap.Push(&r.pending, &pending{frame: f, verdict: v, order: r.order})
+// Delivered moves the receiver's state (execute.Output).
+func (r *runner) Delivered(v *rules.Verdict, now time.Time) { r.p.Deliver(v, now) }
+
+func (r *runner) writePacket(p *execute.Packet, at time.Time) {
+	r.write(capture.Frame{Data: p.Data, TS: at, CaptureLen: len(p.Data), OrigLen: p.Len})
 }
 
-// releaseUntil writes and delivers every held frame due at or before t; the
-// zero t releases all of them.
-func (r *runner) releaseUntil(t time.Time) error {
-	for r.pending.Len() > 0 {
-		next := r.pending[0]
-		if !t.IsZero() && next.frame.TS.After(t) {
-			return nil
-		}
-		heap.Pop(&r.pending)
-		r.p.Deliver(next.verdict, next.frame.TS)
-		if err := r.write(next.frame); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *runner) write(f capture.Frame) error {
-	if r.out == nil {
-		return nil
+// write writes f unless an earlier write failed.
+func (r *runner) write(f capture.Frame) {
+	if r.out == nil || r.err != nil {
+		return
 	}
 	if err := r.out.Write(f); err != nil {
-		return fmt.Errorf("write frame %d: %w", r.counts.Written+1, err)
+		r.err = fmt.Errorf("write frame %d: %w", r.counts.Written+1, err)
+		return
 	}
 	r.counts.Written++
-	return nil
-}
-
-type pending struct {
-	frame   capture.Frame
-	verdict *pipeline.Verdict
-	order   uint64 // ties in time keep the order in which frames were held
-}
-
-type pendingHeap []*pending
-
-func (h pendingHeap) Len() int { return len(h) }
-func (h pendingHeap) Less(i, j int) bool {
-	if !h[i].frame.TS.Equal(h[j].frame.TS) {
-		return h[i].frame.TS.Before(h[j].frame.TS)
-	}
-	return h[i].order < h[j].order
-}
-func (h pendingHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pendingHeap) Push(x any)   { *h = append(*h, x.(*pending)) }
-func (h *pendingHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

@@ -360,3 +360,31 @@ func TestReplayKernelCaptures(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayDuplicateOfTruncatedFrameSkipped: a frame the capture holds in
+// part (cut at the snaplen) is let through but not copied, and its copies
+// are counted, as the live path does for a packet copied in part.
+func TestReplayDuplicateOfTruncatedFrameSkipped(t *testing.T) {
+	w := newWire(t, false)
+	w.connection()
+	data := &w.frames[3] // the client's 10 bytes of data
+	data.Data = data.Data[:40]
+	data.CaptureLen = len(data.Data)
+	client := statetrack.Client
+	res := w.replay(rules.Rule{
+		Match:  rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: &client, Nth: 1},
+		Action: rules.Action{Type: rules.Duplicate, Copies: 2, After: time.Second},
+	})
+	if len(res.out) != 10 || res.counts.Written != 10 {
+		t.Fatalf("%d frames written (counted %d), want 10: no copies of the truncated frame", len(res.out), res.counts.Written)
+	}
+	if res.counts.CopiesSkipped != 2 {
+		t.Errorf("copies skipped %d, want 2", res.counts.CopiesSkipped)
+	}
+	if out := res.out[3]; !bytes.Equal(out.Data, data.Data) || out.OrigLen != data.OrigLen {
+		t.Errorf("truncated frame written as %d of %d bytes, want %d of %d", len(out.Data), out.OrigLen, len(data.Data), data.OrigLen)
+	}
+	if e := res.events[3]; e.Action != "duplicate" || e.Len != 10 {
+		t.Errorf("event = %+v, want the 10-byte data segment duplicated", e)
+	}
+}

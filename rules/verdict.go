@@ -1,0 +1,20 @@
+package rules
+
+import "github.com/tcpchaos/tcpchaos/statetrack"
+
+// Verdict is the decision on one observed packet as a driver (the live
+// queue, the offline replay) carries it out: what the rules decided, the
+// observation that the receiver's state moves by when the packet or a copy
+// of it is delivered later, and whether the connection may go quiet.
+type Verdict struct {
+	Decision
+	// Quiet reports that the packet's connection may go quiet: the packet
+	// was accepted, both endpoints are ESTABLISHED after it and the rules
+	// cannot act on the data phase (Set.Quietable). A live path that
+	// lets quiet connections bypass the queue may then stop queueing the
+	// connection's packets until its next SYN, FIN or RST; one that does
+	// not ignores it.
+	Quiet bool
+	// Obs is the tracker's observation of the packet.
+	Obs statetrack.Observation
+}
