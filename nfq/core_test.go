@@ -3,13 +3,10 @@ package nfq
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,149 +14,12 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	rulespkg "github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
-
-// fakeKernel parses verdict messages as the kernel does and records the
-// verdicts: a batch verdict applies to every packet still waiting up to
-// its id. A verdict for a packet not waiting is recorded too, so that a
-// second verdict shows.
-type fakeKernel struct {
-	mu       sync.Mutex
-	waiting  map[uint32]bool
-	verdicts map[uint32][]int
-	marks    map[uint32]uint32 // the last mark a verdict set, by packet
-	order    []uint32
-	writes   int // Write calls
-	batches  int // batch messages
-	changed  chan struct{}
-}
-
-func newFakeKernel() *fakeKernel {
-	return &fakeKernel{waiting: map[uint32]bool{}, verdicts: map[uint32][]int{}, marks: map[uint32]uint32{},
-		changed: make(chan struct{}, 100)}
-}
-
-// enqueue records that packet id waits for a verdict.
-func (k *fakeKernel) enqueue(id uint32) {
-	k.mu.Lock()
-	k.waiting[id] = true
-	k.mu.Unlock()
-}
-
-func (k *fakeKernel) Write(b []byte) (int, error) {
-	k.mu.Lock()
-	n := len(b)
-	k.writes++
-	for len(b) > 0 {
-		m, err := parseVerdictMsg(b)
-		if err != nil {
-			k.mu.Unlock()
-			return 0, err
-		}
-		b = b[m.len:]
-		ids := []uint32{m.id}
-		if m.batch {
-			k.batches++
-			ids = nil
-			for id := range k.waiting {
-				if id <= m.id {
-					ids = append(ids, id)
-				}
-			}
-			slices.Sort(ids)
-		}
-		for _, id := range ids {
-			delete(k.waiting, id)
-			k.verdicts[id] = append(k.verdicts[id], int(m.verdict))
-			k.order = append(k.order, id)
-			if m.hasMark {
-				k.marks[id] = m.mark
-			}
-		}
-	}
-	k.mu.Unlock()
-	select {
-	case k.changed <- struct{}{}:
-	default:
-	}
-	return n, nil
-}
-
-// verdictMsg is one parsed verdict message.
-type verdictMsg struct {
-	len            int
-	batch, hasMark bool
-	id, verdict    uint32
-	mark           uint32
-	queue          uint16
-}
-
-// parseVerdictMsg parses the verdict message at the start of b, as
-// nfnetlink_queue would.
-func parseVerdictMsg(b []byte) (verdictMsg, error) {
-	var m verdictMsg
-	if len(b) < nlmsgHdrLen+nfgenMsgLen {
-		return m, fmt.Errorf("short message: %d bytes", len(b))
-	}
-	m.len = int(binary.NativeEndian.Uint32(b))
-	if m.len > len(b) || m.len < nlmsgHdrLen+nfgenMsgLen {
-		return m, fmt.Errorf("message length %d of %d bytes", m.len, len(b))
-	}
-	switch typ := binary.NativeEndian.Uint16(b[4:]); typ {
-	case msgType(nfqnlMsgVerdict):
-	case msgType(nfqnlMsgVerdictBatch):
-		m.batch = true
-	default:
-		return m, fmt.Errorf("message type %#x", typ)
-	}
-	if f := binary.NativeEndian.Uint16(b[6:]); f != unix.NLM_F_REQUEST {
-		return m, fmt.Errorf("flags %#x", f)
-	}
-	m.queue = binary.BigEndian.Uint16(b[nlmsgHdrLen+2:])
-	attrs := b[nlmsgHdrLen+nfgenMsgLen : m.len]
-	hasHdr := false
-	for len(attrs) >= nlattrLen {
-		l := int(binary.NativeEndian.Uint16(attrs))
-		if l < nlattrLen || l > len(attrs) {
-			return m, fmt.Errorf("attribute length %d", l)
-		}
-		v := attrs[nlattrLen:l]
-		switch binary.NativeEndian.Uint16(attrs[2:]) {
-		case nfqaVerdictHdr:
-			m.verdict, m.id, hasHdr = binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]), true
-		case nfqaMark:
-			m.mark, m.hasMark = binary.BigEndian.Uint32(v), true
-		}
-		attrs = attrs[align4(l):]
-	}
-	if !hasHdr {
-		return m, errors.New("no verdict header")
-	}
-	return m, nil
-}
-
-// verdict returns the single verdict given for id, failing on none or more.
-func (k *fakeKernel) verdict(t *testing.T, id uint32) int {
-	t.Helper()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if n := len(k.verdicts[id]); n != 1 {
-		t.Fatalf("packet %d got %d verdicts %v, want 1", id, n, k.verdicts[id])
-	}
-	return k.verdicts[id][0]
-}
-
-func (k *fakeKernel) has(id uint32) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.verdicts[id]) > 0
-}
 
 // fakeSender records the copies sent.
 type fakeSender struct {
@@ -689,8 +549,8 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 }
 
-// steadyState returns a core around a real pipeline with selective
-// queueing, and the packet messages of a handshake and one data segment.
+// steadyState returns a core around a real pipeline with quiet
+// connections, and the packet messages of a handshake and one data segment.
 func steadyState(t testing.TB) (*core, [][]byte) {
 	set := rulespkg.Compile([]rulespkg.Rule{
 		{Name: "final-ack", Match: rulespkg.Match{Packets: []statetrack.Kind{statetrack.FinalAck}}, Action: rulespkg.Action{Type: rulespkg.Drop}, Probability: 1, Limit: 1},
@@ -712,50 +572,6 @@ func steadyState(t testing.TB) (*core, [][]byte) {
 	return c, msgs
 }
 
-// packetMessage builds an NFQNL_MSG_PACKET message as the kernel sends it:
-// packet header, mark (when not 0), payload and, when wireLen is more than
-// the payload, the captured length.
-func packetMessage(id, mark uint32, pkt []byte, wireLen int) []byte {
-	attr := func(b []byte, typ uint16, v []byte) []byte {
-		b = binary.NativeEndian.AppendUint16(b, uint16(nlattrLen+len(v)))
-		b = binary.NativeEndian.AppendUint16(b, typ)
-		b = append(b, v...)
-		return append(b, make([]byte, align4(len(v))-len(v))...)
-	}
-	body := []byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 100}
-	body = attr(body, nfqaPacketHdr, append(binary.BigEndian.AppendUint32(nil, id), 0x08, 0x00, 2))
-	if mark != 0 {
-		body = attr(body, nfqaMark, binary.BigEndian.AppendUint32(nil, mark))
-	}
-	if wireLen > len(pkt) {
-		body = attr(body, nfqaCapLen, binary.BigEndian.AppendUint32(nil, uint32(wireLen)))
-	}
-	body = attr(body, nfqaPayload, pkt)
-	b := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
-	b = binary.NativeEndian.AppendUint16(b, msgType(nfqnlMsgPacket))
-	b = binary.NativeEndian.AppendUint16(b, 0)
-	b = binary.NativeEndian.AppendUint64(b, 0)
-	return append(b, body...)
-}
-
-// countingKernel counts verdict messages and keeps the last one.
-type countingKernel struct {
-	msgs int
-	last verdictMsg
-}
-
-func (k *countingKernel) Write(b []byte) (int, error) {
-	for n := 0; n < len(b); n += k.last.len {
-		m, err := parseVerdictMsg(b[n:])
-		if err != nil {
-			return 0, err
-		}
-		k.msgs++
-		k.last = m
-	}
-	return len(b), nil
-}
-
 type dropAll struct{}
 
 func (dropAll) Handle(*statetrack.Segment, time.Time) rulespkg.Verdict {
@@ -764,30 +580,6 @@ func (dropAll) Handle(*statetrack.Segment, time.Time) rulespkg.Verdict {
 func (dropAll) Deliver(*rulespkg.Verdict, time.Time) {}
 func (dropAll) Quieted(uint64, time.Time)            {}
 func (dropAll) Expire(time.Time)                     {}
-
-func TestParseKernelStats(t *testing.T) {
-	data := []byte("  100   4242     2 2 65531     0     3    17789  1\n" +
-		"  101 4253733062     0 2   128     5     0        9  1\n")
-	ks, ok := parseKernelStats(data, 100)
-	want := KernelStats{PortID: 4242, Waiting: 2, CopyMode: 2, CopyRange: 65531, UserDropped: 3, IDSequence: 17789}
-	if !ok || ks != want {
-		t.Errorf("queue 100: %+v %v, want %+v", ks, ok, want)
-	}
-	if _, ok := parseKernelStats(data, 102); ok {
-		t.Error("found queue 102")
-	}
-	if ks, ok := parseKernelStats(data, 101); !ok || ks.PortID != 4253733062 || ks.QueueDropped != 5 {
-		t.Errorf("queue 101 (autobound port id): %+v %v", ks, ok)
-	}
-	s := Stats{Received: 17780, Kernel: want}
-	if u := s.Unreceived(); u != 9 {
-		t.Errorf("unreceived %d, want 9", u)
-	}
-	s = Stats{Received: 1<<32 + 5, Kernel: KernelStats{IDSequence: 7}}
-	if u := s.Unreceived(); u != 2 {
-		t.Errorf("unreceived across the id wrap %d, want 2", u)
-	}
-}
 
 // BenchmarkPacketPath measures the per-packet path without the kernel:
 // decode, Handle (a drop), verdict.

@@ -83,7 +83,7 @@ func TestPlan(t *testing.T) {
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-balance 7:9 --queue-bypass`,
 		},
 	}, {
-		name: "forward, selective",
+		name: "forward, quiet",
 		cfg:  Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 100},
 		opts: InstallOptions{Quiet: true},
 		want: map[string]string{
@@ -251,9 +251,9 @@ func TestInstallLocalRules(t *testing.T) {
 	}
 }
 
-// TestInstallSelectiveRules checks that the kernel takes the selective
-// queueing rules as planned, in both tables and both families.
-func TestInstallSelectiveRules(t *testing.T) {
+// TestInstallQuietRules checks that the kernel takes the quiet
+// connections rules as planned, in both tables and both families.
+func TestInstallQuietRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
 	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Quiet: true})
 	for _, bin := range []string{"iptables", "ip6tables"} {

@@ -558,7 +558,9 @@ func TestSecondOpenFails(t *testing.T) {
 
 	q2, err := openQueue(tp, &fakeHandler{})
 	if err == nil {
-		q2.Close()
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		q2.Run(done)
 		t.Fatal("second Open of the same queue succeeded")
 	}
 	if !errors.Is(err, nfq.ErrQueueInUse) || !strings.Contains(err.Error(), "queue 100") {

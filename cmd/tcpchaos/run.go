@@ -119,9 +119,11 @@ func (l live) run(ctx context.Context) error {
 		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
-	closeAll := func() {
+	closeAll := func() { // Run with a done context closes a queue at once
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
 		for _, q := range queues {
-			q.Close()
+			q.Run(done)
 		}
 	}
 	for i, p := range pipes {
@@ -160,8 +162,8 @@ func (l live) run(ctx context.Context) error {
 	<-ctx.Done()
 	removeErr := interception.Remove()
 	stopQueues()
-	runErr := g.Wait() // each Run closes its queue
-	evs.Close()        // every event emitted is written
+	runErr := g.Wait()
+	evs.Close() // every event emitted is written
 
 	var total pipeline.Summary
 	for _, p := range pipes {

@@ -17,7 +17,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// These tests run selective queueing as `tcpchaos run` sets it up for a
+// These tests run quiet connections as `tcpchaos run` sets it up for a
 // control-only config: a real pipeline, quiet verdicts, header copies.
 
 // kindLog records the kinds of the packet events and the faults.
@@ -52,9 +52,9 @@ func (l *kindLog) counts() (kinds, faults map[statetrack.Kind]int) {
 	return kinds, faults
 }
 
-// startSelective installs selective queueing in the router and runs a
+// startQuiet installs quiet connections in the router and runs a
 // queue with a pipeline deciding by rs, polling as poll says.
-func startSelective(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []rules.Rule) (*running, *pipeline.Pipeline, *kindLog) {
+func startQuiet(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []rules.Rule) (*running, *pipeline.Pipeline, *kindLog) {
 	t.Helper()
 	set := rules.Compile(rs)
 	log := &kindLog{kinds: map[statetrack.Kind]int{}, faults: map[statetrack.Kind]int{}}
@@ -88,12 +88,12 @@ var loseFinalAck = rules.Rule{
 	Probability: 1,
 }
 
-// TestSelectiveBulk: a 64 MB response under a control-only config crosses
+// TestQuietBulk: a 64 MB response under a control-only config crosses
 // the router while only its handshake and its close are queued; the
 // final-ack rule still fires.
-func TestSelectiveBulk(t *testing.T) {
+func TestQuietBulk(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	r, p, log := startSelective(t, tp, -1, []rules.Rule{loseFinalAck}) // blocking reads only
+	r, p, log := startQuiet(t, tp, -1, []rules.Rule{loseFinalAck}) // blocking reads only
 	const body = 64 << 20
 	ln := tp.Server.Listen(t, "tcp", serverAddr(tp, false))
 	serve(t, ln, body)
@@ -122,13 +122,13 @@ func TestSelectiveBulk(t *testing.T) {
 	}
 }
 
-// TestSelectiveShortConnectionsNoReset: 2000 short connections (connect,
+// TestQuietShortConnectionsNoReset: 2000 short connections (connect,
 // one byte each way, close) with their data phase bypassing the queue see
 // no reset and no reordering symptom: the kernel clears the quiet mark on
 // a FIN before queueing it, so nothing after it overtakes it.
-func TestSelectiveShortConnectionsNoReset(t *testing.T) {
+func TestQuietShortConnectionsNoReset(t *testing.T) {
 	tp := netlabtest.NewTopology(t)
-	r, p, _ := startSelective(t, tp, 0, []rules.Rule{{
+	r, p, _ := startQuiet(t, tp, 0, []rules.Rule{{
 		Name:        "never",
 		Match:       rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 200},
 		Action:      rules.Action{Type: rules.Drop},

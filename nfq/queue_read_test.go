@@ -27,9 +27,20 @@ func readerOnSocketPair(t *testing.T, k *fakeKernel) (*Queue, int) {
 	if err := unix.SetsockoptInt(fds[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	q := &Queue{opts: Options{Poll: -1}, log: slog.New(slog.DiscardHandler), fd: fds[0], readerDone: make(chan struct{})}
+	q := &Queue{opts: Options{Poll: -1}, log: slog.New(slog.DiscardHandler), fd: fds[0]}
 	q.core = newCore(&scripted{}, decode.NewParser(), newVerdictWriter(100, k), &fakeSender{}, false, q.log)
 	return q, fds[1]
+}
+
+// startReader runs q's reader, as Run does; the channel is closed when it
+// returns.
+func startReader(q *Queue) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.read()
+	}()
+	return done
 }
 
 // TestReadGivesEveryMessageAVerdict feeds the reader more datagrams than
@@ -41,7 +52,7 @@ func TestReadGivesEveryMessageAVerdict(t *testing.T) {
 	q, kernelEnd := readerOnSocketPair(t, k)
 	const n = 2*maxBurst + 3
 	queuePackets(t, k, kernelEnd, 1, n)
-	go q.read()
+	readerDone := startReader(q)
 	deadline := time.After(5 * time.Second)
 	for done := false; !done; {
 		select {
@@ -54,7 +65,7 @@ func TestReadGivesEveryMessageAVerdict(t *testing.T) {
 		}
 	}
 	q.closing.Store(true)
-	<-q.readerDone
+	<-readerDone
 	for id := uint32(1); id <= n; id++ {
 		if v := k.verdict(t, id); v != verdictAccept {
 			t.Errorf("packet %d: verdict %d, want accept", id, v)
@@ -85,9 +96,8 @@ func TestCloseDrainsTheSocket(t *testing.T) {
 	q.core.stop(time.Now())
 	const n = 3*maxBurst + 5
 	queuePackets(t, k, kernelEnd, 1, n)
-	go q.read()
 	select {
-	case <-q.readerDone:
+	case <-startReader(q):
 	case <-time.After(5 * time.Second):
 		t.Fatal("reader did not finish draining")
 	}

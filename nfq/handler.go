@@ -1,0 +1,31 @@
+//go:build linux
+
+package nfq
+
+import (
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// Handler is the packet pipeline (tracker + rules + events):
+// internal/pipeline's Pipeline is one. A Queue calls it from one goroutine
+// at a time: it need not be safe for concurrent use.
+type Handler interface {
+	// Handle classifies a decoded segment and decides its fate. For
+	// accept the pipeline has already delivered the packet.
+	Handle(seg *statetrack.Segment, now time.Time) rules.Verdict
+	// Deliver reports that a held packet was released, or that one copy
+	// of a duplicated packet was sent.
+	Deliver(v *rules.Verdict, now time.Time)
+	// Quieted reports that connection connID went quiet: a verdict
+	// carrying QuietMark for a packet of it (Verdict.Obs.ConnID) was
+	// written to the kernel. A Verdict.Quiet the queue could not honour
+	// (another packet of the connection was still waiting, or the queue
+	// was opened without Options.Quiet) is not reported.
+	Quieted(connID uint64, now time.Time)
+	// Expire reaps the handler's state over time (the tracker's TIME_WAIT
+	// and idle expiry); a running Queue calls it every second.
+	Expire(now time.Time)
+}

@@ -1,0 +1,187 @@
+//go:build linux
+
+package nfq
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// verdictEntry is one verdict waiting in a verdictWriter.
+type verdictEntry struct {
+	id      uint32
+	verdict uint32
+	// mark is the packet's new mark when setMark; quiet adds QuietMark
+	// when the writer is flushed with quiet allowed.
+	mark    uint32
+	setMark bool
+	quiet   bool
+	// conn is the packet's connection (0: none known).
+	conn uint64
+}
+
+// finalMark returns the mark an entry's verdict carries.
+func (e *verdictEntry) finalMark(quietOK bool) uint32 {
+	if e.quiet && quietOK {
+		return e.mark | QuietMark
+	}
+	return e.mark
+}
+
+// kernel is where verdict messages go: the queue's netlink socket, or a
+// test's fake. One Write may hold several messages.
+type kernel interface {
+	Write(b []byte) (int, error)
+}
+
+// verdictWriter collects the verdicts of a burst of packets and writes
+// them in one message buffer, reused: consecutive accepts with the same
+// mark become one NFQNL_MSG_VERDICT_BATCH (which accepts every packet
+// still queued up to an id) when nothing else is waiting for a verdict;
+// every other verdict is an NFQNL_MSG_VERDICT of its own. Entries go out
+// in the order they were added.
+type verdictWriter struct {
+	queue   uint16
+	out     kernel
+	entries []verdictEntry
+	buf     []byte
+	// quieted lists the connections whose QuietMark the last flush wrote.
+	quieted []uint64
+	// laterMin[i] is the least id of entries[i:] (flush's scratch).
+	laterMin [maxBurst + 1]uint32
+}
+
+// maxBurst bounds the verdicts a writer collects before it must flush.
+const maxBurst = 128
+
+func newVerdictWriter(queue uint16, out kernel) *verdictWriter {
+	return &verdictWriter{
+		queue:   queue,
+		out:     out,
+		entries: make([]verdictEntry, 0, maxBurst),
+		quieted: make([]uint64, 0, maxBurst),
+		buf:     make([]byte, 0, maxBurst*(verdictMsgLen+markAttrLen)),
+	}
+}
+
+// full reports whether the writer must be flushed before the next add.
+func (w *verdictWriter) full() bool { return len(w.entries) == cap(w.entries) }
+
+// add collects one verdict. A quiet entry of the same connection collected
+// earlier loses its quiet: only the connection's last packet in a burst
+// may let the rest of its packets bypass the queue, or a packet still
+// waiting in the queue would be overtaken. The caller flushes when full.
+func (w *verdictWriter) add(e verdictEntry) {
+	if e.conn != 0 {
+		for i := range w.entries {
+			if w.entries[i].conn == e.conn {
+				w.entries[i].quiet = false
+			}
+		}
+	}
+	w.entries = append(w.entries, e)
+}
+
+// flush writes the collected verdicts in one buffer and forgets them.
+// quietOK lets quiet entries carry QuietMark (the burst read the socket
+// dry); batchOK allows batch verdicts (no packet is held in the kernel
+// queue awaiting a later verdict, which a batch would release).
+//
+// A batch accepts every packet still waiting up to its last id, so a run
+// of accepts becomes one only while its ids rise and no entry after it
+// has a lower id: then every packet it covers is its own or was given its
+// verdict already (or was never read: with fail-open the kernel let it
+// pass).
+func (w *verdictWriter) flush(quietOK, batchOK bool) error {
+	if len(w.entries) == 0 {
+		return nil
+	}
+	b := w.buf[:0]
+	es := w.entries
+	w.quieted = w.quieted[:0]
+	w.laterMin[len(es)] = ^uint32(0)
+	for i := len(es) - 1; i >= 0; i-- {
+		w.laterMin[i] = min(es[i].id, w.laterMin[i+1])
+	}
+	for i := 0; i < len(es); i++ {
+		e := &es[i]
+		mark := e.finalMark(quietOK)
+		last := i
+		if batchOK && e.verdict == verdictAccept {
+			for last+1 < len(es) && es[last+1].verdict == verdictAccept && es[last+1].id > es[last].id &&
+				es[last+1].setMark == e.setMark && es[last+1].finalMark(quietOK) == mark {
+				last++
+			}
+			for last > i && w.laterMin[last+1] < es[last].id {
+				last--
+			}
+		}
+		b = appendVerdict(b, w.queue, es[last].id, e.verdict, mark, e.setMark, last > i)
+		if mark&QuietMark != 0 { // every entry of a batch has the same mark
+			for _, q := range es[i : last+1] {
+				if q.conn != 0 {
+					w.quieted = append(w.quieted, q.conn)
+				}
+			}
+		}
+		i = last
+	}
+	w.buf = b
+	w.entries = w.entries[:0]
+	if _, err := w.out.Write(b); err != nil {
+		w.quieted = w.quieted[:0]
+		return fmt.Errorf("write %d verdicts: %w", len(es), err)
+	}
+	return nil
+}
+
+// Verdicts as the kernel numbers them (NF_DROP, NF_ACCEPT).
+const (
+	verdictDrop   = 0
+	verdictAccept = 1
+)
+
+// appendVerdict appends one verdict message: for packet id, or with batch
+// for every packet still queued up to id.
+func appendVerdict(b []byte, queue uint16, id, verdict, mark uint32, setMark, batch bool) []byte {
+	n := verdictMsgLen
+	if setMark {
+		n += markAttrLen
+	}
+	typ := msgType(nfqnlMsgVerdict)
+	if batch {
+		typ = msgType(nfqnlMsgVerdictBatch)
+	}
+	b = binary.NativeEndian.AppendUint32(b, uint32(n))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST)
+	b = binary.NativeEndian.AppendUint32(b, 0) // sequence
+	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel
+	b = append(b, unix.AF_UNSPEC, unix.NFNETLINK_V0)
+	b = binary.BigEndian.AppendUint16(b, queue)
+	b = binary.NativeEndian.AppendUint16(b, nlattrLen+8)
+	b = binary.NativeEndian.AppendUint16(b, nfqaVerdictHdr)
+	b = binary.BigEndian.AppendUint32(b, verdict)
+	b = binary.BigEndian.AppendUint32(b, id)
+	if setMark {
+		b = binary.NativeEndian.AppendUint16(b, markAttrLen)
+		b = binary.NativeEndian.AppendUint16(b, nfqaMark)
+		b = binary.BigEndian.AppendUint32(b, mark)
+	}
+	return b
+}
+
+// fdKernel writes verdicts to the queue's socket.
+type fdKernel struct{ fd int }
+
+func (k fdKernel) Write(b []byte) (int, error) {
+	for {
+		n, err := unix.Write(k.fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
