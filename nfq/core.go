@@ -59,8 +59,9 @@ type core struct {
 	mu  sync.Mutex
 	x   *execute.Executor
 	seg statetrack.Segment // reused for every packet
-	// p and v are the packet and verdict of the packet being handled,
-	// reused so that handing them to the executor does not allocate.
+	// p and v are the packet and verdict of the last packet handled,
+	// reused so that handing them to the executor does not allocate
+	// (p.Data aliases the reader's buffer).
 	p execute.Packet
 	v rules.Verdict
 
@@ -97,8 +98,7 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 		c.accept(id, mark, 0, false)
 		return
 	}
-	var ok bool
-	if c.v, ok = c.handle(now); !ok {
+	if !c.handle(now) {
 		c.accept(id, mark, 0, false)
 		return
 	}
@@ -109,7 +109,6 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 		default:
 		}
 	}
-	c.p.Data = nil // the netlink buffer is reused
 }
 
 // messages handles the netlink messages of one datagram received at now:
@@ -231,10 +230,12 @@ func (c *core) flush(quietOK bool) {
 	}
 }
 
-// handle calls the handler on c.seg; ok is false if it panicked.
-func (c *core) handle(now time.Time) (v rules.Verdict, ok bool) {
+// handle calls the handler on c.seg and keeps its verdict in c.v; ok is
+// false if it panicked.
+func (c *core) handle(now time.Time) (ok bool) {
 	defer c.recoverHandler(&ok)
-	return c.h.Handle(&c.seg, now), true
+	c.v = c.h.Handle(&c.seg, now)
+	return true
 }
 
 // expire runs the handler's expiry.
