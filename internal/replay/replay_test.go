@@ -384,7 +384,7 @@ func TestReplayDuplicateOfTruncatedFrameSkipped(t *testing.T) {
 	if out := res.out[3]; !bytes.Equal(out.Data, data.Data) || out.OrigLen != data.OrigLen {
 		t.Errorf("truncated frame written as %d of %d bytes, want %d of %d", len(out.Data), out.OrigLen, len(data.Data), data.OrigLen)
 	}
-	if e := res.events[3]; e.Action != "duplicate" || e.Len != 10 {
+	if e := res.events[3]; e.Action != rules.Duplicate || e.Len != 10 {
 		t.Errorf("event = %+v, want the 10-byte data segment duplicated", e)
 	}
 }
