@@ -188,8 +188,8 @@ func (tc *tcpchaos) signal(sig syscall.Signal) int {
 
 // stop interrupts tcpchaos (SIGINT) and checks a clean exit: exit code 0,
 // a summary on standard output and no tcpchaos chain left in the
-// namespace, IPv4 or IPv6. It returns the events, checked against
-// DESIGN.md's format.
+// namespace, IPv4 or IPv6. It returns the events, checked against the
+// stable format of README.md's "Events" section.
 func (tc *tcpchaos) stop() []events.Event {
 	tc.t.Helper()
 	if code := tc.signal(syscall.SIGINT); code != 0 {
@@ -232,7 +232,7 @@ func chainsIn(t *testing.T, ns *netlabtest.NS) string {
 }
 
 // readEvents parses the events file and checks every line against the
-// stable format of DESIGN.md "Events": the mandatory keys are present,
+// stable format of README.md "Events": the mandatory keys are present,
 // time is RFC 3339 with nanoseconds, states are spelled as in the States
 // section, packet events name their sender, kind and nth, and faults name
 // their rule and a known action.
@@ -296,7 +296,7 @@ func checkEvent(t *testing.T, n int, e wireEvent, line string) {
 	}
 	for _, s := range []string{e.ClientState, e.ServerState} {
 		if st, err := statetrack.ParseState(s); err != nil || st.String() != s {
-			t.Errorf("events line %d: state %q is not spelled as in DESIGN.md (%v): %s", n, s, err, line)
+			t.Errorf("events line %d: state %q is not spelled as in README.md's States (%v): %s", n, s, err, line)
 		}
 	}
 	if e.Kind == "state" {

@@ -117,7 +117,7 @@ type InstallOptions struct {
 	// when no rule can act on its data phase. (Queueing only SYN, FIN and
 	// RST instead would lose the handshake's and the close's ACKs and
 	// reorder them behind queued FINs: a few ECONNRESET in tens of
-	// thousands of connections, NFQUEUE-NOTES.md.) The zero value queues
+	// thousands of connections were measured so.) The zero value queues
 	// every packet.
 	Quiet bool
 }

@@ -8,7 +8,9 @@ import (
 )
 
 // DefaultSocketBuffer is the netlink receive buffer a Queue asks for by
-// default: the kernel's ~208 KiB overflows under load (NFQUEUE-NOTES.md).
+// default: the kernel's default (net.core.rmem_default, typically about
+// 208 KiB) overflows under load, and each overflow loses a packet's
+// verdict to fail-open.
 const DefaultSocketBuffer = 8 << 20
 
 // HeaderCopyRange is a copy range that holds every header the tracker
@@ -54,7 +56,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultPoll is Options.Poll's default. Measured (bench/, 2 vCPUs):
+// DefaultPoll is Options.Poll's default. Measured with bench/ on a 2-vCPU
+// virtual machine (other machines will differ; rerun make bench there):
 // connect() time added by the queue at p50, without polling 106-133 µs,
 // 100 µs of polling 79-86 µs, 200 µs 68-98 µs with short connections/s
 // down by a tenth (the poller takes CPU from the peers).
