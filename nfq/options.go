@@ -9,8 +9,8 @@ import (
 
 // DefaultSocketBuffer is the netlink receive buffer a Queue asks for by
 // default: the kernel's default (net.core.rmem_default, typically about
-// 208 KiB) overflows under load, and each overflow loses a packet's
-// verdict to fail-open.
+// 208 KiB) overflows under load, and each overflow drops a packet (a user
+// drop in /proc/net/netfilter/nfnetlink_queue).
 const DefaultSocketBuffer = 8 << 20
 
 // HeaderCopyRange is a copy range that holds every header the tracker
