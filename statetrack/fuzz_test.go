@@ -29,19 +29,20 @@ const (
 var allStates = []statetrack.State{sClosed, sListen, sSynSent, sSynRcvd, sEstab, sFinWait1, sFinWait2, sClosing, sTimeWait, sCloseW, sLastAck}
 
 // The legal edge set (see the package documentation). A sender moves on
-// Observe, possibly after a correction (it acknowledges the peer's SYN
-// while taken for SYN_SENT); a receiver moves on Deliver. Staying put is
-// always legal.
+// Observe, after a correction of its state as of the send (Before): a
+// receiver edge taken back or applied late, or SYN_SENT -> ESTABLISHED when
+// it acknowledges the peer's SYN. A receiver moves on Deliver, possibly
+// after a move it was found not to have received yet arrives first.
+// Staying put is always legal.
 var (
-	correctionEdges = []edge{{sSynSent, sEstab}}
-	senderEdges     = []edge{
+	senderEdges = []edge{
 		{sClosed, sSynSent}, {sListen, sSynSent}, // SYN
-		{sClosed, sSynRcvd}, {sListen, sSynRcvd}, {sSynSent, sSynRcvd}, // SYN-ACK
+		{sClosed, sSynRcvd}, {sListen, sSynRcvd}, {sSynSent, sSynRcvd}, {sTimeWait, sSynRcvd}, // SYN-ACK
 		{sSynRcvd, sFinWait1}, {sEstab, sFinWait1}, // FIN, active
 		{sCloseW, sLastAck}, // FIN, passive
 	}
 	receiverEdges = []edge{
-		{sClosed, sSynRcvd}, {sListen, sSynRcvd}, {sSynSent, sSynRcvd}, // SYN
+		{sClosed, sSynRcvd}, {sListen, sSynRcvd}, {sSynSent, sSynRcvd}, {sTimeWait, sSynRcvd}, // SYN
 		{sSynSent, sEstab}, {sSynRcvd, sEstab}, // SYN-ACK, ACK of the SYN
 		{sSynRcvd, sCloseW}, {sEstab, sCloseW}, // FIN
 		{sFinWait1, sFinWait2}, {sFinWait1, sClosing}, {sFinWait1, sTimeWait},
@@ -49,32 +50,34 @@ var (
 	}
 )
 
-// legalSets returns the edges allowed on Observe (for the sender) and on
+// legalSets returns the corrections allowed on Observe (prev -> Before for
+// the sender), the sender edges (Before -> After) and the edges allowed on
 // Deliver (for the receiver), RSTs included.
-func legalSets() (observe, deliver map[edge]bool) {
-	observe, deliver = map[edge]bool{}, map[edge]bool{}
+func legalSets() (correct, observe, deliver map[edge]bool) {
+	correct, observe, deliver = map[edge]bool{}, map[edge]bool{}, map[edge]bool{}
+	one := map[edge]bool{}
 	for _, s := range allStates {
-		observe[edge{s, s}], deliver[edge{s, s}] = true, true
+		correct[edge{s, s}], observe[edge{s, s}], one[edge{s, s}] = true, true, true
 		observe[edge{s, sClosed}] = true // it sends an RST
 		if s != sListen {
-			deliver[edge{s, sClosed}] = true // an acceptable RST
+			one[edge{s, sClosed}] = true // an acceptable RST
 		}
+	}
+	correct[edge{sSynSent, sEstab}] = true
+	for _, e := range receiverEdges {
+		correct[e], correct[edge{e.to, e.from}], one[e] = true, true, true
 	}
 	for _, e := range senderEdges {
 		observe[e] = true
 	}
-	for _, c := range correctionEdges {
-		observe[c] = true
-		for _, e := range senderEdges {
-			if e.from == c.to {
-				observe[edge{c.from, e.to}] = true
+	for a := range one { // a late arrival, then the packet itself
+		for b := range one {
+			if a.to == b.from {
+				deliver[edge{a.from, b.to}] = true
 			}
 		}
 	}
-	for _, e := range receiverEdges {
-		deliver[e] = true
-	}
-	return observe, deliver
+	return correct, observe, deliver
 }
 
 // FuzzTracker feeds arbitrary packet sequences on a few tuples (one a
@@ -86,7 +89,7 @@ func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0x00, 0x02, 0, 0, 0x04, 0x92, 0, 4, 0x00, 0x90, 1, 4, 0x00, 0x98, 1, 5, 0x04, 0x91, 0, 8, 0x00, 0x90, 2, 8, 0xe0, 0xff, 0, 0})
 	f.Add([]byte{0x03, 0x02, 0, 0, 0x03, 0x12, 0, 4, 0x0b, 0x81, 1, 4, 0x13, 0x81, 2, 0, 0xc0, 0, 0, 0, 0x01, 0x84, 0, 0})
 	f.Add([]byte(strings.Repeat("\x01\x02\x03\x04\x85\x91\x10\x33", 8)))
-	observeOK, deliverOK := legalSets()
+	correctOK, observeOK, deliverOK := legalSets()
 	tuples := []struct{ c, s netip.AddrPort }{
 		{netip.MustParseAddrPort("198.18.0.1:1000"), netip.MustParseAddrPort("198.18.1.1:80")},
 		{netip.MustParseAddrPort("198.18.0.2:1000"), netip.MustParseAddrPort("198.18.1.1:80")},
@@ -172,7 +175,7 @@ func FuzzTracker(f *testing.F) {
 			seg.Len = uint32(b3 & 3)
 			o := tr.Observe(&seg, now)
 			if o.ConnID != 0 {
-				checkObserve(t, &o, live, observeOK)
+				checkObserve(t, &o, live, correctOK, observeOK)
 				live[o.ConnID] = o.After
 			}
 			switch (b0 >> 3) & 3 {
@@ -194,8 +197,8 @@ func FuzzTracker(f *testing.F) {
 }
 
 // checkObserve checks one Observation against the last known states of
-// its connection and the legal sender edges.
-func checkObserve(t *testing.T, o *statetrack.Observation, live map[uint64][2]statetrack.State, legal map[edge]bool) {
+// its connection, the legal corrections and the legal sender edges.
+func checkObserve(t *testing.T, o *statetrack.Observation, live map[uint64][2]statetrack.State, correct, legal map[edge]bool) {
 	t.Helper()
 	for _, st := range append(o.Before[:], o.After[:]...) {
 		if strings.HasPrefix(st.String(), "State(") {
@@ -205,13 +208,18 @@ func checkObserve(t *testing.T, o *statetrack.Observation, live map[uint64][2]st
 	if o.Kind < statetrack.Syn || o.Kind > statetrack.Ack || o.Nth == 0 {
 		t.Fatalf("kind %v nth %d", o.Kind, o.Nth)
 	}
-	if prev, ok := live[o.ConnID]; ok == o.NewConn || (ok && prev != o.Before) {
-		t.Fatalf("Observe: NewConn=%v, Before %v, last seen %v (known %v)", o.NewConn, o.Before, prev, ok)
-	}
 	s, r := o.From, o.From.Other()
 	if o.Client == o.Server {
 		r = s
-	} else if o.After[r] != o.Before[r] {
+	}
+	prev, ok := live[o.ConnID]
+	if ok == o.NewConn || (ok && r != s && prev[r] != o.Before[r]) {
+		t.Fatalf("Observe: NewConn=%v, Before %v, last seen %v (known %v)", o.NewConn, o.Before, prev, ok)
+	}
+	if ok && !correct[edge{prev[s], o.Before[s]}] {
+		t.Fatalf("illegal correction %v -> %v for %v %s", prev[s], o.Before[s], o.Kind, o.Seg.Flags)
+	}
+	if r != s && o.After[r] != o.Before[r] {
 		t.Fatalf("Observe moved the receiver: %v -> %v", o.Before, o.After)
 	}
 	if !legal[edge{o.Before[s], o.After[s]}] {

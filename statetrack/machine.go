@@ -21,6 +21,12 @@ type half struct {
 	ctl   [Rst]uint8
 	state State
 	bits  halfBits
+	// undo is the state before the move recorded in move.
+	undo State
+	// move records the last delivery that moved the endpoint's state and
+	// occupied its peer's sequence space, until a packet of the endpoint
+	// confirms or contradicts its arrival (see correct).
+	move moveBits
 }
 
 // halfBits are the boolean facts of a half.
@@ -42,6 +48,35 @@ const (
 	// passive: the endpoint's FIN was sent after it had received the
 	// peer's FIN.
 	passive
+	// loose: nxt was inferred from the peer's acknowledgment (a mid-stream
+	// pickup, a quiet connection waking), not from a packet of the
+	// endpoint's own: it may have sent more than the middle saw.
+	loose
+	// synPending: the endpoint sent a SYN for a new incarnation that its
+	// peer, still in TIME_WAIT, has not taken yet: nxt is still the end of
+	// the previous incarnation's sequence space (the peer's rcv_nxt), isn
+	// the new SYN's.
+	synPending
+)
+
+// moveBits describe a delivery that moved its receiver (what the segment
+// carried, as the receiver saw it) and where that move stands.
+type moveBits uint8
+
+const (
+	mvSyn     moveBits = 1 << iota // the segment carried a SYN
+	mvFin                          // ... a FIN
+	mvAck                          // ... an ACK
+	mvAcksSyn                      // it (or a later segment of the peer) acknowledged the receiver's SYN
+	mvAcksFin                      // ... the receiver's FIN
+	// mvDelivered: the move is applied and not yet confirmed by the
+	// receiver's acknowledgment.
+	mvDelivered
+	// mvInFlight: the receiver's acknowledgment showed that the segment had
+	// not reached it yet; the move was taken back and waits for its arrival.
+	mvInFlight
+
+	arrivalBits = mvSyn | mvFin | mvAck | mvAcksSyn | mvAcksFin
 )
 
 func (h *half) has(b halfBits) bool { return h.bits&b != 0 }
@@ -89,10 +124,11 @@ func (h *half) acksFin(ack seqnum.Value) bool {
 }
 
 // rstWindow is how far from the next sequence number expected of its
-// sender an RST may lie and still be accepted: a loose stand-in for the
-// receiver's window, which the middle cannot know exactly (the window scale
-// and the receiver's rcv_nxt are not on every packet). Far-off RSTs, such
-// as one from an old incarnation, are refused.
+// sender an RST may lie and still be its sender's own (see owns), and how
+// far ahead of it one is still in place when the middle may have missed
+// some of what the sender sent (see rstInPlace): a loose stand-in for the
+// receiver's window, which the middle cannot know exactly (the window
+// scale is not on every packet).
 const rstWindow seqnum.Size = 1 << 24
 
 // valid reports whether a receiver processes seg at all. A segment with
@@ -154,6 +190,11 @@ type sent struct {
 	nth    uint32
 	retx   bool
 	closer Closer
+	// before is the sender's state as of the send, corrected by what the
+	// packet reveals (see correct).
+	before State
+	// timeWait reports that an endpoint entered TIME_WAIT.
+	timeWait bool
 }
 
 // send classifies seg, counts it and moves its sender s (the receiver r
@@ -161,10 +202,19 @@ type sent struct {
 // the one update routine: the tracker calls it with the two halves in the
 // order of the packet's direction.
 func send(s, r *half, seg *Segment) sent {
-	k := classify(s, r, seg)
-	out := sent{kind: k, retx: retransmitted(s, k, seg)}
-	out.nth = s.inc(k)
 	f := seg.Flags
+	var out sent
+	// RFC 5961 §4: a SYN with a new sequence number on a synchronized
+	// connection draws a challenge ACK and changes nothing; it is not a
+	// new sequence space either.
+	challenged := f&SYN != 0 && s.synchronized() && s.has(hasISN) && seg.Seq != s.isn
+	if valid(seg) && !challenged {
+		out.timeWait = correct(s, r, seg)
+	}
+	out.before = s.state
+	k := classify(s, r, seg)
+	out.kind, out.retx = k, retransmitted(s, k, seg)
+	out.nth = s.inc(k)
 	if k == Fin {
 		if !s.has(finSent) && s.state == CloseWait {
 			s.bits |= passive
@@ -174,25 +224,28 @@ func send(s, r *half, seg *Segment) sent {
 			out.closer = Passive
 		}
 	}
-	if !valid(seg) {
+	if !valid(seg) || challenged {
 		return out
-	}
-	// A sender still taken for SYN_SENT that acknowledges the peer's SYN
-	// evidently received the SYN-ACK.
-	if f&ACK != 0 && f&SYN == 0 && s.state == SynSent && r.has(hasISN) && r.acksSyn(seg.Ack) {
-		s.state = Established
 	}
 	switch k {
 	case Rst:
-		if s.owns(seg.Seq) {
-			s.state = Closed
+		// A SYN_SENT socket resets only an unacceptable ACK and keeps
+		// waiting for its SYN-ACK; elsewhere an RST in the sender's own
+		// sequence space ends it, whether or not its receiver takes it.
+		if s.state != SynSent && s.owns(seg.Seq) {
+			s.state, s.move = Closed, 0
 		}
 	case Syn:
 		if s.state == Closed || s.state == Listen {
 			s.state = SynSent
 		}
 	case SynAck:
-		if s.state <= SynSent { // Closed, Listen, SynSent: its SYN or the peer's was missed
+		switch s.state {
+		case TimeWait: // it took a new incarnation's SYN (seen by its timestamp, say)
+			s.renew()
+			r.synTaken()
+			s.state = SynRcvd
+		case Closed, Listen, SynSent: // its SYN or the peer's was missed
 			s.state = SynRcvd
 		}
 		s.bits |= synUnacked
@@ -220,13 +273,97 @@ func send(s, r *half, seg *Segment) sent {
 	return out
 }
 
+// synchronized reports whether the endpoint is in a state where RFC 5961
+// answers any SYN with a challenge ACK (TIME_WAIT excepted: a SYN there may
+// open a new incarnation).
+func (h *half) synchronized() bool {
+	switch h.state {
+	case Established, FinWait1, FinWait2, Closing, CloseWait, LastAck:
+		return true
+	}
+	return false
+}
+
+// correct brings the sender s of seg, which carries ACK or RST, to its
+// state as of the send, as far as seg's acknowledgment field shows what s
+// had received (the sender correction). The tracker delivers a packet the
+// moment it passes, but on the wire it reaches its receiver later, and the
+// receiver may meanwhile send a packet written before the first arrived:
+//
+//   - a move that a delivery made and s does not acknowledge is taken back
+//     (undo), and waits for the segment's arrival: when a later packet of
+//     s acknowledges it (here), or when the peer's next packet reaches s,
+//     since the segment travels ahead of it (receive);
+//   - a move s acknowledges is confirmed;
+//   - s taken for SYN_SENT that acknowledges the peer's SYN evidently got
+//     the SYN-ACK (one held, or missed).
+//
+// It reports whether s entered TIME_WAIT.
+func correct(s, r *half, seg *Segment) (timeWait bool) {
+	if seg.Flags&ACK == 0 {
+		return false
+	}
+	if s.move&(mvDelivered|mvInFlight) != 0 && s != r {
+		got := s.received(r, seg.Ack)
+		switch {
+		case s.move&mvDelivered != 0 && !got:
+			s.state, s.move = s.undo, s.move&^mvDelivered|mvInFlight
+		case s.move&mvInFlight != 0 && got:
+			a := s.move & arrivalBits
+			s.move = 0
+			timeWait = s.arrive(r, a, 0)
+		case got:
+			s.move = 0
+		}
+	}
+	if seg.Flags&SYN == 0 && s.state == SynSent && r.has(hasISN) && r.acksSyn(seg.Ack) {
+		s.state = Established
+	}
+	return timeWait
+}
+
+// received reports whether ack, sent by the endpoint, acknowledges the
+// segment of its peer p recorded in its move: for a FIN, the FIN; for a
+// SYN, the SYN; for data, its first byte after the peer's SYN (the data
+// that completed a handshake; later data never moves a state that an
+// acknowledgment could contradict, see the package doc).
+func (h *half) received(p *half, ack seqnum.Value) bool {
+	switch {
+	case h.move&mvFin != 0:
+		return p.finSeq.LessThan(ack)
+	case h.move&mvSyn != 0:
+		return p.isn.LessThan(ack)
+	}
+	return p.isn.Add(1).LessThan(ack)
+}
+
+// renew makes the endpoint a fresh socket of a new incarnation: its
+// sequence space and close are forgotten, its counters kept.
+func (h *half) renew() {
+	*h = half{isn: h.isn, data: h.data, acks: h.acks, ctl: h.ctl, state: h.state}
+}
+
+// synTaken records that the peer took the endpoint's new SYN: its
+// sequence space starts at that SYN.
+func (h *half) synTaken() {
+	if h.has(synPending) {
+		h.bits &^= synPending
+		h.nxt = h.isn.Add(1)
+	}
+}
+
 // advance records the sequence space of seg as seen from the endpoint.
 func (h *half) advance(seg *Segment) {
 	end := seg.Seq.Add(seg.SeqLen())
+	h.bits &^= loose
 	if seg.Flags&SYN != 0 && (!h.has(hasISN) || seg.Seq != h.isn) {
-		// A first SYN, or a SYN with a new ISN: the sequence space restarts.
-		h.isn, h.nxt = seg.Seq, end
+		// A first SYN, or a SYN with a new ISN: the sequence space restarts
+		// (unless a peer in TIME_WAIT has yet to take it).
+		h.isn = seg.Seq
 		h.bits |= hasISN | hasNxt
+		if !h.has(synPending) {
+			h.nxt = end
+		}
 		return
 	}
 	if !h.has(hasNxt) || h.nxt.LessThan(end) {
@@ -240,72 +377,127 @@ func (h *half) advance(seg *Segment) {
 // TIME_WAIT, which (re)starts the 2×MSL timer. It is the receiver half of
 // the one update routine.
 func receive(r, s *half, seg *Segment) (timeWait bool) {
-	f := seg.Flags
-	old := r.state
-	switch {
-	case f&RST != 0:
-		if rstAccepted(r, s, seg) {
-			r.state = Closed
-		}
-		return false
-	case f&SYN != 0 && f&ACK == 0:
-		switch r.state {
-		case Closed, Listen, SynSent: // a listener is implicit; SYN_SENT is a simultaneous open
-			r.state = SynRcvd
-		}
-		return false
-	case f&SYN != 0:
-		if (r.state == SynSent || r.state == SynRcvd) && r.acksSyn(seg.Ack) {
-			r.state = Established
-		}
-		return false
-	case f&ACK == 0:
-		return false // discarded, see valid
+	if r.move&mvInFlight != 0 {
+		// A segment of s that r had not received when it last sent travels
+		// ahead of this one: it arrives first.
+		old, a := r.state, r.move&arrivalBits
+		timeWait = r.arrive(s, a, 0)
+		r.undo, r.move = old, a|mvDelivered
 	}
-	switch r.state {
-	case SynRcvd:
-		if r.acksSyn(seg.Ack) {
-			r.state = Established
+	f := seg.Flags
+	if f&RST != 0 {
+		if rstAccepted(r, s, seg) {
+			r.state, r.move = Closed, 0
 		}
-	case FinWait1:
-		if r.acksFin(seg.Ack) {
-			r.state = FinWait2
-		}
-	case Closing:
-		if r.acksFin(seg.Ack) {
-			r.state = TimeWait
-		}
-	case LastAck:
-		if r.acksFin(seg.Ack) {
-			r.state = Closed
-		}
+		return timeWait && r.state == TimeWait
+	}
+	if !valid(seg) {
+		return timeWait // discarded, see valid
+	}
+	a := moveBits(0)
+	if f&SYN != 0 {
+		a |= mvSyn
 	}
 	if f&FIN != 0 {
-		switch r.state {
+		a |= mvFin
+	}
+	if f&ACK != 0 {
+		a |= mvAck
+		if r.acksSyn(seg.Ack) {
+			a |= mvAcksSyn
+		}
+		if r.acksFin(seg.Ack) {
+			a |= mvAcksFin
+		}
+	}
+	old := r.state
+	if r.arrive(s, a, seg.Seq) {
+		timeWait = true
+	}
+	switch {
+	case r == s || seg.SeqLen() == 0:
+		// A self-connect has no crossing; a segment without sequence space
+		// leaves no trace in the receiver's acknowledgments. A later
+		// segment travels behind the recorded one: what it acknowledged
+		// reaches the receiver no earlier.
+		if r.move&mvDelivered != 0 {
+			r.move |= a & (mvAcksSyn | mvAcksFin)
+		}
+	case r.state != old && old != Closed && old != Listen && old != TimeWait:
+		r.undo, r.move = old, a|mvDelivered
+	}
+	return timeWait
+}
+
+// arrive moves the endpoint for the arrival of a valid segment of its
+// peer p that carried a (SYN, FIN, ACK and what the ACK covered) with
+// sequence number seq. It reports whether the endpoint entered or
+// re-entered TIME_WAIT.
+func (h *half) arrive(p *half, a moveBits, seq seqnum.Value) (timeWait bool) {
+	old := h.state
+	switch {
+	case a&mvSyn != 0 && a&mvAck == 0:
+		switch h.state {
+		case Closed, Listen, SynSent: // a listener is implicit; SYN_SENT is a simultaneous open
+			h.state = SynRcvd
+			p.synTaken()
+		case TimeWait:
+			// Linux takes a SYN in TIME_WAIT for a new incarnation when it
+			// lies beyond rcv_nxt (or carries a newer timestamp, which the
+			// tracker does not see: the SYN-ACK then corrects the sender);
+			// otherwise it answers with a challenge ACK and stays.
+			if p.has(synPending) && p.nxt.LessThan(seq) {
+				h.renew()
+				h.state = SynRcvd
+				p.synTaken()
+			}
+		}
+		return false
+	case a&mvSyn != 0:
+		if (h.state == SynSent || h.state == SynRcvd) && a&mvAcksSyn != 0 {
+			h.state = Established
+		}
+		return false
+	}
+	switch h.state {
+	case SynRcvd:
+		if a&mvAcksSyn != 0 {
+			h.state = Established
+		}
+	case FinWait1:
+		if a&mvAcksFin != 0 {
+			h.state = FinWait2
+		}
+	case Closing:
+		if a&mvAcksFin != 0 {
+			h.state = TimeWait
+		}
+	case LastAck:
+		if a&mvAcksFin != 0 {
+			h.state = Closed
+		}
+	}
+	if a&mvFin != 0 {
+		switch h.state {
 		case Established:
-			r.state = CloseWait
+			h.state = CloseWait
 		case FinWait1:
-			r.state = Closing
+			h.state = Closing
 		case FinWait2:
-			r.state = TimeWait
+			h.state = TimeWait
 		case TimeWait:
 			return true // a retransmitted FIN: Linux re-ACKs and restarts the timer
 		}
 	}
-	return r.state == TimeWait && old != TimeWait
+	return h.state == TimeWait && old != TimeWait
 }
 
 // rstAccepted applies the RST acceptability check of RFC 9293 and RFC 5961
 // as Linux does: in SYN_SENT an RST counts only if it acknowledges the SYN
 // and nothing beyond what the receiver sent (ISS < SEG.ACK =< SND.NXT);
-// in LISTEN or CLOSED it is ignored; elsewhere its sequence number must be
-// the receiver's rcv_nxt, taken to be the next sequence number the middle
-// expects from the RST's sender. rcv_nxt-1 is accepted too in CLOSE_WAIT,
-// LAST_ACK and CLOSING (Linux's tcp_reset_check: an RST sent after the
-// peer's FIN), and nothing but rcv_nxt in TIME_WAIT. An RST behind that is
-// stale (Linux ignores it); one ahead of it, within rstWindow, is accepted
-// because the middle may not have seen the sender's latest data (a
-// connection picked up mid-stream, or a data phase that bypassed the queue).
+// in LISTEN or CLOSED it is ignored; elsewhere it must be in place (see
+// rstInPlace). An RST elsewhere in the window draws a challenge ACK and
+// changes nothing (RFC 5961 §3); one outside it is dropped.
 func rstAccepted(r, s *half, seg *Segment) bool {
 	switch r.state {
 	case Closed, Listen:
@@ -313,18 +505,24 @@ func rstAccepted(r, s *half, seg *Segment) bool {
 	case SynSent:
 		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack) && (!r.has(hasNxt) || !r.nxt.LessThan(seg.Ack))
 	}
-	if !s.has(hasNxt) || seg.Seq == s.nxt {
+	return rstInPlace(r, s, seg.Seq)
+}
+
+// rstInPlace reports whether an RST of s with sequence number seq lies
+// where the receiver r expects it: at r's rcv_nxt, taken to be the next
+// sequence number the middle expects from s, or rcv_nxt-1 in CLOSE_WAIT,
+// LAST_ACK and CLOSING (Linux's tcp_reset_check: an RST sent after the
+// peer's FIN); nothing but rcv_nxt in TIME_WAIT. When the middle may not
+// have seen all that s sent (s.nxt unknown or loose), anything from rcv_nxt
+// to rstWindow ahead of it is taken to be in place.
+func rstInPlace(r, s *half, seq seqnum.Value) bool {
+	switch {
+	case !s.has(hasNxt) || seq == s.nxt:
 		return true
+	case s.has(loose):
+		return seq.InWindow(s.nxt, rstWindow)
 	}
-	switch r.state {
-	case TimeWait:
-		return false
-	case CloseWait, LastAck, Closing:
-		if seg.Seq == s.nxt-1 {
-			return true
-		}
-	}
-	return seg.Seq.InWindow(s.nxt, rstWindow)
+	return seq == s.nxt-1 && (r.state == CloseWait || r.state == LastAck || r.state == Closing)
 }
 
 // owns reports whether seq is plausibly the endpoint's own: within

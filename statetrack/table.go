@@ -326,6 +326,30 @@ func (t *Tracker) twPushBack(i int32, now int64) {
 	t.pushBack(&t.timeWait, i)
 }
 
+// twInsert puts slot i on the TIME_WAIT list with its timer started at
+// at, which may lie in the past (an inherited TIME_WAIT): walking from the
+// back keeps the list in deadline order.
+func (t *Tracker) twInsert(i int32, at int64) {
+	t.twPushBack(i, at)
+	n := &t.at(i).link[timeWaitLinks]
+	for n.prev != none && t.at(n.prev).twAt > at {
+		p := n.prev
+		pn := &t.at(p).link[timeWaitLinks]
+		// swap i and its predecessor p
+		if pn.prev != none {
+			t.at(pn.prev).link[timeWaitLinks].next = i
+		} else {
+			t.timeWait.head = i
+		}
+		if n.next != none {
+			t.at(n.next).link[timeWaitLinks].prev = p
+		} else {
+			t.timeWait.tail = p
+		}
+		n.prev, pn.next, pn.prev, n.next = pn.prev, n.next, i, p
+	}
+}
+
 // twUnlink takes slot i off the TIME_WAIT list if it is on it.
 func (t *Tracker) twUnlink(i int32) {
 	c := t.at(i)

@@ -3,6 +3,8 @@ package statetrack
 import (
 	"hash/maphash"
 	"time"
+
+	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // Defaults for the zero fields of Config.
@@ -150,9 +152,15 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 			i = none
 		}
 	}
+	var heir inheritance
 	if i != none && seg.Flags&(SYN|ACK|RST) == SYN {
 		c := t.at(i)
-		if s, _ := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
+		if s, r := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
+			if r != s && r.state == TimeWait {
+				// The peer's TIME_WAIT outlives the old incarnation: it
+				// decides whether it takes the new SYN.
+				heir = inheritance{peer: *r, rcvNxt: s.nxt, twAt: c.twAt, ok: true}
+			}
 			t.remove(i, Replaced, ns)
 			i = none
 			o.NewIncarnation = true
@@ -165,6 +173,9 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 			return o
 		}
 		o.NewConn = true
+		if heir.ok {
+			t.inherit(i, t.at(i).sideOf(srcIsA), &heir)
+		}
 	} else {
 		t.touch(i, ns)
 	}
@@ -184,9 +195,36 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 	}
 	res := send(s, r, seg)
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
+	o.Before[o.From] = res.before
+	if c.flags&selfConn != 0 {
+		o.Before = [2]State{res.before, res.before}
+	}
 	o.After = c.states()
-	t.syncTimeWait(i, ns, false)
+	t.syncTimeWait(i, ns, res.timeWait)
 	return o
+}
+
+// inheritance is what a new incarnation keeps of the old one when the
+// SYN's receiver is still in TIME_WAIT: that endpoint's half, its
+// rcv_nxt (the end of the SYN sender's old sequence space) and when its
+// TIME_WAIT began.
+type inheritance struct {
+	peer   half
+	rcvNxt seqnum.Value
+	twAt   int64
+	ok     bool
+}
+
+// inherit gives the new incarnation in slot i, whose first SYN came from
+// side from, the receiver's TIME_WAIT of the old one.
+func (t *Tracker) inherit(i int32, from Side, in *inheritance) {
+	c := t.at(i)
+	s, r := c.ends(from)
+	*r = half{isn: in.peer.isn, nxt: in.peer.nxt, finSeq: in.peer.finSeq, state: TimeWait,
+		bits: in.peer.bits & (hasISN | hasNxt | finSent)}
+	s.nxt = in.rcvNxt
+	s.bits |= hasNxt | synPending
+	t.twInsert(i, in.twAt)
 }
 
 // Deliver records that the packet of o reached its receiver at now and
@@ -258,7 +296,9 @@ func resync(s, r *half, seg *Segment) {
 	}
 	if r.has(hasNxt) && seg.Flags&ACK != 0 {
 		r.nxt = seg.Ack
+		r.bits |= loose
 	}
+	s.move, r.move = 0, 0
 }
 
 // Expire removes every connection whose TIME_WAIT (2×MSL after an endpoint
@@ -351,7 +391,7 @@ func (t *Tracker) create(h uint32, k *tupleKey, srcIsA bool, seg *Segment, now i
 	default:
 		r.state, s.state = Established, Established
 		r.nxt = seg.Ack
-		r.bits |= hasNxt
+		r.bits |= hasNxt | loose
 	}
 	if !syn {
 		c.flags |= midstream
