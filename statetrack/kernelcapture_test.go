@@ -21,8 +21,9 @@ import (
 
 const captureDir = "testdata/kernel-captures"
 
-// kernelAddr is the real Linux stack in every capture.
-var kernelAddr = netip.MustParseAddr("192.168.0.1")
+// defaultKernel is the real Linux stack of a checkpoint that names none
+// (the packetdrill captures).
+var defaultKernel = netip.MustParseAddr("192.168.0.1")
 
 // blindSpots are points where the kernel's state cannot be seen on the
 // wire: the test asserts what the tracker infers there instead, so that a
@@ -64,12 +65,12 @@ func TestKernelCaptures(t *testing.T) {
 				if c.afterPkt < 1 || c.afterPkt > len(got) {
 					t.Fatalf("checkpoint after packet %d, capture has %d packets", c.afterPkt, len(got))
 				}
-				if st := got[c.afterPkt-1]; st != c.want {
-					t.Errorf("after packet %d: kernel endpoint inferred %s, ss says %s", c.afterPkt, st, c.want)
+				if st := got[c.afterPkt-1].of(c.kernel); st != c.want {
+					t.Errorf("after packet %d: kernel endpoint %s inferred %s, ss says %s", c.afterPkt, c.kernel, st, c.want)
 				}
 			}
 			for _, b := range blindSpots[row.file] {
-				if st := got[b.afterPkt-1]; st != b.tracker {
+				if st := got[b.afterPkt-1].of(defaultKernel); st != b.tracker {
 					t.Errorf("blind spot after packet %d: inferred %s, want %s (%s)", b.afterPkt, st, b.tracker, b.reason)
 				}
 			}
@@ -105,13 +106,16 @@ func readManifest(t *testing.T) []manifestRow {
 
 type checkpoint struct {
 	afterPkt int
+	kernel   netip.Addr
 	want     statetrack.State
 }
 
 var checkpointRE = regexp.MustCompile(`^after pkt (\d+) \([^)]*\): (.+)$`)
 
 // parseCheckpoints parses "after pkt 9 (script end): TIME-WAIT; after pkt
-// 10 (...): CLOSED (no socket)".
+// 10 (...): CLOSED (no socket)", where a state may be preceded by the
+// kernel endpoint's address, and one checkpoint may list several
+// ("198.19.2.2 TIME-WAIT, 198.18.1.2 TIME-WAIT").
 func parseCheckpoints(s string) ([]checkpoint, error) {
 	var out []checkpoint
 	for _, part := range strings.Split(s, ";") {
@@ -123,20 +127,44 @@ func parseCheckpoints(s string) ([]checkpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse checkpoint %q: %w", part, err)
 		}
-		name, _, _ := strings.Cut(m[2], " (") // "CLOSED (no socket)"
-		st, err := statetrack.ParseState(name)
-		if err != nil {
-			return nil, fmt.Errorf("parse checkpoint %q: %w", part, err)
+		for _, one := range strings.Split(m[2], ", ") {
+			c := checkpoint{afterPkt: n, kernel: defaultKernel}
+			if addr, rest, ok := strings.Cut(one, " "); ok {
+				if a, err := netip.ParseAddr(addr); err == nil {
+					c.kernel, one = a, rest
+				}
+			}
+			name, _, _ := strings.Cut(one, " (") // "CLOSED (no socket)"
+			if c.want, err = statetrack.ParseState(name); err != nil {
+				return nil, fmt.Errorf("parse checkpoint %q: %w", part, err)
+			}
+			out = append(out, c)
 		}
-		out = append(out, checkpoint{afterPkt: n, want: st})
 	}
 	return out, nil
 }
 
+// inferred is what the tracker reports after one packet of a capture.
+type inferred struct {
+	client, server netip.Addr
+	states         [2]statetrack.State
+}
+
+// of returns the inferred state of the endpoint at addr (CLOSED when the
+// packet's tuple is not tracked or addr is not on it).
+func (in inferred) of(addr netip.Addr) statetrack.State {
+	switch addr {
+	case in.client:
+		return in.states[statetrack.Client]
+	case in.server:
+		return in.states[statetrack.Server]
+	}
+	return statetrack.Closed
+}
+
 // replayKernelStates observes and delivers every packet of a capture and
-// returns the kernel endpoint's state after each one (CLOSED when its
-// tuple is not tracked).
-func replayKernelStates(t *testing.T, path string) []statetrack.State {
+// returns what the tracker infers after each one.
+func replayKernelStates(t *testing.T, path string) []inferred {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -149,11 +177,11 @@ func replayKernelStates(t *testing.T, path string) []statetrack.State {
 	}
 	tr := statetrack.New(statetrack.Config{ServerPorts: []uint16{8080}})
 	p := decode.NewParser()
-	var states []statetrack.State
+	var out []inferred
 	for n := 1; ; n++ {
 		data, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
-			return states
+			return out
 		}
 		if err != nil {
 			t.Fatalf("%s packet %d: %v", path, n, err)
@@ -164,17 +192,16 @@ func replayKernelStates(t *testing.T, path string) []statetrack.State {
 		}
 		o := tr.Observe(&seg, ci.Timestamp)
 		after, _ := tr.Deliver(&o, ci.Timestamp)
-		st := statetrack.Closed
-		switch kernelAddr {
-		case o.Client.Addr():
-			st = after[statetrack.Client]
-		case o.Server.Addr():
-			st = after[statetrack.Server]
+		in := inferred{}
+		if o.ConnID != 0 {
+			in = inferred{client: o.Client.Addr(), server: o.Server.Addr(), states: after}
 		}
-		if o.ConnID == 0 {
-			st = statetrack.Closed
+		closer := ""
+		if o.Closer != statetrack.NoCloser {
+			closer = " " + o.Closer.String()
 		}
-		t.Logf("%2d %s>%s %-4s seq=%d ack=%d len=%d: %s n=%d, kernel %s", n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, o.Kind, o.Nth, st)
-		states = append(states, st)
+		t.Logf("%2d %s>%s %-4s seq=%d ack=%d len=%d: %s n=%d%s, before %v, client %s server %s",
+			n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, o.Kind, o.Nth, closer, o.Before, after[statetrack.Client], after[statetrack.Server])
+		out = append(out, in)
 	}
 }
