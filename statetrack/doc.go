@@ -18,18 +18,19 @@
 // never delivered, a delayed one when released, a duplicated one once per
 // copy.
 //
-// The sender moves on Observe:
+// The sender moves on Observe, after the correction below:
 //
-//	any state     -> CLOSED       it sends an RST in its own sequence space
+//	any but SYN_SENT -> CLOSED    it sends an RST in its own sequence space
 //	CLOSED,LISTEN -> SYN_SENT     SYN
 //	CLOSED,LISTEN,SYN_SENT -> SYN_RCVD   SYN-ACK (the SYN or the peer's SYN was missed)
-//	SYN_SENT      -> ESTABLISHED  it acknowledges the peer's SYN (the SYN-ACK was missed)
+//	TIME_WAIT     -> SYN_RCVD     SYN-ACK (it took a new incarnation's SYN)
 //	SYN_RCVD,ESTABLISHED -> FIN_WAIT_1   FIN (closer active)
 //	CLOSE_WAIT    -> LAST_ACK     FIN (closer passive)
 //
 // The receiver moves on Deliver:
 //
 //	CLOSED,LISTEN,SYN_SENT -> SYN_RCVD   SYN (a listener is implicit; SYN_SENT: simultaneous open)
+//	TIME_WAIT  -> SYN_RCVD        SYN of a new incarnation beyond its rcv_nxt
 //	SYN_SENT,SYN_RCVD -> ESTABLISHED     SYN-ACK acknowledging its SYN
 //	SYN_RCVD   -> ESTABLISHED     ACK of its SYN (the third ACK, or data in its place)
 //	SYN_RCVD   -> CLOSE_WAIT      ACK of its SYN carrying a FIN
@@ -42,13 +43,80 @@
 //	LAST_ACK   -> CLOSED          ACK of its FIN
 //	any but CLOSED,LISTEN -> CLOSED   an acceptable RST
 //
-// An acceptable RST is, loosely after RFC 9293, one that acknowledges the
-// SYN in SYN_SENT, and elsewhere one whose sequence number lies within
-// 16 MiB of the next one expected from its sender; an RST outside that
-// range moves neither its sender nor its receiver. TIME_WAIT accepts RSTs
-// (Linux's default, net.ipv4.tcp_rfc1337=0). A segment without SYN, RST
-// and ACK (a bare FIN, or no flags at all) is discarded by receivers and
-// moves nobody, as on Linux; it is still classified and counted.
+// A segment without SYN, RST and ACK (a bare FIN, or no flags at all) is
+// discarded by receivers and moves nobody, as on Linux; it is still
+// classified and counted.
+//
+// # Packets in flight beyond the middle: the sender correction
+//
+// The tracker delivers a packet to its receiver the moment it passes, but
+// on the wire it reaches the receiver later, and meanwhile the receiver may
+// send a packet written before the first arrived. The packet's
+// acknowledgment field says so: it is the sender's rcv_nxt as of the send.
+// So before classifying a packet with ACK, Observe corrects its sender
+// (Observation.Before holds the corrected state, and the kind, closer and
+// rules follow from it):
+//
+//   - the last delivery that moved the sender and occupied its peer's
+//     sequence space (a SYN, a FIN, or the data that completed a
+//     handshake) is remembered until the sender acknowledges it;
+//   - a packet that does not acknowledge it shows the segment still on its
+//     way: the move is taken back as of the send. The segment then arrives
+//     when a later packet of the sender acknowledges it, or when the peer's
+//     next packet is delivered (it travels behind the first);
+//   - a sender taken for SYN_SENT that acknowledges the peer's SYN got the
+//     SYN-ACK (one held, or missed).
+//
+// The common case is the close of an HTTP/1.0 exchange: the server's FIN
+// passes first, the client's FIN crosses it beyond the middle and does not
+// acknowledge it. The client's FIN is then an active close from
+// ESTABLISHED, the client goes to CLOSING when the server's FIN reaches it
+// and to TIME_WAIT on the ACK of its own FIN, and the ACKs on both sides
+// are final-acks: a simultaneous close, as the kernels see it.
+//
+// What the middle cannot know: a packet without ACK (a SYN, a bare RST)
+// carries no acknowledgment and reveals nothing; a pure ACK occupies no
+// sequence space, so no acknowledgment can show whether it arrived (an ACK
+// of a FIN lost beyond the middle shows only in the FIN's retransmission);
+// data after the handshake moves no state that an acknowledgment could
+// contradict; only the last such move is remembered; and a segment lost
+// beyond the middle counts as arrived once the peer's next packet is
+// delivered, until an acknowledgment shows otherwise.
+//
+// # RSTs and SYNs on a synchronized connection (RFC 5961)
+//
+// An RST closes its receiver only in place: in SYN_SENT it must
+// acknowledge the SYN and nothing beyond what the receiver sent; elsewhere
+// its sequence number must be the receiver's rcv_nxt, taken to be the next
+// sequence number the middle expects from the RST's sender, or rcv_nxt-1 in
+// CLOSE_WAIT, LAST_ACK and CLOSING (Linux's tcp_reset_check); TIME_WAIT
+// takes only rcv_nxt (Linux's default, net.ipv4.tcp_rfc1337=0). One
+// elsewhere in the window draws a challenge ACK from Linux and changes
+// nothing; one far outside it (more than 16 MiB) moves neither end. Where
+// the middle may have missed some of what the sender sent (a connection
+// picked up mid-stream, a quiet one waking) anything from rcv_nxt up to
+// 16 MiB ahead is taken to be in place. The receiver's rcv_nxt counts
+// what its peer sent, delivered or not: an RST overtaking held data, which
+// Linux challenges, closes in the tracker.
+//
+// A SYN with a new sequence number on a synchronized connection draws a
+// challenge ACK and changes nothing, neither the states nor the sequence
+// space, so the RST that answers the challenge ACK, at the challenger's
+// rcv_nxt, still closes it. A SYN_SENT socket answers an ACK that does not
+// acknowledge its SYN (such as a challenge ACK) with an RST and keeps
+// waiting: its RST does not move it.
+//
+// A challenge ACK is classified as what it is on the wire: a plain ack
+// (or the first ACK of a FIN not yet acknowledged, a fin-ack or final-ack).
+//
+// A SYN from an endpoint in CLOSED or TIME_WAIT starts a new incarnation.
+// When its receiver is still in TIME_WAIT (the server closed first), the
+// new incarnation inherits that TIME_WAIT, with its sequence space, its
+// rcv_nxt and its deadline: Linux takes the SYN only beyond rcv_nxt (or
+// with a newer timestamp, which the tracker does not see: the SYN-ACK then
+// corrects the server), and otherwise answers with a challenge ACK; the
+// client's RST at its ack ends the TIME_WAIT, and the client's SYN
+// retransmission opens the connection.
 //
 // # Expiry and the table
 //

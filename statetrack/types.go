@@ -338,7 +338,10 @@ type Observation struct {
 	// Retransmission reports whether the segment's sequence space (or, for a
 	// pure ACK of the close, its role) was already seen from this sender.
 	Retransmission bool
-	// Before holds both endpoints' states before the packet; After holds
+	// Before holds both endpoints' states before the packet, the sender's
+	// as of the send: corrected by what the packet's acknowledgment shows
+	// it had received (see "Packets in flight" in the package doc), so it
+	// may differ from the last state reported for the sender. After holds
 	// them once the sender's move is applied. The receiver's state in After
 	// is unchanged: it moves only on Deliver.
 	Before, After [2]State
