@@ -30,7 +30,7 @@ type recording struct {
 	done    chan struct{}
 	stopped atomic.Bool
 	mu      sync.Mutex
-	frames []capture.Frame
+	frames  []capture.Frame
 	// in receives every captured segment that arrived on the interface.
 	in     chan segment
 	checks []string
