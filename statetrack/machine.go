@@ -206,8 +206,9 @@ func send(s, r *half, seg *Segment) sent {
 	var out sent
 	// RFC 5961 §4: a SYN with a new sequence number on a synchronized
 	// connection draws a challenge ACK and changes nothing; it is not a
-	// new sequence space either.
-	challenged := f&SYN != 0 && s.synchronized() && s.has(hasISN) && seg.Seq != s.isn
+	// new sequence space either. (A repeat of the endpoint's own SYN or
+	// SYN-ACK changes nothing anyway.)
+	challenged := f&SYN != 0 && s.synchronized() && (!s.has(hasISN) || seg.Seq != s.isn)
 	if valid(seg) && !challenged {
 		out.timeWait = correct(s, r, seg)
 	}
@@ -324,23 +325,28 @@ func correct(s, r *half, seg *Segment) (timeWait bool) {
 
 // received reports whether ack, sent by the endpoint, acknowledges the
 // segment of its peer p recorded in its move: for a FIN, the FIN; for a
-// SYN, the SYN; for data, its first byte after the peer's SYN (the data
-// that completed a handshake; later data never moves a state that an
-// acknowledgment could contradict, see the package doc).
+// SYN, the SYN; for the data that completed a handshake, its first byte
+// after the peer's SYN. Other data moves no state that an acknowledgment
+// could contradict (see the package doc), and without the peer's FIN or
+// ISN nothing can be told: those count as received.
 func (h *half) received(p *half, ack seqnum.Value) bool {
 	switch {
 	case h.move&mvFin != 0:
-		return p.finSeq.LessThan(ack)
+		return !p.has(finSent) || p.finSeq.LessThan(ack)
+	case !p.has(hasISN):
+		return true
 	case h.move&mvSyn != 0:
 		return p.isn.LessThan(ack)
+	case h.undo == SynRcvd:
+		return p.isn.Add(1).LessThan(ack)
 	}
-	return p.isn.Add(1).LessThan(ack)
+	return true
 }
 
 // renew makes the endpoint a fresh socket of a new incarnation: its
 // sequence space and close are forgotten, its counters kept.
 func (h *half) renew() {
-	*h = half{isn: h.isn, data: h.data, acks: h.acks, ctl: h.ctl, state: h.state}
+	*h = half{data: h.data, acks: h.acks, ctl: h.ctl, state: h.state}
 }
 
 // synTaken records that the peer took the endpoint's new SYN: its
