@@ -156,17 +156,33 @@ func hold(_ int, c net.Conn) {
 
 const isn = 1000
 
+// established opens a connection with 10 bytes of data from a peer on
+// port to a kernel that holds it, with a checkpoint, and returns the peer
+// and the kernel's rcv_nxt.
+func established(l *netlab.Lab, port uint16) (*peer, uint32, error) {
+	p, err := newPeer(l, port, hold)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = steps(
+		func() error { _, err := p.handshake(isn, true); return err },
+		func() error { return p.rec.checkpoint("handshake and 10 B", p.kern) },
+	)
+	if err != nil {
+		p.close()
+		return nil, 0, err
+	}
+	return p, isn + 11, nil
+}
+
 // rstInWindow: RFC 5961 §3.
 func rstInWindow(l *netlab.Lab) (*recording, error) {
-	p, err := newPeer(l, 40001, hold)
+	p, rcvNxt, err := established(l, 40001)
 	if err != nil {
 		return nil, err
 	}
 	defer p.close()
-	rcvNxt := uint32(isn + 11)
 	err = steps(
-		func() error { _, err := p.handshake(isn, true); return err },
-		func() error { return p.rec.checkpoint("handshake and 10 B", p.kern) },
 		func() error { return p.send(fRST, rcvNxt+1<<30, 0, nil) },
 		func() error { return p.rec.checkpoint("RST outside the window: dropped", p.kern) },
 		func() error { return p.send(fRST, rcvNxt+1000, 0, nil) },
@@ -185,24 +201,26 @@ func ackOf(ack uint32) func(*segment) bool {
 
 // synEstablished: RFC 5961 §4.
 func synEstablished(l *netlab.Lab) (*recording, error) {
-	p, err := newPeer(l, 40002, hold)
+	p, rcvNxt, err := established(l, 40002)
 	if err != nil {
 		return nil, err
 	}
 	defer p.close()
-	rcvNxt := uint32(isn + 11)
-	isn2 := rcvNxt + 100
-	err = steps(
-		func() error { _, err := p.handshake(isn, true); return err },
-		func() error { return p.rec.checkpoint("handshake and 10 B", p.kern) },
-		func() error { return p.send(fSYN, isn2, 0, nil) },
+	return p.rec, p.challengedSYN(rcvNxt+100, rcvNxt, "in-window SYN")
+}
+
+// challengedSYN sends a SYN with isn that the kernel answers with a
+// challenge ACK of rcvNxt, answers that with an RST at its ack, as a
+// client in SYN_SENT does, and retransmits the SYN (reopen).
+func (p *peer) challengedSYN(isn, rcvNxt uint32, what string) error {
+	return steps(
+		func() error { return p.send(fSYN, isn, 0, nil) },
 		func() error { _, err := p.rec.expect("challenge ACK", ackOf(rcvNxt)); return err },
-		func() error { return p.rec.checkpoint("in-window SYN: challenge ACK", p.kern) },
+		func() error { return p.rec.checkpoint(what+": challenge ACK", p.kern) },
 		func() error { return p.send(fRST, rcvNxt, 0, nil) },
 		func() error { return p.rec.checkpoint("the peer's RST at the challenge's ack", p.kern) },
-		func() error { return p.reopen(isn2) },
+		func() error { return p.reopen(isn) },
 	)
-	return p.rec, err
 }
 
 // reopen retransmits the SYN with isn, completes the handshake, and
@@ -266,16 +284,7 @@ func synTimeWait(l *netlab.Lab, accept bool) (*recording, error) {
 	if accept {
 		return p.rec, p.reopen(rcvNxt + 100000)
 	}
-	isn2 := uint32(500)
-	err = steps(
-		func() error { return p.send(fSYN, isn2, 0, nil) },
-		func() error { _, err := p.rec.expect("challenge ACK", ackOf(rcvNxt)); return err },
-		func() error { return p.rec.checkpoint("SYN below rcv_nxt: challenge ACK", p.kern) },
-		func() error { return p.send(fRST, rcvNxt, 0, nil) },
-		func() error { return p.rec.checkpoint("the peer's RST at the challenge's ack", p.kern) },
-		func() error { return p.reopen(isn2) },
-	)
-	return p.rec, err
+	return p.rec, p.challengedSYN(500, rcvNxt, "SYN below rcv_nxt")
 }
 
 // The HTTP/1.0-style exchange of crossingFINs.
