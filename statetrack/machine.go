@@ -64,9 +64,7 @@ const (
 type moveBits uint8
 
 const (
-	mvSyn     moveBits = 1 << iota // the segment carried a SYN
-	mvFin                          // ... a FIN
-	mvAck                          // ... an ACK
+	mvFin     moveBits = 1 << iota // the segment carried a FIN (else it was data completing a handshake)
 	mvAcksSyn                      // it (or a later segment of the peer) acknowledged the receiver's SYN
 	mvAcksFin                      // ... the receiver's FIN
 	// mvDelivered: the move is applied and not yet confirmed by the
@@ -76,7 +74,7 @@ const (
 	// not reached it yet; the move was taken back and waits for its arrival.
 	mvInFlight
 
-	arrivalBits = mvSyn | mvFin | mvAck | mvAcksSyn | mvAcksFin
+	arrivalBits = mvFin | mvAcksSyn | mvAcksFin
 )
 
 func (h *half) has(b halfBits) bool { return h.bits&b != 0 }
@@ -190,29 +188,35 @@ type sent struct {
 	nth    uint32
 	retx   bool
 	closer Closer
-	// before is the sender's state as of the send, corrected by what the
-	// packet reveals (see correct).
-	before State
-	// timeWait reports that an endpoint entered TIME_WAIT.
-	timeWait bool
+}
+
+// challenged reports whether seg, sent by s, is a SYN that RFC 5961 §4
+// answers with a challenge ACK and that changes nothing: one with a new
+// sequence number on a synchronized connection. It is not a new sequence
+// space either. (A repeat of the endpoint's own SYN or SYN-ACK changes
+// nothing anyway.)
+func challenged(s *half, seg *Segment) bool {
+	return seg.Flags&SYN != 0 && s.synchronized() && (!s.has(hasISN) || seg.Seq != s.isn)
+}
+
+// precorrect applies the sender correction (see correct) to the sender s
+// of seg, which has a move remembered or is taken for SYN_SENT, when seg
+// can show anything: before the tracker takes the states before the
+// packet and send classifies it. It reports whether s entered TIME_WAIT.
+func precorrect(s, r *half, seg *Segment) bool {
+	if seg.Flags&ACK == 0 || challenged(s, seg) {
+		return false
+	}
+	return correct(s, r, seg)
 }
 
 // send classifies seg, counts it and moves its sender s (the receiver r
-// only loses its pending-acknowledgment marks). It is the sender half of
-// the one update routine: the tracker calls it with the two halves in the
-// order of the packet's direction.
+// only loses its pending-acknowledgment marks), once precorrect has run.
+// It is the sender half of the one update routine: the tracker calls it
+// with the two halves in the order of the packet's direction.
 func send(s, r *half, seg *Segment) sent {
 	f := seg.Flags
 	var out sent
-	// RFC 5961 §4: a SYN with a new sequence number on a synchronized
-	// connection draws a challenge ACK and changes nothing; it is not a
-	// new sequence space either. (A repeat of the endpoint's own SYN or
-	// SYN-ACK changes nothing anyway.)
-	challenged := f&SYN != 0 && s.synchronized() && (!s.has(hasISN) || seg.Seq != s.isn)
-	if valid(seg) && !challenged {
-		out.timeWait = correct(s, r, seg)
-	}
-	out.before = s.state
 	k := classify(s, r, seg)
 	out.kind, out.retx = k, retransmitted(s, k, seg)
 	out.nth = s.inc(k)
@@ -225,7 +229,7 @@ func send(s, r *half, seg *Segment) sent {
 			out.closer = Passive
 		}
 	}
-	if !valid(seg) || challenged {
+	if !valid(seg) || challenged(s, seg) {
 		return out
 	}
 	switch k {
@@ -285,7 +289,7 @@ func (h *half) synchronized() bool {
 	return false
 }
 
-// correct brings the sender s of seg, which carries ACK or RST, to its
+// correct brings the sender s of seg, which carries ACK, to its
 // state as of the send, as far as seg's acknowledgment field shows what s
 // had received (the sender correction). The tracker delivers a packet the
 // moment it passes, but on the wire it reaches its receiver later, and the
@@ -301,18 +305,14 @@ func (h *half) synchronized() bool {
 //
 // It reports whether s entered TIME_WAIT.
 func correct(s, r *half, seg *Segment) (timeWait bool) {
-	if seg.Flags&ACK == 0 {
-		return false
-	}
 	if s.move&(mvDelivered|mvInFlight) != 0 && s != r {
 		got := s.received(r, seg.Ack)
 		switch {
 		case s.move&mvDelivered != 0 && !got:
 			s.state, s.move = s.undo, s.move&^mvDelivered|mvInFlight
 		case s.move&mvInFlight != 0 && got:
-			a := s.move & arrivalBits
+			timeWait = s.catchUp(r)
 			s.move = 0
-			timeWait = s.arrive(r, a, 0)
 		case got:
 			s.move = 0
 		}
@@ -324,23 +324,15 @@ func correct(s, r *half, seg *Segment) (timeWait bool) {
 }
 
 // received reports whether ack, sent by the endpoint, acknowledges the
-// segment of its peer p recorded in its move: for a FIN, the FIN; for a
-// SYN, the SYN; for the data that completed a handshake, its first byte
-// after the peer's SYN. Other data moves no state that an acknowledgment
-// could contradict (see the package doc), and without the peer's FIN or
-// ISN nothing can be told: those count as received.
+// segment of its peer p recorded in its move: for a FIN, the FIN; for the
+// data that completed a handshake, its first byte after the peer's SYN
+// (without the peer's FIN or ISN nothing can be told: it counts as
+// received).
 func (h *half) received(p *half, ack seqnum.Value) bool {
-	switch {
-	case h.move&mvFin != 0:
+	if h.move&mvFin != 0 {
 		return !p.has(finSent) || p.finSeq.LessThan(ack)
-	case !p.has(hasISN):
-		return true
-	case h.move&mvSyn != 0:
-		return p.isn.LessThan(ack)
-	case h.undo == SynRcvd:
-		return p.isn.Add(1).LessThan(ack)
 	}
-	return true
+	return !p.has(hasISN) || p.isn.Add(1).LessThan(ack)
 }
 
 // renew makes the endpoint a fresh socket of a new incarnation: its
@@ -383,119 +375,143 @@ func (h *half) advance(seg *Segment) {
 // TIME_WAIT, which (re)starts the 2×MSL timer. It is the receiver half of
 // the one update routine.
 func receive(r, s *half, seg *Segment) (timeWait bool) {
+	f := seg.Flags
+	if r.move == 0 && r.state == Established && f&(SYN|FIN|RST) == 0 {
+		return false // the data phase: nothing to move or record
+	}
 	if r.move&mvInFlight != 0 {
 		// A segment of s that r had not received when it last sent travels
 		// ahead of this one: it arrives first.
-		old, a := r.state, r.move&arrivalBits
-		timeWait = r.arrive(s, a, 0)
-		r.undo, r.move = old, a|mvDelivered
+		timeWait = r.catchUp(s)
 	}
-	f := seg.Flags
-	if f&RST != 0 {
+	old := r.state
+	switch {
+	case f&RST != 0:
 		if rstAccepted(r, s, seg) {
 			r.state, r.move = Closed, 0
 		}
 		return timeWait && r.state == TimeWait
-	}
-	if !valid(seg) {
-		return timeWait // discarded, see valid
-	}
-	a := moveBits(0)
-	if f&SYN != 0 {
-		a |= mvSyn
-	}
-	if f&FIN != 0 {
-		a |= mvFin
-	}
-	if f&ACK != 0 {
-		a |= mvAck
-		if r.acksSyn(seg.Ack) {
-			a |= mvAcksSyn
-		}
-		if r.acksFin(seg.Ack) {
-			a |= mvAcksFin
-		}
-	}
-	old := r.state
-	if r.arrive(s, a, seg.Seq) {
-		timeWait = true
-	}
-	switch {
-	case r == s || seg.SeqLen() == 0:
-		// A self-connect has no crossing; a segment without sequence space
-		// leaves no trace in the receiver's acknowledgments. A later
-		// segment travels behind the recorded one: what it acknowledged
-		// reaches the receiver no earlier.
-		if r.move&mvDelivered != 0 {
-			r.move |= a & (mvAcksSyn | mvAcksFin)
-		}
-	case r.state != old && old != Closed && old != Listen && old != TimeWait:
-		r.undo, r.move = old, a|mvDelivered
-	}
-	return timeWait
-}
-
-// arrive moves the endpoint for the arrival of a valid segment of its
-// peer p that carried a (SYN, FIN, ACK and what the ACK covered) with
-// sequence number seq. It reports whether the endpoint entered or
-// re-entered TIME_WAIT.
-func (h *half) arrive(p *half, a moveBits, seq seqnum.Value) (timeWait bool) {
-	old := h.state
-	switch {
-	case a&mvSyn != 0 && a&mvAck == 0:
-		switch h.state {
+	case f&SYN != 0 && f&ACK == 0:
+		switch r.state {
 		case Closed, Listen, SynSent: // a listener is implicit; SYN_SENT is a simultaneous open
-			h.state = SynRcvd
-			p.synTaken()
+			r.state = SynRcvd
+			s.synTaken()
 		case TimeWait:
 			// Linux takes a SYN in TIME_WAIT for a new incarnation when it
 			// lies beyond rcv_nxt (or carries a newer timestamp, which the
 			// tracker does not see: the SYN-ACK then corrects the sender);
 			// otherwise it answers with a challenge ACK and stays.
-			if p.has(synPending) && p.nxt.LessThan(seq) {
-				h.renew()
-				h.state = SynRcvd
-				p.synTaken()
+			if s.has(synPending) && s.nxt.LessThan(seg.Seq) {
+				r.renew()
+				r.state = SynRcvd
+				s.synTaken()
 			}
 		}
-		return false
-	case a&mvSyn != 0:
-		if (h.state == SynSent || h.state == SynRcvd) && a&mvAcksSyn != 0 {
-			h.state = Established
+		return timeWait
+	case f&SYN != 0:
+		if (r.state == SynSent || r.state == SynRcvd) && r.acksSyn(seg.Ack) {
+			r.state = Established
 		}
-		return false
+		return timeWait
+	case f&ACK == 0:
+		return timeWait // discarded, see valid
 	}
-	switch h.state {
+	switch r.state {
 	case SynRcvd:
-		if a&mvAcksSyn != 0 {
-			h.state = Established
+		if r.acksSyn(seg.Ack) {
+			r.state = Established
 		}
 	case FinWait1:
-		if a&mvAcksFin != 0 {
-			h.state = FinWait2
+		if r.acksFin(seg.Ack) {
+			r.state = FinWait2
 		}
 	case Closing:
-		if a&mvAcksFin != 0 {
-			h.state = TimeWait
+		if r.acksFin(seg.Ack) {
+			r.state = TimeWait
 		}
 	case LastAck:
-		if a&mvAcksFin != 0 {
-			h.state = Closed
+		if r.acksFin(seg.Ack) {
+			r.state = Closed
 		}
 	}
-	if a&mvFin != 0 {
-		switch h.state {
+	if f&FIN != 0 {
+		switch r.state {
 		case Established:
-			h.state = CloseWait
+			r.state = CloseWait
 		case FinWait1:
-			h.state = Closing
+			r.state = Closing
 		case FinWait2:
-			h.state = TimeWait
+			r.state = TimeWait
 		case TimeWait:
-			return true // a retransmitted FIN: Linux re-ACKs and restarts the timer
+			timeWait = true // a retransmitted FIN: Linux re-ACKs and restarts the timer
 		}
 	}
-	return h.state == TimeWait && old != TimeWait
+	// Only a FIN, or the data that completes a handshake, makes a move
+	// that the receiver's acknowledgment may contradict: one made by a SYN
+	// never is (an endpoint that has not received the peer's SYN sends
+	// nothing with ACK), one made by a segment without sequence space
+	// leaves no trace in it.
+	if r != s && ((r.state != old && (f&FIN != 0 || old == SynRcvd && seg.Len > 0)) || r.move&mvDelivered != 0) {
+		r.note(old, seg)
+	}
+	return timeWait || (r.state == TimeWait && old != TimeWait)
+}
+
+// catchUp delivers the endpoint's move in flight (see correct), remembered
+// again as delivered, and reports whether the endpoint entered TIME_WAIT.
+func (h *half) catchUp(p *half) (timeWait bool) {
+	a, old := h.move&arrivalBits, h.state
+	h.move = 0
+	timeWait = receive(h, p, &Segment{Flags: a.flags(), Ack: h.ackFor(a)})
+	h.undo, h.move = old, a|mvDelivered
+	return timeWait
+}
+
+// note records in the endpoint's move the arrival of seg, which found it
+// in state old: a move is remembered until the endpoint's acknowledgment
+// confirms or contradicts it (see correct); a later segment travels behind
+// the remembered one, so what it acknowledged reaches the endpoint no
+// earlier.
+func (h *half) note(old State, seg *Segment) {
+	a := moveBits(0)
+	if h.acksSyn(seg.Ack) {
+		a |= mvAcksSyn
+	}
+	if h.acksFin(seg.Ack) {
+		a |= mvAcksFin
+	}
+	switch {
+	case h.state == old || seg.Flags&SYN != 0 || (seg.Len == 0 && seg.Flags&FIN == 0):
+		if h.move&mvDelivered != 0 {
+			h.move |= a & (mvAcksSyn | mvAcksFin)
+		}
+	default:
+		if seg.Flags&FIN != 0 {
+			a |= mvFin
+		}
+		h.undo, h.move = old, a|mvDelivered
+	}
+}
+
+// flags returns the TCP flags of a remembered arrival: every one carried
+// an ACK (a segment without one moves nobody).
+func (a moveBits) flags() Flags {
+	if a&mvFin != 0 {
+		return FIN | ACK
+	}
+	return ACK
+}
+
+// ackFor returns an acknowledgment number that covers the endpoint's SYN
+// and FIN as the remembered arrival a did.
+func (h *half) ackFor(a moveBits) seqnum.Value {
+	switch {
+	case a&mvAcksFin != 0:
+		return h.finSeq.Add(1)
+	case a&mvAcksSyn != 0:
+		return h.isn.Add(1)
+	}
+	return h.isn
 }
 
 // rstAccepted applies the RST acceptability check of RFC 9293 and RFC 5961

@@ -3,8 +3,6 @@ package statetrack
 import (
 	"hash/maphash"
 	"time"
-
-	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
 // Defaults for the zero fields of Config.
@@ -152,31 +150,21 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 			i = none
 		}
 	}
-	var heir inheritance
 	if i != none && seg.Flags&(SYN|ACK|RST) == SYN {
 		c := t.at(i)
-		if s, r := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
-			if r != s && r.state == TimeWait {
-				// The peer's TIME_WAIT outlives the old incarnation: it
-				// decides whether it takes the new SYN.
-				heir = inheritance{peer: *r, rcvNxt: s.nxt, twAt: c.twAt, ok: true}
-			}
-			t.remove(i, Replaced, ns)
-			i = none
-			o.NewIncarnation = true
-			t.stats.NewIncarnations++
+		if s, _ := c.ends(c.sideOf(srcIsA)); s.state == Closed || s.state == TimeWait {
+			i = t.reincarnate(i, h, &k, srcIsA, seg, ns)
+			o.NewIncarnation, o.NewConn = true, true
 		}
 	}
-	if i == none {
+	switch {
+	case i == none:
 		if i = t.create(h, &k, srcIsA, seg, ns); i == none {
 			t.untracked(&o)
 			return o
 		}
 		o.NewConn = true
-		if heir.ok {
-			t.inherit(i, t.at(i).sideOf(srcIsA), &heir)
-		}
-	} else {
+	case !o.NewConn:
 		t.touch(i, ns)
 	}
 	c := t.at(i)
@@ -187,44 +175,48 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 	}
 	o.ConnID = t.id(i)
 	o.Midstream = c.flags&midstream != 0
-	o.Before = c.states()
 	s, r := c.ends(o.From)
 	if c.flags&quiet != 0 {
 		t.setQuiet(i, false)
 		resync(s, r, seg)
 	}
+	tw := false
+	if s.move != 0 || s.state == SynSent {
+		tw = precorrect(s, r, seg)
+	}
+	o.Before = c.states()
 	res := send(s, r, seg)
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
-	o.Before[o.From] = res.before
-	if c.flags&selfConn != 0 {
-		o.Before = [2]State{res.before, res.before}
-	}
 	o.After = c.states()
-	t.syncTimeWait(i, ns, res.timeWait)
+	t.syncTimeWait(i, ns, tw)
 	return o
 }
 
-// inheritance is what a new incarnation keeps of the old one when the
-// SYN's receiver is still in TIME_WAIT: that endpoint's half, its
-// rcv_nxt (the end of the SYN sender's old sequence space) and when its
-// TIME_WAIT began.
-type inheritance struct {
-	peer   half
-	rcvNxt seqnum.Value
-	twAt   int64
-	ok     bool
-}
-
-// inherit gives the new incarnation in slot i, whose first SYN came from
-// side from, the receiver's TIME_WAIT of the old one.
-func (t *Tracker) inherit(i int32, from Side, in *inheritance) {
+// reincarnate replaces the connection in slot i by a new incarnation whose
+// first packet is the SYN seg, and returns the new slot. When the SYN's
+// receiver is still in TIME_WAIT (its peer closed last), that TIME_WAIT
+// outlives the old incarnation: the new one inherits the receiver's
+// sequence space, its rcv_nxt (the end of the SYN sender's old sequence
+// space) and its deadline, and the receiver decides whether it takes the
+// SYN.
+func (t *Tracker) reincarnate(i int32, h uint32, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
 	c := t.at(i)
-	s, r := c.ends(from)
-	*r = half{isn: in.peer.isn, nxt: in.peer.nxt, finSeq: in.peer.finSeq, state: TimeWait,
-		bits: in.peer.bits & (hasISN | hasNxt | finSent)}
-	s.nxt = in.rcvNxt
-	s.bits |= hasNxt | synPending
-	t.twInsert(i, in.twAt)
+	s, r := c.ends(c.sideOf(srcIsA))
+	heir := r != s && r.state == TimeWait
+	peer, rcvNxt, twAt := *r, s.nxt, c.twAt
+	t.remove(i, Replaced, now)
+	t.stats.NewIncarnations++
+	i = t.create(h, k, srcIsA, seg, now)
+	if heir {
+		c = t.at(i)
+		s, r = c.ends(c.sideOf(srcIsA))
+		*r = half{isn: peer.isn, nxt: peer.nxt, finSeq: peer.finSeq, state: TimeWait,
+			bits: peer.bits & (hasISN | hasNxt | finSent)}
+		s.nxt = rcvNxt
+		s.bits |= hasNxt | synPending
+		t.twInsert(i, twAt)
+	}
+	return i
 }
 
 // Deliver records that the packet of o reached its receiver at now and
