@@ -57,9 +57,11 @@
 // (Observation.Before holds the corrected state, and the kind, closer and
 // rules follow from it):
 //
-//   - the last delivery that moved the sender and occupied its peer's
-//     sequence space (a SYN, a FIN, or the data that completed a
-//     handshake) is remembered until the sender acknowledges it;
+//   - the last delivery that moved the sender with a FIN, or with the
+//     data that completed a handshake, is remembered until the sender
+//     acknowledges it (a move made by a SYN is never contradicted: an
+//     endpoint that has not received its peer's SYN sends nothing with
+//     ACK);
 //   - a packet that does not acknowledge it shows the segment still on its
 //     way: the move is taken back as of the send. The segment then arrives
 //     when a later packet of the sender acknowledges it, or when the peer's
