@@ -23,9 +23,9 @@ type half struct {
 	bits  halfBits
 	// undo is the state before the move recorded in move.
 	undo State
-	// move records the last delivery that moved the endpoint's state and
-	// occupied its peer's sequence space, until a packet of the endpoint
-	// confirms or contradicts its arrival (see correct).
+	// move records the last delivery that moved the endpoint's state with
+	// a FIN or with data completing a handshake, until a packet of the
+	// endpoint confirms or contradicts its arrival (see correct).
 	move moveBits
 }
 
