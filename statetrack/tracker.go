@@ -201,21 +201,29 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 // SYN.
 func (t *Tracker) reincarnate(i int32, h uint32, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
 	c := t.at(i)
+	if s, r := c.ends(c.sideOf(srcIsA)); r != s && r.state == TimeWait {
+		return t.inheritTimeWait(i, h, k, srcIsA, seg, now)
+	}
+	t.remove(i, Replaced, now)
+	t.stats.NewIncarnations++
+	return t.create(h, k, srcIsA, seg, now)
+}
+
+// inheritTimeWait is reincarnate for a SYN whose receiver is in TIME_WAIT.
+func (t *Tracker) inheritTimeWait(i int32, h uint32, k *tupleKey, srcIsA bool, seg *Segment, now int64) int32 {
+	c := t.at(i)
 	s, r := c.ends(c.sideOf(srcIsA))
-	heir := r != s && r.state == TimeWait
 	peer, rcvNxt, twAt := *r, s.nxt, c.twAt
 	t.remove(i, Replaced, now)
 	t.stats.NewIncarnations++
 	i = t.create(h, k, srcIsA, seg, now)
-	if heir {
-		c = t.at(i)
-		s, r = c.ends(c.sideOf(srcIsA))
-		*r = half{isn: peer.isn, nxt: peer.nxt, finSeq: peer.finSeq, state: TimeWait,
-			bits: peer.bits & (hasISN | hasNxt | finSent)}
-		s.nxt = rcvNxt
-		s.bits |= hasNxt | synPending
-		t.twInsert(i, twAt)
-	}
+	c = t.at(i)
+	s, r = c.ends(c.sideOf(srcIsA))
+	*r = half{isn: peer.isn, nxt: peer.nxt, finSeq: peer.finSeq, state: TimeWait,
+		bits: peer.bits & (hasISN | hasNxt | finSent)}
+	s.nxt = rcvNxt
+	s.bits |= hasNxt | synPending
+	t.twInsert(i, twAt)
 	return i
 }
 
