@@ -89,7 +89,7 @@ func (s State) Closing() bool { return s >= FinWait1 && s < numStates }
 // the sender's point of view. The zero value is an invalid kind.
 type Kind uint8
 
-// The packet kinds: the vocabulary of rules (DESIGN.md, "Packet kinds").
+// The packet kinds: the vocabulary of rules (README.md, "Packet kinds").
 const (
 	Syn Kind = iota + 1
 	SynAck
