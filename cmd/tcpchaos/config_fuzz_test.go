@@ -18,6 +18,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add("toml", "seed = 3\n[[rules]]\nname = \"x\"\naction = { delay = \"300ms\", jitter = \"1s\" }\n")
 	f.Add("json", `{"rules":[{"match":{"packet":["fin"],"closer":"passive"},"action":{"duplicate":2,"after":"1s"},"probability":0.5}]}`)
 	f.Add("yaml", "tracker: {msl: -1s, max-connections: x}\n")
+	f.Add("yaml", "rules: [{name: r, action: drop}]\nexpect:\n  - {name: a, follows: {rule: r, packet: syn, within: 2s}}\n  - {name: b, never: {state: LAST_ACK, longer-than: 5s}}\n  - {name: c, exit: nonzero}\n")
 	files, _ := filepath.Glob("../../configs/*.yaml")
 	for _, file := range files {
 		if data, err := os.ReadFile(file); err == nil {

@@ -1,11 +1,12 @@
 // Package config decodes tcpchaos's configuration tree (files and
 // environment, as cmd/tcpchaos reads them with viper) into plain, validated
 // values of the packages that own them: rules.Rule, nfq.Intercept and
-// statetrack.Config. It knows nothing of files or flags; Decode refuses bad
+// statetrack.Config and expect.Expectation. It knows nothing of files or flags; Decode refuses bad
 // input with the key path and the reason before anything is installed.
 package config
 
 import (
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -23,4 +24,6 @@ type Config struct {
 	Seed uint64
 	// Rules are tried in order; the first rule that matches decides.
 	Rules []rules.Rule
+	// Expect are the checks evaluated when the run ends, in order.
+	Expect []expect.Expectation
 }

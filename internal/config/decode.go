@@ -91,7 +91,7 @@ func (d *decoder) err() error {
 
 func (d *decoder) config(tree map[string]any) Config {
 	c := Default()
-	root, _ := d.object("", tree, "intercept", "tracker", "seed", "rules")
+	root, _ := d.object("", tree, "intercept", "tracker", "seed", "rules", "expect")
 	if v, ok := root.get("intercept"); ok {
 		c.Intercept = d.intercept("intercept", v)
 	}
@@ -104,6 +104,9 @@ func (d *decoder) config(tree map[string]any) Config {
 	}
 	if v, ok := root.get("rules"); ok {
 		c.Rules = d.rules("rules", v)
+	}
+	if v, ok := root.get("expect"); ok {
+		c.Expect = d.expectations("expect", v, c.Rules)
 	}
 	return c
 }

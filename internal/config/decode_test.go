@@ -227,7 +227,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"kind repeated", `rules: [{match: {packet: "syn,syn"}, action: drop}]`, []string{`rules[0].match.packet[1]: syn repeats rules[0].match.packet[0]`}},
 		{"unknown key nested", `rules: [{match: {pakcet: syn}, action: drop}]`, []string{`rules[0].match.pakcet: unknown key (did you mean "packet"?)`}},
 		{"unknown key top", `rule: []`, []string{`rule: unknown key (did you mean "rules"?)`}},
-		{"unknown key far", `color: blue`, []string{`color: unknown key (want one of intercept, tracker, seed, rules)`}},
+		{"unknown key far", `color: blue`, []string{`color: unknown key (want one of intercept, tracker, seed, rules, expect)`}},
 		{"unknown key tracker", `tracker: {max_connections: 5}`, []string{`tracker.max_connections: unknown key (did you mean "max-connections"?)`}},
 		{"unknown key intercept", `intercept: {queus: 2}`, []string{`intercept.queus: unknown key (did you mean "queue"?)`}},
 		{"unknown key action", `rules: [{action: {delay: 1s, jiter: 1ms}}]`, []string{`rules[0].action.jiter: unknown key (did you mean "jitter"?)`}},

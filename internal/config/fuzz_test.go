@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -25,6 +26,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`tracker: {msl: 1ns, max-connections: 1, idle-timeout: 1h}`))
 	f.Add([]byte(`rules: [{name: a, action: accept}, {name: a, action: drop}]`))
 	f.Add([]byte(`{seed: "7", rules: [{action: {duplicate: "3", after: 0}}]}`))
+	f.Add([]byte(`{rules: [{name: r, action: drop}], expect: [{name: a, follows: {rule: r, packet: fin, from: server, closer: active, nth: 2, within: 2s}}, {name: b, follows: {rule: r, packet: state, state: TIME_WAIT, within: 1s}}]}`))
+	f.Add([]byte(`{rules: [{action: drop}], expect: [{name: c, never: {state: LAST_ACK, longer-than: 5s}}, {name: d, reaches: {state: TIME_WAIT, from: client, connections: all}}, {name: e, hits: {rule: rule-1, min: 1, max: 1}}, {name: f, exit: nonzero}]}`))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		var tr map[string]any
 		if yaml.Unmarshal(src, &tr) != nil {
@@ -108,6 +111,41 @@ func insane(c Config) string {
 			if !p.IsValid() {
 				return "bad match prefix"
 			}
+		}
+	}
+	return insaneExpect(c, names)
+}
+
+// insaneExpect checks the decoded expectations against the rules' names.
+func insaneExpect(c Config, rules map[string]bool) string {
+	names := map[string]bool{}
+	exits := 0
+	for _, x := range c.Expect {
+		if x.Name == "" || names[x.Name] {
+			return "empty or repeated expectation name " + x.Name
+		}
+		names[x.Name] = true
+		switch k := x.Check.(type) {
+		case *expect.Follows:
+			if !rules[k.Rule] || k.Within <= 0 || k.Packet != 0 && k.State != statetrack.Closed {
+				return x.Name + ": bad follows"
+			}
+		case *expect.Never:
+			if k.LongerThan < 0 {
+				return x.Name + ": negative bound"
+			}
+		case *expect.Reaches:
+		case *expect.Hits:
+			if !rules[k.Rule] || k.Min == nil && k.Max == nil || k.Min != nil && k.Max != nil && *k.Min > *k.Max {
+				return x.Name + ": bad hits"
+			}
+		case *expect.Exit:
+			exits++
+			if k.Status < 0 || k.Status > 255 || k.Nonzero && k.Status != 0 || exits > 1 {
+				return x.Name + ": bad exit"
+			}
+		default:
+			return x.Name + ": no check"
 		}
 	}
 	return ""
