@@ -15,6 +15,7 @@ import (
 const (
 	exitFailure = 1 // the run failed
 	exitUsage   = 2 // bad flags or a bad config: nothing was installed
+	exitExpect  = 3 // the run went through and an expectation failed
 )
 
 // usageError marks an error caused by bad input (flags, config) rather than
@@ -28,12 +29,21 @@ func main() {
 	app := newApp()
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "tcpchaos: %v\n", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(exitUsage)
-		}
-		os.Exit(exitFailure)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status for the error a command returned.
+func exitCode(err error) int {
+	var ue usageError
+	var fe failedError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &fe):
+		return exitExpect
+	}
+	return exitFailure
 }
 
 func newApp() *cli.App {
@@ -42,7 +52,9 @@ func newApp() *cli.App {
 		Usage: "drop, delay or duplicate exactly the TCP handshake and close packets a test is about",
 		Description: "tcpchaos sits inline through NFQUEUE, follows every TCP connection through its\n" +
 			"three-way handshake and four-way close, and applies rules such as \"drop the final\n" +
-			"ACK of every close on port 5432, once\". See README.md for the config reference.",
+			"ACK of every close on port 5432, once\". See README.md for the config reference.\n\n" +
+			"Exit status: 0 success (every expectation of the config's expect: section held),\n" +
+			"1 the run failed, 2 bad flags or config (nothing installed), 3 an expectation failed.",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			runCommand(),

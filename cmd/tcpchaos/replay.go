@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/ladder"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/replay"
@@ -18,17 +19,18 @@ func replayCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "replay",
 		Usage:     "apply a config's rules to a capture offline (no root needed)",
-		UsageText: "tcpchaos replay -c FILE --pcap IN [--out OUT] [--events FILE] [--ladder]",
+		UsageText: "tcpchaos replay -c FILE --pcap IN [--out OUT] [--events FILE] [--ladder] [--report FILE] [--junit FILE]",
 		Description: "Runs the live path's decoder, tracker and rules over IN (pcap or pcapng; Ethernet,\n" +
 			"raw IP, Linux cooked or loopback). OUT gets the faulted capture: dropped packets\n" +
 			"removed, delayed packets moved to their release time, duplicates inserted, in time\n" +
-			"order. Events go to --events as JSON lines (\"-\" for stdout); a summary to stdout.",
-		Flags: append(configFlags(true),
+			"order. Events go to --events as JSON lines (\"-\" for stdout); a summary to stdout.\n" +
+			expectHelp,
+		Flags: append(append(configFlags(true),
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "input capture `IN`"},
 			&cli.StringFlag{Name: "out", Usage: "write the faulted capture to `OUT` (pcap)"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
 			&cli.BoolFlag{Name: "ladder", Usage: "print a ladder diagram of each connection (keeps every event in memory: for small captures)"},
-		),
+		), expectFlags()...),
 		Action: runReplay,
 	}
 }
@@ -54,18 +56,19 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ev := expect.New(cfg.Expect)
+	sinks := events.Tee{ev}
+	if sink != nil {
+		sinks = append(sinks, sink)
+	}
 	var col *collector
 	if c.Bool("ladder") {
 		col = newCollector()
-		if sink == nil {
-			sink = col
-		} else {
-			sink = events.Tee{sink, col}
-		}
+		sinks = append(sinks, col)
 	}
 
 	set := rules.Compile(cfg.Rules)
-	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sink)
+	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sinks)
 	counts, runErr := replay.Run(in, out, p)
 	if out != nil {
 		if err := out.Close(); err != nil && runErr == nil {
@@ -92,7 +95,7 @@ func runReplay(c *cli.Context) error {
 	}
 	fmt.Fprintln(summaryTo)
 	writeSummary(summaryTo, p.Summary())
-	return nil
+	return finishExpectations(c, ev, expect.Run{Command: "replay", Config: c.String("config"), Input: c.String("pcap")}, p.Summary())
 }
 
 // openEvents opens the event stream: JSON lines to path ("-" for stdout),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
@@ -28,19 +29,19 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "intercept live traffic and apply a config's rules",
-		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH]",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE]",
 		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
 			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
-			"Without --events, one line per fault goes to stderr.",
-		Flags: append(configFlags(true),
+			"Without --events, one line per fault goes to stderr.\n" + expectHelp,
+		Flags: append(append(configFlags(true),
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D`", DefaultText: "until interrupted"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
 			&cli.StringFlag{Name: "netns", Usage: "run inside the network namespace `NAME` (/run/netns/NAME) or PATH"},
 			&cli.StringFlag{Name: "mode", Usage: "override intercept.mode with `MODE` (forward or local)"},
 			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue with queue number `N`"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
-		),
+		), expectFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
 			if err != nil {
@@ -67,8 +68,16 @@ func runCommand() *cli.Command {
 			if c.Bool("verbose") {
 				log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
-			runErr := live{cfg: cfg, sink: sink, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer}.run(ctx)
-			return errors.Join(runErr, closeEvents())
+			ev := expect.New(cfg.Expect)
+			var total pipeline.Summary
+			run := expect.Run{Command: "run", Config: c.String("config"), Start: time.Now()}
+			runErr := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
+				ended: func(s pipeline.Summary) { total = s }}.run(ctx)
+			if err := errors.Join(runErr, closeEvents()); err != nil {
+				return err
+			}
+			run.End = time.Now()
+			return finishExpectations(c, ev, run, total)
 		},
 	}
 }
@@ -83,6 +92,8 @@ type live struct {
 	netns           string    // run inside this namespace ("" = current)
 	status, summary io.Writer // progress lines; the final summary
 	ready           func()    // called once the interception is installed (nil: nothing)
+	// ended is given the run's summary once it is printed (nil: nothing).
+	ended func(pipeline.Summary)
 }
 
 // run binds the queues first (so a queue-number conflict installs nothing),
@@ -176,6 +187,9 @@ func (l live) run(ctx context.Context) error {
 	}
 	es := evs.Stats()
 	fmt.Fprintf(l.summary, "events: %d written, %d dropped (the writer fell behind its buffer of %d)\n", es.Emitted, es.Dropped, events.Buffer)
+	if l.ended != nil {
+		l.ended(total)
+	}
 	return errors.Join(runErr, removeErr)
 }
 

@@ -32,6 +32,9 @@ func validateCommand() *cli.Command {
 			for i, r := range cfg.Rules {
 				fmt.Fprintf(w, "rule %d %q: %s\n", i+1, r.Name, describeRule(r))
 			}
+			for i, x := range cfg.Expect {
+				fmt.Fprintf(w, "expect %d %q: %s\n", i+1, x.Name, x.Check)
+			}
 			for _, warning := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(w, "warning: %s\n", warning)
 			}

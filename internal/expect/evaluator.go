@@ -23,6 +23,7 @@ type Evaluator struct {
 	exps    []Expectation
 	tallies []tally
 	conns   map[uint64]*conn
+	first   time.Time // the earliest event's time
 	last    time.Time // the latest event's time
 	status  *int
 }
@@ -63,6 +64,9 @@ func (ev *Evaluator) Emit(e events.Event) {
 	p, isGone := toPoint(&e)
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	if ev.first.IsZero() || p.at.Before(ev.first) {
+		ev.first = p.at
+	}
 	if p.at.After(ev.last) {
 		ev.last = p.at
 	}
@@ -86,6 +90,14 @@ func (ev *Evaluator) Emit(e events.Event) {
 // events.Writer, so that it can sit behind an events.Async, off the packet
 // path).
 func (ev *Evaluator) Flush() error { return nil }
+
+// Span returns the times of the earliest and the latest event seen (zero
+// before the first): a replay's start and end.
+func (ev *Evaluator) Span() (first, last time.Time) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.first, ev.last
+}
 
 // Exited records that the command under test exited with status (-1 when
 // a signal ended it).

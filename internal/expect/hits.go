@@ -12,6 +12,7 @@ func (h *Hits) Type() string { return "hits" }
 // exactly 1 packet`.
 func (h *Hits) String() string {
 	var n string
+	one := h.Max != nil && *h.Max == 1
 	switch {
 	case h.Min != nil && h.Max != nil && *h.Min == *h.Max:
 		n = fmt.Sprintf("exactly %d", *h.Min)
@@ -23,6 +24,9 @@ func (h *Hits) String() string {
 		n = fmt.Sprintf("at most %d", *h.Max)
 	default:
 		n = "any number of"
+	}
+	if one {
+		return fmt.Sprintf("rule %q acts on %s packet", h.Rule, n)
 	}
 	return fmt.Sprintf("rule %q acts on %s packets", h.Rule, n)
 }

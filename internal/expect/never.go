@@ -88,7 +88,7 @@ func (t *neverTally) end(at time.Time, _ facts) Outcome {
 	}
 	figure := fmt.Sprintf("no endpoint entered %s", t.n.State)
 	if t.where != "" {
-		figure = fmt.Sprintf("longest stay in %s %s (%s)", t.n.State, t.longest.Round(time.Microsecond), t.where)
+		figure = fmt.Sprintf("longest stay in %s %s (%s)", t.n.State, t.longest.Round(time.Millisecond), t.where)
 	}
 	o := t.x.outcome(figure)
 	o.Measured.Longest, o.Measured.LongestConn = t.longest, t.where
