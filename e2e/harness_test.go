@@ -52,6 +52,13 @@ func families(t *testing.T, fn func(t *testing.T, v6 bool)) {
 // and then tcpchaos on the router with configs/<config>.
 func newScenario(t *testing.T, config string, v6 bool) *scenario {
 	t.Helper()
+	return newScenarioWith(t, configPath(config), v6)
+}
+
+// newScenarioWith is newScenario with the config file path and extra
+// flags of `tcpchaos run`.
+func newScenarioWith(t *testing.T, path string, v6 bool, extra ...string) *scenario {
+	t.Helper()
 	tp := netlabtest.NewTopology(t)
 	s := &scenario{t: t, tp: tp, client: tp.Client4, server: tp.Server4}
 	if v6 {
@@ -60,7 +67,7 @@ func newScenario(t *testing.T, config string, v6 bool) *scenario {
 	s.serverAP = netip.AddrPortFrom(s.server, port)
 	s.toClient = tp.Router.Capture(t, tp.RouterClientIf, "tcp")
 	s.toServer = tp.Router.Capture(t, tp.RouterServerIf, "tcp")
-	s.chaos = startTcpchaos(t, tp.Router, configPath(config))
+	s.chaos = startTcpchaos(t, tp.Router, path, extra...)
 	return s
 }
 
