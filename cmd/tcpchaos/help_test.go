@@ -27,3 +27,14 @@ func TestHelpDefaults(t *testing.T) {
 		t.Errorf("run --help: --duration line is not \"stop after D (default: until interrupted)\":\n%s", out)
 	}
 }
+
+// TestHelpExitCodes: run, replay and the app's own help say what exit
+// status 3 means.
+func TestHelpExitCodes(t *testing.T) {
+	for _, args := range [][]string{{"run", "--help"}, {"replay", "--help"}, {"--help"}} {
+		out, err := runCLI(t, args...)
+		if err != nil || !strings.Contains(out, "3 when one fails") && !strings.Contains(out, "3 an expectation failed") {
+			t.Errorf("%v: %v, want exit status 3 explained:\n%s", args, err, out)
+		}
+	}
+}
