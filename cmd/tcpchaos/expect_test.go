@@ -18,6 +18,7 @@ type report struct {
 	Run struct {
 		Command string `json:"command"`
 		Input   string `json:"input"`
+		Seed    uint64 `json:"seed"`
 	} `json:"run"`
 	Passed       bool             `json:"passed"`
 	Rules        []map[string]any `json:"rules"`
@@ -71,7 +72,7 @@ func TestReplayExpectations(t *testing.T) {
 	}
 
 	r := readReport(t, rep)
-	if r.Run.Command != "replay" || r.Run.Input != userTimeout || r.Passed || len(r.Rules) != 1 || r.Rules[0]["hits"] != 1.0 {
+	if r.Run.Command != "replay" || r.Run.Input != userTimeout || r.Run.Seed != 1 || r.Passed || len(r.Rules) != 1 || r.Rules[0]["hits"] != 1.0 {
 		t.Errorf("report %+v", r)
 	}
 	var names []string

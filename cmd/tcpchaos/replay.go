@@ -95,7 +95,7 @@ func runReplay(c *cli.Context) error {
 	}
 	fmt.Fprintln(summaryTo)
 	writeSummary(summaryTo, p.Summary())
-	return finishExpectations(c, ev, expect.Run{Command: "replay", Config: c.String("config"), Input: c.String("pcap")}, p.Summary())
+	return finishExpectations(c, ev, expect.Run{Command: "replay", Config: c.String("config"), Input: c.String("pcap"), Seed: cfg.Seed}, p.Summary())
 }
 
 // openEvents opens the event stream: JSON lines to path ("-" for stdout),

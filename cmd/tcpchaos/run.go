@@ -70,7 +70,7 @@ func runCommand() *cli.Command {
 			}
 			ev := expect.New(cfg.Expect)
 			var total pipeline.Summary
-			run := expect.Run{Command: "run", Config: c.String("config"), Start: time.Now()}
+			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
 			runErr := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
 				ended: func(s pipeline.Summary) { total = s }}.run(ctx)
 			if err := errors.Join(runErr, closeEvents()); err != nil {

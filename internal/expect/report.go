@@ -18,6 +18,8 @@ type Run struct {
 	Command, Config, Input string
 	// Version is tcpchaos's version.
 	Version string
+	// Seed is the run's seed (same seed, same traffic, same decisions).
+	Seed uint64
 	// Start and End bound the run (under replay: the capture's times).
 	Start, End time.Time
 }
@@ -39,6 +41,7 @@ type RunReport struct {
 	Config          string    `json:"config"`
 	Input           string    `json:"input,omitempty"`
 	Version         string    `json:"version"`
+	Seed            uint64    `json:"seed"`
 	Start           time.Time `json:"start"`
 	End             time.Time `json:"end"`
 	DurationSeconds float64   `json:"duration_seconds"`
@@ -116,7 +119,7 @@ func NewReport(run Run, s pipeline.Summary, os []Outcome) Report {
 	r := Report{
 		Tool: "tcpchaos",
 		Run: RunReport{Command: run.Command, Config: run.Config, Input: run.Input, Version: run.Version,
-			Start: run.Start, End: run.End, DurationSeconds: run.End.Sub(run.Start).Seconds()},
+			Seed: run.Seed, Start: run.Start, End: run.End, DurationSeconds: run.End.Sub(run.Start).Seconds()},
 		Passed:       !Failed(os),
 		Summary:      summaryReport(s),
 		Rules:        []RuleReport{},
