@@ -72,7 +72,7 @@ func runCommand() *cli.Command {
 			var total pipeline.Summary
 			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
 			runErr := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
-				ended: func(s pipeline.Summary) { total = s }}.run(ctx)
+				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}.run(ctx)
 			if err := errors.Join(runErr, closeEvents()); err != nil {
 				return err
 			}
@@ -92,8 +92,9 @@ type live struct {
 	netns           string    // run inside this namespace ("" = current)
 	status, summary io.Writer // progress lines; the final summary
 	ready           func()    // called once the interception is installed (nil: nothing)
-	// ended is given the run's summary once it is printed (nil: nothing).
-	ended func(pipeline.Summary)
+	// ended is given the run's summary and the count of events lost once
+	// both are printed (nil: nothing).
+	ended func(pipeline.Summary, uint64)
 }
 
 // run binds the queues first (so a queue-number conflict installs nothing),
@@ -188,7 +189,7 @@ func (l live) run(ctx context.Context) error {
 	es := evs.Stats()
 	fmt.Fprintf(l.summary, "events: %d written, %d dropped (the writer fell behind its buffer of %d)\n", es.Emitted, es.Dropped, events.Buffer)
 	if l.ended != nil {
-		l.ended(total)
+		l.ended(total, es.Dropped)
 	}
 	return errors.Join(runErr, removeErr)
 }

@@ -26,6 +26,7 @@ type Evaluator struct {
 	first   time.Time // the earliest event's time
 	last    time.Time // the latest event's time
 	status  *int
+	lost    uint64 // events that never arrived (Lost)
 }
 
 // conn is what the evaluator knows of an open connection.
@@ -91,6 +92,15 @@ func (ev *Evaluator) Emit(e events.Event) {
 // path).
 func (ev *Evaluator) Flush() error { return nil }
 
+// Lost records that n events never reached the evaluator (an
+// events.Async whose buffer was full): the outcomes say that they were
+// evaluated on incomplete events.
+func (ev *Evaluator) Lost(n uint64) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	ev.lost += n
+}
+
 // Span returns the times of the earliest and the latest event seen (zero
 // before the first): a replay's start and end.
 func (ev *Evaluator) Span() (first, last time.Time) {
@@ -134,7 +144,7 @@ func (ev *Evaluator) End(at time.Time, hits map[string]uint64) []Outcome {
 	out := make([]Outcome, len(exps))
 	for i, x := range exps {
 		o := tallies[i].end(at, f)
-		o.Name, o.Type, o.Text = x.Name, x.Check.Type(), x.Check.String()
+		o.Name, o.Type, o.Text, o.EventsLost = x.Name, x.Check.Type(), x.Check.String(), ev.lost
 		out[i] = o
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -297,3 +298,19 @@ func TestEmitIgnoresUntrackedPackets(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Events lost on the way (a full events.Async) are said in every outcome.
+func TestLostEventsAreReported(t *testing.T) {
+	ev := New([]Expectation{{Name: "h", Check: &Hits{Rule: "r", Min: ptr[uint64](0)}}})
+	ev.Lost(3)
+	os := ev.End(t0, nil)
+	var b strings.Builder
+	WriteLines(&b, os)
+	if os[0].EventsLost != 3 || b.String() != "expect h: holds: 0 hits (evaluated without 3 lost events)\n" {
+		t.Errorf("outcome %+v, line %q", os[0], b.String())
+	}
+	var s pipeline.Summary
+	if r := NewReport(Run{}, s, os); r.Run.EventsLost != 3 {
+		t.Errorf("report run %+v, want 3 events lost", r.Run)
+	}
+}

@@ -123,6 +123,9 @@ type Outcome struct {
 	// Failures counts them all.
 	CounterExamples []CounterExample
 	Failures        uint64
+	// EventsLost counts the run's events that never reached the
+	// evaluator: when not 0, the outcome rests on incomplete events.
+	EventsLost uint64
 }
 
 // Measured holds the figures an expectation measured; only those of its

@@ -29,6 +29,9 @@ func WriteLines(w io.Writer, os []Outcome) {
 				fmt.Fprintf(w, " (%d counter-examples)", o.Failures)
 			}
 		}
+		if o.EventsLost > 0 {
+			fmt.Fprintf(w, " (evaluated without %d lost events)", o.EventsLost)
+		}
 		fmt.Fprintln(w)
 	}
 }

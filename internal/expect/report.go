@@ -47,6 +47,9 @@ type RunReport struct {
 	DurationSeconds float64   `json:"duration_seconds"`
 	// ExitStatus is the command's exit status, absent when no command ran.
 	ExitStatus *int `json:"exit_status,omitempty"`
+	// EventsLost counts the events the expectations were evaluated
+	// without (the event writer fell behind its buffer).
+	EventsLost uint64 `json:"events_lost"`
 }
 
 // SummaryReport is the report's "summary" object: the counts of the
@@ -132,6 +135,7 @@ func NewReport(run Run, s pipeline.Summary, os []Outcome) Report {
 		if o.Type == "exit" {
 			r.Run.ExitStatus = o.Measured.Status
 		}
+		r.Run.EventsLost = o.EventsLost
 		r.Expectations = append(r.Expectations, expectationReport(o))
 	}
 	return r
