@@ -30,7 +30,7 @@ func TestRunEvaluatesExpectations(t *testing.T) {
 	out := s.chaos.stdout.String()
 	for _, want := range []string{
 		"expect syn-retransmitted: holds: 1 of 1 firings followed, after 1",
-		"expect fired-once: holds: 1 hits",
+		"expect fired-once: holds: 1 hit",
 		"expect server-established: holds: 1 of 1 connections reached ESTABLISHED",
 		"expect client-closes: holds: 1 of 1 connections reached TIME_WAIT",
 		"expect quick-connect: FAILS: longest stay in SYN_SENT 1",

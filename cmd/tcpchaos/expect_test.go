@@ -61,7 +61,7 @@ func TestReplayExpectations(t *testing.T) {
 	summary := strings.Index(out, "actions:")
 	for _, line := range []string{
 		"expect fin-retransmitted: holds: 1 of 1 firings followed, after 319ms\n",
-		"expect fired-once: holds: 1 hits\n",
+		"expect fired-once: holds: 1 hit\n",
 		"expect short-fin-wait: holds: longest stay in FIN_WAIT_1 1.279s (192.0.2.1:39639->192.168.0.1:8080)\n",
 		"expect closes: FAILS: 0 of 1 connections reached TIME_WAIT; first counter-example 192.0.2.1:39639->192.168.0.1:8080 at 12:44:50.634802: either endpoint never reached TIME_WAIT\n",
 		"expect times-out: skipped: no command ran\n",
@@ -131,7 +131,7 @@ rules: [{name: lose-first-fin, match: {packet: fin, nth: 1}, action: drop}]
 expect: [{name: a, follows: {rule: lose-first-fin, packet: fin, nth: 2, within: 300ms}}]
 `)
 	if out, err := runCLI(t, "replay", "-c", cfg, "--pcap", userTimeout); !errors.As(err, new(failedError)) ||
-		!strings.Contains(out, "expect a: FAILS: 1 firings, none followed within 300ms; first counter-example 192.0.2.1:39639->192.168.0.1:8080 at 12:44:52.735231") {
+		!strings.Contains(out, "expect a: FAILS: 1 firing, none followed within 300ms; first counter-example 192.0.2.1:39639->192.168.0.1:8080 at 12:44:52.735231") {
 		t.Errorf("a 300ms bound on a 319ms retransmission: %v\n%s", err, out)
 	}
 }

@@ -123,13 +123,21 @@ func (t *followsTally) end(_ time.Time, _ facts) Outcome {
 	case m.Firings == 0:
 		figure = "the rule never fired"
 	case m.Reactions == 0:
-		figure = fmt.Sprintf("%d firings, none followed within %s", m.Firings, t.f.Within)
+		figure = fmt.Sprintf("%s, none followed within %s", count(m.Firings, "firing"), t.f.Within)
 	default:
 		figure = fmt.Sprintf("%d of %d firings followed, after %s", m.Reactions, m.Firings, span(m.GapMin, m.GapMax))
 	}
 	o := t.x.outcome(figure)
 	o.Measured = m
 	return o
+}
+
+// count renders n things: "1 firing", "3 firings".
+func count(n uint64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // span renders a range of durations: "1.02s" or "1.02s to 3.1s".

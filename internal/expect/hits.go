@@ -41,5 +41,5 @@ func (hitsTally) gone(*conn, time.Time) {}
 func (t hitsTally) end(_ time.Time, f facts) Outcome {
 	n := f.hits[t.h.Rule]
 	holds := (t.h.Min == nil || n >= *t.h.Min) && (t.h.Max == nil || n <= *t.h.Max)
-	return Outcome{Holds: holds, Figure: fmt.Sprintf("%d hits", n), Measured: Measured{Hits: n}}
+	return Outcome{Holds: holds, Figure: count(n, "hit"), Measured: Measured{Hits: n}}
 }
