@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/oracle"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// http10Requests is how many connections TestHTTP10CloseMatchesKernel makes
+// per address family; curl's --max-time bounds them in time.
+const (
+	http10Requests = 200
+	http10Timeout  = 60 * time.Second
+)
+
+// TestHTTP10CloseMatchesKernel: real programs, no fault. Python's
+// http.server speaks HTTP/1.0 and closes right after its response; curl
+// closes as soon as it has read it, so the two FINs cross between the
+// router and the client in most connections (a simultaneous close: both
+// ends end in TIME_WAIT) and pass the router one after the other in the
+// rest (the client closes passively and only the server keeps a
+// TIME_WAIT). Once every connection has closed, the tracker's final states
+// (each connection's last event before any expiry) must put as many
+// clients and as many servers in TIME_WAIT as the kernels' own sockets
+// (ss in the client and the server namespace), and no event may show a
+// pair of states two real endpoints cannot be in (oracle.Possible).
+func TestHTTP10CloseMatchesKernel(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"python3", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			netnstest.RequirePrivileged(t) // skips or fails with the harness's message first
+			t.Fatalf("%s not in PATH: %v", tool, err)
+		}
+	}
+	families(t, func(t *testing.T, v6 bool) {
+		tp := netnstest.NewTopology(t)
+		server := tp.Server4
+		if v6 {
+			server = tp.Server6
+		}
+		serverAP := netip.AddrPortFrom(server, port)
+		startHTTPServer(t, tp.Server, serverAP)
+		chaos := startTcpchaos(t, tp.Router, filepath.Join("testdata", "observe.yaml"))
+
+		ok := curlEach(t, tp.Client, fmt.Sprintf("http://%s/hello.txt", serverAP), http10Requests)
+		if ok != http10Requests {
+			t.Errorf("%d of %d requests answered 200", ok, http10Requests)
+		}
+		settle(t, tp.Client, tp.Server)
+		kernelClient := tp.Client.SocketStates(t, port)[statetrack.TimeWait]
+		kernelServer := tp.Server.SocketStates(t, port)[statetrack.TimeWait]
+		evs := chaos.stop()
+
+		finals := oracle.Finals(evs)
+		trackerClient, trackerServer := oracle.Count(finals, statetrack.TimeWait)
+		bad := oracle.ImpossiblePairs(evs)
+		t.Logf("%d connections; TIME_WAIT client side: kernel %d, tracker %d; server side: kernel %d, tracker %d; %d events with an impossible pair",
+			len(finals), kernelClient, trackerClient, kernelServer, trackerServer, len(bad))
+		if len(finals) != http10Requests {
+			t.Errorf("the events show %d connections, want %d", len(finals), http10Requests)
+		}
+		if trackerClient != kernelClient || trackerServer != kernelServer {
+			t.Errorf("TIME_WAIT: client side tracker %d, kernel %d; server side tracker %d, kernel %d",
+				trackerClient, kernelClient, trackerServer, kernelServer)
+		}
+		if len(bad) > 0 {
+			t.Errorf("%d events show a pair of states no two endpoints can be in, the first ones:\n%s",
+				len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
+		}
+	})
+}
+
+// startHTTPServer runs python3's http.server (HTTP/1.0) in ns on ap,
+// serving a directory with hello.txt, and waits until it listens. The
+// namespace's removal ends it if the test's cleanup did not.
+func startHTTPServer(t *testing.T, ns *netnstest.NS, ap netip.AddrPort) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := ns.Command("python3", "-m", "http.server", fmt.Sprint(ap.Port()), "--bind", ap.Addr().String(), "--directory", dir)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start http.server: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if !waitState(t, ns, statetrack.Listen, readyTimeout) {
+		t.Fatalf("http.server not listening on %s after %v: %s", ap, readyTimeout, stderr.String())
+	}
+}
+
+// curlEach fetches url n times with one curl in ns, each request a
+// connection of its own (the server closes after each response), and
+// returns how many were answered 200.
+func curlEach(t *testing.T, ns *netnstest.NS, url string, n int) int {
+	t.Helper()
+	var list strings.Builder
+	for i := range n {
+		fmt.Fprintf(&list, "url = \"%s?n=%d\"\noutput = \"/dev/null\"\n", url, i)
+	}
+	cmd := ns.Command("curl", "--globoff", "--silent", "--show-error", "--max-time", fmt.Sprint(http10Timeout.Seconds()),
+		"--write-out", "%{http_code}\n", "--config", "-")
+	cmd.Stdin = strings.NewReader(list.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("curl: %v: %s", err, stderr.String())
+	}
+	return strings.Count(string(out), "200\n")
+}
+
+// settle waits until no socket on the port is left in either namespace
+// but listeners and TIME_WAIT: every close has ended on both hosts.
+func settle(t *testing.T, hosts ...*netnstest.NS) {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for _, ns := range hosts {
+		for {
+			busy := 0
+			for st, n := range ns.SocketStates(t, port) {
+				if st != statetrack.Listen && st != statetrack.TimeWait {
+					busy += n
+				}
+			}
+			if busy == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: sockets still closing after %v:\n%s", ns.Name, ioTimeout, ns.SS(t))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
