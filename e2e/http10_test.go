@@ -35,12 +35,7 @@ const (
 // pair of states two real endpoints cannot be in (oracle.Possible).
 func TestHTTP10CloseMatchesKernel(t *testing.T) {
 	t.Parallel()
-	for _, tool := range []string{"python3", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			netnstest.RequirePrivileged(t) // skips or fails with the harness's message first
-			t.Fatalf("%s not in PATH: %v", tool, err)
-		}
-	}
+	requireTools(t, "python3", "curl")
 	families(t, func(t *testing.T, v6 bool) {
 		tp := netnstest.NewTopology(t)
 		server := tp.Server4
@@ -77,6 +72,19 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 				len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
 		}
 	})
+}
+
+// requireTools skips or fails the test as netnstest.RequirePrivileged
+// does, and fails it when one of the programs is not in PATH (.ci/run
+// installs them).
+func requireTools(t *testing.T, names ...string) {
+	t.Helper()
+	netnstest.RequirePrivileged(t)
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s not in PATH: %v", name, err)
+		}
+	}
 }
 
 // startHTTPServer runs python3's http.server (HTTP/1.0) in ns on ap,

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/oracle"
+)
+
+// The CI size of the conntrack comparison (the benchmark suite runs it at
+// 10,000 connections: go run ./bench -oracle-only).
+const (
+	ctConns   = 300
+	ctWorkers = 16
+)
+
+// TestConntrackAgrees: the tracker against nf_conntrack, the kernel's own
+// middlebox tracker, on the same router (internal/oracle). A few hundred
+// connections of every shape of oracle.Shape, lost packets included (the
+// rules of oracle.Config); conntrack's event stream (conntrack -E) and the
+// tracker's events must tell the same story of every connection, but for
+// conntrack's documented coarseness (oracle.Class).
+func TestConntrackAgrees(t *testing.T) {
+	t.Parallel()
+	requireTools(t, "conntrack")
+	tp := netnstest.NewTopology(t)
+	run := tp.Router.Command
+	if err := oracle.PrepareRouter(run); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(t.TempDir(), "oracle.yaml")
+	if err := os.WriteFile(config, []byte(oracle.Config(oracle.CTMSL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mon, err := oracle.StartMonitor(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chaos := startTcpchaos(t, tp.Router, config)
+	stop, err := oracle.Serve(tp.Server.NS.Listen, tp.Server4, ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reaping := make(chan struct{})
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		for {
+			select {
+			case <-reaping:
+				return
+			case <-time.After(200 * time.Millisecond):
+				_ = run("conntrack", "-L", "-p", "tcp").Run()
+			}
+		}
+	}()
+	start := time.Now()
+	res := oracle.Run(t.Context(), tp.Client.DialContext, tp.Server4, ctConns, ctWorkers, ioTimeout)
+	took := time.Since(start)
+	t.Logf("workload %s–%s", start.Format("15:04:05.000"), time.Now().Format("15:04:05.000"))
+	stop()
+	if ok, failed := res.Total(); ok != ctConns || failed != 0 {
+		t.Errorf("%d connections completed, %d failed, want %d and 0: %s", ok, failed, ctConns, strings.Join(res.Errors, "; "))
+	}
+	// Both trackers' TIME_WAIT ends 2 s after the last packet.
+	time.Sleep(2*oracle.CTMSL + 500*time.Millisecond)
+	close(reaping)
+	<-reaped
+	t.Logf("reap from %s", time.Now().Format("15:04:05.000"))
+	if left, err := oracle.Reap(run, ioTimeout); err != nil || left > 0 {
+		t.Errorf("conntrack: %d entries left after reaping, %v", left, err)
+	}
+	evs := chaos.stop()
+	cts, err := mon.Stop()
+	if err != nil {
+		t.Error(err)
+	}
+	vs := oracle.Compare(evs, cts)
+	t.Logf("%d connections in %v; %d conntrack events, %d tracker events\n%s", ctConns, took.Round(time.Millisecond), len(cts), len(evs), oracle.Summarize(vs).Table())
+	bad := 0
+	for _, v := range vs {
+		if !v.Class.Coarse() {
+			if bad < 10 {
+				t.Errorf("%s\n%s", v, dumpEvents(connEvents(evs, v.Conn)))
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d connections on which the trackers disagree", bad)
+	}
+	if len(vs) != ctConns {
+		t.Errorf("%d connections compared, want %d", len(vs), ctConns)
+	}
+	if imp := oracle.ImpossiblePairs(evs); len(imp) > 0 {
+		t.Errorf("%d events show an impossible pair of states, the first: %s", len(imp), imp[0])
+	}
+}
+
+// connEvents returns the events of one connection.
+func connEvents(evs []events.Event, conn string) []events.Event {
+	var out []events.Event
+	for _, e := range evs {
+		if e.Conn == conn {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,288 @@
+package oracle
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+)
+
+// Project returns the conntrack states that the tracker's view of one
+// connection implies, in order: the states nf_conntrack goes through when
+// it sees the packets the tracker saw (a packet a rule drops included:
+// conntrack sees packets as they reach the router, before tcpchaos acts)
+// and the tracker's reading of them is right. The handshake follows the
+// tracker's kinds: syn opens (SYN_SENT), syn-ack answers (SYN_RECV),
+// handshake-ack establishes. The close follows its states: the first fin
+// starts it (FIN_WAIT), the first FIN being acknowledged (its sender in
+// FIN_WAIT_2) is CLOSE_WAIT, the other side's fin LAST_ACK, and the
+// second FIN being acknowledged (its sender in TIME_WAIT or CLOSED)
+// TIME_WAIT. An rst ends the connection (CLOSE).
+func Project(evs []events.Event) []Step {
+	var steps []Step
+	state, first := "NONE", ""
+	for _, e := range evs {
+		if e.Kind == events.StateKind {
+			continue
+		}
+		next := state
+		switch {
+		case e.Kind == "rst":
+			next = "CLOSE"
+		case e.Kind == "syn" && state == "NONE":
+			next = "SYN_SENT"
+		case e.Kind == "syn-ack" && state == "SYN_SENT":
+			next = "SYN_RECV"
+		case e.Kind == "handshake-ack" && state == "SYN_RECV":
+			next = "ESTABLISHED"
+		case e.Kind == "fin" && state == "ESTABLISHED":
+			next, first = "FIN_WAIT", e.From
+		case e.Kind == "fin" && (state == "FIN_WAIT" || state == "CLOSE_WAIT") && e.From != first:
+			next = "LAST_ACK"
+		case state == "FIN_WAIT" && e.From != first && stateOf(e, first) == "FIN_WAIT_2":
+			next = "CLOSE_WAIT"
+		case state == "LAST_ACK" && e.From == first:
+			if st := stateOf(e, other(first)); st == "TIME_WAIT" || st == "CLOSED" {
+				next = "TIME_WAIT"
+			}
+		}
+		if next != state {
+			steps = append(steps, Step{next, e.Time})
+			state = next
+		}
+	}
+	return steps
+}
+
+// Step is a state a tracker entered and when.
+type Step struct {
+	State string
+	Time  time.Time
+}
+
+// String renders "STATE@15:04:05.000000".
+func (s Step) String() string { return s.State + "@" + s.Time.Format("05.000000") }
+
+// stateOf returns the state of side ("client" or "server") after e.
+func stateOf(e events.Event, side string) string {
+	if side == "client" {
+		return e.ClientState
+	}
+	return e.ServerState
+}
+
+func other(side string) string {
+	if side == "client" {
+		return "server"
+	}
+	return "client"
+}
+
+// Observed returns the states one conntrack entry reported, in order and
+// without repeats, and whether it ended (DESTROY).
+func Observed(cts []CTEvent) (steps []Step, destroyed bool) {
+	for _, e := range cts {
+		if e.State != "" && (len(steps) == 0 || steps[len(steps)-1].State != e.State) {
+			steps = append(steps, Step{e.State, e.Time})
+		}
+		destroyed = destroyed || e.Type == "DESTROY"
+	}
+	return steps, destroyed
+}
+
+// Class is how conntrack's view of a connection relates to the tracker's.
+type Class int
+
+// The classes. Those that Coarse reports true for are documented
+// coarseness of conntrack; the others are disagreements.
+const (
+	// Agree: conntrack reported exactly the states the tracker's
+	// classification implies, and ended the entry.
+	Agree Class = iota
+	// Coalesced: conntrack skipped some of those states, in order, and
+	// ended in the same one. Its events report the entry's state when they
+	// are delivered, after the packet has left the router: while a packet
+	// waits in the queue, the next one (from the other side) may already
+	// have moved the entry on, and the event of the first reports the
+	// state after both.
+	Coalesced
+	// Unmatched: a connection one side has and the other has not.
+	Unmatched
+	// Differ: any other difference.
+	Differ
+	// NotDestroyed: the states agree but conntrack did not end the entry.
+	NotDestroyed
+	numClasses
+)
+
+var classNames = [numClasses]string{"agree", "coalesced", "unmatched", "differ", "not destroyed"}
+
+// String returns the class's name.
+func (c Class) String() string { return classNames[c] }
+
+// Coarse reports whether c is conntrack being coarser than the tracker,
+// not a disagreement.
+func (c Class) Coarse() bool { return c == Agree || c == Coalesced }
+
+// Verdict is the comparison of one connection.
+type Verdict struct {
+	Conn    string
+	Shape   Shape
+	Class   Class
+	Tracker []Step // Project of the tracker's events
+	CT      []Step // Observed states
+	Destroy bool
+}
+
+// String renders the verdict on one line.
+func (v Verdict) String() string {
+	return fmt.Sprintf("%s %s %s: tracker %v, conntrack %v (destroyed %v)", v.Conn, v.Shape, v.Class, v.Tracker, v.CT, v.Destroy)
+}
+
+// Compare matches the tracker's connections with conntrack's entries (by
+// tuple, incarnations in order) and classifies each.
+func Compare(evs []events.Event, cts []CTEvent) []Verdict {
+	byConn := map[string][][]events.Event{}
+	order := map[uint64]int{} // conn id → index in byConn[conn]
+	for _, e := range evs {
+		i, ok := order[e.ConnID]
+		if !ok {
+			i = len(byConn[e.Conn])
+			order[e.ConnID] = i
+			byConn[e.Conn] = append(byConn[e.Conn], nil)
+		}
+		byConn[e.Conn][i] = append(byConn[e.Conn][i], e)
+	}
+	ctConn := map[string][][]CTEvent{}
+	type entry struct {
+		conn string
+		id   uint64
+	}
+	ctOrder := map[entry]int{}
+	for _, e := range cts {
+		k := entry{e.Conn(), e.ID}
+		i, ok := ctOrder[k]
+		if !ok {
+			i = len(ctConn[e.Conn()])
+			ctOrder[k] = i
+			ctConn[e.Conn()] = append(ctConn[e.Conn()], nil)
+		}
+		ctConn[e.Conn()][i] = append(ctConn[e.Conn()][i], e)
+	}
+	conns := map[string]Shape{}
+	for c, incs := range byConn {
+		conns[c] = shapeOfConn(incs[0][0].Conn)
+	}
+	for c, incs := range ctConn {
+		conns[c] = shapeOfPort(incs[0][0].Dst.Port())
+	}
+	var out []Verdict
+	for c, shape := range conns {
+		tr, ct := byConn[c], ctConn[c]
+		for i := range max(len(tr), len(ct)) {
+			v := Verdict{Conn: c, Shape: shape, Class: Unmatched}
+			if i < len(tr) {
+				v.Tracker = Project(tr[i])
+			}
+			if i < len(ct) {
+				v.CT, v.Destroy = Observed(ct[i])
+			}
+			if i < len(tr) && i < len(ct) {
+				v.Class = classify(v.Tracker, v.CT, v.Destroy)
+			}
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Conn < out[j].Conn })
+	return out
+}
+
+// classify compares the projected and the observed states.
+func classify(tracker, ct []Step, destroyed bool) Class {
+	tr, cs := names(tracker), names(ct)
+	switch {
+	case len(cs) == 0 || len(tr) == 0 || cs[len(cs)-1] != tr[len(tr)-1] || !subsequence(cs, tr):
+		return Differ
+	case !destroyed:
+		return NotDestroyed
+	case slices.Equal(cs, tr):
+		return Agree
+	}
+	return Coalesced
+}
+
+// names returns the steps' states.
+func names(steps []Step) []string {
+	n := make([]string, len(steps))
+	for i, s := range steps {
+		n[i] = s.State
+	}
+	return n
+}
+
+// subsequence reports whether a's elements appear in b in order.
+func subsequence(a, b []string) bool {
+	i := 0
+	for _, x := range b {
+		if i < len(a) && a[i] == x {
+			i++
+		}
+	}
+	return i == len(a)
+}
+
+// shapeOfConn returns the shape whose port is conn's server port.
+func shapeOfConn(conn string) Shape {
+	_, server, _ := strings.Cut(conn, "->")
+	i := strings.LastIndexByte(server, ':')
+	var p uint16
+	fmt.Sscan(server[i+1:], &p)
+	return shapeOfPort(p)
+}
+
+// shapeOfPort returns the shape of server port p (ClientClose for a port
+// of none: the comparison still runs, under the wrong name).
+func shapeOfPort(p uint16) Shape {
+	if p >= BasePort && p < BasePort+uint16(NumShapes) {
+		return Shape(p - BasePort)
+	}
+	return ClientClose
+}
+
+// Summary counts verdicts by shape and class.
+type Summary struct {
+	Counts [NumShapes][numClasses]int
+}
+
+// Summarize counts vs.
+func Summarize(vs []Verdict) Summary {
+	var s Summary
+	for _, v := range vs {
+		s.Counts[v.Shape][v.Class]++
+	}
+	return s
+}
+
+// Table renders the summary as a markdown table: a row per shape, a
+// column per class.
+func (s Summary) Table() string {
+	var b strings.Builder
+	b.WriteString("| shape |")
+	for c := range numClasses {
+		fmt.Fprintf(&b, " %s |", c)
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", int(numClasses)))
+	b.WriteString("\n")
+	for sh := range NumShapes {
+		fmt.Fprintf(&b, "| %s |", sh)
+		for c := range numClasses {
+			fmt.Fprintf(&b, " %d |", s.Counts[sh][c])
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
