@@ -115,10 +115,14 @@ const (
 	Differ
 	// NotDestroyed: the states agree but conntrack did not end the entry.
 	NotDestroyed
+	// NotEnded: the states agree and conntrack ended the entry, but the
+	// tracker did not end the connection: no TIME_WAIT expiry, and not
+	// both endpoints CLOSED.
+	NotEnded
 	numClasses
 )
 
-var classNames = [numClasses]string{"agree", "coalesced", "unmatched", "differ", "not destroyed"}
+var classNames = [numClasses]string{"agree", "coalesced", "unmatched", "differ", "not destroyed", "not ended"}
 
 // String returns the class's name.
 func (c Class) String() string { return classNames[c] }
@@ -134,12 +138,13 @@ type Verdict struct {
 	Class   Class
 	Tracker []Step // Project of the tracker's events
 	CT      []Step // Observed states
-	Destroy bool
+	Destroy bool // conntrack ended the entry
+	Ended   bool // the tracker ended the connection
 }
 
 // String renders the verdict on one line.
 func (v Verdict) String() string {
-	return fmt.Sprintf("%s %s %s: tracker %v, conntrack %v (destroyed %v)", v.Conn, v.Shape, v.Class, v.Tracker, v.CT, v.Destroy)
+	return fmt.Sprintf("%s %s %s: tracker %v, conntrack %v (destroyed %v, ended %v)", v.Conn, v.Shape, v.Class, v.Tracker, v.CT, v.Destroy, v.Ended)
 }
 
 // Compare matches the tracker's connections with conntrack's entries (by
@@ -185,13 +190,13 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 		for i := range max(len(tr), len(ct)) {
 			v := Verdict{Conn: c, Shape: shape, Class: Unmatched}
 			if i < len(tr) {
-				v.Tracker = Project(tr[i])
+				v.Tracker, v.Ended = Project(tr[i]), ended(tr[i])
 			}
 			if i < len(ct) {
 				v.CT, v.Destroy = Observed(ct[i])
 			}
 			if i < len(tr) && i < len(ct) {
-				v.Class = classify(v.Tracker, v.CT, v.Destroy)
+				v.Class = classify(v.Tracker, v.CT, v.Destroy, v.Ended)
 			}
 			out = append(out, v)
 		}
@@ -201,17 +206,31 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 }
 
 // classify compares the projected and the observed states.
-func classify(tracker, ct []Step, destroyed bool) Class {
+func classify(tracker, ct []Step, destroyed, ended bool) Class {
 	tr, cs := names(tracker), names(ct)
 	switch {
 	case len(cs) == 0 || len(tr) == 0 || cs[len(cs)-1] != tr[len(tr)-1] || !subsequence(cs, tr):
 		return Differ
 	case !destroyed:
 		return NotDestroyed
+	case !ended:
+		return NotEnded
 	case slices.Equal(cs, tr):
 		return Agree
 	}
 	return Coalesced
+}
+
+// ended reports whether the tracker ended a connection: its TIME_WAIT
+// expired, or its last event shows both endpoints CLOSED.
+func ended(evs []events.Event) bool {
+	for _, e := range evs {
+		if e.Kind == events.StateKind && e.Reason == "time-wait-expired" {
+			return true
+		}
+	}
+	last := evs[len(evs)-1]
+	return last.ClientState == "CLOSED" && last.ServerState == "CLOSED"
 }
 
 // names returns the steps' states.

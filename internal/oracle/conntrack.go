@@ -145,6 +145,10 @@ var probe = []string{"-p", "tcp", "-s", "127.0.0.2", "-d", "127.0.0.3", "--sport
 
 // Monitor is a `conntrack -E` running in the router's namespace.
 type Monitor struct {
+	run      Command
+	stopReap chan struct{} // closed by Stop
+	stopOnce sync.Once
+	reaped   chan struct{} // closed when reapLoop returned
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the output is read to its end
 	mu     sync.Mutex
@@ -168,10 +172,11 @@ func (w *stampedWriter) Write(p []byte) (int, error) {
 }
 
 // StartMonitor starts `conntrack -E` for TCP in the router's namespace and
-// returns once it reports events: it inserts a probe entry and waits for
-// its event.
+// returns once it reports events (it inserts a probe entry and waits for
+// its event). Until Stop, the Monitor also reaps expired entries (see
+// reap) every reapEvery, so that their DESTROY events come in time.
 func StartMonitor(run Command) (*Monitor, error) {
-	m := &Monitor{cmd: run("conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer), done: make(chan struct{})}
+	m := &Monitor{run: run, stopReap: make(chan struct{}), reaped: make(chan struct{}), cmd: run("conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer), done: make(chan struct{})}
 	out, err := m.cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("conntrack -E: %w", err)
@@ -189,8 +194,10 @@ func StartMonitor(run Command) (*Monitor, error) {
 		select {
 		case <-ready:
 			_ = run("conntrack", append([]string{"-D"}, probe...)...).Run()
+			go m.reapLoop()
 			return m, nil
 		case <-m.done:
+			close(m.reaped)
 			err := m.cmd.Wait()
 			m.mu.Lock()
 			defer m.mu.Unlock()
@@ -198,6 +205,7 @@ func StartMonitor(run Command) (*Monitor, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			close(m.reaped)
 			_, err := m.Stop()
 			return nil, errors.Join(fmt.Errorf("conntrack -E reports nothing after %v", monitorTimeout), err)
 		}
@@ -233,23 +241,50 @@ func (m *Monitor) read(r io.Reader, ready chan struct{}) {
 	_, _ = io.Copy(io.Discard, r)
 }
 
-// Reap makes nf_conntrack end the entries whose timeout has run out: its
+// reapEvery is how often the Monitor dumps the table (see reap).
+const reapEvery = 200 * time.Millisecond
+
+// reap makes nf_conntrack end the entries whose timeout has run out, each
+// with its DESTROY event, and returns how many entries are left. Its
 // garbage collector may take tens of seconds to get to them, but a dump
-// (conntrack -L) removes the expired entries it meets, each with its
-// DESTROY event. It dumps until no entry is left or timeout passes, and
-// returns how many entries are left.
-func Reap(run Command, timeout time.Duration) (left int, err error) {
+// (conntrack -L) removes the expired entries it meets. Dumping often
+// keeps the DESTROY events few at a time: a single dump of hundreds of
+// expired entries makes conntrack -E lose events (ENOBUFS), whatever its
+// buffer size.
+func (m *Monitor) reap() (left int, err error) {
+	for _, family := range []string{"ipv4", "ipv6"} {
+		out, err := m.run("conntrack", "-L", "-p", "tcp", "-f", family).Output()
+		if err != nil {
+			return 0, fmt.Errorf("conntrack -L -f %s: %w", family, err)
+		}
+		left += strings.Count(string(out), "\n")
+	}
+	return left, nil
+}
+
+// reapLoop reaps every reapEvery until stop closes.
+func (m *Monitor) reapLoop() {
+	defer close(m.reaped)
+	for {
+		select {
+		case <-m.stopReap:
+			return
+		case <-time.After(reapEvery):
+			_, _ = m.reap()
+		}
+	}
+}
+
+// Drain waits until nf_conntrack has no TCP entry left (every timeout ran
+// out and the entry was reaped), or timeout passes; it returns how many
+// entries are left.
+func (m *Monitor) Drain(timeout time.Duration) (left int, err error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := run("conntrack", "-L", "-p", "tcp").Output()
-		if err != nil {
-			return 0, fmt.Errorf("conntrack -L: %w", err)
+		if left, err = m.reap(); err != nil || left == 0 || time.Now().After(deadline) {
+			return left, err
 		}
-		left = strings.Count(string(out), "\n")
-		if left == 0 || time.Now().After(deadline) {
-			return left, nil
-		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(reapEvery)
 	}
 }
 
@@ -257,6 +292,8 @@ func Reap(run Command, timeout time.Duration) (left int, err error) {
 // returns its events. It fails when conntrack lost events (ENOBUFS) or
 // printed a line that does not parse.
 func (m *Monitor) Stop() ([]CTEvent, error) {
+	m.stopOnce.Do(func() { close(m.stopReap) })
+	<-m.reaped
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-m.done:
