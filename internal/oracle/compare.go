@@ -138,8 +138,8 @@ type Verdict struct {
 	Class   Class
 	Tracker []Step // Project of the tracker's events
 	CT      []Step // Observed states
-	Destroy bool // conntrack ended the entry
-	Ended   bool // the tracker ended the connection
+	Destroy bool   // conntrack ended the entry
+	Ended   bool   // the tracker ended the connection
 }
 
 // String renders the verdict on one line.

@@ -149,13 +149,13 @@ type Monitor struct {
 	stopReap chan struct{} // closed by Stop
 	stopOnce sync.Once
 	reaped   chan struct{} // closed when reapLoop returned
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the output is read to its end
-	mu     sync.Mutex
-	events []CTEvent
-	bad    []string // lines that did not parse, or warnings
-	stderr strings.Builder
-	lostAt time.Time // when conntrack reported lost events
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the output is read to its end
+	mu       sync.Mutex
+	events   []CTEvent
+	bad      []string // lines that did not parse, or warnings
+	stderr   strings.Builder
+	lostAt   time.Time // when conntrack reported lost events
 }
 
 // stampedWriter is the Monitor as conntrack's standard error: it keeps
