@@ -1,6 +1,6 @@
 # The test command of README.md. As root it first installs the programs the
 # namespace tests drive (scripts/test-deps); outside root those tests skip.
-.PHONY: test test-deps build lint fuzz bench bench-smoke demo
+.PHONY: test test-deps build lint fuzz bench bench-smoke bench-oracle demo
 
 build:
 	go build -o bin/tcpchaos ./cmd/tcpchaos
@@ -36,6 +36,11 @@ fuzz:
 # namespaces, offline Go benchmarks and replay; report in bin/bench.md.
 bench:
 	go run ./bench
+
+# The conntrack oracle workload alone (README "Benchmarks"; root):
+# 10,000 connections compared with nf_conntrack's event stream.
+bench-oracle:
+	go run ./bench -live=false -offline=false -out bin/bench-oracle.md
 
 # CI-sized run of the suite: one short round, asserts only that it completes.
 bench-smoke:

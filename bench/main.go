@@ -3,6 +3,7 @@
 //
 //	go run ./bench            # or: make bench
 //	go run ./bench -smoke     # CI-sized: one short round, no target checks
+//	go run ./bench -live=false -offline=false   # the conntrack oracle alone
 //
 // It builds bin/tcpchaos and bin/bench-reference (bench/reference), builds
 // a client/router/server topology of network namespaces, and measures, in
@@ -11,7 +12,9 @@
 // bulk TCP throughput, short connections per second and connect() time.
 // Then it runs the offline figures: the tracker, rules and pipeline Go
 // benchmarks on one core, and `tcpchaos replay` over a large synthetic
-// capture. It prints a markdown table of medians with their spread, the
+// capture. Then the conntrack oracle (bench/oracle.go): 10,000 connections
+// of mixed shapes, the tracker's story of each compared with nf_conntrack's.
+// It prints a markdown table of medians with their spread, the
 // targets met or missed, and writes the same to -out.
 //
 // Every program it starts is stopped by its PID, and the namespaces are
@@ -50,6 +53,9 @@ type options struct {
 	port          int
 	out           string
 	live, offline bool
+	oracle        bool
+	oracleConns   int
+	oracleWorkers int
 	build         bool
 
 	root                string // the module's root directory
@@ -58,7 +64,7 @@ type options struct {
 
 func main() {
 	var o options
-	role := flag.String("role", "", "internal: run one workload (server, warmup, bulk, conns, latency)")
+	role := flag.String("role", "", "internal: run one workload (server, warmup, bulk, conns, latency, oracle-server, oracle-client)")
 	addr := flag.String("addr", "", "internal: the server's address")
 	d := flag.Duration("d", 0, "internal: the workload's duration")
 	n := flag.Int("n", 0, "internal: the number of connects")
@@ -74,6 +80,9 @@ func main() {
 	flag.StringVar(&o.out, "out", "bin/bench.md", "also write the report to `FILE` (\"\": don't)")
 	flag.BoolVar(&o.live, "live", true, "run the live measurements (namespaces, root)")
 	flag.BoolVar(&o.offline, "offline", true, "run the offline figures (Go benchmarks, replay)")
+	flag.BoolVar(&o.oracle, "oracle", true, "run the conntrack oracle workload (namespaces, root; conntrack(8))")
+	flag.IntVar(&o.oracleConns, "oracle-conns", 10_000, "connections of the conntrack oracle workload")
+	flag.IntVar(&o.oracleWorkers, "oracle-workers", 8, "concurrent connections of the conntrack oracle workload")
 	flag.BoolVar(&o.build, "build", true, "build bin/tcpchaos and bin/bench-reference first")
 	flag.Parse()
 
@@ -86,7 +95,7 @@ func main() {
 	}
 	if o.smoke {
 		o.rounds, o.bulk, o.conns, o.connects = 1, time.Second, time.Second, 200
-		o.replayPackets, o.benchtime = 20_000, "100ms"
+		o.replayPackets, o.benchtime, o.oracleConns = 20_000, "100ms", 300
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	missed, err := suite(ctx, o)
@@ -120,6 +129,10 @@ func runRole(role, addr string, d time.Duration, workers, n int) error {
 		return printJSON(conns(addr, workers, d))
 	case "latency":
 		return printJSON(latency(addr, n))
+	case "oracle-server":
+		return oracleServe(addr, d)
+	case "oracle-client":
+		return oracleClient(addr, n, workers)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -161,6 +174,14 @@ func suite(ctx context.Context, o options) (int, error) {
 		if r.replay, err = runReplay(ctx, o); err != nil {
 			return 0, err
 		}
+	}
+	if o.oracle {
+		fmt.Fprintf(os.Stderr, "bench: conntrack oracle, %d connections\n", o.oracleConns)
+		or, err := runOracle(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		r.oracle = &or
 	}
 	text, missed := r.render()
 	fmt.Print(text)

@@ -101,6 +101,7 @@ type report struct {
 	live    [][numColumns]liveRun // by round
 	benches []offlineBench
 	replay  replayFigures
+	oracle  *oracleRun // nil when not run
 }
 
 // perColumn returns f of every round, for one column.
@@ -170,6 +171,9 @@ func (r *report) render() (string, int) {
 	}
 	if len(r.benches) > 0 {
 		r.renderOffline(&b, &c)
+	}
+	if r.oracle != nil {
+		r.renderOracle(&b, &c)
 	}
 	return b.String(), c.missed
 }

@@ -16,7 +16,7 @@ import (
 // 10,000 connections: go run ./bench -oracle-only).
 const (
 	ctConns   = 300
-	ctWorkers = 16
+	ctWorkers = 8
 )
 
 // TestConntrackAgrees: the tracker against nf_conntrack, the kernel's own

@@ -42,7 +42,7 @@ var shapeNames = [NumShapes]string{
 func (s Shape) String() string { return shapeNames[s] }
 
 // weights say how many connections of each shape a round of 100 has.
-var weights = [NumShapes]int{20, 15, 20, 10, 10, 5, 5, 8, 7}
+var weights = [NumShapes]int{22, 18, 20, 10, 10, 3, 3, 7, 7}
 
 // ShapeOf returns the shape of the workload's i-th connection: the shapes
 // interleaved in the proportions of weights.

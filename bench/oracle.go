@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+	"github.com/tcpchaos/tcpchaos/internal/oracle"
+)
+
+// The conntrack oracle workload: oracle.Run's mixed connection shapes
+// through tcpchaos on the router, with conntrack -E watching the same
+// router, and every connection's story compared (oracle.Compare). Its
+// server and client run as this program re-executed in their namespaces
+// (-role oracle-server, oracle-client).
+
+// oracleRun is what the workload found.
+type oracleRun struct {
+	conns, workers int
+	took           time.Duration
+	result         oracle.Result
+	summary        oracle.Summary
+	disagreements  []string // up to maxErrors verdicts that are not coarseness
+	bad            int      // how many there were
+	impossible     int      // events with an impossible pair of states
+	ctEvents       int
+	trEvents       int
+}
+
+// oracleServe is the oracle-server role: oracle.Serve on addr until
+// SIGINT or SIGTERM; it prints "ready" once it listens.
+func oracleServe(addr string, life time.Duration) error {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return fmt.Errorf("oracle-server: %w", err)
+	}
+	stop, err := oracle.Serve(net.Listen, a, life)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	stop()
+	return nil
+}
+
+// oracleClient is the oracle-client role: n connections, workers at a
+// time, to the server at addr; it prints the oracle.Result.
+func oracleClient(addr string, n, workers int) error {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return fmt.Errorf("oracle-client: %w", err)
+	}
+	var d net.Dialer
+	return printJSON(oracle.Run(context.Background(), d.DialContext, a, n, workers, ioTimeout))
+}
+
+// runOracle builds a lab of its own and runs the workload once.
+func runOracle(ctx context.Context, o options) (r oracleRun, err error) {
+	if err := netlab.Check("ip", "iptables", "ip6tables", "conntrack", "sysctl"); err != nil {
+		return r, fmt.Errorf("conntrack oracle (use -oracle=false to skip it): %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return r, fmt.Errorf("find this program: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "tcpchaos-bench-oracle-")
+	if err != nil {
+		return r, fmt.Errorf("conntrack oracle: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	nl := netlab.New(fmt.Sprintf("tcpchaos-bench-oracle-%d", os.Getpid()))
+	defer func() { err = errors.Join(err, nl.Close()) }()
+	tp, err := nl.Topology()
+	if err != nil {
+		return r, err
+	}
+	run := tp.Router.Command
+	if err := oracle.PrepareRouter(run); err != nil {
+		return r, err
+	}
+	cfg, evFile := filepath.Join(tmp, "oracle.yaml"), filepath.Join(tmp, "events.jsonl")
+	if err := os.WriteFile(cfg, []byte(oracle.Config(oracle.CTMSL)), 0o644); err != nil {
+		return r, fmt.Errorf("conntrack oracle: %w", err)
+	}
+	mon, err := oracle.StartMonitor(run)
+	if err != nil {
+		return r, err
+	}
+	var cts []oracle.CTEvent
+	monStopped := false
+	stopMon := func() error {
+		if monStopped {
+			return nil
+		}
+		monStopped = true
+		var err error
+		cts, err = mon.Stop()
+		return err
+	}
+	defer func() { err = errors.Join(err, stopMon()) }()
+	chaos, err := start(ctx, "tcpchaos", []string{o.tcpchaos, "run", "-c", cfg, "--netns", tp.Router.Name, "--events", evFile}, "tcpchaos: intercepting", nil)
+	if err != nil {
+		return r, err
+	}
+	chaosStopped := false
+	defer func() {
+		if !chaosStopped {
+			err = errors.Join(err, chaos.stop())
+		}
+	}()
+	inNS := func(ns *netlab.NS, args ...string) []string {
+		return append([]string{"ip", "netns", "exec", ns.Name, self}, args...)
+	}
+	addr := tp.Server4.String()
+	server, err := start(ctx, "oracle-server", inNS(tp.Server, "-role", "oracle-server", "-addr", addr, "-d", ioTimeout.String()), "ready", os.Stdout)
+	if err != nil {
+		return r, err
+	}
+	r.conns, r.workers = o.oracleConns, o.oracleWorkers
+	began := time.Now()
+	err = oracleRunClient(ctx, inNS(tp.Client, "-role", "oracle-client", "-addr", addr, "-n", strconv.Itoa(r.conns), "-workers", strconv.Itoa(r.workers)), &r.result)
+	r.took = time.Since(began)
+	if err = errors.Join(err, server.stop()); err != nil {
+		return r, err
+	}
+	// Both trackers' TIME_WAIT ends 2×MSL after the last packet; the
+	// tracker reaps once a second.
+	time.Sleep(2*oracle.CTMSL + 1500*time.Millisecond)
+	if left, err := mon.Drain(30 * time.Second); err != nil || left > 0 {
+		return r, errors.Join(fmt.Errorf("conntrack oracle: %d entries left after draining", left), err)
+	}
+	chaosStopped = true
+	if err := errors.Join(chaos.stop(), stopMon()); err != nil {
+		return r, err
+	}
+	evs, err := readEventsFile(evFile)
+	if err != nil {
+		return r, err
+	}
+	vs := oracle.Compare(evs, cts)
+	r.summary, r.ctEvents, r.trEvents = oracle.Summarize(vs), len(cts), len(evs)
+	for _, v := range vs {
+		if !v.Class.Coarse() {
+			if r.bad < maxErrors {
+				r.disagreements = append(r.disagreements, v.String())
+			}
+			r.bad++
+		}
+	}
+	r.impossible = len(oracle.ImpossiblePairs(evs))
+	return r, nil
+}
+
+// oracleRunClient runs the client role and decodes its result.
+func oracleRunClient(ctx context.Context, argv []string, res *oracle.Result) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("oracle-client: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, res); err != nil {
+		return fmt.Errorf("oracle-client: decode result %q: %w", out, err)
+	}
+	return nil
+}
+
+// readEventsFile reads tcpchaos's events file.
+func readEventsFile(path string) ([]events.Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer f.Close()
+	var evs []events.Event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e events.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("read events: line %d: %w", len(evs)+1, err)
+		}
+		evs = append(evs, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return evs, nil
+}
+
+// renderOracle writes the workload's section of the report.
+func (r *report) renderOracle(b *strings.Builder, c *checks) {
+	or := r.oracle
+	ok, failed := or.result.Total()
+	fmt.Fprintf(b, "\nConntrack oracle: %d connections of mixed shapes (%d at a time, %s), IPv4, "+
+		"tcpchaos on the router with the lost-packet rules of internal/oracle; %d completed, %d failed; "+
+		"%d conntrack events, %d tracker events. Conntrack's states against the tracker's, per connection "+
+		"(README \"Tests\": the classes):\n\n%s\n",
+		or.conns, or.workers, or.took.Round(time.Millisecond), ok, failed, or.ctEvents, or.trEvents, or.summary.Table())
+	for _, d := range or.disagreements {
+		fmt.Fprintf(b, "    %s\n", d)
+	}
+	c.check(or.bad == 0, "no disagreement with conntrack other than its coarseness", fmt.Sprintf("%d connections", or.bad))
+	c.check(or.impossible == 0, "no event with an impossible pair of states", fmt.Sprintf("%d events", or.impossible))
+	c.check(failed == 0, "every connection of the oracle workload completed", fmt.Sprintf("%d failed %v", failed, or.result.Errors))
+}
