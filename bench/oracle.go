@@ -37,6 +37,7 @@ type oracleRun struct {
 	disagreements  []string // up to maxErrors verdicts that are not coarseness
 	bad            int      // how many there were
 	impossible     int      // events with an impossible pair of states
+	kept           string   // where the events were kept ("" when not)
 	ctEvents       int
 	trEvents       int
 }
@@ -165,6 +166,13 @@ func runOracle(ctx context.Context, o options) (r oracleRun, err error) {
 		}
 	}
 	r.impossible = len(oracle.ImpossiblePairs(evs))
+	if r.bad > 0 {
+		// The disagreements are for a closer look: keep the tracker's side.
+		keep := filepath.Join(o.root, "bin", "bench-oracle-events.jsonl")
+		if data, err := os.ReadFile(evFile); err == nil && os.WriteFile(keep, data, 0o644) == nil {
+			r.kept = keep
+		}
+	}
 	return r, nil
 }
 
@@ -219,6 +227,9 @@ func (r *report) renderOracle(b *strings.Builder, c *checks) {
 		or.conns, or.workers, or.took.Round(time.Millisecond), ok, failed, or.ctEvents, or.trEvents, or.summary.Table())
 	for _, d := range or.disagreements {
 		fmt.Fprintf(b, "    %s\n", d)
+	}
+	if or.kept != "" {
+		fmt.Fprintf(b, "\nThe tracker's events are kept in %s.\n\n", or.kept)
 	}
 	c.check(or.bad == 0, "no disagreement with conntrack other than its coarseness", fmt.Sprintf("%d connections", or.bad))
 	c.check(or.impossible == 0, "no event with an impossible pair of states", fmt.Sprintf("%d events", or.impossible))

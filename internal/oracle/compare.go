@@ -116,8 +116,8 @@ const (
 	// NotDestroyed: the states agree but conntrack did not end the entry.
 	NotDestroyed
 	// NotEnded: the states agree and conntrack ended the entry, but the
-	// tracker did not end the connection: no TIME_WAIT expiry, and not
-	// both endpoints CLOSED.
+	// tracker did not end the connection: no TIME_WAIT expiry, no new
+	// incarnation replacing it, and not both endpoints CLOSED.
 	NotEnded
 	numClasses
 )
@@ -222,10 +222,11 @@ func classify(tracker, ct []Step, destroyed, ended bool) Class {
 }
 
 // ended reports whether the tracker ended a connection: its TIME_WAIT
-// expired, or its last event shows both endpoints CLOSED.
+// expired, a new incarnation replaced it, or its last event shows both
+// endpoints CLOSED.
 func ended(evs []events.Event) bool {
 	for _, e := range evs {
-		if e.Kind == events.StateKind && e.Reason == "time-wait-expired" {
+		if e.Kind == events.StateKind && (e.Reason == "time-wait-expired" || e.Reason == "replaced") {
 			return true
 		}
 	}

@@ -1,0 +1,157 @@
+package oracle
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+)
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// script turns lines "from kind client-state server-state" (or "state
+// REASON client server") into one connection's events, 1 ms apart.
+func script(conn string, id uint64, lines ...string) []events.Event {
+	var evs []events.Event
+	for i, l := range lines {
+		f := strings.Fields(l)
+		e := events.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Conn: conn, ConnID: id, ClientState: f[2], ServerState: f[3]}
+		if f[0] == "state" {
+			e.Kind, e.Reason = events.StateKind, f[1]
+		} else {
+			e.From, e.Kind = f[0], f[1]
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+var handshake = []string{
+	"client syn SYN_SENT LISTEN",
+	"server syn-ack ESTABLISHED SYN_RCVD",
+	"client handshake-ack ESTABLISHED ESTABLISHED",
+}
+
+func stateNames(steps []Step) string { return strings.Join(names(steps), ",") }
+
+func TestProject(t *testing.T) {
+	cases := map[string]struct {
+		lines []string
+		want  string
+	}{
+		"four-way close": {[]string{
+			"client fin FIN_WAIT_1 CLOSE_WAIT",
+			"server fin-ack FIN_WAIT_2 CLOSE_WAIT",
+			"server fin TIME_WAIT LAST_ACK",
+			"client final-ack TIME_WAIT CLOSED",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,CLOSE_WAIT,LAST_ACK,TIME_WAIT"},
+		"half-close: data acks the FIN": {[]string{
+			"client fin FIN_WAIT_1 CLOSE_WAIT",
+			"server data FIN_WAIT_2 CLOSE_WAIT",
+			"client ack FIN_WAIT_2 CLOSE_WAIT",
+			"server fin TIME_WAIT LAST_ACK",
+			"client final-ack TIME_WAIT CLOSED",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,CLOSE_WAIT,LAST_ACK,TIME_WAIT"},
+		"FINs crossing beyond the router": {[]string{
+			"server fin CLOSE_WAIT FIN_WAIT_1",
+			"client fin CLOSING CLOSING",
+			"server final-ack TIME_WAIT CLOSING",
+			"client final-ack TIME_WAIT TIME_WAIT",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,LAST_ACK,TIME_WAIT"},
+		"lost final ACK: the retransmitted FIN's ACK ends LAST_ACK": {[]string{
+			"client fin FIN_WAIT_1 CLOSE_WAIT",
+			"server fin TIME_WAIT LAST_ACK",
+			"client final-ack TIME_WAIT LAST_ACK", // dropped
+			"server fin TIME_WAIT LAST_ACK",
+			"client final-ack TIME_WAIT CLOSED",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,LAST_ACK,TIME_WAIT"},
+		"retransmitted FIN is not the second": {[]string{
+			"client fin FIN_WAIT_1 ESTABLISHED", // dropped
+			"client fin FIN_WAIT_1 CLOSE_WAIT",
+			"server fin TIME_WAIT LAST_ACK",
+			"client final-ack TIME_WAIT CLOSED",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,LAST_ACK,TIME_WAIT"},
+		"abort": {[]string{
+			"client rst CLOSED CLOSED",
+			"state time-wait-expired CLOSED CLOSED",
+		}, "SYN_SENT,SYN_RECV,ESTABLISHED,CLOSE"},
+	}
+	for name, c := range cases {
+		got := stateNames(Project(script("a->b", 1, append(slices.Clone(handshake), c.lines...)...)))
+		if got != c.want {
+			t.Errorf("%s: Project = %s, want %s", name, got, c.want)
+		}
+	}
+}
+
+// ct turns "TYPE STATE" lines into one conntrack entry's events.
+func ct(conn string, id uint64, lines ...string) []CTEvent {
+	src, dst, _ := strings.Cut(conn, "->")
+	var out []CTEvent
+	for i, l := range lines {
+		typ, state, _ := strings.Cut(l, " ")
+		out = append(out, CTEvent{Time: t0.Add(time.Duration(i) * time.Millisecond), Type: typ, State: state,
+			Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst), ID: id})
+	}
+	return out
+}
+
+func TestCompare(t *testing.T) {
+	closed := append(slices.Clone(handshake),
+		"client fin FIN_WAIT_1 CLOSE_WAIT", "server fin-ack FIN_WAIT_2 CLOSE_WAIT",
+		"server fin TIME_WAIT LAST_ACK", "client final-ack TIME_WAIT CLOSED",
+		"state time-wait-expired CLOSED CLOSED")
+	full := []string{"NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE CLOSE_WAIT", "UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT"}
+	conn := func(i int) string { return fmt.Sprintf("198.18.1.2:%d->198.19.2.2:8080", 40000+i) }
+	var evs []events.Event
+	var cts []CTEvent
+	add := func(i int, tracker []string, conntrack []string) {
+		if tracker != nil {
+			evs = append(evs, script(conn(i), uint64(i), tracker...)...)
+		}
+		if conntrack != nil {
+			cts = append(cts, ct(conn(i), uint64(100+i), conntrack...)...)
+		}
+	}
+	add(0, closed, full)
+	add(1, closed, []string{"NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE LAST_ACK", "UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT"})
+	add(2, closed, nil)
+	add(3, closed, []string{"NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE CLOSE", "DESTROY CLOSE"})
+	add(4, closed, full[:len(full)-1])
+	add(5, closed[:len(closed)-1], full)
+	add(6, closed, []string{"NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE LAST_ACK", "UPDATE CLOSE_WAIT", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT"})
+	want := []Class{Agree, Coalesced, Unmatched, Differ, NotDestroyed, NotEnded, Differ}
+
+	vs := Compare(evs, cts)
+	if len(vs) != len(want) {
+		t.Fatalf("%d verdicts, want %d: %v", len(vs), len(want), vs)
+	}
+	for i, v := range vs {
+		if v.Conn != conn(i) || v.Class != want[i] || v.Shape != ClientClose {
+			t.Errorf("verdict %d = %s, want %s %s %s", i, v, conn(i), ClientClose, want[i])
+		}
+	}
+	s := Summarize(vs)
+	if s.Counts[ClientClose][Agree] != 1 || s.Counts[ClientClose][Differ] != 2 {
+		t.Errorf("summary %v", s.Counts[ClientClose])
+	}
+	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 1 | 2 | 1 | 1 |") {
+		t.Errorf("table lacks the client-close row:\n%s", tab)
+	}
+}
+
+func TestCompareIncarnationsInOrder(t *testing.T) {
+	c := "198.18.1.2:40000->198.19.2.2:8083"
+	abort := append(slices.Clone(handshake), "client rst CLOSED CLOSED")
+	evs := append(script(c, 1, abort...), script(c, 2, handshake...)...)
+	cts := append(ct(c, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE CLOSE", "DESTROY CLOSE"),
+		ct(c, 8, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED")...)
+	vs := Compare(evs, cts)
+	if len(vs) != 2 || vs[0].Class != Agree || vs[1].Class != NotDestroyed || vs[0].Shape != Abort {
+		t.Errorf("verdicts %v, want abort agree, then the second incarnation not destroyed", vs)
+	}
+}
