@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/oracle"
 )
 
@@ -28,7 +28,7 @@ const (
 func TestConntrackAgrees(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "conntrack")
-	tp := netnstest.NewTopology(t)
+	tp := netlabtest.NewTopology(t)
 	run := tp.Router.Command
 	if err := oracle.PrepareRouter(run); err != nil {
 		t.Fatal(err)

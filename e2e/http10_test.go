@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/netnstest"
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/oracle"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -37,7 +37,7 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "python3", "curl")
 	families(t, func(t *testing.T, v6 bool) {
-		tp := netnstest.NewTopology(t)
+		tp := netlabtest.NewTopology(t)
 		server := tp.Server4
 		if v6 {
 			server = tp.Server6
@@ -74,23 +74,21 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 	})
 }
 
-// requireTools skips or fails the test as netnstest.RequirePrivileged
-// does, and fails it when one of the programs is not in PATH (.ci/run
-// installs them).
+// requireTools skips or fails the test as netlabtest.RequirePrivileged
+// does, and fails it when one of the programs is not in PATH
+// (scripts/test-deps installs them).
 func requireTools(t *testing.T, names ...string) {
 	t.Helper()
-	netnstest.RequirePrivileged(t)
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			t.Fatalf("%s not in PATH: %v", name, err)
-		}
+	netlabtest.RequirePrivileged(t)
+	if err := netlab.Check(names...); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // startHTTPServer runs python3's http.server (HTTP/1.0) in ns on ap,
 // serving a directory with hello.txt, and waits until it listens. The
 // namespace's removal ends it if the test's cleanup did not.
-func startHTTPServer(t *testing.T, ns *netnstest.NS, ap netip.AddrPort) {
+func startHTTPServer(t *testing.T, ns *netlabtest.NS, ap netip.AddrPort) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
@@ -114,7 +112,7 @@ func startHTTPServer(t *testing.T, ns *netnstest.NS, ap netip.AddrPort) {
 // curlEach fetches url n times with one curl in ns, each request a
 // connection of its own (the server closes after each response), and
 // returns how many were answered 200.
-func curlEach(t *testing.T, ns *netnstest.NS, url string, n int) int {
+func curlEach(t *testing.T, ns *netlabtest.NS, url string, n int) int {
 	t.Helper()
 	var list strings.Builder
 	for i := range n {
@@ -134,7 +132,7 @@ func curlEach(t *testing.T, ns *netnstest.NS, url string, n int) int {
 
 // settle waits until no socket on the port is left in either namespace
 // but listeners and TIME_WAIT: every close has ended on both hosts.
-func settle(t *testing.T, hosts ...*netnstest.NS) {
+func settle(t *testing.T, hosts ...*netlabtest.NS) {
 	t.Helper()
 	deadline := time.Now().Add(ioTimeout)
 	for _, ns := range hosts {
