@@ -135,13 +135,17 @@ func PrepareRouter(run Command) error {
 
 // ErrLostEvents is Stop's error when conntrack -E reported that it lost
 // events: the comparison would be blind to some connections, and the run
-// should be repeated. (It happens now and then on a loaded 2-core machine
-// though the socket buffer is far from full; a burst of DESTROY events
-// from one dump of many expired entries brings it on reliably.)
+// should be repeated. conntrack-tools 1.4.7 applies --buffer-size to a
+// socket of its own that receives no event; the socket that does keeps
+// the default 208 KiB (net.core.rmem_default, which a network namespace
+// cannot change), a few hundred events. So conntrack -E runs under
+// SCHED_FIFO, to read them as they come on a loaded machine, and the
+// expired entries are reaped a few at a time (reap).
 var ErrLostEvents = errors.New("conntrack -E lost events")
 
-// monitorBuffer is conntrack's netlink receive buffer: large enough that
-// a burst of thousands of connections loses no event.
+// monitorBuffer is the --buffer-size conntrack is asked for (see
+// ErrLostEvents: 1.4.7 applies it to the wrong socket; a fixed version
+// gets a buffer for tens of thousands of events).
 const monitorBuffer = "67108864"
 
 // monitorTimeout bounds the wait for conntrack to start and to stop.
@@ -179,12 +183,12 @@ func (w *stampedWriter) Write(p []byte) (int, error) {
 }
 
 // StartMonitor starts `conntrack -E` for TCP in the router's namespace
-// (at nice -10, so that a loaded machine does not starve it) and
+// (under SCHED_FIFO: see ErrLostEvents) and
 // returns once it reports events (it inserts a probe entry and waits for
 // its event). Until Stop, the Monitor also reaps expired entries (see
 // reap) every reapEvery, so that their DESTROY events come in time.
 func StartMonitor(run Command) (*Monitor, error) {
-	m := &Monitor{run: run, stopReap: make(chan struct{}), reaped: make(chan struct{}), cmd: run("nice", "-n", "-10", "conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer), done: make(chan struct{})}
+	m := &Monitor{run: run, stopReap: make(chan struct{}), reaped: make(chan struct{}), cmd: run("chrt", "--fifo", "10", "conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer), done: make(chan struct{})}
 	out, err := m.cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("conntrack -E: %w", err)
@@ -250,15 +254,14 @@ func (m *Monitor) read(r io.Reader, ready chan struct{}) {
 }
 
 // reapEvery is how often the Monitor dumps the table (see reap).
-const reapEvery = 200 * time.Millisecond
+const reapEvery = 100 * time.Millisecond
 
 // reap makes nf_conntrack end the entries whose timeout has run out, each
 // with its DESTROY event, and returns how many entries are left. Its
 // garbage collector may take tens of seconds to get to them, but a dump
 // (conntrack -L) removes the expired entries it meets. Dumping often
 // keeps the DESTROY events few at a time: a single dump of hundreds of
-// expired entries makes conntrack -E lose events (ENOBUFS), whatever its
-// buffer size.
+// expired entries overflows conntrack -E's socket (ErrLostEvents).
 func (m *Monitor) reap() (left int, err error) {
 	for _, family := range []string{"ipv4", "ipv6"} {
 		out, err := m.run("conntrack", "-L", "-p", "tcp", "-f", family).Output()
