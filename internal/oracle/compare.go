@@ -109,6 +109,11 @@ const (
 	// have moved the entry on, and the event of the first reports the
 	// state after both.
 	Coalesced
+	// Reopened: agree or coalesced, but conntrack did not end the entry: a
+	// SYN on the tuple in TIME_WAIT (or CLOSE) reopened it for the next
+	// incarnation (its SYN_SENT follows TIME_WAIT in the same entry), where
+	// the tracker ends the connection and starts a new one (replaced).
+	Reopened
 	// Unmatched: a connection one side has and the other has not.
 	Unmatched
 	// Differ: any other difference.
@@ -122,14 +127,14 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"agree", "coalesced", "unmatched", "differ", "not destroyed", "not ended"}
+var classNames = [numClasses]string{"agree", "coalesced", "reopened", "unmatched", "differ", "not destroyed", "not ended"}
 
 // String returns the class's name.
 func (c Class) String() string { return classNames[c] }
 
 // Coarse reports whether c is conntrack being coarser than the tracker,
 // not a disagreement.
-func (c Class) Coarse() bool { return c == Agree || c == Coalesced }
+func (c Class) Coarse() bool { return c == Agree || c == Coalesced || c == Reopened }
 
 // Verdict is the comparison of one connection.
 type Verdict struct {
@@ -177,6 +182,18 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 		}
 		ctConn[e.Conn()][i] = append(ctConn[e.Conn()][i], e)
 	}
+	reopened := map[string][]bool{} // per conn, per incarnation
+	for c, entries := range ctConn {
+		var incs [][]CTEvent
+		for _, es := range entries {
+			parts := splitReopened(es)
+			incs = append(incs, parts...)
+			for j := range parts {
+				reopened[c] = append(reopened[c], j < len(parts)-1)
+			}
+		}
+		ctConn[c] = incs
+	}
 	conns := map[string]Shape{}
 	for c, incs := range byConn {
 		conns[c] = shapeOfConn(incs[0][0].Conn)
@@ -196,13 +213,34 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 				v.CT, v.Destroy = Observed(ct[i])
 			}
 			if i < len(tr) && i < len(ct) {
-				v.Class = classify(v.Tracker, v.CT, v.Destroy, v.Ended)
+				again := reopened[c][i]
+				v.Class = classify(v.Tracker, v.CT, v.Destroy || again, v.Ended)
+				if again && v.Class.Coarse() {
+					v.Class = Reopened
+				}
 			}
 			out = append(out, v)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Conn < out[j].Conn })
 	return out
+}
+
+// splitReopened splits one conntrack entry's events into the incarnations
+// it followed: a SYN_SENT after TIME_WAIT or CLOSE starts the next.
+func splitReopened(es []CTEvent) [][]CTEvent {
+	var parts [][]CTEvent
+	start, last := 0, ""
+	for i, e := range es {
+		if e.State == "SYN_SENT" && (last == "TIME_WAIT" || last == "CLOSE") {
+			parts = append(parts, es[start:i])
+			start = i
+		}
+		if e.State != "" {
+			last = e.State
+		}
+	}
+	return append(parts, es[start:])
 }
 
 // classify compares the projected and the observed states.

@@ -139,8 +139,30 @@ func TestCompare(t *testing.T) {
 	if s.Counts[ClientClose][Agree] != 1 || s.Counts[ClientClose][Differ] != 2 {
 		t.Errorf("summary %v", s.Counts[ClientClose])
 	}
-	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 1 | 2 | 1 | 1 |") {
+	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 1 | 2 | 1 | 1 |") {
 		t.Errorf("table lacks the client-close row:\n%s", tab)
+	}
+}
+
+// TestCompareReopened: conntrack follows a new incarnation in the entry
+// of the old one (a SYN in TIME_WAIT reopens it); the tracker replaces
+// the connection.
+func TestCompareReopened(t *testing.T) {
+	c := "198.18.1.2:40000->198.19.2.2:8081"
+	serverClose := []string{"server fin CLOSE_WAIT FIN_WAIT_1", "client fin LAST_ACK TIME_WAIT", "server final-ack CLOSED TIME_WAIT"}
+	first := append(slices.Clone(handshake), serverClose...)
+	first = append(first, "state replaced CLOSED TIME_WAIT")
+	second := append(slices.Clone(handshake), serverClose...)
+	second = append(second, "state time-wait-expired CLOSED CLOSED")
+	evs := append(script(c, 1, first...), script(c, 2, second...)...)
+	story := []string{"UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE LAST_ACK", "UPDATE TIME_WAIT"}
+	lines := append([]string{"NEW SYN_SENT"}, story...)
+	lines = append(lines, "UPDATE SYN_SENT")
+	lines = append(lines, story...)
+	lines = append(lines, "DESTROY TIME_WAIT")
+	vs := Compare(evs, ct(c, 7, lines...))
+	if len(vs) != 2 || vs[0].Class != Reopened || vs[1].Class != Agree || vs[0].Shape != ServerClose {
+		t.Errorf("verdicts %v, want reopened, then agree", vs)
 	}
 }
 
