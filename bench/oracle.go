@@ -117,7 +117,7 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 	if err := os.WriteFile(cfg, []byte(oracle.Config(oracle.CTMSL)), 0o644); err != nil {
 		return r, fmt.Errorf("conntrack oracle: %w", err)
 	}
-	mon, err := oracle.StartMonitor(run)
+	mon, err := oracle.StartMonitor(run, filepath.Join(tmp, "conntrack.txt"))
 	if err != nil {
 		return r, err
 	}

@@ -60,7 +60,7 @@ func measureConntrack(t *testing.T) ([]events.Event, []oracle.CTEvent, error) {
 	if err := os.WriteFile(config, []byte(oracle.Config(oracle.CTMSL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mon, err := oracle.StartMonitor(run)
+	mon, err := oracle.StartMonitor(run, filepath.Join(t.TempDir(), "conntrack.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,10 @@
 package oracle
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -138,9 +137,10 @@ func PrepareRouter(run Command) error {
 // should be repeated. conntrack-tools 1.4.7 applies --buffer-size to a
 // socket of its own that receives no event; the socket that does keeps
 // the default 208 KiB (net.core.rmem_default, which a network namespace
-// cannot change), a few hundred events. So conntrack -E runs under
-// SCHED_FIFO, to read them as they come on a loaded machine, and the
-// expired entries are reaped a few at a time (reap).
+// cannot change), a few hundred events. So conntrack -E writes to a file
+// (a pipe whose reader falls behind would stop it), runs under
+// SCHED_FIFO, to read its socket as events come on a loaded machine, and
+// the expired entries are reaped a few at a time (reap).
 var ErrLostEvents = errors.New("conntrack -E lost events")
 
 // monitorBuffer is the --buffer-size conntrack is asked for (see
@@ -151,8 +151,11 @@ const monitorBuffer = "67108864"
 // monitorTimeout bounds the wait for conntrack to start and to stop.
 const monitorTimeout = 10 * time.Second
 
-// probe is the entry Monitor inserts to know that conntrack -E listens.
+// probe is the entry Monitor inserts to know that conntrack -E listens;
+// probeText is how its events read.
 var probe = []string{"-p", "tcp", "-s", "127.0.0.2", "-d", "127.0.0.3", "--sport", "1", "--dport", "2"}
+
+const probeText = "src=127.0.0.2 dst=127.0.0.3 sport=1 dport=2"
 
 // Monitor is a `conntrack -E` running in the router's namespace.
 type Monitor struct {
@@ -161,10 +164,12 @@ type Monitor struct {
 	stopOnce sync.Once
 	reaped   chan struct{} // closed when reapLoop returned
 	cmd      *exec.Cmd
-	done     chan struct{} // closed when the output is read to its end
+	file     string        // conntrack's standard output
+	done     chan struct{} // closed when conntrack has exited
+	err      error         // its exit status, once done
 	mu       sync.Mutex
 	events   []CTEvent
-	bad      []string // lines that did not parse, or warnings
+	bad      []string // lines that did not parse
 	stderr   strings.Builder
 	lostAt   time.Time // when conntrack reported lost events
 }
@@ -182,39 +187,44 @@ func (w *stampedWriter) Write(p []byte) (int, error) {
 	return w.stderr.Write(p)
 }
 
-// StartMonitor starts `conntrack -E` for TCP in the router's namespace
-// (under SCHED_FIFO: see ErrLostEvents) and
-// returns once it reports events (it inserts a probe entry and waits for
-// its event). Until Stop, the Monitor also reaps expired entries (see
-// reap) every reapEvery, so that their DESTROY events come in time.
-func StartMonitor(run Command) (*Monitor, error) {
-	m := &Monitor{run: run, stopReap: make(chan struct{}), reaped: make(chan struct{}), cmd: run("chrt", "--fifo", "10", "conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer), done: make(chan struct{})}
-	out, err := m.cmd.StdoutPipe()
+// StartMonitor starts `conntrack -E` for TCP in the router's namespace,
+// writing to file (a pipe that its reader drains late would stop conntrack
+// reading its socket: see ErrLostEvents), under SCHED_FIFO, and returns
+// once it reports events (it inserts a probe entry and waits for its
+// event). Until Stop, the Monitor also reaps expired entries (see reap)
+// every reapEvery, so that their DESTROY events come in time.
+func StartMonitor(run Command, file string) (*Monitor, error) {
+	out, err := os.Create(file)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack -E: %w", err)
 	}
-	m.cmd.Stderr = (*stampedWriter)(m)
+	defer out.Close() // conntrack has its own descriptor
+	m := &Monitor{run: run, file: file, stopReap: make(chan struct{}), reaped: make(chan struct{}), done: make(chan struct{}),
+		cmd: run("chrt", "--fifo", "10", "conntrack", "-E", "-p", "tcp", "-o", "timestamp,id", "-b", monitorBuffer)}
+	m.cmd.Stdout, m.cmd.Stderr = out, (*stampedWriter)(m)
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start conntrack -E: %w", err)
 	}
-	ready := make(chan struct{})
-	go m.read(out, ready)
+	go func() {
+		m.err = m.cmd.Wait()
+		close(m.done)
+	}()
 	deadline := time.Now().Add(monitorTimeout)
 	for {
 		// The insert fails while the probe exists; its event is what counts.
 		_ = run("conntrack", append(append([]string{"-I"}, probe...), "--state", "CLOSE", "--timeout", "1")...).Run()
 		select {
-		case <-ready:
+		case <-m.done:
+			close(m.reaped)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return nil, fmt.Errorf("conntrack -E exited: %v: %s", m.err, strings.TrimSpace(m.stderr.String()))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if b, err := os.ReadFile(file); err == nil && strings.Contains(string(b), probeText) {
 			_ = run("conntrack", append([]string{"-D"}, probe...)...).Run()
 			go m.reapLoop()
 			return m, nil
-		case <-m.done:
-			close(m.reaped)
-			err := m.cmd.Wait()
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			return nil, fmt.Errorf("conntrack -E exited: %w: %s", err, strings.TrimSpace(m.stderr.String()))
-		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			close(m.reaped)
@@ -224,33 +234,26 @@ func StartMonitor(run Command) (*Monitor, error) {
 	}
 }
 
-// read collects the events; ready closes at the probe's.
-func (m *Monitor) read(r io.Reader, ready chan struct{}) {
-	defer close(m.done)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	signalled := false
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.Contains(line, "flow events have been shown") {
+// readEvents parses the output file, without the probe's events and
+// conntrack's closing summary.
+func (m *Monitor) readEvents() error {
+	b, err := os.ReadFile(m.file)
+	if err != nil {
+		return fmt.Errorf("conntrack -E output: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimRight(line, "\n")
+		if line == "" || strings.Contains(line, "flow events have been shown") || strings.Contains(line, probeText) {
 			continue
 		}
 		e, err := ParseCTEvent(line)
-		m.mu.Lock()
-		switch {
-		case err != nil:
+		if err != nil {
 			m.bad = append(m.bad, line)
-		case e.Src.Port() == 1 && e.Dst.Port() == 2 && e.Src.Addr().IsLoopback():
-			if !signalled {
-				signalled = true
-				close(ready)
-			}
-		default:
-			m.events = append(m.events, e)
+			continue
 		}
-		m.mu.Unlock()
+		m.events = append(m.events, e)
 	}
-	_, _ = io.Copy(io.Discard, r)
+	return nil
 }
 
 // reapEvery is how often the Monitor dumps the table (see reap).
@@ -312,10 +315,14 @@ func (m *Monitor) Stop() ([]CTEvent, error) {
 		_ = m.cmd.Process.Kill()
 		<-m.done
 	}
-	_ = m.cmd.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
+	if m.events == nil {
+		if err := m.readEvents(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if !m.lostAt.IsZero() {
 		errs = append(errs, fmt.Errorf("%w (ENOBUFS) at %s: %s", ErrLostEvents, m.lostAt.Format("15:04:05.000"), strings.TrimSpace(m.stderr.String())))
 	}
