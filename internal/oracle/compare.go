@@ -114,6 +114,15 @@ const (
 	// incarnation (its SYN_SENT follows TIME_WAIT in the same entry), where
 	// the tracker ends the connection and starts a new one (replaced).
 	Reopened
+	// EarlyCloseWait: conntrack went to CLOSE_WAIT where the tracker's
+	// view has none: after the first FIN, the other side sent a segment
+	// whose ack does not cover that FIN (a delayed ACK of data, sent
+	// before the FIN arrived), and conntrack took it for the FIN's ACK (it
+	// moves FIN_WAIT → CLOSE_WAIT on any ACK from the other direction,
+	// without comparing it with the FIN's sequence number). Otherwise as
+	// agree or coalesced. conntrack is wrong here; the tracker keeps the
+	// closer in FIN_WAIT_1 until its FIN is acknowledged.
+	EarlyCloseWait
 	// Unmatched: a connection one side has and the other has not.
 	Unmatched
 	// Differ: any other difference.
@@ -127,14 +136,14 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"agree", "coalesced", "reopened", "unmatched", "differ", "not destroyed", "not ended"}
+var classNames = [numClasses]string{"agree", "coalesced", "reopened", "early close-wait", "unmatched", "differ", "not destroyed", "not ended"}
 
 // String returns the class's name.
 func (c Class) String() string { return classNames[c] }
 
 // Coarse reports whether c is conntrack being coarser than the tracker,
 // not a disagreement.
-func (c Class) Coarse() bool { return c == Agree || c == Coalesced || c == Reopened }
+func (c Class) Coarse() bool { return c <= EarlyCloseWait }
 
 // Verdict is the comparison of one connection.
 type Verdict struct {
@@ -215,6 +224,11 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 			if i < len(tr) && i < len(ct) {
 				again := reopened[c][i]
 				v.Class = classify(v.Tracker, v.CT, v.Destroy || again, v.Ended)
+				if v.Class == Differ && unackingAck(tr[i]) {
+					if c := classify(v.Tracker, without(v.CT, "CLOSE_WAIT"), v.Destroy || again, v.Ended); c == Agree || c == Coalesced {
+						v.Class = EarlyCloseWait
+					}
+				}
 				if again && v.Class.Coarse() {
 					v.Class = Reopened
 				}
@@ -223,6 +237,36 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Conn < out[j].Conn })
+	return out
+}
+
+// unackingAck reports whether, after the first FIN and before the other
+// side's, the other side sent a segment whose ack does not cover that FIN.
+func unackingAck(evs []events.Event) bool {
+	first, end := "", uint32(0)
+	for _, e := range evs {
+		switch {
+		case e.Kind == events.StateKind:
+		case first == "" && e.Kind == "fin":
+			first, end = e.From, e.Seq+e.Len+1
+		case first == "" || e.From == first:
+		case e.Kind == "fin" || e.Kind == "rst":
+			return false
+		case strings.Contains(e.Flags, ".") && int32(end-e.Ack) > 0:
+			return true
+		}
+	}
+	return false
+}
+
+// without returns steps without those in state, repeats merged.
+func without(steps []Step, state string) []Step {
+	var out []Step
+	for _, s := range steps {
+		if s.State != state && (len(out) == 0 || out[len(out)-1].State != s.State) {
+			out = append(out, s)
+		}
+	}
 	return out
 }
 

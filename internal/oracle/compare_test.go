@@ -139,8 +139,29 @@ func TestCompare(t *testing.T) {
 	if s.Counts[ClientClose][Agree] != 1 || s.Counts[ClientClose][Differ] != 2 {
 		t.Errorf("summary %v", s.Counts[ClientClose])
 	}
-	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 1 | 2 | 1 | 1 |") {
+	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 0 | 1 | 2 | 1 | 1 |") {
 		t.Errorf("table lacks the client-close row:\n%s", tab)
+	}
+}
+
+// TestCompareEarlyCloseWait: after the client's FIN the server's delayed
+// ACK of data (not of the FIN) passes; conntrack reads it as the FIN's ACK.
+func TestCompareEarlyCloseWait(t *testing.T) {
+	c := "198.18.1.2:40000->198.19.2.2:8086"
+	lines := append(slices.Clone(handshake),
+		"client fin FIN_WAIT_1 CLOSE_WAIT", "server ack FIN_WAIT_1 CLOSE_WAIT",
+		"server fin TIME_WAIT LAST_ACK", "client final-ack TIME_WAIT CLOSED", "state time-wait-expired CLOSED CLOSED")
+	evs := script(c, 1, lines...)
+	evs[3].Seq, evs[3].Len = 1000, 0     // the FIN: its ACK is 1001
+	evs[4].Ack, evs[4].Flags = 1000, "." // acks the data before it
+	cts := ct(c, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE CLOSE_WAIT",
+		"UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT")
+	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+		t.Errorf("verdicts %v, want early close-wait", vs)
+	}
+	evs[4].Ack = 1001 // now it does ack the FIN: the tracker's projection lacks CLOSE_WAIT wrongly
+	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != Differ {
+		t.Errorf("verdicts %v, want differ", vs)
 	}
 }
 
