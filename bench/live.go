@@ -145,10 +145,15 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 // client runs a client workload in the client namespace and decodes its
 // JSON result into v.
 func (l *lab) client(ctx context.Context, v any, args ...string) error {
-	limit := l.opts.bulk + l.opts.conns + 2*time.Minute
+	argv := l.inNS(l.tp.Client, append(args, "-addr", l.addr)...)
+	return runJSON(ctx, l.opts.bulk+l.opts.conns+2*time.Minute, argv, v)
+}
+
+// runJSON runs argv for at most limit and decodes the JSON result it
+// prints into v.
+func runJSON(ctx context.Context, limit time.Duration, argv []string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	argv := l.inNS(l.tp.Client, append(args, "-addr", l.addr)...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -156,11 +161,12 @@ func (l *lab) client(ctx context.Context, v any, args ...string) error {
 	if cerr := ctx.Err(); err != nil && cerr != nil {
 		err = cerr
 	}
+	what := strings.Join(argv[len(argv)-min(len(argv), 6):], " ")
 	if err != nil {
-		return fmt.Errorf("client %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%s: %w: %s", what, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := json.Unmarshal(out, v); err != nil {
-		return fmt.Errorf("client %s: decode result %q: %w", strings.Join(args, " "), out, err)
+		return fmt.Errorf("%s: decode result %q: %w", what, out, err)
 	}
 	return nil
 }

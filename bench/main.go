@@ -214,20 +214,12 @@ func build(ctx context.Context, root, pkg, bin string) error {
 // runLive builds the lab and measures every column in every round, columns
 // interleaved within a round. The namespaces go whatever happens.
 func runLive(ctx context.Context, o options) (runs [][numColumns]liveRun, err error) {
-	if err := netlab.Check("ip", "iptables", "iptables-save", "nstat"); err != nil {
-		return nil, fmt.Errorf("live measurements (use -live=false to skip them): %w", err)
-	}
-	self, err := os.Executable()
+	w, err := newWorkspace("live measurements", "-live=false", "tcpchaos-bench", "ip", "iptables", "iptables-save", "nstat")
 	if err != nil {
-		return nil, fmt.Errorf("find this program: %w", err)
+		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "tcpchaos-bench-")
-	if err != nil {
-		return nil, fmt.Errorf("live measurements: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	nl := netlab.New(fmt.Sprintf("tcpchaos-bench-%d", os.Getpid()))
-	defer func() { err = errors.Join(err, nl.Close()) }()
+	defer func() { err = errors.Join(err, w.close()) }()
+	nl, self, tmp := w.nl, w.self, w.tmp
 	l := &lab{opts: o, self: self, tmp: tmp}
 	if err := l.setUp(ctx, nl); err != nil {
 		return nil, err
@@ -248,6 +240,38 @@ func runLive(ctx context.Context, o options) (runs [][numColumns]liveRun, err er
 		runs = append(runs, rr)
 	}
 	return runs, nil
+}
+
+// workspace is what a live part of the suite works in: this program, to
+// run again in the namespaces, a temporary directory and a lab.
+type workspace struct {
+	self, tmp string
+	nl        *netlab.Lab
+}
+
+// newWorkspace checks that tools are there, finds this program and makes
+// the temporary directory and the lab (namespaces "<prefix>-<pid>-*").
+// what names the part in errors and skip is the flag that skips it; close
+// removes it all.
+func newWorkspace(what, skip, prefix string, tools ...string) (*workspace, error) {
+	if err := netlab.Check(tools...); err != nil {
+		return nil, fmt.Errorf("%s (use %s to skip them): %w", what, skip, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", prefix+"-")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return &workspace{self: self, tmp: tmp, nl: netlab.New(fmt.Sprintf("%s-%d", prefix, os.Getpid()))}, nil
+}
+
+// close removes the lab and the temporary directory.
+func (w *workspace) close() error {
+	os.RemoveAll(w.tmp)
+	return w.nl.Close()
 }
 
 // moduleRoot returns the directory of the main module's go.mod.

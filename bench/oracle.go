@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -91,21 +90,13 @@ func runOracle(ctx context.Context, o options) (oracleRun, error) {
 
 // oracleOnce builds a lab of its own and runs the workload once.
 func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
-	if err := netlab.Check("ip", "iptables", "ip6tables", "conntrack", "sysctl"); err != nil {
-		return r, fmt.Errorf("conntrack oracle (use -oracle=false to skip it): %w", err)
-	}
-	self, err := os.Executable()
+	w, err := newWorkspace("conntrack oracle", "-oracle=false", "tcpchaos-bench-oracle", "ip", "iptables", "ip6tables", "conntrack", "chrt", "sysctl")
 	if err != nil {
-		return r, fmt.Errorf("find this program: %w", err)
+		return r, err
 	}
-	tmp, err := os.MkdirTemp("", "tcpchaos-bench-oracle-")
-	if err != nil {
-		return r, fmt.Errorf("conntrack oracle: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	nl := netlab.New(fmt.Sprintf("tcpchaos-bench-oracle-%d", os.Getpid()))
-	defer func() { err = errors.Join(err, nl.Close()) }()
-	tp, err := nl.Topology()
+	defer func() { err = errors.Join(err, w.close()) }()
+	tmp := w.tmp
+	tp, err := w.nl.Topology()
 	if err != nil {
 		return r, err
 	}
@@ -143,9 +134,7 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 			err = errors.Join(err, chaos.stop())
 		}
 	}()
-	inNS := func(ns *netlab.NS, args ...string) []string {
-		return append([]string{"ip", "netns", "exec", ns.Name, self}, args...)
-	}
+	inNS := func(ns *netlab.NS, args ...string) []string { return ns.Argv(w.self, args...) }
 	addr := tp.Server4.String()
 	server, err := start(ctx, "oracle-server", inNS(tp.Server, "-role", "oracle-server", "-addr", addr, "-d", ioTimeout.String()), "ready", os.Stdout)
 	if err != nil {
@@ -153,7 +142,7 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 	}
 	r.conns, r.workers = o.oracleConns, o.oracleWorkers
 	began := time.Now()
-	err = oracleRunClient(ctx, inNS(tp.Client, "-role", "oracle-client", "-addr", addr, "-n", strconv.Itoa(r.conns), "-workers", strconv.Itoa(r.workers)), &r.result)
+	err = runJSON(ctx, 10*time.Minute, inNS(tp.Client, "-role", "oracle-client", "-addr", addr, "-n", strconv.Itoa(r.conns), "-workers", strconv.Itoa(r.workers)), &r.result)
 	r.took = time.Since(began)
 	if err = errors.Join(err, server.stop()); err != nil {
 		return r, err
@@ -191,23 +180,6 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 		}
 	}
 	return r, nil
-}
-
-// oracleRunClient runs the client role and decodes its result.
-func oracleRunClient(ctx context.Context, argv []string, res *oracle.Result) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("oracle-client: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if err := json.Unmarshal(out, res); err != nil {
-		return fmt.Errorf("oracle-client: decode result %q: %w", out, err)
-	}
-	return nil
 }
 
 // readEventsFile reads tcpchaos's events file.
