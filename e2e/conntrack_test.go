@@ -117,7 +117,7 @@ func checkConntrack(t *testing.T, evs []events.Event, cts []oracle.CTEvent) {
 func connEvents(evs []events.Event, conn string) []events.Event {
 	var out []events.Event
 	for _, e := range evs {
-		if e.Conn == conn {
+		if e.Conn() == conn {
 			out = append(out, e)
 		}
 	}

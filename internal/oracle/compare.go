@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // Project returns the conntrack states that the tracker's view of one
@@ -23,29 +24,30 @@ import (
 // TIME_WAIT. An rst ends the connection (CLOSE).
 func Project(evs []events.Event) []Step {
 	var steps []Step
-	state, first := "NONE", ""
+	state := "NONE"
+	var first statetrack.Side // the first fin's sender, from FIN_WAIT on
 	for _, e := range evs {
-		if e.Kind == events.StateKind {
+		if e.IsState() {
 			continue
 		}
 		next := state
 		switch {
-		case e.Kind == "rst":
+		case e.Kind == statetrack.Rst:
 			next = "CLOSE"
-		case e.Kind == "syn" && state == "NONE":
+		case e.Kind == statetrack.Syn && state == "NONE":
 			next = "SYN_SENT"
-		case e.Kind == "syn-ack" && state == "SYN_SENT":
+		case e.Kind == statetrack.SynAck && state == "SYN_SENT":
 			next = "SYN_RECV"
-		case e.Kind == "handshake-ack" && state == "SYN_RECV":
+		case e.Kind == statetrack.HandshakeAck && state == "SYN_RECV":
 			next = "ESTABLISHED"
-		case e.Kind == "fin" && state == "ESTABLISHED":
+		case e.Kind == statetrack.Fin && state == "ESTABLISHED":
 			next, first = "FIN_WAIT", e.From
-		case e.Kind == "fin" && (state == "FIN_WAIT" || state == "CLOSE_WAIT") && e.From != first:
+		case e.Kind == statetrack.Fin && (state == "FIN_WAIT" || state == "CLOSE_WAIT") && e.From != first:
 			next = "LAST_ACK"
-		case state == "FIN_WAIT" && e.From != first && stateOf(e, first) == "FIN_WAIT_2":
+		case state == "FIN_WAIT" && e.From != first && stateOf(e, first) == statetrack.FinWait2:
 			next = "CLOSE_WAIT"
 		case state == "LAST_ACK" && e.From == first:
-			if st := stateOf(e, other(first)); st == "TIME_WAIT" || st == "CLOSED" {
+			if st := stateOf(e, first.Other()); st == statetrack.TimeWait || st == statetrack.Closed {
 				next = "TIME_WAIT"
 			}
 		}
@@ -66,19 +68,12 @@ type Step struct {
 // String renders "STATE@15:04:05.000000".
 func (s Step) String() string { return s.State + "@" + s.Time.Format("05.000000") }
 
-// stateOf returns the state of side ("client" or "server") after e.
-func stateOf(e events.Event, side string) string {
-	if side == "client" {
+// stateOf returns the state of side after e.
+func stateOf(e events.Event, side statetrack.Side) statetrack.State {
+	if side == statetrack.Client {
 		return e.ClientState
 	}
 	return e.ServerState
-}
-
-func other(side string) string {
-	if side == "client" {
-		return "server"
-	}
-	return "client"
 }
 
 // Observed returns the states one conntrack entry reported, in order and
@@ -167,13 +162,14 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 	byConn := map[string][][]events.Event{}
 	order := map[uint64]int{} // conn id → index in byConn[conn]
 	for _, e := range evs {
+		c := e.Conn()
 		i, ok := order[e.ConnID]
 		if !ok {
-			i = len(byConn[e.Conn])
+			i = len(byConn[c])
 			order[e.ConnID] = i
-			byConn[e.Conn] = append(byConn[e.Conn], nil)
+			byConn[c] = append(byConn[c], nil)
 		}
-		byConn[e.Conn][i] = append(byConn[e.Conn][i], e)
+		byConn[c][i] = append(byConn[c][i], e)
 	}
 	ctConn := map[string][][]CTEvent{}
 	type entry struct {
@@ -205,7 +201,7 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 	}
 	conns := map[string]Shape{}
 	for c, incs := range byConn {
-		conns[c] = shapeOfConn(incs[0][0].Conn)
+		conns[c] = shapeOfPort(incs[0][0].Server.Port())
 	}
 	for c, incs := range ctConn {
 		conns[c] = shapeOfPort(incs[0][0].Dst.Port())
@@ -243,16 +239,20 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 // unackingAck reports whether, after the first FIN and before the other
 // side's, the other side sent a segment whose ack does not cover that FIN.
 func unackingAck(evs []events.Event) bool {
-	first, end := "", uint32(0)
+	var (
+		fin   bool // the first fin was seen
+		first statetrack.Side
+		end   uint32
+	)
 	for _, e := range evs {
 		switch {
-		case e.Kind == events.StateKind:
-		case first == "" && e.Kind == "fin":
-			first, end = e.From, e.Seq+e.Len+1
-		case first == "" || e.From == first:
-		case e.Kind == "fin" || e.Kind == "rst":
+		case e.IsState():
+		case !fin && e.Kind == statetrack.Fin:
+			fin, first, end = true, e.From, e.Seq+e.Len+1
+		case !fin || e.From == first:
+		case e.Kind == statetrack.Fin || e.Kind == statetrack.Rst:
 			return false
-		case strings.Contains(e.Flags, ".") && int32(end-e.Ack) > 0:
+		case e.Flags.Has(statetrack.ACK) && int32(end-e.Ack) > 0:
 			return true
 		}
 	}
@@ -308,12 +308,12 @@ func classify(tracker, ct []Step, destroyed, ended bool) Class {
 // endpoints CLOSED.
 func ended(evs []events.Event) bool {
 	for _, e := range evs {
-		if e.Kind == events.StateKind && (e.Reason == "time-wait-expired" || e.Reason == "replaced") {
+		if e.Reason == events.Gone(statetrack.TimeWaitExpired) || e.Reason == events.Gone(statetrack.Replaced) {
 			return true
 		}
 	}
 	last := evs[len(evs)-1]
-	return last.ClientState == "CLOSED" && last.ServerState == "CLOSED"
+	return last.ClientState == statetrack.Closed && last.ServerState == statetrack.Closed
 }
 
 // names returns the steps' states.
@@ -334,15 +334,6 @@ func subsequence(a, b []string) bool {
 		}
 	}
 	return i == len(a)
-}
-
-// shapeOfConn returns the shape whose port is conn's server port.
-func shapeOfConn(conn string) Shape {
-	_, server, _ := strings.Cut(conn, "->")
-	i := strings.LastIndexByte(server, ':')
-	var p uint16
-	fmt.Sscan(server[i+1:], &p)
-	return shapeOfPort(p)
 }
 
 // shapeOfPort returns the shape of server port p (ClientClose for a port

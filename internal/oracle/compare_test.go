@@ -9,26 +9,45 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 // script turns lines "from kind client-state server-state" (or "state
-// REASON client server") into one connection's events, 1 ms apart.
+// REASON client server") into one connection's events, 1 ms apart; conn
+// is "client:port->server:port".
 func script(conn string, id uint64, lines ...string) []events.Event {
+	client, server, _ := strings.Cut(conn, "->")
 	var evs []events.Event
 	for i, l := range lines {
 		f := strings.Fields(l)
-		e := events.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Conn: conn, ConnID: id, ClientState: f[2], ServerState: f[3]}
+		e := events.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), ConnID: id,
+			Client: netip.MustParseAddrPort(client), Server: netip.MustParseAddrPort(server),
+			ClientState: must(statetrack.ParseState(f[2])), ServerState: must(statetrack.ParseState(f[3]))}
 		if f[0] == "state" {
-			e.Kind, e.Reason = events.StateKind, f[1]
+			e.Reason = must(events.ParseReason(f[1]))
 		} else {
-			e.From, e.Kind = f[0], f[1]
+			e.From, e.Kind = must(statetrack.ParseSide(f[0])), must(statetrack.ParseKind(f[1]))
 		}
 		evs = append(evs, e)
 	}
 	return evs
 }
+
+// must returns v, panicking on err (for the scripts' spellings).
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// ab and cb are two connections for the tests that need any.
+const (
+	ab = "198.18.1.2:40000->198.19.2.2:8080"
+	cb = "198.18.1.3:40000->198.19.2.2:8080"
+)
 
 var handshake = []string{
 	"client syn SYN_SENT LISTEN",
@@ -81,7 +100,7 @@ func TestProject(t *testing.T) {
 		}, "SYN_SENT,SYN_RECV,ESTABLISHED,CLOSE"},
 	}
 	for name, c := range cases {
-		got := stateNames(Project(script("a->b", 1, append(slices.Clone(handshake), c.lines...)...)))
+		got := stateNames(Project(script(ab, 1, append(slices.Clone(handshake), c.lines...)...)))
 		if got != c.want {
 			t.Errorf("%s: Project = %s, want %s", name, got, c.want)
 		}
@@ -152,8 +171,8 @@ func TestCompareEarlyCloseWait(t *testing.T) {
 		"client fin FIN_WAIT_1 CLOSE_WAIT", "server ack FIN_WAIT_1 CLOSE_WAIT",
 		"server fin TIME_WAIT LAST_ACK", "client final-ack TIME_WAIT CLOSED", "state time-wait-expired CLOSED CLOSED")
 	evs := script(c, 1, lines...)
-	evs[3].Seq, evs[3].Len = 1000, 0     // the FIN: its ACK is 1001
-	evs[4].Ack, evs[4].Flags = 1000, "." // acks the data before it
+	evs[3].Seq, evs[3].Len = 1000, 0                // the FIN: its ACK is 1001
+	evs[4].Ack, evs[4].Flags = 1000, statetrack.ACK // acks the data before it
 	cts := ct(c, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE CLOSE_WAIT",
 		"UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT")
 	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {

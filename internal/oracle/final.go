@@ -8,23 +8,17 @@ import (
 // Pair is a connection's client and server state.
 type Pair struct{ Client, Server statetrack.State }
 
-// gone are the reasons of the state events that take a connection out of
-// the table, where the tracker stops following it.
-var gone = map[string]bool{"time-wait-expired": true, "idle-expired": true, "evicted": true, "replaced": true}
-
 // Finals returns each connection's (by ConnID) last client and server
 // states before it left the table: the states of its last event other
-// than its expiry, eviction or replacement. Unparsable states read as
-// CLOSED (readers of the events file check the spelling).
+// than its expiry, eviction or replacement (the state events that take it
+// out of the table, where the tracker stops following it).
 func Finals(evs []events.Event) map[uint64]Pair {
 	finals := make(map[uint64]Pair)
 	for _, e := range evs {
-		if e.Kind == events.StateKind && gone[e.Reason] {
+		if _, gone := e.Reason.Gone(); gone {
 			continue
 		}
-		c, _ := statetrack.ParseState(e.ClientState)
-		s, _ := statetrack.ParseState(e.ServerState)
-		finals[e.ConnID] = Pair{c, s}
+		finals[e.ConnID] = Pair{e.ClientState, e.ServerState}
 	}
 	return finals
 }

@@ -95,12 +95,19 @@ func holds(x, y finFacts) bool {
 func ImpossiblePairs(evs []events.Event) []string {
 	var bad []string
 	for _, e := range evs {
-		c, err1 := statetrack.ParseState(e.ClientState)
-		s, err2 := statetrack.ParseState(e.ServerState)
-		if err1 != nil || err2 != nil || !Possible(c, s) {
+		if !Possible(e.ClientState, e.ServerState) {
 			bad = append(bad, fmt.Sprintf("%s #%d %s %s %s/%s: client %s, server %s",
-				e.Time.Format("15:04:05.000000"), e.ConnID, e.Conn, e.From, e.Kind, e.Closer, e.ClientState, e.ServerState))
+				e.Time.Format("15:04:05.000000"), e.ConnID, e.Conn(), e.From, kindName(e), e.Closer, e.ClientState, e.ServerState))
 		}
 	}
 	return bad
+}
+
+// kindName returns e's kind as the events file writes it: "state" for a
+// state event.
+func kindName(e events.Event) string {
+	if e.IsState() {
+		return "state"
+	}
+	return e.Kind.String()
 }

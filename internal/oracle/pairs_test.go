@@ -2,9 +2,7 @@ package oracle
 
 import (
 	"testing"
-	"time"
 
-	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -38,14 +36,14 @@ func TestPossible(t *testing.T) {
 }
 
 func TestImpossiblePairs(t *testing.T) {
-	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	evs := []events.Event{
-		{Time: at, ConnID: 1, Conn: "a->b", From: "server", Kind: "fin", Closer: "active", ClientState: "CLOSE_WAIT", ServerState: "FIN_WAIT_1"},
-		{Time: at, ConnID: 1, Conn: "a->b", From: "client", Kind: "fin", Closer: "passive", ClientState: "LAST_ACK", ServerState: "CLOSING"},
-		{Time: at, ConnID: 2, Conn: "c->b", From: "client", Kind: "fin", Closer: "active", ClientState: "CLOSING", ServerState: "CLOSING"},
+	evs := append(script(ab, 1, "server fin CLOSE_WAIT FIN_WAIT_1", "client fin LAST_ACK CLOSING"),
+		script(cb, 2, "client fin CLOSING CLOSING")...)
+	evs[0].Closer, evs[1].Closer, evs[2].Closer = statetrack.Active, statetrack.Passive, statetrack.Active
+	for i := range evs {
+		evs[i].Time = t0
 	}
 	bad := ImpossiblePairs(evs)
-	if len(bad) != 1 || bad[0] != "12:00:00.000000 #1 a->b client fin/passive: client LAST_ACK, server CLOSING" {
+	if len(bad) != 1 || bad[0] != "12:00:00.000000 #1 "+ab+" client fin/passive: client LAST_ACK, server CLOSING" {
 		t.Errorf("ImpossiblePairs = %q, want the LAST_ACK/CLOSING event only", bad)
 	}
 }
