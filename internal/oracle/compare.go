@@ -38,7 +38,8 @@ func Project(evs []events.Event) []Step {
 			next = "SYN_SENT"
 		case e.Kind == statetrack.SynAck && state == "SYN_SENT":
 			next = "SYN_RECV"
-		case e.Kind == statetrack.HandshakeAck && state == "SYN_RECV":
+		case state == "SYN_RECV" && e.From == statetrack.Client && e.ServerState == statetrack.Established:
+			// the third ACK, or the client's data in its place
 			next = "ESTABLISHED"
 		case e.Kind == statetrack.Fin && state == "ESTABLISHED":
 			next, first = "FIN_WAIT", e.From
