@@ -95,9 +95,10 @@ func TestPlan(t *testing.T) {
 -A TCPCHAOS -s 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp ! --tcp-flags SYN,FIN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
+-A TCPCHAOS-QUEUE -p tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
--A -t filter TCPCHAOS -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
 -A -t filter TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`,
 		},
 	}, {
@@ -263,7 +264,8 @@ func TestInstallQuietRules(t *testing.T) {
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
 -A TCPCHAOS -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,SYN,RST NONE -j CONNMARK --set-xmark 0x0/0x8000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
 		if got := mangleRules(t, ns, bin); got != want {
 			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
@@ -271,7 +273,7 @@ func TestInstallQuietRules(t *testing.T) {
 		wantFilter := `-N TCPCHAOS
 -A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
--A TCPCHAOS -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
 -A TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`
 		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
 			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
