@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -34,6 +35,7 @@ type (
 type counters struct {
 	received, accepted, dropped                           atomic.Uint64
 	decodeFailures, handlerPanics, verdictErrors, readErr atomic.Uint64
+	resetsSent, resetsFailed                              atomic.Uint64
 }
 
 // core carries out the handler's verdicts for one queue: it is the
@@ -64,6 +66,8 @@ type core struct {
 	// (p.Data aliases the reader's buffer).
 	p execute.Packet
 	v rules.Verdict
+	// rst is the buffer a reset's RSTs are built in.
+	rst [decode.RSTLen]byte
 
 	// wake tells the timer goroutine that the earliest deadline moved.
 	wake chan struct{}
@@ -153,10 +157,21 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet)
 }
 
-// Drop drops a packet (execute.Output); c.mu is held.
+// Drop drops a packet and sends the RSTs of a reset in its stead through
+// the raw socket (execute.Output); c.mu is held. A failed RST is counted
+// as a failed copy would be.
 func (c *core) Drop(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	c.c.dropped.Add(1)
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID})
+	for i := range v.Resets.N {
+		if _, err := c.inj.Send(decode.AppendRST(c.rst[:0], &v.Resets.Seg[i])); err != nil {
+			if n := c.c.resetsFailed.Add(1); execute.LogWorthy(n) {
+				c.log.Error("send reset", "failures", n, "err", err)
+			}
+			continue
+		}
+		c.c.resetsSent.Add(1)
+	}
 }
 
 // Release accepts a held packet (execute.Output); c.mu is held.

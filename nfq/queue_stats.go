@@ -35,6 +35,9 @@ type Stats struct {
 	// refused; CopiesCancelled those not yet due when the queue stopped;
 	// CopiesSkipped those of packets copied in part (see CopyRange).
 	CopiesSent, CopiesFailed, CopiesCancelled, CopiesSkipped uint64
+	// ResetsSent counts the RSTs of reset actions sent; ResetsFailed
+	// those the raw socket refused.
+	ResetsSent, ResetsFailed uint64
 	// DecodeFailures counts packets that were not IPv4/IPv6 TCP or were
 	// malformed; they were accepted without the Handler.
 	DecodeFailures uint64
@@ -91,6 +94,7 @@ func (q *Queue) Stats() Stats {
 		Delayed: x.Delayed, Held: x.Held, Duplicated: x.Duplicated,
 		CopiesSent: x.CopiesSent, CopiesFailed: x.CopiesFailed,
 		CopiesCancelled: x.CopiesCancelled, CopiesSkipped: x.CopiesSkipped,
+		ResetsSent: c.resetsSent.Load(), ResetsFailed: c.resetsFailed.Load(),
 		DecodeFailures: c.decodeFailures.Load(), HandlerPanics: c.handlerPanics.Load(),
 		VerdictErrors: c.verdictErrors.Load(), ReadErrors: c.readErr.Load(),
 	}

@@ -25,6 +25,9 @@ const (
 	// Duplicate lets the packet through and sends Copies copies of it
 	// After later.
 	Duplicate
+	// Reset drops the packet and sends an RST to the endpoints in
+	// Action.Reset (Decision.Resets are the RSTs).
+	Reset
 )
 
 // MaxCopies bounds a duplicate action's copies: a typo must not turn one
@@ -42,8 +45,9 @@ type actionType struct {
 	// ladder diagram ("✗ dropped"); accept has no mark.
 	done string
 	// dropped: the packet never reaches its receiver. held: it reaches it
-	// when the hold ends. copies: copies of it are sent later.
-	dropped, held, copies bool
+	// when the hold ends. copies: copies of it are sent later. resets:
+	// RSTs are sent in its stead.
+	dropped, held, copies, resets bool
 	// params renders the action's parameters after its name (" 300ms±20ms").
 	params func(a Action) string
 }
@@ -59,6 +63,12 @@ var actionTypes = [...]actionType{
 	}},
 	Duplicate: {name: "duplicate", done: "⧉ duplicated", copies: true, params: func(a Action) string {
 		return fmt.Sprintf(" ×%d after %s", a.Copies, a.After)
+	}},
+	Reset: {name: "reset", done: "↯ reset", dropped: true, resets: true, params: func(a Action) string {
+		if a.OutsideWindow {
+			return " " + a.Reset.String() + " outside the window"
+		}
+		return " " + a.Reset.String()
 	}},
 }
 
@@ -78,8 +88,8 @@ func ActionTypes() []ActionType {
 	return ts
 }
 
-// String returns the action's name: "accept", "drop", "delay" or
-// "duplicate".
+// String returns the action's name: "accept", "drop", "delay",
+// "duplicate" or "reset".
 func (t ActionType) String() string { return t.info().name }
 
 // ParseActionType parses an action's name as String returns it.
@@ -96,8 +106,12 @@ func ParseActionType(name string) (ActionType, error) {
 // action but Accept.
 func (t ActionType) Faulty() bool {
 	i := t.info()
-	return i.dropped || i.held || i.copies
+	return i.dropped || i.held || i.copies || i.resets
 }
+
+// SendsResets reports whether RSTs are sent in the packet's stead
+// (Decision.Resets apply).
+func (t ActionType) SendsResets() bool { return t.info().resets }
 
 // Delivers reports whether the packet reaches its receiver (at once or
 // after a hold); only a dropped packet does not.
@@ -125,6 +139,12 @@ type Action struct {
 	Copies uint32
 	// After is when the copies are sent, counted from the original.
 	After time.Duration
+	// Reset names the endpoints a Reset sends its RST to; OutsideWindow
+	// sends each one sequence number past the exact match, inside the
+	// window, which a stack following RFC 5961 §3.2 answers with a
+	// challenge ACK instead of closing.
+	Reset         Endpoints
+	OutsideWindow bool
 }
 
 // String describes the action in words, e.g. "drop", "delay 300ms±20ms" or
@@ -144,7 +164,8 @@ func (d Decision) Note() string {
 	if i.params == nil {
 		return i.done
 	}
-	return i.done + i.params(Action{Type: d.Action, Delay: d.Hold, Copies: d.Copies, After: d.After})
+	return i.done + i.params(Action{Type: d.Action, Delay: d.Hold, Copies: d.Copies, After: d.After,
+		Reset: d.Reset, OutsideWindow: d.OutsideWindow})
 }
 
 // ParamKind is the kind of value an action parameter takes.
@@ -158,6 +179,8 @@ const (
 	Count
 	// Flag is true or false.
 	Flag
+	// Choice is one of Param.Choices, any case; Value.Count is its index.
+	Choice
 )
 
 // Value is a decoded parameter value: the field of its Param's kind is set.
@@ -174,6 +197,8 @@ type Param struct {
 	Kind ParamKind
 	// Min and Max bound a Count.
 	Min, Max uint64
+	// Choices are the words a Choice takes.
+	Choices []string
 	// placeholder stands for the value in Syntax ("D", "true").
 	placeholder string
 	// set stores v in a, or returns why v is refused.
@@ -230,6 +255,18 @@ var forms = []Form{
 			return nil
 		}},
 	}},
+	{Type: Reset, needs: "the endpoints, e.g. {reset: both}", Params: []Param{
+		{Key: "reset", Kind: Choice, Choices: endpointNames[1:], placeholder: "client|server|both",
+			set: func(a *Action, v Value) error {
+				a.Reset = Endpoints(v.Count + 1)
+				return nil
+			}},
+		{Key: "window", Kind: Choice, Choices: []string{"exact", "outside"}, placeholder: "exact|outside",
+			set: func(a *Action, v Value) error {
+				a.OutsideWindow = v.Count == 1
+				return nil
+			}},
+	}},
 	{Type: Drop, Params: []Param{
 		{Key: "drop", Kind: Flag, placeholder: "true", set: func(_ *Action, v Value) error {
 			if !v.Flag {
@@ -277,7 +314,8 @@ func (f Form) syntax(n int) string {
 }
 
 // Syntax lists every form for messages: "drop, accept, {delay: D, jitter:
-// J}, {duplicate: N, after: D} or {drop: true}".
+// J}, {duplicate: N, after: D}, {reset: client|server|both, window:
+// exact|outside} or {drop: true}".
 func Syntax() string {
 	parts := make([]string, len(forms))
 	for i, f := range forms {
@@ -287,7 +325,8 @@ func Syntax() string {
 }
 
 // BriefSyntax lists each action once, in its first form with its required
-// key only: "drop, accept, {delay: D}, {duplicate: N}".
+// key only: "drop, accept, {delay: D}, {duplicate: N}, {reset:
+// client|server|both}".
 func BriefSyntax() string {
 	var parts []string
 	seen := make(map[ActionType]bool, len(actionTypes))

@@ -19,6 +19,12 @@ type Decision struct {
 	// copies of it are sent After later.
 	Copies uint32
 	After  time.Duration
+	// Reset and OutsideWindow are a reset's parameters, Resets the RSTs
+	// it sends (none when the packet shows no endpoint to reset, e.g. an
+	// RST).
+	Reset         Endpoints
+	OutsideWindow bool
+	Resets        Resets
 	// Rule is the index of the rule that acted, or -1 when none did: no
 	// rule matched, or the first rule that matched did not act because its
 	// probability draw failed or its limit was used up.
@@ -55,7 +61,12 @@ func (e *Engine) Decide(o *statetrack.Observation) Decision {
 	for i := range e.set.rules {
 		r := &e.set.rules[i]
 		if r.matches(o) {
-			return e.act(i, r)
+			d := e.act(i, r)
+			if d.Action.SendsResets() {
+				d.Reset, d.OutsideWindow = r.action.Reset, r.action.OutsideWindow
+				d.Resets = resets(o, d.Reset, d.OutsideWindow)
+			}
+			return d
 		}
 	}
 	return Decision{Rule: -1}

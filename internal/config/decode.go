@@ -368,6 +368,10 @@ func (d *decoder) param(path string, p rules.Param, v any) (val rules.Value, ok 
 		val.Count, ok = d.uint(path, v, p.Min, p.Max)
 	case rules.Flag:
 		val.Flag, ok = d.bool(path, v)
+	case rules.Choice:
+		var i int
+		i, ok = d.oneOf(path, v, p.Key, p.Choices...)
+		val.Count = uint64(i)
 	}
 	return val, ok
 }

@@ -124,6 +124,8 @@ rules:
   - action: {duplicate: 2}
   - match: {retransmission: false, from: client}
     action: {delay: 1s}
+  - action: {reset: Both, window: outside}
+  - action: {reset: client}
 `)
 	server, client, yes, no := statetrack.Server, statetrack.Client, true, false
 	want := Config{
@@ -152,6 +154,8 @@ rules:
 			{Name: "42", Action: rules.Action{Type: rules.Accept}, Probability: 1},
 			{Name: "rule-3", Action: rules.Action{Type: rules.Duplicate, Copies: 2}, Probability: 1},
 			{Name: "rule-4", Match: rules.Match{Retransmission: &no, From: &client}, Action: rules.Action{Type: rules.Delay, Delay: time.Second}, Probability: 1},
+			{Name: "rule-5", Action: rules.Action{Type: rules.Reset, Reset: rules.Both, OutsideWindow: true}, Probability: 1},
+			{Name: "rule-6", Action: rules.Action{Type: rules.Reset, Reset: rules.ToClient}, Probability: 1},
 		},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -248,12 +252,20 @@ func TestDecodeErrors(t *testing.T) {
 		{"null rule", `rules: [~]`, []string{`rules[0]: empty rule`}},
 		{"rule not map", `rules: [drop]`, []string{`rules[0]: want a map, got "drop"`}},
 		{"rules not list", `rules: {action: drop}`, []string{`rules: want a list or a single value, got a map`}},
-		{"unknown action", `rules: [{action: reset}]`, []string{`rules[0].action: unknown action "reset"`}},
+		{"unknown action", `rules: [{action: reject}]`, []string{`rules[0].action: unknown action "reject"`}},
+		{"reset bare", `rules: [{action: reset}]`, []string{`rules[0].action: reset needs the endpoints, e.g. {reset: both}`}},
+		{"reset endpoint", `rules: [{action: {reset: peer}}]`,
+			[]string{`rules[0].action.reset: unknown reset "peer" (want client, server or both)`}},
+		{"reset not a word", `rules: [{action: {reset: 2}}]`, []string{`rules[0].action.reset: want a string, got the number 2`}},
+		{"reset window", `rules: [{action: {reset: both, window: inside}}]`,
+			[]string{`rules[0].action.window: unknown window "inside" (want exact or outside)`}},
+		{"window without reset", `rules: [{action: {drop: true, window: outside}}]`,
+			[]string{`rules[0].action.window: only with reset`}},
 		{"delay string", `rules: [{action: delay}]`, []string{`rules[0].action: delay needs a duration`}},
 		{"duplicate string", `rules: [{action: duplicate}]`, []string{`rules[0].action: duplicate needs a count`}},
 		{"action number", `rules: [{action: 3}]`, []string{`rules[0].action: want drop, accept`}},
 		{"action two", `rules: [{action: {delay: 1s, duplicate: 1}}]`, []string{`rules[0].action: delay and duplicate exclude each other`}},
-		{"action none", `rules: [{action: {after: 1s}}]`, []string{`rules[0].action: want exactly one of delay, duplicate or drop`}},
+		{"action none", `rules: [{action: {after: 1s}}]`, []string{`rules[0].action: want exactly one of delay, duplicate, reset or drop`}},
 		{"action empty", `rules: [{action: {}}]`, []string{`rules[0].action: empty action`}},
 		{"delay zero", `rules: [{action: {delay: 0s}}]`, []string{`rules[0].action.delay: must be positive`}},
 		{"delay negative", `rules: [{action: {delay: -3ms}}]`, []string{`rules[0].action.delay: negative duration "-3ms"`}},

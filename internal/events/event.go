@@ -68,6 +68,9 @@ type Event struct {
 	// replaced a connection on the same tuple.
 	Midstream      bool
 	NewIncarnation bool
+	// Injected marks a packet tcpchaos sent itself (the RSTs of a reset
+	// action), not one it intercepted.
+	Injected bool
 }
 
 // IsState reports whether e is a state event (Reason is set).

@@ -42,6 +42,7 @@ type line struct {
 	Reason         string    `json:"reason,omitempty"`
 	Midstream      bool      `json:"midstream,omitempty"`
 	NewIncarnation bool      `json:"new_incarnation,omitempty"`
+	Injected       bool      `json:"injected,omitempty"`
 }
 
 // toLine spells e as its JSON line does.
@@ -58,7 +59,7 @@ func spell(e *Event) line {
 		Time: e.Time, ConnID: e.ConnID, Closer: e.Closer.String(), Nth: e.Nth,
 		Retransmission: e.Retransmission, Seq: e.Seq, Ack: e.Ack, Len: e.Len,
 		ClientState: e.ClientState.String(), ServerState: e.ServerState.String(),
-		Copies: e.Copies, Reason: e.Reason.String(), Midstream: e.Midstream, NewIncarnation: e.NewIncarnation,
+		Copies: e.Copies, Reason: e.Reason.String(), Midstream: e.Midstream, NewIncarnation: e.NewIncarnation, Injected: e.Injected,
 	}
 	switch {
 	case e.IsState():
@@ -143,6 +144,9 @@ func appendJSON(b []byte, e *Event) []byte {
 	}
 	if l.NewIncarnation {
 		b = append(b, `,"new_incarnation":true`...)
+	}
+	if l.Injected {
+		b = append(b, `,"injected":true`...)
 	}
 	return append(b, '}')
 }
@@ -238,7 +242,8 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 // fromLine parses the typed fields out of l.
 func fromLine(l *line) (Event, error) {
 	e := Event{Time: l.Time, ConnID: l.ConnID, Nth: l.Nth, Retransmission: l.Retransmission, Seq: l.Seq, Ack: l.Ack,
-		Len: l.Len, Rule: l.Rule, Copies: l.Copies, Midstream: l.Midstream, NewIncarnation: l.NewIncarnation}
+		Len: l.Len, Rule: l.Rule, Copies: l.Copies, Midstream: l.Midstream, NewIncarnation: l.NewIncarnation,
+		Injected: l.Injected}
 	var errs []error
 	field := func(name string, err error) {
 		if err != nil {

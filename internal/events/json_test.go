@@ -57,7 +57,9 @@ func sampleEvents() []Event {
 	released.Reason = Released
 	copyArrived := pkt(statetrack.Server, 0, statetrack.FIN|statetrack.ACK)
 	copyArrived.Reason, copyArrived.Closer = Duplicate, statetrack.Active
-	evs := []Event{fin, synAck, accept, bare, released, copyArrived}
+	rst := pkt(statetrack.Server, statetrack.Rst, statetrack.RST)
+	rst.Injected = true
+	evs := []Event{fin, synAck, accept, bare, released, copyArrived, rst}
 	for _, g := range statetrack.GoneReasons() {
 		evs = append(evs, Event{Time: at, Client: c, Server: s, ConnID: 2, Reason: Gone(g),
 			ClientState: statetrack.Closed, ServerState: statetrack.TimeWait})
@@ -98,7 +100,8 @@ func TestJSONRoundTrip(t *testing.T) {
 		3: {`"flags":"none"`, `"midstream":true`},
 		4: {`"from":"client","kind":"state","nth":1`, `"flags":"."`, `"reason":"released"`},
 		5: {`"kind":"state","closer":"active"`, `"reason":"duplicate"`},
-		6: {`"conn_id":2,"kind":"state","seq":0,"ack":0,"len":0,"client_state":"CLOSED","server_state":"TIME_WAIT","reason":"time-wait-expired"}`},
+		6: {`"kind":"rst"`, `"flags":"R"`, `"injected":true}`},
+		7: {`"conn_id":2,"kind":"state","seq":0,"ack":0,"len":0,"client_state":"CLOSED","server_state":"TIME_WAIT","reason":"time-wait-expired"}`},
 	} {
 		for _, w := range want {
 			if !strings.Contains(lines[i], w) {
@@ -109,8 +112,8 @@ func TestJSONRoundTrip(t *testing.T) {
 	for i, l := range lines {
 		for _, absent := range map[int][]string{
 			1: {`"copies"`, `"after"`, `"closer"`, `"reason"`},
-			3: {`"rule"`, `"action"`, `"delay"`, `"nth":0`},
-			6: {`"from"`, `"flags"`, `"nth"`, `"closer"`, `"rule"`},
+			3: {`"rule"`, `"action"`, `"delay"`, `"nth":0`, `"injected"`},
+			7: {`"from"`, `"flags"`, `"nth"`, `"closer"`, `"rule"`},
 		}[i] {
 			if strings.Contains(l, absent) {
 				t.Errorf("line %d = %s, want no %s", i+1, l, absent)

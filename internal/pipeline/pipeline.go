@@ -33,6 +33,8 @@ type Stats struct {
 	// Actions counts packets by the action taken (indexed by
 	// rules.ActionType).
 	Actions [rules.NumActionTypes]uint64
+	// Injected counts the RSTs that reset actions sent.
+	Injected uint64
 }
 
 // Add adds o's counts to s.
@@ -43,6 +45,7 @@ func (s *Stats) Add(o Stats) {
 	for i := range s.Actions {
 		s.Actions[i] += o.Actions[i]
 	}
+	s.Injected += o.Injected
 }
 
 // New returns a pipeline with a fresh tracker configured by tc, deciding
@@ -95,7 +98,24 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		}
 		p.sink.Emit(e)
 	}
+	for i := range d.Resets.N {
+		p.inject(&d.Resets.Seg[i], now)
+	}
 	return v
+}
+
+// inject observes an RST that the verdict sends (the driver sends it) and
+// delivers it at once, so that the tracked states move as a real RST's
+// would; its event says injected.
+func (p *Pipeline) inject(seg *statetrack.Segment, now time.Time) {
+	o := p.tracker.Observe(seg, now)
+	states, _ := p.tracker.Deliver(&o, now)
+	p.stats.Injected++
+	if p.sink != nil {
+		e := packetEvent(&o, now, states)
+		e.Injected = true
+		p.sink.Emit(e)
+	}
 }
 
 // Deliver reports that a held packet was released, or that one copy of a

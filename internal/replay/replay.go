@@ -90,8 +90,32 @@ func (r *runner) run() error {
 // Accept writes the frame (execute.Output).
 func (r *runner) Accept(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.writePacket(p, now) }
 
-// Drop leaves the frame out (execute.Output).
-func (r *runner) Drop(*execute.Packet, *rules.Verdict, time.Time) {}
+// Drop leaves the frame out and writes the RSTs of a reset in its stead
+// (execute.Output), each behind the dropped frame's link-layer header (on
+// Ethernet with the addresses swapped for an RST going back to the
+// sender).
+func (r *runner) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	if v.Resets.N == 0 {
+		return
+	}
+	link := r.in.LinkType()
+	off, _, err := decode.IPOffset(p.Data, link)
+	if err != nil {
+		return // DecodeFrame found it, so this cannot fail
+	}
+	for i := range v.Resets.N {
+		seg := &v.Resets.Seg[i]
+		f := append([]byte(nil), p.Data[:off]...)
+		if link == decode.LinkEthernet && seg.Src != v.Obs.Seg.Src {
+			var mac [6]byte
+			copy(mac[:], f[:6])
+			copy(f[:6], f[6:12])
+			copy(f[6:12], mac[:])
+		}
+		f = decode.AppendRST(f, seg)
+		r.write(capture.Frame{Data: f, TS: now, CaptureLen: len(f), OrigLen: len(f)})
+	}
+}
 
 // Release writes a held frame at the end of its hold (execute.Output).
 func (r *runner) Release(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.writePacket(p, now) }

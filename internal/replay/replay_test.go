@@ -388,3 +388,46 @@ func TestReplayDuplicateOfTruncatedFrameSkipped(t *testing.T) {
 		t.Errorf("event = %+v, want the 10-byte data segment duplicated", e)
 	}
 }
+
+// TestReplayReset: a reset leaves the data segment out and writes an RST
+// to each endpoint in its place, with the sequence number each expects
+// (on Ethernet the one back to the sender with the addresses swapped);
+// the injected RSTs are in the events and close both tracked endpoints.
+func TestReplayReset(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		w := newWire(t, v6)
+		w.send(true, "S", 100, 0, 0)
+		w.send(false, "S.", 500, 101, 0)
+		w.send(true, ".", 101, 501, 0)
+		w.send(true, ".", 101, 501, 10)
+		res := w.replay(rules.Rule{Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}},
+			Action: rules.Action{Type: rules.Reset, Reset: rules.Both}})
+		segs := res.segments(t, w.link)
+		if len(segs) != 5 {
+			t.Fatalf("v6 %v: %d frames out, want 3 + 2 RSTs", v6, len(segs))
+		}
+		toClient, toServer := segs[3], segs[4]
+		if toClient.Dst.Port() != 40000 || toClient.Seq != 501 || toClient.Flags != statetrack.RST {
+			t.Errorf("v6 %v: RST to the client %+v, want seq 501 flags R", v6, toClient)
+		}
+		if toServer.Dst.Port() != 8080 || toServer.Seq != 101 || toServer.Flags != statetrack.RST {
+			t.Errorf("v6 %v: RST to the server %+v, want seq 101 flags R", v6, toServer)
+		}
+		if v6 && !bytes.Equal(res.out[3].Data[:6], res.out[2].Data[6:12]) {
+			t.Errorf("RST to the client has destination MAC % x, want the sender's % x", res.out[3].Data[:6], res.out[2].Data[6:12])
+		}
+		var injected int
+		for _, e := range res.events {
+			if e.Injected {
+				injected++
+				if e.Kind != statetrack.Rst {
+					t.Errorf("injected event of kind %v", e.Kind)
+				}
+			}
+		}
+		last := res.events[len(res.events)-1]
+		if injected != 2 || last.ClientState != statetrack.Closed || last.ServerState != statetrack.Closed {
+			t.Errorf("v6 %v: %d injected events, last states %v/%v, want 2 and CLOSED/CLOSED", v6, injected, last.ClientState, last.ServerState)
+		}
+	}
+}
