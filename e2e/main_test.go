@@ -318,7 +318,7 @@ func checkEvent(t *testing.T, n int, e wireEvent, line string) {
 		t.Errorf("events line %d: rule %q with action %q: %s", n, e.Rule, e.Action, line)
 	}
 	switch e.Action {
-	case "", "drop":
+	case "", "drop", "reset":
 	case "delay":
 		if _, err := time.ParseDuration(e.Delay); err != nil {
 			t.Errorf("events line %d: delay %q: %v: %s", n, e.Delay, err, line)

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -548,4 +550,92 @@ func (s *scenario) checkStaleCopy(atClient, atServer []netlabtest.Packet, evs []
 		t.Errorf("duplicate %d copies after %s, want 1 after 3s", f.Copies, f.After)
 	}
 	return syns
+}
+
+// TestResetMidTransfer: configs/reset-mid-transfer.yaml. The first
+// request is answered; the second is dropped and an RST reaches each end
+// with the sequence number it expects, so both sockets fail with
+// ECONNRESET; the events show the injected RSTs and both endpoints
+// CLOSED.
+func TestResetMidTransfer(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		s := newScenario(t, "reset-mid-transfer.yaml", v6)
+		serverErr := make(chan error, 1)
+		s.listen(func(c net.Conn) error {
+			r := bufio.NewReader(c)
+			if _, err := r.ReadString('\n'); err != nil {
+				return fmt.Errorf("read first request: %w", err)
+			}
+			if _, err := io.WriteString(c, "pong\n"); err != nil {
+				return fmt.Errorf("write response: %w", err)
+			}
+			_, err := r.ReadString('\n')
+			serverErr <- err
+			return nil
+		})
+		c, _ := s.dial()
+		request(t, c)
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			t.Fatalf("write second request: %v", err)
+		}
+		if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client read after the reset: %v, want ECONNRESET", err)
+		}
+		select {
+		case err := <-serverErr:
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("server read after the reset: %v, want ECONNRESET", err)
+			}
+		case <-time.After(ioTimeout):
+			t.Error("server read did not end")
+		}
+		atClient, atServer, evs := s.finish()
+
+		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
+		toClient, toServer := pick(atClient, from(s.server), isRst), pick(atServer, from(s.client), isRst)
+		if len(toClient) != 1 || len(toServer) != 1 {
+			t.Fatalf("RSTs: %d to the client, %d to the server, want 1 and 1", len(toClient), len(toServer))
+		}
+		if uint32(toServer[0].Seq) != f.Seq || uint32(toClient[0].Seq) != f.Ack {
+			t.Errorf("RST seqs %d to the server, %d to the client, want %d and %d (the dropped segment's seq and ack)",
+				toServer[0].Seq, toClient[0].Seq, f.Seq, f.Ack)
+		}
+		var injected int
+		for _, e := range evs {
+			if e.Injected && e.Kind == statetrack.Rst {
+				injected++
+			}
+		}
+		last := packetEvents(evs, statetrack.Rst, statetrack.Client)
+		if injected != 2 || len(last) == 0 || last[len(last)-1].ClientState != statetrack.Closed || last[len(last)-1].ServerState != statetrack.Closed {
+			t.Errorf("%d injected RST events (want 2), last states %v", injected, last)
+		}
+	})
+}
+
+// TestRejectNewConnections: configs/reject-new-connections.yaml. connect()
+// fails at once with ECONNREFUSED; no SYN reaches the server side.
+func TestRejectNewConnections(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		s := newScenario(t, "reject-new-connections.yaml", v6)
+		s.listen(pingPong(0))
+		start := time.Now()
+		_, err := s.tp.Client.Dial("tcp", s.serverAP.String(), ioTimeout)
+		took := time.Since(start)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("dial: %v, want ECONNREFUSED", err)
+		}
+		within(t, "refused connect()", took, 0, 500*time.Millisecond)
+		atClient, atServer, evs := s.finish()
+		if syns := pick(atServer, from(s.client), isSyn); len(syns) != 0 {
+			t.Errorf("%d SYNs reached the server side", len(syns))
+		}
+		rsts := pick(atClient, from(s.server), isRst)
+		if syns := pick(atClient, from(s.client), isSyn); len(rsts) != 1 || len(syns) == 0 || rsts[0].Ack != syns[0].Seq+1 {
+			t.Errorf("RSTs to the client %v, want one acknowledging the SYN %v", rsts, syns)
+		}
+		wantFault(t, evs, "refuse-syn", rules.Reset, statetrack.Syn, statetrack.Client, 1)
+	})
 }
