@@ -639,3 +639,35 @@ func TestRejectNewConnections(t *testing.T) {
 		wantFault(t, evs, "refuse-syn", rules.Reset, statetrack.Syn, statetrack.Client, 1)
 	})
 }
+
+// TestChallengeAck: configs/challenge-ack.yaml. The server receives an
+// RST one past its next expected sequence number and answers with a
+// challenge ACK of that number; the client's data is retransmitted and
+// its request answered: the connection lives on.
+func TestChallengeAck(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		s := newScenario(t, "challenge-ack.yaml", v6)
+		s.listen(pingPong(0))
+		c, _ := s.dial()
+		request(t, c)
+		c.Close()
+		s.waitClosed()
+		atClient, atServer, evs := s.finish()
+
+		f := wantFault(t, evs, "blind-reset", rules.Reset, statetrack.Data, statetrack.Client, 1)
+		rsts := pick(atServer, from(s.client), isRst)
+		if len(rsts) != 1 || uint32(rsts[0].Seq) != f.Seq+1 {
+			t.Fatalf("RSTs to the server %v, want one with seq %d (one past the exact %d)", rsts, f.Seq+1, f.Seq)
+		}
+		var challenge []netlabtest.Packet
+		for _, p := range pick(atClient, from(s.server), isPureAck, ackOf(f.Seq)) {
+			if p.Time.After(rsts[0].Time) {
+				challenge = append(challenge, p)
+			}
+		}
+		if len(challenge) == 0 {
+			t.Errorf("no challenge ACK of %d from the server after the RST", f.Seq)
+		}
+	})
+}
