@@ -112,6 +112,20 @@ func (s *scenario) dial() (net.Conn, time.Duration) {
 	return c, took
 }
 
+// pingPongOnce serves with pingPong(0), dials, sends one request, closes
+// and waits for the close to cross the router, then finishes: it returns
+// how long connect() took and what finish returns.
+func (s *scenario) pingPongOnce() (took time.Duration, toClient, toServer []netlabtest.Packet, evs []events.Event) {
+	s.t.Helper()
+	s.listen(pingPong(0))
+	c, took := s.dial()
+	request(s.t, c)
+	c.Close()
+	s.waitClosed()
+	toClient, toServer, evs = s.finish()
+	return took, toClient, toServer, evs
+}
+
 // pingPong answers each "ping\n" with "pong\n" until EOF (the client's
 // close), then waits linger and closes: a passive closer.
 func pingPong(linger time.Duration) func(net.Conn) error {

@@ -25,12 +25,7 @@ func TestLostFirstSyn(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
 		s := newScenario(t, "lost-first-syn.yaml", v6)
-		s.listen(pingPong(0))
-		c, took := s.dial()
-		request(t, c)
-		c.Close()
-		s.waitClosed()
-		atClient, atServer, evs := s.finish()
+		took, atClient, atServer, evs := s.pingPongOnce()
 
 		within(t, "connect()", took, 900*time.Millisecond, 3*time.Second)
 		gaps := sameSegment(t, "client SYNs upstream", pick(atClient, from(s.client), isSyn), 2, atClient)
@@ -648,12 +643,7 @@ func TestChallengeAck(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
 		s := newScenario(t, "challenge-ack.yaml", v6)
-		s.listen(pingPong(0))
-		c, _ := s.dial()
-		request(t, c)
-		c.Close()
-		s.waitClosed()
-		atClient, atServer, evs := s.finish()
+		_, atClient, atServer, evs := s.pingPongOnce()
 
 		f := wantFault(t, evs, "blind-reset", rules.Reset, statetrack.Data, statetrack.Client, 1)
 		rsts := pick(atServer, from(s.client), isRst)

@@ -158,11 +158,16 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 }
 
 // Drop drops a packet and sends the RSTs of a reset in its stead through
-// the raw socket (execute.Output); c.mu is held. A failed RST is counted
-// as a failed copy would be.
+// the raw socket (execute.Output); c.mu is held. The verdicts collected
+// so far are written first: an RST must not overtake a packet accepted
+// before it (an ACK still in the batch would reach a socket the RST
+// closed and draw another RST). A failed RST is counted.
 func (c *core) Drop(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	c.c.dropped.Add(1)
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID})
+	if v.Resets.N > 0 {
+		c.flush(false)
+	}
 	for i := range v.Resets.N {
 		if _, err := c.inj.Send(decode.AppendRST(c.rst[:0], &v.Resets.Seg[i])); err != nil {
 			if n := c.c.resetsFailed.Add(1); execute.LogWorthy(n) {
