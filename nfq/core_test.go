@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -231,6 +232,53 @@ func TestDrop(t *testing.T) {
 	}
 	if d, a := f.c.c.dropped.Load(), f.c.c.accepted.Load(); d != 1 || a != 1 {
 		t.Errorf("dropped %d accepted %d, want 1 and 1", d, a)
+	}
+}
+
+// orderedSender records the RSTs sent and whether packet 1's verdict had
+// reached the kernel by then.
+type orderedSender struct {
+	k           *fakeKernel
+	sent        []statetrack.Segment
+	afterAccept bool
+}
+
+func (s *orderedSender) Send(pkt []byte) (int, error) {
+	var seg statetrack.Segment
+	if err := decode.NewParser().Decode(pkt, &seg); err != nil {
+		return 0, err
+	}
+	s.sent = append(s.sent, seg)
+	s.afterAccept = s.k.has(1)
+	return 1, nil
+}
+
+// TestResetSendsRSTsAfterEarlierVerdicts: a reset drops its packet and
+// sends each RST through the raw socket, once the verdicts batched before
+// it were written (packet 1, accepted in the same burst, goes first).
+func TestResetSendsRSTsAfterEarlierVerdicts(t *testing.T) {
+	f := newFixture(t, rulespkg.Verdict{}, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Reset}})
+	c, s := netip.MustParseAddrPort("198.18.1.2:40312"), netip.MustParseAddrPort("198.18.2.2:8080")
+	want := []statetrack.Segment{{Src: s, Dst: c, Seq: 77, Flags: statetrack.RST}, {Src: c, Dst: s, Seq: 5, Flags: statetrack.RST}}
+	f.h.next[1].Resets = rulespkg.Resets{Seg: [2]statetrack.Segment{want[0], want[1]}, N: 2}
+	os := &orderedSender{k: f.k}
+	f.c.inj = os
+	for id := uint32(1); id <= 2; id++ {
+		f.k.enqueue(id)
+		f.c.packet(id, f.syn, len(f.syn), 0, f.at(0))
+	}
+	f.c.endBurst(true)
+	if v := f.k.verdict(t, 2); v != nfqueue.NfDrop {
+		t.Errorf("reset packet's verdict %d, want drop", v)
+	}
+	if len(os.sent) != 2 || os.sent[0] != want[0] || os.sent[1] != want[1] {
+		t.Errorf("RSTs sent %+v, want %+v", os.sent, want)
+	}
+	if !os.afterAccept {
+		t.Error("RSTs sent before the earlier packet's verdict was written")
+	}
+	if n := f.c.c.resetsSent.Load(); n != 2 {
+		t.Errorf("resets sent counted %d, want 2", n)
 	}
 }
 
