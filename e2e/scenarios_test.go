@@ -585,6 +585,8 @@ func TestResetMidTransfer(t *testing.T) {
 		case <-time.After(ioTimeout):
 			t.Error("server read did not end")
 		}
+		waitFor(t, s.toClient, "the RST to the client", atLeast(1, from(s.server), isRst))
+		waitFor(t, s.toServer, "the RST to the server", atLeast(1, from(s.client), isRst))
 		atClient, atServer, evs := s.finish()
 
 		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
@@ -623,6 +625,7 @@ func TestRejectNewConnections(t *testing.T) {
 			t.Errorf("dial: %v, want ECONNREFUSED", err)
 		}
 		within(t, "refused connect()", took, 0, 500*time.Millisecond)
+		waitFor(t, s.toClient, "the RST", atLeast(1, from(s.server), isRst))
 		atClient, atServer, evs := s.finish()
 		if syns := pick(atServer, from(s.client), isSyn); len(syns) != 0 {
 			t.Errorf("%d SYNs reached the server side", len(syns))
