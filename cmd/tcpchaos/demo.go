@@ -179,7 +179,7 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Writer) (evs []eve
 	evs = col.Events()
 
 	fmt.Fprintln(out, "\nwhat the router saw:")
-	ladder.Write(out, evs)
+	ladder.Write(out, evs, ladder.Options{})
 	fmt.Fprintln(out, "\nwhat you just saw:")
 	paragraphs, storyErr := findStory(evs).explain()
 	for _, p := range paragraphs {

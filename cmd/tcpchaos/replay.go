@@ -86,7 +86,7 @@ func runReplay(c *cli.Context) error {
 		summaryTo = c.App.ErrWriter
 	}
 	if col != nil {
-		ladder.Write(summaryTo, col.Events())
+		ladder.Write(summaryTo, col.Events(), ladder.Options{})
 		fmt.Fprintln(summaryTo)
 	}
 	fmt.Fprintf(summaryTo, "replayed %s: %d frames, %d TCP, %d passed through", c.String("pcap"), counts.Frames, counts.TCP, counts.Passed)

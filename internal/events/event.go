@@ -76,6 +76,10 @@ type Event struct {
 // IsState reports whether e is a state event (Reason is set).
 func (e *Event) IsState() bool { return e.Reason != NoReason }
 
+// Faulted reports whether a rule acted on e's packet with a fault: an
+// action other than accept (a drop, a delay, a duplication).
+func (e *Event) Faulted() bool { return e.Rule != "" && e.Action.Faulty() }
+
 // HasPacket reports whether e concerns a packet: a packet event, or a held
 // packet released or a copy arriving. A connection leaving the table has
 // no sender and no flags.

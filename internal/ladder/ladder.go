@@ -6,6 +6,7 @@ package ladder
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"unicode/utf8"
 
@@ -20,42 +21,73 @@ const (
 	arrowWidth = 30 // "── final-ack #2 . ──────────▶"
 )
 
+// Options select how Write draws.
+type Options struct {
+	// ASCII draws with ASCII characters only (for logs): "-" for "─",
+	// ">" and "<" for the arrow tips, "x" for "✗", and so on.
+	ASCII bool
+	// Color colours each packet a rule acted on by its action (ANSI
+	// escapes: for a terminal).
+	Color bool
+}
+
 // Write prints events as ladder diagrams, one per connection incarnation
 // (in the order of their first event), one line per event: the time since
 // the connection's first event, the client's state, the packet as an arrow
 // (✗ where it was dropped), the server's state (both states as they stand
 // after the event), sequence and acknowledgment numbers relative to each
-// side's initial sequence number, and what happened to the packet.
-func Write(w io.Writer, evs []events.Event) {
+// side's initial sequence number, and what happened to the packet. The
+// first retransmission in a connection after a fault says how long after
+// the fault it came: the interval the fault provoked.
+func Write(w io.Writer, evs []events.Event, opts Options) {
 	if len(evs) == 0 {
 		fmt.Fprintln(w, "(no events)")
 		return
 	}
 	isn := initialSeqs(evs)
-	for n, conn := range byConnection(evs) {
+	for n, conn := range ByConnection(evs) {
 		if n > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "connection %s (seq/ack relative to each side's SYN)\n", conn[0].Conn())
-		line(w, "time", "client", "", "server", "seq/ack", "")
+		opts.line(w, fmt.Sprintf("connection %s (id %d; seq/ack relative to each side's SYN)", conn[0].Conn(), conn[0].ConnID), nil)
+		opts.row(w, nil, "time", "client", "", "server", "seq/ack", "")
 		start := conn[0].Time
+		var fault *events.Event // the last fault not yet followed by a retransmission
 		for i := range conn {
 			e := &conn[i]
-			line(w, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
-				e.ClientState.String(), arrow(e), e.ServerState.String(), seqAck(e, isn), note(e))
+			n := note(e)
+			if e.Retransmission && fault != nil && !e.IsState() {
+				n = strings.Replace(n, "retransmission", fmt.Sprintf("retransmission %.3f s after the %s of %s #%d",
+					e.Time.Sub(fault.Time).Seconds(), fault.Action, fault.Kind, fault.Nth), 1)
+				fault = nil
+			}
+			if e.Faulted() && !e.IsState() {
+				fault = e
+			}
+			opts.row(w, e, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
+				e.ClientState.String(), arrow(e), e.ServerState.String(), seqAck(e, isn), n)
 		}
 	}
 }
 
-// byConnection splits events by connection incarnation, keeping their order.
-func byConnection(evs []events.Event) [][]events.Event {
+// connKey names a connection incarnation: its id with its endpoints (the
+// queues of one run number their connections each on their own).
+type connKey struct {
+	id             uint64
+	client, server netip.AddrPort
+}
+
+// ByConnection splits events by connection incarnation, in the order of
+// their first event, keeping the events' order.
+func ByConnection(evs []events.Event) [][]events.Event {
 	var conns [][]events.Event
-	index := make(map[uint64]int)
+	index := make(map[connKey]int)
 	for _, e := range evs {
-		i, ok := index[e.ConnID]
+		k := connKey{e.ConnID, e.Client, e.Server}
+		i, ok := index[k]
 		if !ok {
 			i = len(conns)
-			index[e.ConnID] = i
+			index[k] = i
 			conns = append(conns, nil)
 		}
 		conns[i] = append(conns[i], e)
@@ -63,11 +95,41 @@ func byConnection(evs []events.Event) [][]events.Event {
 	return conns
 }
 
-// line writes one line of the ladder's columns.
-func line(w io.Writer, at, client, arrow, server, seqAck, note string) {
-	s := fmt.Sprintf("%8s  %s %s %s %s %s", at, pad(client, stateWidth), pad(arrow, arrowWidth),
-		pad(server, stateWidth), pad(seqAck, 14), note)
-	fmt.Fprintln(w, strings.TrimRight(s, " "))
+// row writes one line of the ladder's columns, about e (nil: a heading).
+func (o Options) row(w io.Writer, e *events.Event, at, client, arrow, server, seqAck, note string) {
+	o.line(w, fmt.Sprintf("%8s  %s %s %s %s %s", at, pad(client, stateWidth), pad(arrow, arrowWidth),
+		pad(server, stateWidth), pad(seqAck, 14), note), e)
+}
+
+// asciiFor replaces what Write draws outside ASCII.
+var asciiFor = strings.NewReplacer("─", "-", "▶", ">", "◀", "<", "✗", "x", "·", ".", "⧗", "~", "⧉", "+", "±", "+/-", "×", "x")
+
+// ANSI colours of the packets a rule acted on, by what the action does.
+const (
+	colorDropped = "\x1b[31m" // red
+	colorHeld    = "\x1b[33m" // yellow
+	colorCopied  = "\x1b[36m" // cyan
+	colorReset   = "\x1b[0m"
+)
+
+// line writes s, trimmed, as the options draw it; e is the event it is
+// about (nil: none).
+func (o Options) line(w io.Writer, s string, e *events.Event) {
+	s = strings.TrimRight(s, " ")
+	if o.ASCII {
+		s = asciiFor.Replace(s)
+	}
+	if o.Color && e != nil && e.Faulted() && !e.IsState() {
+		c := colorCopied
+		switch {
+		case !e.Action.Delivers():
+			c = colorDropped
+		case e.Action.Holds():
+			c = colorHeld
+		}
+		s = c + s + colorReset
+	}
+	fmt.Fprintln(w, s)
 }
 
 // arrow draws the packet from its sender towards its receiver, ending in ✗

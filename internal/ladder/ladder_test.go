@@ -48,7 +48,7 @@ func twoConnections() []events.Event {
 
 func TestWrite(t *testing.T) {
 	var b strings.Builder
-	Write(&b, twoConnections())
+	Write(&b, twoConnections(), Options{})
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
 	// Connection 1: title, header, 6 events; a blank line; connection 2:
 	// title, header, 1 event.
@@ -56,9 +56,9 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("ladder has %d lines, want 12:\n%s", len(lines), b.String())
 	}
 	for i, want := range map[int][]string{
-		0:  {"connection 198.18.1.2:40000->198.19.2.2:8080"},
+		0:  {"connection 198.18.1.2:40000->198.19.2.2:8080 (id 1;"},
 		2:  {"+0.000", "SYN_SENT", "── syn #1 S ─", "─✗ LISTEN", "seq 0 ", "✗ dropped by lose-first-syn"},
-		3:  {"+1.020", "─▶ SYN_RCVD", "retransmission"},
+		3:  {"+1.020", "─▶ SYN_RCVD", "retransmission 1.020 s after the drop of syn #1"},
 		4:  {"◀─", " syn-ack #1 S. ──", "seq 0 ack 1"}, // relative to the server's ISN, acking the client's
 		5:  {"TIME_WAIT    ◀", "fin #1 F.", "seq 1 ack 2", "passive close"},
 		6:  {"final-ack #1 . ─", "─▶ LAST_ACK", "seq 2 ack 2", "⧗ delayed 200ms by slow-final-ack"},
@@ -90,8 +90,47 @@ func TestWrite(t *testing.T) {
 
 func TestWriteNothing(t *testing.T) {
 	var b strings.Builder
-	Write(&b, nil)
+	Write(&b, nil, Options{})
 	if b.String() != "(no events)\n" {
 		t.Errorf("Write(nil) = %q", b.String())
+	}
+}
+
+func TestWriteASCII(t *testing.T) {
+	var b strings.Builder
+	Write(&b, twoConnections(), Options{ASCII: true})
+	for i, r := range b.String() {
+		if r >= 0x80 {
+			t.Fatalf("ASCII ladder has %q at byte %d:\n%s", r, i, b.String())
+		}
+	}
+	for _, want := range []string{"-- syn #1 S ----", "--x LISTEN", "x dropped by lose-first-syn", "<------", "~ delayed 200ms", ". released"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("ASCII ladder lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestWriteColor(t *testing.T) {
+	var plain, colored strings.Builder
+	Write(&plain, twoConnections(), Options{})
+	Write(&colored, twoConnections(), Options{Color: true})
+	pl, cl := strings.Split(plain.String(), "\n"), strings.Split(colored.String(), "\n")
+	if len(pl) != len(cl) {
+		t.Fatalf("coloured ladder has %d lines, plain %d", len(cl), len(pl))
+	}
+	// Only the faulted packets' lines are coloured: red for the drop,
+	// yellow for the delay.
+	for i := range pl {
+		want := pl[i]
+		switch {
+		case strings.Contains(pl[i], "dropped by"):
+			want = colorDropped + pl[i] + colorReset
+		case strings.Contains(pl[i], "delayed 200ms by"):
+			want = colorHeld + pl[i] + colorReset
+		}
+		if cl[i] != want {
+			t.Errorf("coloured line %d = %q, want %q", i, cl[i], want)
+		}
 	}
 }
