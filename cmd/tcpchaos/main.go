@@ -59,6 +59,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			replayCommand(),
+			timelineCommand(),
 			validateCommand(),
 			demoCommand(),
 			cleanupCommand(),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // MaxLine bounds one line of an events file: an event's line is a few
@@ -53,7 +54,8 @@ func (r *Reader) Next() (Event, error) {
 		}
 		var e Event
 		if err := json.Unmarshal(b, &e); err != nil {
-			r.err = fmt.Errorf("%s: line %d: %w", r.name, r.line, err)
+			// one line, though the fields' errors are joined by newlines
+			r.err = fmt.Errorf("%s: line %d: %s", r.name, r.line, strings.ReplaceAll(err.Error(), "\n", "; "))
 			break
 		}
 		return e, nil

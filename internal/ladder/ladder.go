@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -37,8 +38,9 @@ type Options struct {
 // (✗ where it was dropped), the server's state (both states as they stand
 // after the event), sequence and acknowledgment numbers relative to each
 // side's initial sequence number, and what happened to the packet. The
-// first retransmission in a connection after a fault says how long after
-// the fault it came: the interval the fault provoked.
+// first retransmission a fault provokes (the packet sent again, or, for a
+// lost acknowledgment, the packet it acknowledged) says how long after the
+// fault it came.
 func Write(w io.Writer, evs []events.Event, opts Options) {
 	if len(evs) == 0 {
 		fmt.Fprintln(w, "(no events)")
@@ -52,22 +54,47 @@ func Write(w io.Writer, evs []events.Event, opts Options) {
 		opts.line(w, fmt.Sprintf("connection %s (id %d; seq/ack relative to each side's SYN)", conn[0].Conn(), conn[0].ConnID), nil)
 		opts.row(w, nil, "time", "client", "", "server", "seq/ack", "")
 		start := conn[0].Time
-		var fault *events.Event // the last fault not yet followed by a retransmission
+		var faults []*events.Event // faults not yet followed by the retransmission they provoke
 		for i := range conn {
 			e := &conn[i]
 			n := note(e)
-			if e.Retransmission && fault != nil && !e.IsState() {
-				n = strings.Replace(n, "retransmission", fmt.Sprintf("retransmission %.3f s after the %s of %s #%d",
-					e.Time.Sub(fault.Time).Seconds(), fault.Action, fault.Kind, fault.Nth), 1)
-				fault = nil
+			if e.Retransmission && !e.IsState() {
+				for j, f := range faults {
+					if provoked(f, e) {
+						n = strings.Replace(n, "retransmission", fmt.Sprintf("retransmission %.3f s after the %s of %s #%d",
+							e.Time.Sub(f.Time).Seconds(), f.Action, f.Kind, f.Nth), 1)
+						faults = slices.Delete(faults, j, j+1)
+						break
+					}
+				}
 			}
 			if e.Faulted() && !e.IsState() {
-				fault = e
+				faults = append(faults, e)
 			}
 			opts.row(w, e, fmt.Sprintf("+%.3f", e.Time.Sub(start).Seconds()),
 				e.ClientState.String(), arrow(e), e.ServerState.String(), seqAck(e, isn), n)
 		}
 	}
+}
+
+// acked is the kind whose retransmission a lost packet of each kind
+// provokes from its receiver: the packet it acknowledges.
+var acked = map[statetrack.Kind]statetrack.Kind{
+	statetrack.SynAck:       statetrack.Syn,
+	statetrack.HandshakeAck: statetrack.SynAck,
+	statetrack.FinAck:       statetrack.Fin,
+	statetrack.FinalAck:     statetrack.Fin,
+}
+
+// provoked reports whether the retransmission r is one that the fault f
+// provokes: its sender sending the packet again, or its receiver
+// retransmitting the packet that f acknowledged.
+func provoked(f, r *events.Event) bool {
+	if r.From == f.From {
+		return r.Kind == f.Kind
+	}
+	k, ok := acked[f.Kind]
+	return ok && r.Kind == k
 }
 
 // connKey names a connection incarnation: its id with its endpoints (the

@@ -134,3 +134,24 @@ func TestWriteColor(t *testing.T) {
 		}
 	}
 }
+
+func TestProvoked(t *testing.T) {
+	const client, server = statetrack.Client, statetrack.Server
+	ev := func(from statetrack.Side, k statetrack.Kind) *events.Event { return &events.Event{From: from, Kind: k} }
+	for _, tc := range []struct {
+		fault, retrans *events.Event
+		want           bool
+	}{
+		{ev(client, statetrack.Syn), ev(client, statetrack.Syn), true},
+		{ev(client, statetrack.FinalAck), ev(server, statetrack.Fin), true},
+		{ev(server, statetrack.SynAck), ev(client, statetrack.Syn), true},
+		{ev(client, statetrack.HandshakeAck), ev(server, statetrack.SynAck), true},
+		{ev(server, statetrack.Fin), ev(client, statetrack.Data), false},
+		{ev(server, statetrack.Fin), ev(server, statetrack.Data), false},
+		{ev(client, statetrack.Syn), ev(server, statetrack.SynAck), false},
+	} {
+		if got := provoked(tc.fault, tc.retrans); got != tc.want {
+			t.Errorf("provoked(%s %s, %s %s) = %v, want %v", tc.fault.From, tc.fault.Kind, tc.retrans.From, tc.retrans.Kind, got, tc.want)
+		}
+	}
+}
