@@ -167,12 +167,18 @@ func (tc *tcpchaos) signal(sig syscall.Signal) int {
 	if err := tc.cmd.Process.Signal(sig); err != nil {
 		tc.t.Fatalf("send %v to tcpchaos: %v", sig, err)
 	}
+	return tc.wait()
+}
+
+// wait waits for tcpchaos to exit by itself and returns its exit code.
+func (tc *tcpchaos) wait() int {
+	tc.t.Helper()
 	select {
 	case <-tc.exited:
 	case <-time.After(stopTimeout):
 		_ = tc.cmd.Process.Kill()
 		<-tc.exited
-		tc.t.Fatalf("tcpchaos still running %v after %v\nstderr:\n%s", stopTimeout, sig, tc.stderr.String())
+		tc.t.Fatalf("tcpchaos still running after %v\nstderr:\n%s", stopTimeout, tc.stderr.String())
 	}
 	var ee *exec.ExitError
 	switch {

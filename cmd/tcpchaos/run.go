@@ -29,11 +29,19 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "intercept live traffic and apply a config's rules",
-		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE]",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--linger D] [-- CMD [ARGS...]]",
 		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
 			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
-			"Without --events, one line per fault goes to stderr.\n" + expectHelp,
+			"Without --events, one line per fault goes to stderr.\n\n" +
+			"With -- CMD [ARGS...], CMD is started once the rules are installed and the queue\n" +
+			"bound, with tcpchaos's environment and standard input/output/error, in the network\n" +
+			"namespace tcpchaos was started in, not the --netns one (place it with e.g.\n" +
+			"`ip netns exec client curl ...`), in a process group of its own. The run ends\n" +
+			"--linger after CMD exits. SIGINT/SIGTERM or --duration stop CMD first: SIGTERM to\n" +
+			"its process group, SIGKILL 5s later. CMD's exit status (128+N when signal N\n" +
+			"killed it) must be 0 unless an expect: item of type exit says otherwise; a CMD\n" +
+			"that cannot be started fails the run (exit status 1).\n" + expectHelp,
 		Flags: append(append(configFlags(true),
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D`", DefaultText: "until interrupted"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
@@ -41,6 +49,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Usage: "override intercept.mode with `MODE` (forward or local)"},
 			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue with queue number `N`"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
+			&cli.DurationFlag{Name: "linger", Value: defaultLinger, Usage: "with -- CMD: keep intercepting `D` after CMD exits (0: stop at once)"},
 		), expectFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
@@ -49,6 +58,9 @@ func runCommand() *cli.Command {
 			}
 			if c.Duration("duration") < 0 {
 				return usageError{fmt.Errorf("--duration: negative duration %s", c.Duration("duration"))}
+			}
+			if c.Duration("linger") < 0 {
+				return usageError{fmt.Errorf("--linger: negative duration %s", c.Duration("linger"))}
 			}
 			for _, w := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %s\n", w)
@@ -71,8 +83,28 @@ func runCommand() *cli.Command {
 			ev := expect.New(cfg.Expect)
 			var total pipeline.Summary
 			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
-			runErr := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
-				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}.run(ctx)
+			l := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
+				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}
+			var tc *testCommand
+			launched, runCtx := false, ctx
+			if c.Args().Present() {
+				// The run ends when the command is done (a signal or
+				// --duration stops the command first), not before.
+				var end context.CancelFunc
+				runCtx, end = context.WithCancel(context.WithoutCancel(ctx))
+				defer end()
+				tc = newTestCommand(c.Args().Slice(), c.Duration("linger"), c.App.Reader, c.App.Writer, c.App.ErrWriter, c.App.ErrWriter)
+				l.ready = func() { launched = true; tc.launch(ctx, end) }
+			}
+			runErr := l.run(runCtx)
+			if launched {
+				<-tc.done
+				if tc.err != nil {
+					runErr = errors.Join(tc.err, runErr)
+				} else {
+					ev.Exited(tc.status)
+				}
+			}
 			if err := errors.Join(runErr, closeEvents()); err != nil {
 				return err
 			}

@@ -109,8 +109,8 @@ func (ev *Evaluator) Span() (first, last time.Time) {
 	return ev.first, ev.last
 }
 
-// Exited records that the command under test exited with status (-1 when
-// a signal ended it).
+// Exited records that the command under test exited with status (128+N,
+// as a shell gives it, when signal N ended it).
 func (ev *Evaluator) Exited(status int) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
