@@ -72,15 +72,18 @@ func (r *commandRun) run(extra []string, cmd ...string) (code int, stdout, stder
 }
 
 // readReport parses the --report file.
-func (r *commandRun) readReport() expect.Report {
-	r.t.Helper()
-	data, err := os.ReadFile(r.report)
+func (r *commandRun) readReport() expect.Report { return readReport(r.t, r.report) }
+
+// readReport parses a --report file.
+func readReport(t *testing.T, path string) expect.Report {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
-		r.t.Fatalf("read report: %v", err)
+		t.Fatalf("read report: %v", err)
 	}
 	var rep expect.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
-		r.t.Fatalf("report: %v\n%s", err, data)
+		t.Fatalf("report %s: %v\n%s", path, err, data)
 	}
 	return rep
 }

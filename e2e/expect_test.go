@@ -15,8 +15,8 @@ import (
 // and exits 3 because one of them fails.
 func TestRunEvaluatesExpectations(t *testing.T) {
 	t.Parallel()
-	report := filepath.Join(t.TempDir(), "report.json")
-	s := newScenarioWith(t, filepath.Join("testdata", "expect-lost-first-syn.yaml"), false, "--report", report)
+	s := newScenarioWith(t, filepath.Join("testdata", "expect-lost-first-syn.yaml"), false)
+	report := s.report
 	s.listen(pingPong(0))
 	c, _ := s.dial()
 	request(t, c)

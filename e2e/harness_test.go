@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ type scenario struct {
 	serverAP           netip.AddrPort
 	toClient, toServer *netlabtest.Capture
 	chaos              *tcpchaos
+	report             string // the run's --report file
 	// accepted counts the connections the server application accepted.
 	accepted *atomic.Int64
 }
@@ -67,7 +69,8 @@ func newScenarioWith(t *testing.T, path string, v6 bool, extra ...string) *scena
 	s.serverAP = netip.AddrPortFrom(s.server, port)
 	s.toClient = tp.Router.Capture(t, tp.RouterClientIf, "tcp")
 	s.toServer = tp.Router.Capture(t, tp.RouterServerIf, "tcp")
-	s.chaos = startTcpchaos(t, tp.Router, path, extra...)
+	s.report = filepath.Join(t.TempDir(), "report.json")
+	s.chaos = startTcpchaos(t, tp.Router, path, append([]string{"--report", s.report}, extra...)...)
 	return s
 }
 
@@ -79,7 +82,26 @@ func (s *scenario) finish() (toClient, toServer []netlabtest.Packet, evs []event
 	toClient, toServer = s.toClient.Stop(), s.toServer.Stop()
 	evs = s.chaos.stop()
 	s.t.Logf("to-client:\n%s\nto-server:\n%s\nevents:\n%s", dump(toClient), dump(toServer), dumpEvents(evs))
+	s.wantExpectationsHold()
 	return toClient, toServer, evs
+}
+
+// wantExpectationsHold reads the run's report: the config states what it
+// reproduces as expectations, and every one of them held.
+func (s *scenario) wantExpectationsHold() {
+	s.t.Helper()
+	rep := readReport(s.t, s.report)
+	if len(rep.Expectations) == 0 {
+		s.t.Errorf("the report lists no expectations: the config states none")
+	}
+	for _, e := range rep.Expectations {
+		if !e.Holds {
+			s.t.Errorf("expectation %s (%s) fails: %s; counter-examples %+v", e.Name, e.Text, e.Figure, e.CounterExamples)
+		}
+	}
+	if !rep.Passed {
+		s.t.Errorf("report: passed false")
+	}
 }
 
 // listen opens the scenario's server socket and serves every connection
