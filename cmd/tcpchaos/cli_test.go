@@ -111,7 +111,9 @@ func TestReplayCommand(t *testing.T) {
 	outPcap, evFile := filepath.Join(dir, "out.pcap"), filepath.Join(dir, "events.jsonl")
 	in := "../../statetrack/testdata/kernel-captures/close-local-close-then-remote-fin.pcap"
 	out, err := runCLI(t, "replay", "-c", "../../configs/lost-final-ack.yaml", "--pcap", in, "--out", outPcap, "--events", evFile)
-	if err != nil {
+	// A recorded capture holds no reaction to a drop made in replay: the
+	// scenario's follows items fail, the replay itself went through.
+	if err != nil && !errors.As(err, new(failedError)) {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
 	data, err := os.ReadFile(evFile)
@@ -149,7 +151,7 @@ func TestReplayMissingCaptureIsAnError(t *testing.T) {
 func TestReplayLadder(t *testing.T) {
 	in := "../../statetrack/testdata/kernel-captures/close-local-close-then-remote-fin.pcap"
 	out, err := runCLI(t, "replay", "-c", "../../configs/lost-final-ack.yaml", "--pcap", in, "--ladder")
-	if err != nil {
+	if err != nil && !errors.As(err, new(failedError)) { // as in TestReplayCommand
 		t.Fatalf("replay --ladder: %v\n%s", err, out)
 	}
 	for _, want := range []string{"connection 192.168.0.1:", "── syn #1 S ─", "✗ dropped by lose-final-ack-once", "passive close"} {

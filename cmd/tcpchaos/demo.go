@@ -22,8 +22,10 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/ladder"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 )
 
 // demoScenario is the built-in config of `tcpchaos demo`: the rules of
@@ -40,6 +42,13 @@ rules:
   - name: lose-final-ack-once
     match: {packet: final-ack, nth: 1}
     action: drop
+expect:
+  - name: syn-retransmitted
+    follows: {rule: lose-first-syn, packet: syn, from: client, nth: 2, within: 3s}
+  - name: fin-retransmitted
+    follows: {rule: lose-final-ack-once, packet: fin, from: server, nth: 2, within: 3s}
+  - name: re-acked-from-time-wait
+    follows: {rule: lose-final-ack-once, packet: final-ack, from: client, nth: 2, within: 3s}
 `
 
 const (
@@ -148,10 +157,12 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Writer) (evs []eve
 	}
 
 	col := newCollector()
-	var sink events.Writer = col
+	ev := expect.New(cfg.Expect)
+	var sink events.Writer = events.Tee{col, ev}
 	if extra != nil {
-		sink = events.Tee{col, extra}
+		sink = events.Tee{col, ev, extra}
 	}
+	var total pipeline.Summary
 	var summary strings.Builder
 	liveCtx, stopLive := context.WithCancel(ctx)
 	defer stopLive()
@@ -161,6 +172,7 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Writer) (evs []eve
 		liveDone <- live{
 			cfg: cfg, sink: sink, log: slog.New(slog.DiscardHandler), netns: tp.Router.Path,
 			status: io.Discard, summary: &summary, ready: func() { close(ready) },
+			ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) },
 		}.run(liveCtx)
 	}()
 	select {
@@ -190,6 +202,7 @@ func runDemo(ctx context.Context, out io.Writer, extra events.Writer) (evs []eve
 	}
 	fmt.Fprintln(out, "\nthe router's tcpchaos, as `tcpchaos run` reports at its end:")
 	fmt.Fprint(out, summary.String())
+	expect.WriteLines(out, ev.End(time.Time{}, ruleHits(total)))
 	if playErr != nil {
 		storyErr = nil // the missing steps follow from playErr
 	}

@@ -72,7 +72,8 @@ func TestDemo(t *testing.T) {
 	if fa := findEvent(evs, statetrack.Client, statetrack.FinalAck, 2); fa == nil || fa.Rule != "" || fa.ClientState != statetrack.TimeWait {
 		t.Errorf("client final-ack #2 = %+v, want accepted, sent from TIME_WAIT", fa)
 	}
-	for _, want := range []string{"✗ dropped by lose-first-syn", "TIME-WAIT", "the client's kernel sent the SYN again", "removed the namespaces"} {
+	for _, want := range []string{"✗ dropped by lose-first-syn", "TIME-WAIT", "the client's kernel sent the SYN again", "removed the namespaces",
+		"expect syn-retransmitted: holds: 1 of 1 firings followed", "expect fin-retransmitted: holds", "expect re-acked-from-time-wait: holds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

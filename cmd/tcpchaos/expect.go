@@ -36,11 +36,7 @@ func (e failedError) Error() string {
 // the summary writer w, writes --report and --junit, and returns a
 // failedError when an expectation failed.
 func finishExpectations(c *cli.Context, ev *expect.Evaluator, run expect.Run, s pipeline.Summary) error {
-	hits := make(map[string]uint64, len(s.Rules))
-	for _, r := range s.Rules {
-		hits[r.Name] = r.Hits
-	}
-	outs := ev.End(run.End, hits)
+	outs := ev.End(run.End, ruleHits(s))
 	w := c.App.Writer
 	if c.String("events") == "-" {
 		w = c.App.ErrWriter
@@ -67,6 +63,15 @@ func finishExpectations(c *cli.Context, ev *expect.Evaluator, run expect.Run, s 
 		return failedError{failed, len(outs)}
 	}
 	return nil
+}
+
+// ruleHits are the rules' hit counts of a summary, by rule name.
+func ruleHits(s pipeline.Summary) map[string]uint64 {
+	hits := make(map[string]uint64, len(s.Rules))
+	for _, r := range s.Rules {
+		hits[r.Name] = r.Hits
+	}
+	return hits
 }
 
 // writeReport writes a report to path with write; no path, no report.
