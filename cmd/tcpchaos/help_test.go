@@ -38,3 +38,15 @@ func TestHelpExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpCommand: run --help says where -- CMD runs, how it is stopped
+// and the default --linger.
+func TestHelpCommand(t *testing.T) {
+	out, _ := runCLI(t, "run", "--help")
+	for _, want := range []string{"[-- CMD [ARGS...]]", "namespace tcpchaos was started in, not the --netns one",
+		"SIGKILL 5s later", "128+N", "keep intercepting D after CMD exits (0: stop at once) (default: 2s)"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("run --help lacks %q:\n%s", want, out)
+		}
+	}
+}
