@@ -120,6 +120,24 @@
 // client's RST at its ack ends the TIME_WAIT, and the client's SYN
 // retransmission opens the connection.
 //
+// # Keepalives
+//
+// A keepalive probe (Keepalive) is an ACK without SYN, FIN and RST, with 0
+// or 1 byte, one below the next sequence number expected of its sender,
+// from an endpoint whose peer has acknowledged (by a delivered packet)
+// everything it sent: Linux sends it one below snd_nxt without payload,
+// other stacks repeat the last byte. Its answer (KeepaliveAck) is the
+// peer's next packet if that is a pure ACK at the prober's next sequence
+// number. A probe is never a retransmission and moves nothing: its
+// receiver takes it for an old segment, answers it and discards it (only a
+// segment still in flight ahead of it arrives, see the sender correction).
+// The kinds' precedence, first match wins: RST; SYN (syn-ack, syn); FIN;
+// keepalive; payload (data); then among pure ACKs fin-ack or final-ack,
+// handshake-ack, keepalive-ack, and ack.
+//
+// Observation.Idle is the gap since the connection's previous packet,
+// observed or delivered.
+//
 // # Expiry and the table
 //
 // A connection leaves the table 2×MSL after an endpoint last entered
@@ -135,10 +153,10 @@
 // IdleTimeout, is evicted only after every connection that is not quiet,
 // and resynchronizes its sequence numbers on its next observed packet.
 //
-// Entries live in a paged slab of 144-byte slots indexed by a map from 32
+// Entries live in a paged slab of 152-byte slots indexed by a map from 32
 // bits of a seeded hash of the tuple to a slot, with intrusive int32 links
 // for hash collisions, activity order (LRU) and TIME_WAIT deadlines: about
-// 165 bytes per tracked connection in all. A ConnID packs the slot's
+// 173 bytes per tracked connection in all. A ConnID packs the slot's
 // generation and index, so Deliver needs no lookup. Nth
 // saturates at 255 for control kinds and at 2^32-1 for data and ack.
 //

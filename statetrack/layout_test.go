@@ -9,11 +9,11 @@ import (
 // TestLayout guards the per-connection memory budget (<= 200 bytes per
 // tracked connection with the index; see BenchmarkMillionConnections).
 func TestLayout(t *testing.T) {
-	if n := unsafe.Sizeof(half{}); n != 32 {
-		t.Errorf("half is %d bytes, want 32", n)
+	if n := unsafe.Sizeof(half{}); n != 36 {
+		t.Errorf("half is %d bytes, want 36", n)
 	}
-	if n := unsafe.Sizeof(conn{}); n != 144 {
-		t.Errorf("conn is %d bytes, want 144", n)
+	if n := unsafe.Sizeof(conn{}); n != 152 {
+		t.Errorf("conn is %d bytes, want 152", n)
 	}
 }
 

@@ -4,7 +4,7 @@ import "github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 
 // half is one endpoint of a connection as seen from the middle: its
 // sequence space, its FIN, its inferred state and its per-kind packet
-// counters. It is 32 bytes.
+// counters. It is 36 bytes.
 type half struct {
 	// isn is the endpoint's initial sequence number (valid with hasISN).
 	isn seqnum.Value
@@ -17,8 +17,8 @@ type half struct {
 	// data and acks count the endpoint's data and plain ack packets.
 	data, acks uint32
 	// ctl counts the endpoint's control packets, indexed by Kind-1 for
-	// Syn..Rst. The counts saturate at 255.
-	ctl   [Rst]uint8
+	// Syn..KeepaliveAck. The counts saturate at 255.
+	ctl   [KeepaliveAck]uint8
 	state State
 	bits  halfBits
 	// undo is the state before the move recorded in move.
@@ -30,7 +30,7 @@ type half struct {
 }
 
 // halfBits are the boolean facts of a half.
-type halfBits uint8
+type halfBits uint16
 
 const (
 	hasISN halfBits = 1 << iota
@@ -57,6 +57,14 @@ const (
 	// the previous incarnation's sequence space (the peer's rcv_nxt), isn
 	// the new SYN's.
 	synPending
+	// acked: the peer's last delivered acknowledgment covers everything
+	// the endpoint sent (up to nxt): it has nothing unacknowledged, so a
+	// segment one below nxt is a keepalive probe.
+	acked
+	// probing: the endpoint's last packet was a keepalive probe that the
+	// peer has not answered yet; the peer's next pure ACK at nxt is its
+	// answer (a keepalive-ack).
+	probing
 )
 
 // moveBits describe a delivery that moved its receiver (what the segment
@@ -149,6 +157,8 @@ func classify(s, r *half, seg *Segment) Kind {
 		return Syn
 	case f&FIN != 0:
 		return Fin
+	case probe(s, seg):
+		return Keepalive
 	case seg.Len > 0:
 		return Data
 	case f&ACK == 0:
@@ -160,8 +170,20 @@ func classify(s, r *half, seg *Segment) Kind {
 		return FinAck
 	case r.has(synUnacked) && r.acksSyn(seg.Ack):
 		return HandshakeAck
+	case r.has(probing) && seg.Ack == r.nxt:
+		return KeepaliveAck
 	}
 	return Ack
+}
+
+// probe reports whether seg, which has neither SYN, FIN nor RST, is a
+// keepalive probe of s: an ACK one below the next sequence number
+// expected of s, carrying 0 or 1 byte, from an endpoint with nothing
+// unacknowledged. Linux sends it without payload (tcp_write_wakeup), some
+// stacks with one byte already acknowledged; Linux's zero-window probe
+// looks the same when the endpoint has unsent data only, and is one too.
+func probe(s *half, seg *Segment) bool {
+	return seg.Flags&ACK != 0 && seg.Len <= 1 && s.has(acked) && seg.Seq == s.nxt-1
 }
 
 // retransmitted reports whether a packet of kind k repeats something s
@@ -220,6 +242,14 @@ func send(s, r *half, seg *Segment) sent {
 	k := classify(s, r, seg)
 	out.kind, out.retx = k, retransmitted(s, k, seg)
 	out.nth = s.inc(k)
+	r.bits &^= probing // anything from the peer ends "right after a probe"
+	if k == Keepalive {
+		// A probe lies before its receiver's rcv_nxt: it is answered and
+		// discarded, and moves nothing (see receiveProbe).
+		s.bits |= probing
+		return out
+	}
+	s.bits &^= probing
 	if k == Fin {
 		if !s.has(finSent) && s.state == CloseWait {
 			s.bits |= passive
@@ -358,7 +388,7 @@ func (h *half) advance(seg *Segment) {
 		// A first SYN, or a SYN with a new ISN: the sequence space restarts
 		// (unless a peer in TIME_WAIT has yet to take it).
 		h.isn = seg.Seq
-		h.bits |= hasISN | hasNxt
+		h.bits = h.bits&^acked | hasISN | hasNxt
 		if !h.has(synPending) {
 			h.nxt = end
 		}
@@ -366,7 +396,7 @@ func (h *half) advance(seg *Segment) {
 	}
 	if !h.has(hasNxt) || h.nxt.LessThan(end) {
 		h.nxt = end
-		h.bits |= hasNxt
+		h.bits = h.bits&^acked | hasNxt
 	}
 }
 
@@ -376,6 +406,9 @@ func (h *half) advance(seg *Segment) {
 // the one update routine.
 func receive(r, s *half, seg *Segment) (timeWait bool) {
 	f := seg.Flags
+	if f&ACK != 0 && seg.Ack == r.nxt {
+		r.bits |= acked
+	}
 	if r.move == 0 && r.state == Established && f&(SYN|FIN|RST) == 0 {
 		return false // the data phase: nothing to move or record
 	}
@@ -455,6 +488,18 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 		r.note(old, seg)
 	}
 	return timeWait || (r.state == TimeWait && old != TimeWait)
+}
+
+// receiveProbe moves the receiver r of a keepalive probe sent by s: the
+// probe lies before r's rcv_nxt, so r answers it with an ACK and otherwise
+// discards it (RFC 9293 §3.10.7.4); only a segment of s that r had not
+// received when it last sent (see correct) arrives ahead of it. It reports
+// whether r entered TIME_WAIT.
+func receiveProbe(r, s *half) (timeWait bool) {
+	if r.move&mvInFlight != 0 && r != s {
+		return r.catchUp(s)
+	}
+	return false
 }
 
 // catchUp delivers the endpoint's move in flight (see correct), remembered

@@ -67,7 +67,8 @@ func TestScenarios(t *testing.T) {
 //	stats                                               print Len and Stats
 //
 // Lines starting with # are comments. The trace has one line per packet:
-// the packet, then "#conn kind n=nth" and tags, then client and server
+// the packet, then "#conn kind n=nth" and tags (idle=D: the gap before
+// it), then client and server
 // states after Observe, then after delivery ("dropped", "held N"); one
 // line per Gone; one per release, advance and stats.
 type scriptRunner struct {
@@ -302,6 +303,7 @@ func (r *scriptRunner) describe(o *statetrack.Observation) string {
 		{o.NewIncarnation, "new-incarnation"},
 		{o.NewConn && o.Midstream, "midstream"},
 		{o.Client != r.c, "client=" + o.Client.String()},
+		{o.Idle > 0, "idle=" + o.Idle.String()},
 	} {
 		if tag.on {
 			b.WriteString(" " + tag.name)

@@ -56,7 +56,7 @@ func (k *tupleKey) self() bool {
 // none marks the end of an intrusive list or hash chain.
 const none int32 = -1
 
-// conn is one tracked connection: 144 bytes, linked into the hash index by
+// conn is one tracked connection: 152 bytes, linked into the hash index by
 // hnext, into the activity (LRU) list and, while an endpoint sits in
 // TIME_WAIT, into the TIME_WAIT list, all by slab index.
 type conn struct {

@@ -165,6 +165,9 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 		}
 		o.NewConn = true
 	case !o.NewConn:
+		if gap := ns - t.at(i).last; gap > 0 {
+			o.Idle = time.Duration(gap)
+		}
 		t.touch(i, ns)
 	}
 	c := t.at(i)
@@ -248,7 +251,13 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 	c := t.at(i)
 	s, r := c.ends(o.From)
 	old := r.state
-	t.syncTimeWait(i, ns, receive(r, s, &o.Seg))
+	var tw bool
+	if o.Kind == Keepalive {
+		tw = receiveProbe(r, s)
+	} else {
+		tw = receive(r, s, &o.Seg)
+	}
+	t.syncTimeWait(i, ns, tw)
 	return c.states(), r.state != old
 }
 
@@ -293,6 +302,7 @@ func (t *Tracker) Quiet(connID uint64, now time.Time) bool {
 func resync(s, r *half, seg *Segment) {
 	if s.has(hasNxt) && seg.Flags&SYN == 0 {
 		s.nxt = seg.Seq
+		s.bits &^= acked
 	}
 	if r.has(hasNxt) && seg.Flags&ACK != 0 {
 		r.nxt = seg.Ack

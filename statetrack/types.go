@@ -98,6 +98,8 @@ const (
 	FinAck
 	FinalAck
 	Rst
+	Keepalive
+	KeepaliveAck
 	Data
 	Ack
 	numKinds
@@ -111,6 +113,8 @@ var kindNames = [numKinds]string{
 	FinAck:       "fin-ack",
 	FinalAck:     "final-ack",
 	Rst:          "rst",
+	Keepalive:    "keepalive",
+	KeepaliveAck: "keepalive-ack",
 	Data:         "data",
 	Ack:          "ack",
 }
@@ -338,6 +342,11 @@ type Observation struct {
 	// Retransmission reports whether the segment's sequence space (or, for a
 	// pure ACK of the close, its role) was already seen from this sender.
 	Retransmission bool
+	// Idle is how long the connection had no packet (observed, or
+	// delivered later) before this one; 0 for the packet that created the
+	// entry. For a quiet connection it is the time since its last observed
+	// packet: its data phase went unseen (see Tracker.Quiet).
+	Idle time.Duration
 	// Before holds both endpoints' states before the packet, the sender's
 	// as of the send: corrected by what the packet's acknowledgment shows
 	// it had received (see "Packets in flight" in the package doc), so it

@@ -205,7 +205,7 @@ func TestDecodeErrors(t *testing.T) {
 		want       []string // each must appear in the error
 	}{
 		{"unknown kind", `rules: [{match: {packet: syn}, action: drop}, {action: drop}, {match: {packet: synack}, action: drop}]`,
-			[]string{`rules[2].match.packet: unknown packet kind "synack" (want one of syn, syn-ack, handshake-ack, fin, fin-ack, final-ack, rst, data, ack)`}},
+			[]string{`rules[2].match.packet: unknown packet kind "synack" (want one of syn, syn-ack, handshake-ack, fin, fin-ack, final-ack, rst, keepalive, keepalive-ack, data, ack)`}},
 		{"unknown kind in list", `rules: [{match: {packet: [syn, fn]}, action: drop}]`,
 			[]string{`rules[0].match.packet[1]: unknown packet kind "fn"`}},
 		{"negative msl", `tracker: {msl: -1s}`, []string{`tracker.msl: negative duration "-1s"`}},
