@@ -65,6 +65,15 @@ import (
 //
 // (This kernel cannot set the connection mark from a verdict:
 // NETFILTER_NETLINK_GLUE_CT is not built.)
+//
+// A quiet connection's gaps cannot be told: its data phase, keepalives
+// included, passes unseen, and the kernel does not know the gap either
+// when mangle sees a packet (conntrack refreshes the connection's timeout
+// at a higher hook priority, so -m conntrack --ctexpire on the packet that
+// ends an idle period sees a fresh timeout; measured). So rules that
+// select on the idle gap, like rules on the data phase's kinds, keep every
+// connection from going quiet (rules.Set.Quietable): without them the
+// plan above is unchanged.
 const (
 	// Table is the iptables table holding tcpchaos's queueing rules.
 	Table = "mangle"
@@ -124,7 +133,7 @@ type InstallOptions struct {
 	// (see the chain layout above): the Queue must mark its verdicts
 	// (Options.Quiet). It loses nothing the rules need: the handshake
 	// and the close are always queued, and a connection goes quiet only
-	// when no rule can act on its data phase. (Queueing only SYN, FIN and
+	// when no rule can act on its data phase or on idle gaps. (Queueing only SYN, FIN and
 	// RST instead would lose the handshake's and the close's ACKs and
 	// reorder them behind queued FINs: a few ECONNRESET in tens of
 	// thousands of connections were measured so.) The zero value queues

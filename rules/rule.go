@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -60,6 +61,13 @@ type Match struct {
 	Ports []uint16
 	// Src and Dst match the packet's source and destination address.
 	Src, Dst []netip.Prefix
+	// Idle, when above zero, matches a packet that ends a gap of at least
+	// Idle without packets on its connection (Observation.Idle), such as
+	// the segment a NAT or load balancer answers with an RST once it has
+	// forgotten an idle flow. A Set with such a rule lets no connection go
+	// quiet (Set.Quietable): a quiet connection's data flows unseen, so
+	// its gaps cannot be told.
+	Idle time.Duration
 }
 
 // CheckCloser returns why m's closer can select nothing, or nil: only fin

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -36,6 +37,8 @@ type Set struct {
 	faulty uint16
 	// duplicated has the bit of every kind that some rule may duplicate.
 	duplicated uint16
+	// idle reports that some rule that may act selects on Match.Idle.
+	idle bool
 	// acted counts, per rule, the packets acted on by every Engine of the
 	// Set; it enforces the limits.
 	acted []atomic.Uint64
@@ -49,7 +52,8 @@ type rule struct {
 	from   int8 // -1 for either side, else a statetrack.Side
 	rexmit int8 // -1 for either, 0 originals only, 1 retransmissions only
 	nth    uint32
-	ports  *portSet // nil for any server port
+	idle   time.Duration // 0 for any gap
+	ports  *portSet      // nil for any server port
 	src    []netip.Prefix
 	dst    []netip.Prefix
 	action Action
@@ -88,6 +92,7 @@ func Compile(rs []Rule) *Set {
 		c := compile(r)
 		if c.action.Type.Faulty() && c.prob > 0 {
 			s.faulty |= c.kinds
+			s.idle = s.idle || c.idle > 0
 			if c.action.Type.SendsCopies() {
 				s.duplicated |= c.kinds
 			}
@@ -100,7 +105,7 @@ func Compile(rs []Rule) *Set {
 func compile(r Rule) rule {
 	m := r.Match
 	c := rule{
-		kinds: allBits, states: allBits, closer: m.Closer, from: -1, rexmit: -1, nth: m.Nth,
+		kinds: allBits, states: allBits, closer: m.Closer, from: -1, rexmit: -1, nth: m.Nth, idle: m.Idle,
 		src: slices.Clone(m.Src), dst: slices.Clone(m.Dst),
 		action: r.Action, prob: r.Probability, limit: r.Limit,
 	}
@@ -154,11 +159,23 @@ func (s *Set) Names() []string { return slices.Clone(s.names) }
 // those packets need not be queued for a decision (they are accepted).
 func (s *Set) MayMatch(k statetrack.Kind) bool { return s.faulty&bit(k) != 0 }
 
+// dataPhaseKinds are the kinds of an established connection's data phase,
+// which a quiet connection lets bypass the queue.
+var dataPhaseKinds = [...]statetrack.Kind{statetrack.Data, statetrack.Ack, statetrack.Keepalive, statetrack.KeepaliveAck}
+
 // Quietable reports whether no rule may act on a packet of an established
-// connection's data phase (kinds data and ack): the live path may then let
-// that phase bypass the queue. The handshake and the close are queued
-// whatever it reports.
-func (s *Set) Quietable() bool { return !s.MayMatch(statetrack.Data) && !s.MayMatch(statetrack.Ack) }
+// connection's data phase (kinds data, ack, keepalive and keepalive-ack)
+// and none selects on Match.Idle: the live path may then let that phase
+// bypass the queue. The handshake and the close are queued whatever it
+// reports.
+func (s *Set) Quietable() bool {
+	for _, k := range dataPhaseKinds {
+		if s.MayMatch(k) {
+			return false
+		}
+	}
+	return !s.idle
+}
 
 // payloadKinds are the kinds a packet with payload can have: data, and the
 // control kinds that may carry some (a SYN with TCP Fast Open data, a FIN
@@ -207,6 +224,7 @@ func (r *rule) matches(o *statetrack.Observation) bool {
 		r.closer != statetrack.NoCloser && o.Closer != r.closer,
 		r.from >= 0 && statetrack.Side(r.from) != o.From,
 		r.nth != 0 && o.Nth != r.nth,
+		o.Idle < r.idle,
 		r.rexmit >= 0 && o.Retransmission != (r.rexmit == 1),
 		r.ports != nil && !r.ports.has(o.Server.Port()):
 		return false

@@ -43,6 +43,10 @@ func nth(n uint32) func(*statetrack.Observation) {
 
 func rexmit(o *statetrack.Observation) { o.Retransmission = true }
 
+func idle(d time.Duration) func(*statetrack.Observation) {
+	return func(o *statetrack.Observation) { o.Idle = d }
+}
+
 func closer(c statetrack.Closer) func(*statetrack.Observation) {
 	return func(o *statetrack.Observation) { o.Closer = c }
 }
@@ -110,6 +114,13 @@ func TestMatch(t *testing.T) {
 		}},
 		{"nth", Match{Packets: []statetrack.Kind{S}, Nth: 2}, []pkt{
 			{obs(S, nth(2), rexmit), true}, {obs(S), false}, {obs(S, nth(3), rexmit), false},
+		}},
+		{"idle at least", Match{Idle: 350 * time.Second}, []pkt{
+			{obs(statetrack.Data, idle(350*time.Second)), true}, {obs(statetrack.Data, idle(time.Hour)), true},
+			{obs(statetrack.Data, idle(349*time.Second)), false}, {obs(S), false},
+		}},
+		{"keepalive nth", Match{Packets: []statetrack.Kind{statetrack.KeepaliveAck}, Nth: 2}, []pkt{
+			{obs(statetrack.KeepaliveAck, nth(2)), true}, {obs(statetrack.Keepalive, nth(2)), false}, {obs(statetrack.Ack, nth(2)), false},
 		}},
 		{"retransmissions", Match{Retransmission: boolp(true)}, []pkt{
 			{obs(statetrack.Data, rexmit, nth(5)), true}, {obs(statetrack.Data, nth(5)), false},
@@ -398,6 +409,11 @@ func TestQuietableAndNeedsPayload(t *testing.T) {
 	rule := func(a ActionType, p float64, kinds ...statetrack.Kind) Rule {
 		return Rule{Match: Match{Packets: kinds}, Action: Action{Type: a, Copies: 1}, Probability: p}
 	}
+	idleRule := func(a ActionType, p float64) Rule {
+		r := rule(a, p, statetrack.Fin)
+		r.Match.Idle = time.Minute
+		return r
+	}
 	for _, c := range []struct {
 		name                 string
 		rules                []Rule
@@ -416,6 +432,11 @@ func TestQuietableAndNeedsPayload(t *testing.T) {
 		{"dup data", []Rule{rule(Duplicate, 1, statetrack.Data)}, false, true},
 		{"dup any", []Rule{rule(Duplicate, 1)}, false, true},
 		{"dup off", []Rule{rule(Duplicate, 0, statetrack.Data)}, true, false},
+		{"keepalive drop", []Rule{rule(Drop, 1, statetrack.Keepalive)}, false, false},
+		{"keepalive-ack delay", []Rule{rule(Delay, 1, statetrack.KeepaliveAck)}, false, false},
+		{"idle on fin", []Rule{idleRule(Drop, 1)}, false, false},
+		{"idle accept", []Rule{idleRule(Accept, 1)}, true, false},
+		{"idle off", []Rule{idleRule(Drop, 0)}, true, false},
 	} {
 		s := Compile(c.rules)
 		if got := s.Quietable(); got != c.quietable {

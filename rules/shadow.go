@@ -39,6 +39,7 @@ func (r *rule) covers(b *rule) bool {
 		(r.from < 0 || r.from == b.from) &&
 		(r.nth == 0 || r.nth == b.nth) &&
 		(r.rexmit < 0 || r.rexmit == b.rexmit) &&
+		r.idle <= b.idle &&
 		r.ports.covers(b.ports) &&
 		prefixesCover(r.src, b.src) &&
 		prefixesCover(r.dst, b.dst)

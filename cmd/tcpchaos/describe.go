@@ -46,6 +46,9 @@ func describeRule(r rules.Rule) string {
 	if len(m.Dst) > 0 {
 		fmt.Fprintf(&b, " dst=%s", joinStrings(m.Dst))
 	}
+	if m.Idle > 0 {
+		fmt.Fprintf(&b, " idle=%s", m.Idle)
+	}
 	limit := "no limit"
 	if r.Limit > 0 {
 		limit = fmt.Sprintf("limit %d", r.Limit)

@@ -248,7 +248,7 @@ func (d *decoder) name(path string, v any) (string, bool) {
 
 func (d *decoder) match(path string, v any) rules.Match {
 	var mt rules.Match
-	m, _ := d.object(path, v, "packet", "closer", "from", "nth", "retransmission", "state", "port", "src", "dst")
+	m, _ := d.object(path, v, "packet", "closer", "from", "nth", "retransmission", "state", "port", "src", "dst", "idle")
 	packetsOK := true
 	if v, ok := m.get("packet"); ok {
 		mt.Packets, packetsOK = d.kinds(join(path, "packet"), v)
@@ -288,6 +288,9 @@ func (d *decoder) match(path string, v any) rules.Match {
 	}
 	if v, ok := m.get("dst"); ok {
 		mt.Dst = d.prefixes(join(path, "dst"), v)
+	}
+	if v, ok := m.get("idle"); ok {
+		mt.Idle = d.positiveDuration(join(path, "idle"), v, 0)
 	}
 	return mt
 }

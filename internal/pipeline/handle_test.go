@@ -227,4 +227,14 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 	if q := handshake(p); q[2] || q[3] {
 		t.Errorf("quiet %v with a data rule", q)
 	}
+
+	// A rule on keepalives, or one on the idle gap (a quiet connection's
+	// gaps are unknown), keeps every connection watched.
+	idle := rule(statetrack.Fin, rules.Action{Type: rules.Drop})
+	idle.Match.Idle = time.Minute
+	for _, r := range []rules.Rule{rule(statetrack.Keepalive, rules.Action{Type: rules.Drop}), idle} {
+		if p, _ = newPipeline(t, r); p.AllowQuiet() {
+			t.Errorf("AllowQuiet accepted %+v", r.Match)
+		}
+	}
 }
