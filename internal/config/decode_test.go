@@ -148,7 +148,7 @@ rules:
 					Packets: []statetrack.Kind{statetrack.Fin}, Closer: statetrack.Passive, From: &server, Nth: 2,
 					Retransmission: &yes, States: []statetrack.State{statetrack.CloseWait, statetrack.Established},
 					Ports: []uint16{5432}, Src: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
-					Dst: []netip.Prefix{netip.MustParsePrefix("fd00:1::/64"), netip.MustParsePrefix("198.18.2.2/32")},
+					Dst:  []netip.Prefix{netip.MustParsePrefix("fd00:1::/64"), netip.MustParsePrefix("198.18.2.2/32")},
 					Idle: 350 * time.Second,
 				},
 				Action: rules.Action{Type: rules.Drop}, Probability: 0.25, Limit: 3,
