@@ -83,7 +83,9 @@ func (r *runner) run() error {
 		v := r.p.Handle(&seg, f.TS)
 		r.x.Carry(&execute.Packet{Data: f.Data, Len: f.OrigLen}, &v, f.TS)
 	}
-	r.x.Finish()
+	if r.err == nil {
+		r.x.Finish()
+	}
 	return r.err
 }
 
@@ -126,8 +128,14 @@ func (r *runner) SendCopy(p *execute.Packet, _ *rules.Verdict, now time.Time) er
 	return r.err
 }
 
-// Delivered moves the receiver's state (execute.Output).
-func (r *runner) Delivered(v *rules.Verdict, now time.Time) { r.p.Deliver(v, now) }
+// Delivered moves the receiver's state (execute.Output), unless a write
+// failed: the replay ends there, and what was not written is not
+// delivered.
+func (r *runner) Delivered(v *rules.Verdict, now time.Time) {
+	if r.err == nil {
+		r.p.Deliver(v, now)
+	}
+}
 
 func (r *runner) writePacket(p *execute.Packet, at time.Time) {
 	r.write(capture.Frame{Data: p.Data, TS: at, CaptureLen: len(p.Data), OrigLen: p.Len})

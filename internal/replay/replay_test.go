@@ -431,3 +431,63 @@ func TestReplayReset(t *testing.T) {
 		}
 	}
 }
+
+// eventList keeps the events it is given.
+type eventList []events.Event
+
+func (l *eventList) Emit(e events.Event) { *l = append(*l, e) }
+
+// TestReplayEndsAtFailedWrite: a replay whose output refuses a frame ends
+// there, with the error: a frame still held (the client's FIN) is neither
+// written nor delivered (no "released" event for it), as no later frame
+// is read.
+func TestReplayEndsAtFailedWrite(t *testing.T) {
+	const c, s = true, false
+	w := newWire(t, false)
+	w.send(c, "S", 100, 0, 0)
+	w.send(s, "S.", 500, 101, 0)
+	w.send(c, ".", 101, 501, 0)
+	w.send(c, "F.", 101, 501, 0) // held
+	w.send(s, ".", 501, 101, 10) // refused by the output
+	w.send(s, ".", 511, 102, 0)
+	var in bytes.Buffer
+	cw, err := capture.NewWriter(&in, "in", w.link, 65535, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range w.frames {
+		if err := cw.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := capture.NewReader(&in, "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 45 bytes: the 40-byte frames fit, the 50-byte data frame (the
+	// 5th) is refused.
+	ow, err := capture.NewWriter(&bytes.Buffer{}, "out", r.LinkType(), 45, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs eventList
+	set := rules.Compile([]rules.Rule{{
+		Name: "hold", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Fin}},
+		Action: rules.Action{Type: rules.Delay, Delay: 10 * time.Millisecond}, Probability: 1,
+	}})
+	counts, err := Run(r, ow, pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, &evs))
+	if err == nil {
+		t.Fatal("replay succeeded, want the refused frame's error")
+	}
+	if counts.Written != 3 || counts.Frames != 5 {
+		t.Errorf("%d frames read, %d written; want 5 read, 3 written (the handshake)", counts.Frames, counts.Written)
+	}
+	for _, e := range evs {
+		if e.Reason == events.Released {
+			t.Errorf("event %+v: the held FIN was delivered after the failed write", e)
+		}
+	}
+}
