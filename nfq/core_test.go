@@ -691,3 +691,24 @@ func TestQuietedOnlyWhenTheMarkIsWritten(t *testing.T) {
 		t.Errorf("burst read dry: quieted %d, last mark %#x; want 2 and QuietMark", q, k.last.mark)
 	}
 }
+
+func TestDoIsSerializedWithTheHandler(t *testing.T) {
+	f := newFixture(t)
+	q := &Queue{core: f.c}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			f.send(uint32(i+1), f.pkt, i)
+		}
+	}()
+	seen := 0
+	for range 200 {
+		q.Do(func() { seen = len(f.h.seen) }) // the race detector checks the serialization
+	}
+	<-done
+	q.Do(func() { seen = len(f.h.seen) })
+	if seen != 200 {
+		t.Errorf("handler saw %d packets, want 200", seen)
+	}
+}

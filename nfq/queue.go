@@ -237,6 +237,17 @@ func (q *Queue) Run(ctx context.Context) error {
 	return nil
 }
 
+// Do calls f serialized with every call into the queue's Handler (its
+// packets, releases, copies and expiry), so that f may read or change the
+// Handler's state: a snapshot of its tracker, a new rule set. It may be
+// called from any goroutine, before, during and after Run. Packets wait
+// while f runs: f must not block.
+func (q *Queue) Do(f func()) {
+	q.core.mu.Lock()
+	defer q.core.mu.Unlock()
+	f()
+}
+
 // release closes whatever open opened.
 func (q *Queue) release() error {
 	var errs []error

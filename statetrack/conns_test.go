@@ -1,0 +1,34 @@
+package statetrack_test
+
+import (
+	"testing"
+
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+func TestEachListsConnectionsByActivity(t *testing.T) {
+	tr := statetrack.New(statetrack.Config{})
+	a := newConn(tr, "198.18.0.1:40000", "198.18.1.1:80")
+	b := newConn(tr, "198.18.0.2:40001", "198.18.1.1:80")
+	a.handshake(1000, 5000)
+	b.send(true, statetrack.SYN, 7000, 0, 0)
+	var got []statetrack.ConnInfo
+	tr.Each(func(c statetrack.ConnInfo) bool { got = append(got, c); return true })
+	if len(got) != 2 {
+		t.Fatalf("Each listed %d connections, want 2", len(got))
+	}
+	if got[0].Client != b.c || got[0].Server != b.s || got[0].States != [2]statetrack.State{statetrack.SynSent, statetrack.SynRcvd} {
+		t.Errorf("most recent first: got %+v, want %v→%v SYN_SENT/SYN_RCVD", got[0], b.c, b.s)
+	}
+	if got[1].Client != a.c || got[1].States != [2]statetrack.State{statetrack.Established, statetrack.Established} {
+		t.Errorf("second: got %+v, want %v ESTABLISHED/ESTABLISHED", got[1], a.c)
+	}
+	if got[0].ConnID == 0 || got[0].ConnID == got[1].ConnID || !got[1].Last.Equal(a.now) {
+		t.Errorf("IDs %d, %d and Last %v: want distinct nonzero IDs, Last %v", got[0].ConnID, got[1].ConnID, got[1].Last, a.now)
+	}
+	n := 0
+	tr.Each(func(statetrack.ConnInfo) bool { n++; return false })
+	if n != 1 {
+		t.Errorf("Each went on after f returned false: %d calls", n)
+	}
+}
