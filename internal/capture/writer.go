@@ -17,12 +17,18 @@ import (
 
 // Writer writes frames to a pcap file in the order given.
 type Writer struct {
-	name    string
-	file    io.WriteCloser
-	buf     *bufio.Writer
+	output
 	pw      *pcapgo.Writer
 	snaplen uint32
-	n       int // frames written
+}
+
+// output is a capture file being written: pcap (Writer) or pcapng
+// (NgWriter).
+type output struct {
+	name string
+	file io.WriteCloser // nil when the writer does not own its destination
+	buf  *bufio.Writer
+	n    int // frames written
 }
 
 // Create creates (or truncates) the pcap file at path for frames of link
@@ -50,7 +56,7 @@ func NewWriter(dst io.Writer, name string, link decode.LinkType, snaplen uint32,
 	if snaplen == 0 || snaplen > MaxSnaplen {
 		return nil, fmt.Errorf("create capture %s: snaplen %d out of range 1..%d", name, snaplen, MaxSnaplen)
 	}
-	w := &Writer{name: name, buf: bufio.NewWriter(dst), snaplen: snaplen}
+	w := &Writer{output: output{name: name, buf: bufio.NewWriter(dst)}, snaplen: snaplen}
 	newWriter := pcapgo.NewWriter
 	if nanos {
 		newWriter = pcapgo.NewWriterNanos
@@ -89,12 +95,13 @@ func (w *Writer) Write(f Frame) error {
 	return nil
 }
 
-func (w *Writer) fail(err error) error {
+func (w *output) fail(err error) error {
 	return fmt.Errorf("write capture %s: packet %d: %w", w.name, w.n+1, err)
 }
 
-// Close flushes the frames written and closes the file opened by Create.
-func (w *Writer) Close() error {
+// Close flushes the frames written and closes the file opened by Create
+// (or CreateNg).
+func (w *output) Close() error {
 	err := w.buf.Flush()
 	if w.file != nil {
 		if cerr := w.file.Close(); err == nil {
