@@ -56,6 +56,18 @@ type Output interface {
 	Delivered(v *rules.Verdict, now time.Time)
 }
 
+// Tap sees what the executor is given and what it sends, to record it
+// (internal/tap): every packet with its verdict as it arrives, and each
+// copy of a duplicated packet as it is sent. It is called under the
+// driver's serialization and must not keep p.Data.
+type Tap interface {
+	// Arrived is called first in Carry.
+	Arrived(p *Packet, v *rules.Verdict, now time.Time)
+	// CopySent is called for copy i (from 1) of v.Copies once the Output
+	// sent it.
+	CopySent(p *Packet, v *rules.Verdict, i int, now time.Time)
+}
+
 // Options configure an Executor.
 type Options struct {
 	// KeepHeld keeps a copy of a held packet's bytes for Release, for a
@@ -64,6 +76,8 @@ type Options struct {
 	KeepHeld bool
 	// Log receives the executor's diagnostics. Default: discarded.
 	Log *slog.Logger
+	// Tap, when not nil, is shown every packet and every copy sent.
+	Tap Tap
 }
 
 // Stats are an Executor's counters.
@@ -113,6 +127,9 @@ func New(out Output, opts Options) *Executor {
 // deadline moved earlier, so that a timer waiting for it must wake. p and
 // v are not kept. Carry does not allocate unless it holds something.
 func (x *Executor) Carry(p *Packet, v *rules.Verdict, now time.Time) (earlier bool) {
+	if x.opts.Tap != nil {
+		x.opts.Tap.Arrived(p, v, now)
+	}
 	a := v.Action
 	switch {
 	case !a.Delivers():
@@ -191,7 +208,7 @@ func (x *Executor) fire(e *heldEntry, now time.Time) {
 		x.release(e, now)
 		return
 	}
-	for range e.v.Copies {
+	for i := range e.v.Copies {
 		if err := x.out.SendCopy(&e.p, &e.v, now); err != nil {
 			if n := x.c.copiesFailed.Add(1); LogWorthy(n) {
 				x.opts.Log.Error("send duplicate", "failures", n, "err", err)
@@ -199,6 +216,9 @@ func (x *Executor) fire(e *heldEntry, now time.Time) {
 			continue
 		}
 		x.c.copiesSent.Add(1)
+		if x.opts.Tap != nil {
+			x.opts.Tap.CopySent(&e.p, &e.v, int(i)+1, now)
+		}
 		x.out.Delivered(&e.v, now)
 	}
 }

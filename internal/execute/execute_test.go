@@ -170,3 +170,32 @@ func TestEqualDeadlinesKeepArrivalOrder(t *testing.T) {
 		t.Errorf("release order %q, want %q", ids, want)
 	}
 }
+
+// tapLog is a Tap that logs into a recorder: "arrived 1 @0 [bytes]",
+// "sent copy 2 of 3 @500".
+type tapLog struct{ r *recorder }
+
+func (l tapLog) Arrived(p *Packet, v *rules.Verdict, now time.Time) {
+	l.r.add(fmt.Sprintf("arrived %s %q", v.Action, p.Data), p, now)
+}
+func (l tapLog) CopySent(p *Packet, v *rules.Verdict, i int, now time.Time) {
+	l.r.add(fmt.Sprintf("sent copy %d of %d", i, v.Copies), p, now)
+}
+
+func TestTapSeesArrivalsAndCopiesSent(t *testing.T) {
+	r := &recorder{}
+	x := New(r, Options{Tap: tapLog{r}})
+	carry(x, 1, "a", verdict(rules.Drop, 0, 0, 1), 0)
+	carry(x, 2, "b", verdict(rules.Delay, 300, 0, 2), 0)
+	carry(x, 3, "c", verdict(rules.Duplicate, 100, 2, 3), 0)
+	x.Advance(at(300))
+	check(t, r, `arrived drop "a" 1 @0`, "drop 1 @0", `arrived delay "b" 2 @0`, `arrived duplicate "c" 3 @0`, "accept 3 @0",
+		`copy "c" 3 @100`, "sent copy 1 of 2 3 @100", "deliver nth 3 @100",
+		`copy "c" 3 @100`, "sent copy 2 of 2 3 @100", "deliver nth 3 @100",
+		`release "" 2 @300`, "deliver nth 2 @300")
+
+	r.copyErr = errors.New("no route") // a copy not sent is not shown
+	carry(x, 4, "d", verdict(rules.Duplicate, 10, 1, 4), 300)
+	x.Fire(at(310))
+	check(t, r, `arrived duplicate "d" 4 @300`, "accept 4 @300")
+}
