@@ -2,6 +2,7 @@ package decode
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -55,4 +56,25 @@ func AppendRST(b []byte, seg *statetrack.Segment) []byte {
 	tcp[13] = byte(seg.Flags) // statetrack.Flags are the wire's bits
 	Layout{v6: v6, tcp: ipLen, payload: ipLen + tcpHeader, end: ipLen + tcpHeader}.FixChecksums(pkt)
 	return b
+}
+
+// AppendRSTFrame appends to b the frame of link type link that carries the
+// RST rst in place of frame, the frame of the segment of that the RST
+// replaces: frame's link-layer header (on Ethernet with the addresses
+// swapped for an RST going back to of's sender), then AppendRST's packet.
+func AppendRSTFrame(b, frame []byte, link LinkType, rst, of *statetrack.Segment) ([]byte, error) {
+	off, _, err := IPOffset(frame, link)
+	if err != nil {
+		return b, fmt.Errorf("RST frame: %w", err)
+	}
+	start := len(b)
+	b = append(b, frame[:off]...)
+	if link == LinkEthernet && rst.Src != of.Src {
+		h := b[start:]
+		var mac [6]byte
+		copy(mac[:], h[:6])
+		copy(h[:6], h[6:12])
+		copy(h[6:12], mac[:])
+	}
+	return AppendRST(b, rst), nil
 }

@@ -97,24 +97,11 @@ func (r *runner) Accept(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.
 // Ethernet with the addresses swapped for an RST going back to the
 // sender).
 func (r *runner) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
-	if v.Resets.N == 0 {
-		return
-	}
-	link := r.in.LinkType()
-	off, _, err := decode.IPOffset(p.Data, link)
-	if err != nil {
-		return // DecodeFrame found it, so this cannot fail
-	}
 	for i := range v.Resets.N {
-		seg := &v.Resets.Seg[i]
-		f := append([]byte(nil), p.Data[:off]...)
-		if link == decode.LinkEthernet && seg.Src != v.Obs.Seg.Src {
-			var mac [6]byte
-			copy(mac[:], f[:6])
-			copy(f[:6], f[6:12])
-			copy(f[6:12], mac[:])
+		f, err := decode.AppendRSTFrame(nil, p.Data, r.in.LinkType(), &v.Resets.Seg[i], &v.Obs.Seg)
+		if err != nil {
+			return // DecodeFrame found the IP header, so this cannot fail
 		}
-		f = decode.AppendRST(f, seg)
 		r.write(capture.Frame{Data: f, TS: now, CaptureLen: len(f), OrigLen: len(f)})
 	}
 }
