@@ -1,0 +1,286 @@
+// Package tap records what tcpchaos did to packets, in a pcapng file that
+// Wireshark reads: each packet as it arrived, with a comment naming the
+// fault a rule put on it ("dropped by lose-first-syn", "held 300ms by
+// slow-syn-ack"), and each copy of a duplicated packet and each RST of a
+// reset as it was sent ("copy 1 of 1 by stale-syn", "RST injected by
+// reset-on-fin").
+//
+// It records every connection, or only the connections a fault touched,
+// from their first packet to their last: the packets of a connection no
+// fault has touched yet are buffered, within bounds, and written when the
+// first fault comes. The executor (internal/execute) shows a Recorder its
+// packets through a Tap, on the live path and in the replay alike.
+package tap
+
+import (
+	"bytes"
+	"container/list"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
+	"github.com/tcpchaos/tcpchaos/rules"
+)
+
+// Writer writes one frame with its comment ("" for none): a
+// *capture.NgWriter.
+type Writer interface {
+	Write(f capture.Frame, comment string) error
+}
+
+// Default bounds on what is buffered for connections no fault touched yet.
+const (
+	DefaultMaxPackets = 64
+	DefaultMaxBytes   = 16 << 20
+	DefaultMaxConns   = 1 << 16
+)
+
+// Options configure a Recorder. Zero bounds select their defaults.
+type Options struct {
+	// All records every connection; otherwise only those a fault touched.
+	All bool
+	// Link is the link type of the packets' bytes (decode.LinkRaw on the
+	// live path, the input's in the replay): RSTs are built for it.
+	Link decode.LinkType
+	// MaxPackets bounds the packets buffered for one untouched connection:
+	// later ones are left out (and counted) until a fault touches it.
+	MaxPackets int
+	// MaxBytes bounds the bytes buffered for all untouched connections,
+	// MaxConns the connections followed: beyond either, the connection
+	// seen least recently is forgotten, its buffered packets with it.
+	MaxBytes, MaxConns int
+}
+
+// Stats say what a Recorder wrote and what it left out.
+type Stats struct {
+	// Packets written; Conns connections a fault touched (not counted
+	// with Options.All).
+	Packets, Conns uint64
+	// LeftOut counts packets of written connections that were not written:
+	// they came while the connection's buffer was full.
+	LeftOut uint64
+	// Forgotten counts connections forgotten under MaxBytes or MaxConns
+	// with packets buffered: if a fault touches one later, its earlier
+	// packets are missing.
+	Forgotten uint64
+	// Err is the first write error; nothing is written after it.
+	Err error
+}
+
+// Recorder writes the packets that Taps show it. It is safe for
+// concurrent use: each queue has its own Tap, all share the Recorder.
+type Recorder struct {
+	w    Writer
+	opts Options
+
+	mu    sync.Mutex
+	conns map[key]*list.Element // of *conn
+	lru   list.List             // *conn, most recently seen first
+	bytes int                   // buffered
+	stats Stats
+	rst   []byte // the buffer RSTs are built in
+}
+
+// key names a connection: its queue's index and its ConnID there.
+type key struct {
+	queue int
+	conn  uint64
+}
+
+// conn is a connection followed: touched by a fault, or with its packets
+// so far buffered.
+type conn struct {
+	key     key
+	touched bool
+	pending []capture.Frame
+	bytes   int
+	skipped int // packets not buffered: the buffer was full
+}
+
+// New returns a Recorder writing to w.
+func New(w Writer, opts Options) *Recorder {
+	if opts.MaxPackets <= 0 {
+		opts.MaxPackets = DefaultMaxPackets
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	return &Recorder{w: w, opts: opts, conns: make(map[key]*list.Element)}
+}
+
+// Queue returns the Tap of queue i (connection IDs are a queue's own);
+// name returns the name of a verdict's rule.
+func (r *Recorder) Queue(i int, name func(rule int) string) execute.Tap {
+	return queueTap{r: r, queue: i, name: name}
+}
+
+// Stats returns what the Recorder wrote so far.
+func (r *Recorder) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+type queueTap struct {
+	r     *Recorder
+	queue int
+	name  func(int) string
+}
+
+// Arrived records a packet (execute.Tap), and the RSTs a reset sends.
+func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	f := capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len}
+	comment, name := "", ""
+	if v.Rule >= 0 && v.Action.Faulty() {
+		name = t.name(v.Rule)
+		comment = Comment(&v.Decision, name)
+	}
+	r := t.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stats.Err != nil {
+		return
+	}
+	r.arrived(key{t.queue, v.Obs.ConnID}, f, comment)
+	if comment == "" {
+		return
+	}
+	for i := range v.Resets.N {
+		var err error
+		r.rst, err = decode.AppendRSTFrame(r.rst[:0], p.Data, r.opts.Link, &v.Resets.Seg[i], &v.Obs.Seg)
+		if err == nil {
+			r.write(capture.Frame{Data: r.rst, TS: now, CaptureLen: len(r.rst), OrigLen: len(r.rst)}, "RST injected by "+name)
+		}
+	}
+}
+
+// CopySent records a copy of a duplicated packet (execute.Tap): a fault,
+// so always written.
+func (t queueTap) CopySent(p *execute.Packet, v *rules.Verdict, i int, now time.Time) {
+	r := t.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stats.Err == nil {
+		r.write(capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len},
+			fmt.Sprintf("copy %d of %d by %s", i, v.Copies, t.name(v.Rule)))
+	}
+}
+
+// Comment is what the recording says of a packet that the rule named
+// name faulted with d.
+func Comment(d *rules.Decision, name string) string {
+	a := d.Action
+	switch {
+	case a.SendsResets():
+		return "reset by " + name
+	case !a.Delivers():
+		return "dropped by " + name
+	case a.Holds():
+		return fmt.Sprintf("held %s by %s", d.Hold.Round(time.Microsecond), name)
+	case a.SendsCopies():
+		s := "ies"
+		if d.Copies == 1 {
+			s = "y"
+		}
+		return fmt.Sprintf("duplicated by %s (%d cop%s after %s)", name, d.Copies, s, d.After)
+	}
+	return a.String() + " by " + name
+}
+
+// arrived writes f, buffers it, or leaves it out; r.mu is held.
+func (r *Recorder) arrived(k key, f capture.Frame, comment string) {
+	if r.opts.All {
+		r.write(f, comment)
+		return
+	}
+	if k.conn == 0 { // a packet of no connection
+		if comment != "" {
+			r.write(f, comment)
+		}
+		return
+	}
+	e := r.conns[k]
+	var c *conn
+	if e != nil {
+		c = e.Value.(*conn)
+		r.lru.MoveToFront(e)
+	}
+	switch {
+	case c != nil && c.touched:
+		r.write(f, comment)
+	case comment != "":
+		if c == nil {
+			c = r.follow(k)
+		}
+		r.flush(c)
+		if c.skipped > 0 {
+			comment += fmt.Sprintf("; %d packets before this one not recorded (buffer of %d packets full)", c.skipped, r.opts.MaxPackets)
+			r.stats.LeftOut += uint64(c.skipped)
+			c.skipped = 0
+		}
+		r.write(f, comment)
+	default:
+		if c == nil {
+			c = r.follow(k)
+		}
+		if len(c.pending) == r.opts.MaxPackets {
+			c.skipped++
+			return
+		}
+		f.Data = bytes.Clone(f.Data)
+		c.pending = append(c.pending, f)
+		c.bytes += len(f.Data)
+		r.bytes += len(f.Data)
+		r.bound()
+	}
+}
+
+// follow starts following connection k; r.mu is held.
+func (r *Recorder) follow(k key) *conn {
+	c := &conn{key: k}
+	r.conns[k] = r.lru.PushFront(c)
+	r.bound()
+	return c
+}
+
+// bound forgets the connections seen least recently while more bytes or
+// connections are buffered than allowed; the one seen last is kept.
+func (r *Recorder) bound() {
+	for (r.bytes > r.opts.MaxBytes || len(r.conns) > r.opts.MaxConns) && r.lru.Len() > 1 {
+		c := r.lru.Remove(r.lru.Back()).(*conn)
+		delete(r.conns, c.key)
+		if len(c.pending) > 0 {
+			r.stats.Forgotten++
+			r.bytes -= c.bytes
+		}
+	}
+}
+
+// flush writes a connection's buffered packets: a fault touched it.
+func (r *Recorder) flush(c *conn) {
+	c.touched = true
+	r.stats.Conns++
+	for _, f := range c.pending {
+		r.write(f, "")
+	}
+	r.bytes -= c.bytes
+	c.pending, c.bytes = nil, 0
+}
+
+// write writes f unless an earlier write failed; r.mu is held.
+func (r *Recorder) write(f capture.Frame, comment string) {
+	if r.stats.Err != nil {
+		return
+	}
+	if err := r.w.Write(f, comment); err != nil {
+		r.stats.Err = err
+		return
+	}
+	r.stats.Packets++
+}
