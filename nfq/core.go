@@ -74,9 +74,9 @@ type core struct {
 	c    counters
 }
 
-func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, quiet bool, log *slog.Logger) *core {
+func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, quiet bool, log *slog.Logger, tap execute.Tap) *core {
 	c := &core{h: h, dec: dec, w: w, inj: inj, quiet: quiet, log: log, wake: make(chan struct{}, 1)}
-	c.x = execute.New(c, execute.Options{Log: log})
+	c.x = execute.New(c, execute.Options{Log: log, Tap: tap})
 	return c
 }
 

@@ -5,6 +5,8 @@ package nfq
 import (
 	"log/slog"
 	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 )
 
 // DefaultSocketBuffer is the netlink receive buffer a Queue asks for by
@@ -54,6 +56,10 @@ type Options struct {
 	Poll time.Duration
 	// Logger receives the queue's diagnostics. Default: discarded.
 	Logger *slog.Logger
+	// Tap, when not nil, is shown every packet the Handler decided on
+	// and every copy sent (internal/tap records them); packets that do
+	// not decode are not shown.
+	Tap execute.Tap
 }
 
 // DefaultPoll is Options.Poll's default. Measured with bench/ on a 2-vCPU

@@ -135,7 +135,7 @@ func (q *Queue) open(h Handler) error {
 	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
 	}
-	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Quiet, q.log)
+	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Quiet, q.log, q.opts.Tap)
 	return nil
 }
 

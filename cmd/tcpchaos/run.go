@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
@@ -29,7 +30,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "intercept live traffic and apply a config's rules",
-		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--linger D] [-- CMD [ARGS...]]",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--pcap FILE [--pcap-all]] [--linger D] [-- CMD [ARGS...]]",
 		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
 			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
@@ -42,7 +43,7 @@ func runCommand() *cli.Command {
 			"its process group, SIGKILL 5s later. CMD's exit status (128+N when signal N\n" +
 			"killed it) must be 0 unless an expect: item of type exit says otherwise; a CMD\n" +
 			"that cannot be started fails the run (exit status 1).\n" + expectHelp,
-		Flags: append(append(configFlags(true),
+		Flags: append(append(append(configFlags(true),
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D`", DefaultText: "until interrupted"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
 			&cli.StringFlag{Name: "netns", Usage: "run inside the network namespace `NAME` (/run/netns/NAME) or PATH"},
@@ -50,7 +51,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue with queue number `N`"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
 			&cli.DurationFlag{Name: "linger", Value: defaultLinger, Usage: "with -- CMD: keep intercepting `D` after CMD exits (0: stop at once)"},
-		), expectFlags()...),
+		), pcapFlags()...), expectFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
 			if err != nil {
@@ -61,6 +62,9 @@ func runCommand() *cli.Command {
 			}
 			if c.Duration("linger") < 0 {
 				return usageError{fmt.Errorf("--linger: negative duration %s", c.Duration("linger"))}
+			}
+			if c.Bool("pcap-all") && c.String("pcap") == "" {
+				return usageError{errors.New("--pcap-all: needs --pcap FILE")}
 			}
 			for _, w := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %s\n", w)
@@ -84,6 +88,7 @@ func runCommand() *cli.Command {
 			var total pipeline.Summary
 			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
 			l := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
+				pcap: c.String("pcap"), pcapAll: c.Bool("pcap-all"),
 				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}
 			var tc *testCommand
 			launched, runCtx := false, ctx
@@ -124,6 +129,10 @@ type live struct {
 	netns           string    // run inside this namespace ("" = current)
 	status, summary io.Writer // progress lines; the final summary
 	ready           func()    // called once the interception is installed (nil: nothing)
+	// pcap is the pcapng file to record to ("": none); pcapAll records
+	// every connection there.
+	pcap    string
+	pcapAll bool
 	// ended is given the run's summary and the count of events lost once
 	// both are printed (nil: nothing).
 	ended func(pipeline.Summary, uint64)
@@ -162,6 +171,13 @@ func (l live) run(ctx context.Context) error {
 		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), evs)
 		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
 	}
+	var rec *recording
+	if l.pcap != "" {
+		var err error
+		if rec, err = createRecording(l.pcap, l.pcapAll, decode.LinkRaw, copyRange); err != nil {
+			return err
+		}
+	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once
 		done, cancel := context.WithCancel(context.Background())
@@ -169,9 +185,10 @@ func (l live) run(ctx context.Context) error {
 		for _, q := range queues {
 			q.Run(done)
 		}
+		rec.close(io.Discard)
 	}
 	for i, p := range pipes {
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet}, p)
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Tap: rec.tap(i, p)}, p)
 		if err != nil {
 			closeAll()
 			return err
@@ -218,12 +235,13 @@ func (l live) run(ctx context.Context) error {
 	for _, q := range queues {
 		writeQueueStats(l.summary, q.Stats())
 	}
+	pcapErr := rec.close(l.summary)
 	es := evs.Stats()
 	fmt.Fprintf(l.summary, "events: %d written, %d dropped (the writer fell behind its buffer of %d)\n", es.Emitted, es.Dropped, events.Buffer)
 	if l.ended != nil {
 		l.ended(total, es.Dropped)
 	}
-	return errors.Join(runErr, removeErr)
+	return errors.Join(runErr, removeErr, pcapErr)
 }
 
 // queueing describes what the queue sees: every packet or the handshake

@@ -70,6 +70,9 @@ func (p *Pipeline) AllowQuiet() bool {
 	return p.quietable
 }
 
+// RuleName returns the name of rule i of a verdict's Decision.Rule.
+func (p *Pipeline) RuleName(i int) string { return p.names[i] }
+
 // Handle observes one packet sent at now and decides its fate. An accepted
 // or duplicated packet counts as delivered at once; a dropped one never is;
 // a delayed one is delivered when the caller calls Deliver.

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/tap"
+)
+
+// pcapFlags are run's flags for its pcapng recording.
+func pcapFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "pcap", Usage: "write the connections a rule touched, from their first packet to their last, to `FILE` (pcapng, a comment on each fault; headers only unless the rules copy whole packets)"},
+		&cli.BoolFlag{Name: "pcap-all", Usage: "with --pcap: write every intercepted connection"},
+	}
+}
+
+// recording is a pcapng file being written through a tap.Recorder.
+type recording struct {
+	path string
+	all  bool
+	w    *capture.NgWriter
+	r    *tap.Recorder
+}
+
+// createRecording creates the pcapng file at path for packets of link
+// type link cut at snaplen bytes (0: whole).
+func createRecording(path string, all bool, link decode.LinkType, snaplen uint32) (*recording, error) {
+	w, err := capture.CreateNg(path, link, snaplen, "tcpchaos "+buildVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &recording{path: path, all: all, w: w, r: tap.New(w, tap.Options{All: all, Link: link})}, nil
+}
+
+// tap returns the Tap for the executor of pipeline p, queue i; nil for no
+// recording.
+func (rec *recording) tap(i int, p *pipeline.Pipeline) execute.Tap {
+	if rec == nil {
+		return nil
+	}
+	return rec.r.Queue(i, p.RuleName)
+}
+
+// close closes the file and says to w what was written and left out; it
+// returns the first error writing the file.
+func (rec *recording) close(w io.Writer) error {
+	if rec == nil {
+		return nil
+	}
+	err := rec.w.Close()
+	s := rec.r.Stats()
+	if s.Err != nil {
+		err = s.Err
+	}
+	if rec.all {
+		fmt.Fprintf(w, "pcap: %d packets written to %s", s.Packets, rec.path)
+	} else {
+		fmt.Fprintf(w, "pcap: %d packets of %d connections a rule touched written to %s", s.Packets, s.Conns, rec.path)
+	}
+	if s.LeftOut > 0 {
+		fmt.Fprintf(w, "; %d packets left out (a connection's buffer of %d packets was full before its first fault)", s.LeftOut, tap.DefaultMaxPackets)
+	}
+	if s.Forgotten > 0 {
+		fmt.Fprintf(w, "; %d untouched connections' packets forgotten (bounds: %d MiB, %d connections buffered)",
+			s.Forgotten, tap.DefaultMaxBytes>>20, tap.DefaultMaxConns)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "; stopped by an error: %v", err)
+	}
+	fmt.Fprintln(w)
+	return err
+}
