@@ -59,10 +59,9 @@ func (rec *recording) close(w io.Writer) error {
 	if s.Err != nil {
 		err = s.Err
 	}
-	if rec.all {
-		fmt.Fprintf(w, "pcap: %d packets written to %s", s.Packets, rec.path)
-	} else {
-		fmt.Fprintf(w, "pcap: %d packets of %d connections a rule touched written to %s", s.Packets, s.Conns, rec.path)
+	fmt.Fprintf(w, "pcap: %d packets written to %s", s.Packets, rec.path)
+	if !rec.all {
+		fmt.Fprintf(w, " (connections a rule touched: %d)", s.Conns)
 	}
 	if s.LeftOut > 0 {
 		fmt.Fprintf(w, "; %d packets left out (a connection's buffer of %d packets was full before its first fault)", s.LeftOut, tap.DefaultMaxPackets)
