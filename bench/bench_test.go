@@ -124,7 +124,7 @@ func TestSynthCaptureReplays(t *testing.T) {
 	}
 	defer in.Close()
 	p := pipeline.New(statetrack.Config{}, rules.Compile(nil), 1, nil)
-	counts, err := replay.Run(in, nil, p)
+	counts, err := replay.Run(in, nil, p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,17 +48,24 @@ func (rec *recording) tap(i int, p *pipeline.Pipeline) execute.Tap {
 	return rec.r.Queue(i, p.RuleName)
 }
 
-// close closes the file and says to w what was written and left out; it
-// returns the first error writing the file.
-func (rec *recording) close(w io.Writer) error {
+// close closes the file and returns the first error writing it.
+func (rec *recording) close() error {
 	if rec == nil {
 		return nil
 	}
 	err := rec.w.Close()
-	s := rec.r.Stats()
-	if s.Err != nil {
+	if s := rec.r.Stats(); s.Err != nil {
 		err = s.Err
 	}
+	return err
+}
+
+// report says to w what was written and what was left out.
+func (rec *recording) report(w io.Writer) {
+	if rec == nil {
+		return
+	}
+	s := rec.r.Stats()
 	fmt.Fprintf(w, "pcap: %d packets written to %s", s.Packets, rec.path)
 	if !rec.all {
 		fmt.Fprintf(w, " (connections a rule touched: %d)", s.Conns)
@@ -70,9 +77,8 @@ func (rec *recording) close(w io.Writer) error {
 		fmt.Fprintf(w, "; %d untouched connections' packets forgotten (bounds: %d MiB, %d connections buffered)",
 			s.Forgotten, tap.DefaultMaxBytes>>20, tap.DefaultMaxConns)
 	}
-	if err != nil {
-		fmt.Fprintf(w, "; stopped by an error: %v", err)
+	if s.Err != nil {
+		fmt.Fprintf(w, "; stopped by an error: %v", s.Err)
 	}
 	fmt.Fprintln(w)
-	return err
 }

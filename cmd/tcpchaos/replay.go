@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,11 +24,14 @@ func replayCommand() *cli.Command {
 		Description: "Runs the live path's decoder, tracker and rules over IN (pcap or pcapng; Ethernet,\n" +
 			"raw IP, Linux cooked or loopback). OUT gets the faulted capture: dropped packets\n" +
 			"removed, delayed packets moved to their release time, duplicates inserted, in time\n" +
-			"order. Events go to --events as JSON lines (\"-\" for stdout); a summary to stdout.\n" +
+			"order. An OUT named *.pcapng gets instead what run --pcap-all records: every TCP\n" +
+			"packet as it arrived, a comment on each fault (\"dropped by RULE\"), copies and RSTs\n" +
+			"as they were sent. Events go to --events as JSON lines (\"-\" for stdout); a summary\n" +
+			"to stdout.\n" +
 			expectHelp,
 		Flags: append(append(configFlags(true),
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "input capture `IN`"},
-			&cli.StringFlag{Name: "out", Usage: "write the faulted capture to `OUT` (pcap)"},
+			&cli.StringFlag{Name: "out", Usage: "write the faulted capture to `OUT` (pcap; *.pcapng: the packets as they arrived, faults in comments)"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
 			&cli.BoolFlag{Name: "ladder", Usage: "print a ladder diagram of each connection (keeps every event in memory: for small captures)"},
 		), expectFlags()...),
@@ -46,8 +50,16 @@ func runReplay(c *cli.Context) error {
 	}
 	defer in.Close()
 
-	var out *capture.Writer
-	if path := c.String("out"); path != "" {
+	var (
+		out *capture.Writer
+		rec *recording
+	)
+	switch path := c.String("out"); {
+	case strings.HasSuffix(path, ".pcapng"):
+		if rec, err = createRecording(path, true, in.LinkType(), in.Snaplen()); err != nil {
+			return err
+		}
+	case path != "":
 		if out, err = capture.Create(path, in.LinkType(), in.Snaplen(), true); err != nil {
 			return err
 		}
@@ -69,11 +81,14 @@ func runReplay(c *cli.Context) error {
 
 	set := rules.Compile(cfg.Rules)
 	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sinks)
-	counts, runErr := replay.Run(in, out, p)
+	counts, runErr := replay.Run(in, out, p, rec.tap(0, p))
 	if out != nil {
 		if err := out.Close(); err != nil && runErr == nil {
 			runErr = err
 		}
+	}
+	if err := rec.close(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if err := closeEvents(); err != nil && runErr == nil {
 		runErr = err
@@ -94,6 +109,7 @@ func runReplay(c *cli.Context) error {
 		fmt.Fprintf(summaryTo, ", %d written to %s", counts.Written, c.String("out"))
 	}
 	fmt.Fprintln(summaryTo)
+	rec.report(summaryTo)
 	writeSummary(summaryTo, p.Summary())
 	return finishExpectations(c, ev, expect.Run{Command: "replay", Config: c.String("config"), Input: c.String("pcap"), Seed: cfg.Seed}, p.Summary())
 }

@@ -185,7 +185,7 @@ func (l live) run(ctx context.Context) error {
 		for _, q := range queues {
 			q.Run(done)
 		}
-		rec.close(io.Discard)
+		rec.close()
 	}
 	for i, p := range pipes {
 		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Tap: rec.tap(i, p)}, p)
@@ -235,7 +235,8 @@ func (l live) run(ctx context.Context) error {
 	for _, q := range queues {
 		writeQueueStats(l.summary, q.Stats())
 	}
-	pcapErr := rec.close(l.summary)
+	pcapErr := rec.close()
+	rec.report(l.summary)
 	es := evs.Stats()
 	fmt.Fprintf(l.summary, "events: %d written, %d dropped (the writer fell behind its buffer of %d)\n", es.Emitted, es.Dropped, events.Buffer)
 	if l.ended != nil {

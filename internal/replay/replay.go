@@ -33,13 +33,15 @@ type Counts struct {
 }
 
 // Run replays every frame of in through p, writing the faulted capture to
-// out when out is not nil. Time is the capture's: each packet is handled at
-// its timestamp, held packets and copies are written at their deadlines
-// (internal/execute, as the live path carries verdicts out), and expiry
-// runs as the capture's clock advances.
-func Run(in *capture.Reader, out *capture.Writer, p *pipeline.Pipeline) (Counts, error) {
+// out when out is not nil, and showing each TCP packet and each copy to
+// tap when tap is not nil (internal/tap records them). Time is the
+// capture's: each packet is handled at its timestamp, held packets and
+// copies are written at their deadlines (internal/execute, as the live
+// path carries verdicts out), and expiry runs as the capture's clock
+// advances.
+func Run(in *capture.Reader, out *capture.Writer, p *pipeline.Pipeline, tap execute.Tap) (Counts, error) {
 	r := &runner{in: in, out: out, p: p, parser: decode.NewParser()}
-	r.x = execute.New(r, execute.Options{KeepHeld: true})
+	r.x = execute.New(r, execute.Options{KeepHeld: true, Tap: tap})
 	err := r.run()
 	r.counts.CopiesSkipped = r.x.Stats().CopiesSkipped
 	return r.counts, err

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/capture"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/tap"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -109,6 +112,12 @@ type result struct {
 // replay runs the frames through the rules given as config YAML-like values.
 func (w *wire) replay(rs ...rules.Rule) result {
 	w.t.Helper()
+	return w.replayTapped(nil, rs...)
+}
+
+// replayTapped is replay with tap shown the packets (nil: none).
+func (w *wire) replayTapped(tp func(p *pipeline.Pipeline) execute.Tap, rs ...rules.Rule) result {
+	w.t.Helper()
 	var in bytes.Buffer
 	cw, err := capture.NewWriter(&in, "in", w.link, 65535, true)
 	if err != nil {
@@ -122,10 +131,16 @@ func (w *wire) replay(rs ...rules.Rule) result {
 	if err := cw.Close(); err != nil {
 		w.t.Fatal(err)
 	}
-	return replayCapture(w.t, &in, rs...)
+	return replayTapped(w.t, &in, tp, rs...)
 }
 
 func replayCapture(t *testing.T, in *bytes.Buffer, rs ...rules.Rule) result {
+	t.Helper()
+	return replayTapped(t, in, nil, rs...)
+}
+
+// replayTapped replays with tap shown the packets (nil: none).
+func replayTapped(t *testing.T, in *bytes.Buffer, tp func(p *pipeline.Pipeline) execute.Tap, rs ...rules.Rule) result {
 	t.Helper()
 	r, err := capture.NewReader(in, "in")
 	if err != nil {
@@ -146,7 +161,11 @@ func replayCapture(t *testing.T, in *bytes.Buffer, rs ...rules.Rule) result {
 	}
 	j := events.NewJSONLines(&ev)
 	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(rs), 1, j)
-	counts, err := Run(r, cw, p)
+	var x execute.Tap
+	if tp != nil {
+		x = tp(p)
+	}
+	counts, err := Run(r, cw, p, x)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +497,7 @@ func TestReplayEndsAtFailedWrite(t *testing.T) {
 		Name: "hold", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Fin}},
 		Action: rules.Action{Type: rules.Delay, Delay: 10 * time.Millisecond}, Probability: 1,
 	}})
-	counts, err := Run(r, ow, pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, &evs))
+	counts, err := Run(r, ow, pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, &evs), nil)
 	if err == nil {
 		t.Fatal("replay succeeded, want the refused frame's error")
 	}
@@ -488,6 +507,64 @@ func TestReplayEndsAtFailedWrite(t *testing.T) {
 	for _, e := range evs {
 		if e.Reason == events.Released {
 			t.Errorf("event %+v: the held FIN was delivered after the failed write", e)
+		}
+	}
+}
+
+// comments is a tap.Writer that keeps the frames and their comments.
+type comments struct {
+	frames []capture.Frame
+	notes  []string
+}
+
+func (c *comments) Write(f capture.Frame, comment string) error {
+	f.Data = bytes.Clone(f.Data)
+	c.frames, c.notes = append(c.frames, f), append(c.notes, comment)
+	return nil
+}
+
+// TestReplayTapRecordsArrivalsWithComments: the replay shows a tap every
+// packet as it arrived, with its verdict, and each copy and RST as it is
+// sent, in raw IPv4 and in Ethernet frames: the record has every frame of
+// the input at its own time, a comment on each fault, the RSTs of a reset
+// right after the packet they replace (built for the link type), and the
+// copy of the SYN 3 s later.
+func TestReplayTapRecordsArrivalsWithComments(t *testing.T) {
+	server := statetrack.Server
+	for _, v6 := range []bool{false, true} {
+		w := newWire(t, v6)
+		w.connection()
+		c := &comments{}
+		rec := tap.New(c, tap.Options{All: true, Link: w.link})
+		res := w.replayTapped(func(p *pipeline.Pipeline) execute.Tap { return rec.Queue(0, p.RuleName) },
+			rules.Rule{Name: "stale-syn", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1},
+				Action: rules.Action{Type: rules.Duplicate, Copies: 1, After: 3 * time.Second}},
+			rules.Rule{Name: "slow-syn-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.SynAck}},
+				Action: rules.Action{Type: rules.Delay, Delay: 300 * time.Millisecond}},
+			rules.Rule{Name: "reset-data", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: &server},
+				Action: rules.Action{Type: rules.Reset, Reset: rules.Both}})
+		want := []string{"duplicated by stale-syn (1 copy after 3s)", "held 300ms by slow-syn-ack", "", "",
+			"reset by reset-data", "RST injected by reset-data", "RST injected by reset-data", "", "", "", "", "", "copy 1 of 1 by stale-syn"}
+		if !slices.Equal(c.notes, want) {
+			t.Fatalf("v6 %t: comments\n%q\nwant\n%q", v6, c.notes, want)
+		}
+		in := 0
+		for i, f := range c.frames {
+			switch {
+			case i == 5 || i == 6: // the RSTs, as the faulted output has them
+				if !bytes.Equal(f.Data, res.out[i-2].Data) || !f.TS.Equal(w.frames[4].TS) {
+					t.Errorf("v6 %t: RST %d differs from the replay's output", v6, i-4)
+				}
+			case i == 12:
+				if !bytes.Equal(f.Data, w.frames[0].Data) || !f.TS.Equal(w.frames[0].TS.Add(3*time.Second)) {
+					t.Errorf("v6 %t: copy at %s, want the SYN 3 s after it", v6, f.TS)
+				}
+			default:
+				if !bytes.Equal(f.Data, w.frames[in].Data) || !f.TS.Equal(w.frames[in].TS) {
+					t.Errorf("v6 %t: record %d at %s, want input frame %d as it arrived", v6, i, f.TS, in)
+				}
+				in++
+			}
 		}
 	}
 }
