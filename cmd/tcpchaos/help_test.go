@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -48,5 +49,18 @@ func TestHelpCommand(t *testing.T) {
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
 			t.Errorf("run --help lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestHelpPcap: run --help says what --pcap records and what it cannot.
+func TestHelpPcap(t *testing.T) {
+	out, _ := runCLI(t, "run", "--help")
+	for _, want := range []string{"--pcap FILE", "(pcapng, a comment on each fault; headers only", "bypasses the queue is not in it", "--pcap-all", "with --pcap: write every intercepted connection"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("run --help lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := runCLI(t, "run", "-c", "../../configs/lost-fin.yaml", "--pcap-all"); !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "--pcap-all: needs --pcap FILE") {
+		t.Errorf("--pcap-all without --pcap: %v, want a usage error", err)
 	}
 }

@@ -16,7 +16,8 @@ import (
 // pcapFlags are run's flags for its pcapng recording.
 func pcapFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "pcap", Usage: "write the connections a rule touched, from their first packet to their last, to `FILE` (pcapng, a comment on each fault; headers only unless the rules copy whole packets)"},
+		&cli.StringFlag{Name: "pcap", Usage: "write the connections a rule touched, from their first packet to their last, each packet as it arrived, to `FILE` " +
+			"(pcapng, a comment on each fault; headers only unless a rule duplicates packets with payload; a data phase that bypasses the queue is not in it)"},
 		&cli.BoolFlag{Name: "pcap-all", Usage: "with --pcap: write every intercepted connection"},
 	}
 }
