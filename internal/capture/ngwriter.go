@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 )
@@ -36,17 +35,7 @@ type NgWriter struct {
 // link type link cut at snaplen bytes (0: not cut), written by app (the
 // section's shb_userappl). Close the NgWriter to flush it.
 func CreateNg(path string, link decode.LinkType, snaplen uint32, app string) (*NgWriter, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create capture: %w", err)
-	}
-	w, err := NewNgWriter(f, path, link, snaplen, app)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	w.file = f
-	return w, nil
+	return create(path, func(f io.Writer) (*NgWriter, error) { return NewNgWriter(f, path, link, snaplen, app) })
 }
 
 // NewNgWriter writes a pcapng section header and interface description to

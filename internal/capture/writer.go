@@ -36,18 +36,27 @@ type output struct {
 // (otherwise microseconds, the classic format). Close the Writer to flush
 // it.
 func Create(path string, link decode.LinkType, snaplen uint32, nanos bool) (*Writer, error) {
+	return create(path, func(f io.Writer) (*Writer, error) { return NewWriter(f, path, link, snaplen, nanos) })
+}
+
+// create creates the file at path and a writer on it with newWriter; the
+// writer's Close closes the file.
+func create[W interface{ own(io.WriteCloser) }](path string, newWriter func(io.Writer) (W, error)) (W, error) {
+	var none W
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("create capture: %w", err)
+		return none, fmt.Errorf("create capture: %w", err)
 	}
-	w, err := NewWriter(f, path, link, snaplen, nanos)
+	w, err := newWriter(f)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return none, err
 	}
-	w.file = f
+	w.own(f)
 	return w, nil
 }
+
+func (w *output) own(f io.WriteCloser) { w.file = f }
 
 // NewWriter writes a pcap file header to dst and returns a Writer for its
 // frames; name names dst in errors. Close flushes the Writer but does not

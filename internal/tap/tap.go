@@ -102,14 +102,15 @@ type conn struct {
 
 // New returns a Recorder writing to w.
 func New(w Writer, opts Options) *Recorder {
-	if opts.MaxPackets <= 0 {
-		opts.MaxPackets = DefaultMaxPackets
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = DefaultMaxConns
+	for _, b := range []struct {
+		v   *int
+		def int
+	}{
+		{&opts.MaxPackets, DefaultMaxPackets}, {&opts.MaxBytes, DefaultMaxBytes}, {&opts.MaxConns, DefaultMaxConns},
+	} {
+		if *b.v <= 0 {
+			*b.v = b.def
+		}
 	}
 	return &Recorder{w: w, opts: opts, conns: make(map[key]*list.Element)}
 }
