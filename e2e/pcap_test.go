@@ -151,3 +151,39 @@ func TestCommandPcap(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandPcapHeldAndCopied: curl under a held SYN-ACK and a copy of
+// the SYN 1 s later. The SYN-ACK is written as it arrived, with the hold
+// drawn in its comment, and the client's ACK arrives only after that hold;
+// the copy is written when it was sent, 1 s after the SYN, with its own
+// comment.
+func TestCommandPcapHeldAndCopied(t *testing.T) {
+	t.Parallel()
+	r := newCommandRun(t, filepath.Join("testdata", "pcap-held-and-copied.yaml"))
+	pcap := filepath.Join(r.dir, "run.pcapng")
+	if code, _, _ := r.run([]string{"--pcap", pcap, "--linger", "2s"}, r.curl("3")...); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	pkts := readPcapng(t, pcap)
+	const syn, synAck = 0x002, 0x012
+	if len(pkts) < 4 || pkts[0].flags != syn || pkts[1].flags != synAck || pkts[2].srcPort != pkts[0].srcPort {
+		t.Fatalf("the capture does not start with SYN, SYN-ACK, the client's ACK: %+v", pkts)
+	}
+	if want := "duplicated by stale-syn (1 copy after 1s)"; pkts[0].comment != want {
+		t.Errorf("SYN's comment %q, want %q", pkts[0].comment, want)
+	}
+	var held float64
+	if _, err := fmt.Sscanf(pkts[1].comment, "held %fms by slow-syn-ack", &held); err != nil || held < 280 || held > 320 {
+		t.Errorf("SYN-ACK's comment %q, want \"held 280ms..320ms by slow-syn-ack\"", pkts[1].comment)
+	}
+	if gap := (pkts[2].time - pkts[1].time) * 1000; gap < held-1 {
+		t.Errorf("the client's ACK arrived %.1f ms after the SYN-ACK, before its hold of %.1f ms ended", gap, held)
+	}
+	copies := slices.DeleteFunc(slices.Clone(pkts), func(p pcapPacket) bool { return p.comment != "copy 1 of 1 by stale-syn" })
+	if len(copies) != 1 || copies[0].flags != syn || copies[0].seq != pkts[0].seq {
+		t.Fatalf("copies of the SYN written: %+v, want one", copies)
+	}
+	if gap := copies[0].time - pkts[0].time; gap < 0.99 || gap > 2.5 {
+		t.Errorf("copy written %.3f s after the SYN, want 1 s", gap)
+	}
+}
