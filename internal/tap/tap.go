@@ -26,7 +26,7 @@ import (
 )
 
 // Writer writes one frame with its comment ("" for none): a
-// *capture.NgWriter.
+// *capture.NgWriter. It must not keep f.Data.
 type Writer interface {
 	Write(f capture.Frame, comment string) error
 }
