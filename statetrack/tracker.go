@@ -138,6 +138,40 @@ func (t *Tracker) Stats() Stats { return t.stats }
 // OnGone calls (and that of a replaced incarnation) come before Observe
 // returns. OnGone must not call back into the tracker.
 func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
+	return t.observe(seg, now, false)
+}
+
+// Forge observes and delivers at once an RST that the middle sends in
+// the name of seg.Src (a reset action sends it in place of a packet), and
+// returns the observation and both endpoints' states after it. It is
+// classified as that endpoint's, but that endpoint never sent it: its
+// half stays as it was (state, counts, sequence numbers) and it goes on
+// until it hears from its peer, as a real stack does (an endpoint reset
+// by the middle answers its peer's next segment with an RST of its own).
+// Only the receiver moves. exact reports whether the RST carries the
+// sequence number its receiver expects, which the middle knows by
+// construction even where the tracker's own view of it is off (the packet
+// the RST replaces was seen but never delivered); an RST that is not
+// exact lies one past it, inside the window: a challenge ACK answers it
+// and nothing moves (RFC 5961 §3.2).
+func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [2]State) {
+	o := t.observe(seg, now, true)
+	i, ok := t.byID(o.ConnID)
+	if !ok || !exact {
+		return o, o.After
+	}
+	s, _ := t.at(i).ends(o.From)
+	nxt, bits := s.nxt, s.bits&(hasNxt|loose)
+	s.nxt, s.bits = seg.Seq, s.bits&^loose|hasNxt
+	after, _ := t.Deliver(&o, now)
+	if i, ok := t.byID(o.ConnID); ok {
+		s, _ := t.at(i).ends(o.From)
+		s.nxt, s.bits = nxt, s.bits&^(hasNxt|loose)|bits
+	}
+	return o, after
+}
+
+func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) Observation {
 	ns := now.UnixNano()
 	t.reap(ns, reapPerObserve)
 	o := Observation{Seg: *seg}
@@ -188,7 +222,14 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 		tw = precorrect(s, r, seg)
 	}
 	o.Before = c.states()
+	var sender half
+	if forged {
+		sender = *s
+	}
 	res := send(s, r, seg)
+	if forged {
+		*s = sender
+	}
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
 	o.After = c.states()
 	t.syncTimeWait(i, ns, tw)

@@ -238,3 +238,53 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 		}
 	}
 }
+
+// An RST sent to the client alone moves only the client: the server it
+// impersonates never sent it and stays ESTABLISHED until its next segment
+// draws the client's own RST.
+func TestResetClientMovesOnlyTheClient(t *testing.T) {
+	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToClient})
+	r.Match.Nth = 1
+	p, rec := newPipeline(t, r)
+	at := t0
+	handle := func(s *statetrack.Segment) rules.Verdict {
+		at = at.Add(time.Millisecond)
+		return p.Handle(s, at)
+	}
+	handle(seg(true, syn, 100, 0))
+	handle(seg(false, synAck, 500, 101))
+	handle(seg(true, ack, 101, 501))
+	data := seg(false, ack|statetrack.PSH, 501, 101)
+	data.Len = 10
+	if v := handle(data); v.Action != rules.Reset || v.Resets.N != 1 {
+		t.Fatalf("verdict = %+v, want a reset with one RST", v)
+	}
+	e := rec.last()
+	if !e.Injected || e.From != statetrack.Server || e.ClientState != statetrack.Closed || e.ServerState != statetrack.Established {
+		t.Fatalf("injected RST event = %+v, want the client CLOSED and the server still ESTABLISHED", e)
+	}
+	if s := p.Summary(); s.Stats.Injected != 1 || s.Stats.Packets[statetrack.Rst] != 0 {
+		t.Errorf("summary stats %+v, want 1 injected RST not counted as a packet seen", s.Stats)
+	}
+	handle(data) // the retransmission reaches the closed client
+	handle(seg(true, statetrack.RST, 101, 0))
+	if e := rec.last(); e.Kind != statetrack.Rst || e.From != statetrack.Client || e.Injected || e.ServerState != statetrack.Closed {
+		t.Errorf("client's RST event = %+v, want the server CLOSED by it", e)
+	}
+}
+
+// An RST outside the window (one past the exact sequence number) draws a
+// challenge ACK: neither end moves, not even the one it impersonates.
+func TestResetOutsideTheWindowMovesNobody(t *testing.T) {
+	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToServer, OutsideWindow: true})
+	p, rec := newPipeline(t, r)
+	p.Handle(seg(true, syn, 100, 0), t0)
+	p.Handle(seg(false, synAck, 500, 101), t0)
+	p.Handle(seg(true, ack, 101, 501), t0)
+	data := seg(true, ack|statetrack.PSH, 101, 501)
+	data.Len = 10
+	p.Handle(data, t0)
+	if e := rec.last(); !e.Injected || e.Seq != 102 || e.ClientState != statetrack.Established || e.ServerState != statetrack.Established {
+		t.Errorf("injected RST event = %+v, want seq 102 and both ends still ESTABLISHED", e)
+	}
+}

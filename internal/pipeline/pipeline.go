@@ -102,17 +102,17 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		p.sink.Emit(e)
 	}
 	for i := range d.Resets.N {
-		p.inject(&d.Resets.Seg[i], now)
+		p.inject(&d.Resets.Seg[i], !d.OutsideWindow, now)
 	}
 	return v
 }
 
 // inject observes an RST that the verdict sends (the driver sends it) and
-// delivers it at once, so that the tracked states move as a real RST's
-// would; its event says injected.
-func (p *Pipeline) inject(seg *statetrack.Segment, now time.Time) {
-	o := p.tracker.Observe(seg, now)
-	states, _ := p.tracker.Deliver(&o, now)
+// delivers it at once, so that its receiver's tracked state moves as a
+// real RST's would; the endpoint it impersonates does not move (see
+// statetrack.Tracker.Forge). Its event says injected.
+func (p *Pipeline) inject(seg *statetrack.Segment, exact bool, now time.Time) {
+	o, states := p.tracker.Forge(seg, now, exact)
 	p.stats.Injected++
 	if p.sink != nil {
 		e := packetEvent(&o, now, states)
