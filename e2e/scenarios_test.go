@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -556,59 +557,109 @@ func TestResetMidTransfer(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
 		s := newScenario(t, "reset-mid-transfer.yaml", v6)
-		serverErr := make(chan error, 1)
-		s.listen(func(c net.Conn) error {
-			r := bufio.NewReader(c)
+		serverErr := s.listenUntilError()
+		c, _ := s.dial()
+		request(t, c)
+		s.wantRequestReset(c, serverErr)
+		atClient, atServer, evs := s.finish()
+
+		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
+		s.wantResetBoth(atClient, atServer, evs, f)
+	})
+}
+
+// listenUntilError serves with pingPong until a read fails, and returns
+// the channel on which each connection's handler sends the error that
+// ended it (nil at EOF).
+func (s *scenario) listenUntilError() <-chan error {
+	errs := make(chan error, 4)
+	s.listen(func(c net.Conn) error {
+		r := bufio.NewReader(c)
+		for {
 			if _, err := r.ReadString('\n'); err != nil {
-				return fmt.Errorf("read first request: %w", err)
+				if err == io.EOF {
+					err = nil
+				}
+				errs <- err
+				return nil
 			}
 			if _, err := io.WriteString(c, "pong\n"); err != nil {
 				return fmt.Errorf("write response: %w", err)
 			}
-			_, err := r.ReadString('\n')
-			serverErr <- err
-			return nil
-		})
-		c, _ := s.dial()
-		request(t, c)
-		if _, err := io.WriteString(c, "ping\n"); err != nil {
-			t.Fatalf("write second request: %v", err)
-		}
-		if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("client read after the reset: %v, want ECONNRESET", err)
-		}
-		select {
-		case err := <-serverErr:
-			if !errors.Is(err, syscall.ECONNRESET) {
-				t.Errorf("server read after the reset: %v, want ECONNRESET", err)
-			}
-		case <-time.After(ioTimeout):
-			t.Error("server read did not end")
-		}
-		waitFor(t, s.toClient, "the RST to the client", atLeast(1, from(s.server), isRst))
-		waitFor(t, s.toServer, "the RST to the server", atLeast(1, from(s.client), isRst))
-		atClient, atServer, evs := s.finish()
-
-		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
-		toClient, toServer := pick(atClient, from(s.server), isRst), pick(atServer, from(s.client), isRst)
-		if len(toClient) != 1 || len(toServer) != 1 {
-			t.Fatalf("RSTs: %d to the client, %d to the server, want 1 and 1", len(toClient), len(toServer))
-		}
-		if uint32(toServer[0].Seq) != f.Seq || uint32(toClient[0].Seq) != f.Ack {
-			t.Errorf("RST seqs %d to the server, %d to the client, want %d and %d (the dropped segment's seq and ack)",
-				toServer[0].Seq, toClient[0].Seq, f.Seq, f.Ack)
-		}
-		var injected int
-		for _, e := range evs {
-			if e.Injected && e.Kind == statetrack.Rst {
-				injected++
-			}
-		}
-		last := packetEvents(evs, statetrack.Rst, statetrack.Client)
-		if injected != 2 || len(last) == 0 || last[len(last)-1].ClientState != statetrack.Closed || last[len(last)-1].ServerState != statetrack.Closed {
-			t.Errorf("%d injected RST events (want 2), last states %v", injected, last)
 		}
 	})
+	return errs
+}
+
+// wantRequestReset sends a request on c that the scenario resets on both
+// sides: the client's read and the server's (its error on serverErr) fail
+// with ECONNRESET. It closes c and waits for both RSTs to reach the
+// captures.
+func (s *scenario) wantRequestReset(c net.Conn, serverErr <-chan error) {
+	t := s.t
+	t.Helper()
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read after the reset: %v, want ECONNRESET", err)
+	}
+	select {
+	case err := <-serverErr:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("server read after the reset: %v, want ECONNRESET", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Error("server read did not end")
+	}
+	c.Close()
+	waitFor(t, s.toClient, "the RST to the client", atLeast(1, from(s.server), isRst))
+	waitFor(t, s.toServer, "the RST to the server", atLeast(1, from(s.client), isRst))
+}
+
+// wantResetBoth checks a reset of both ends in place of the segment of
+// fault f: one RST to each end, with the sequence number it expects (the
+// segment's own to the server, its acknowledgment to the client), two
+// injected RST events, both tracked endpoints CLOSED after them, no
+// socket left on either end, and the summary counting the RSTs.
+func (s *scenario) wantResetBoth(atClient, atServer []netlabtest.Packet, evs []events.Event, f events.Event) {
+	t := s.t
+	t.Helper()
+	toClient, toServer := pick(atClient, from(s.server), isRst), pick(atServer, from(s.client), isRst)
+	if len(toClient) != 1 || len(toServer) != 1 {
+		t.Fatalf("RSTs: %d to the client, %d to the server, want 1 and 1", len(toClient), len(toServer))
+	}
+	if uint32(toServer[0].Seq) != f.Seq || uint32(toClient[0].Seq) != f.Ack {
+		t.Errorf("RST seqs %d to the server, %d to the client, want %d and %d (the dropped segment's seq and ack)",
+			toServer[0].Seq, toClient[0].Seq, f.Seq, f.Ack)
+	}
+	var injected []events.Event
+	for _, e := range evs {
+		if e.Injected && e.Kind == statetrack.Rst {
+			injected = append(injected, e)
+		}
+	}
+	if n := len(injected); n != 2 || injected[n-1].ClientState != statetrack.Closed || injected[n-1].ServerState != statetrack.Closed {
+		t.Errorf("injected RST events %v, want 2, the last with both ends CLOSED", injected)
+	}
+	for _, ns := range []*netlabtest.NS{s.tp.Client, s.tp.Server} {
+		for _, sock := range ns.Sockets(t, port) {
+			if sock.State != statetrack.Listen {
+				t.Errorf("%s: socket %v left after the reset, want none", ns.Name, sock)
+			}
+		}
+	}
+	wantSummary(t, s.chaos, "reset 1 (injected RSTs: 2)", "resets: 2 RSTs sent, 0 failed")
+}
+
+// wantSummary checks that tcpchaos's summary contains each of lines.
+func wantSummary(t *testing.T, tc *tcpchaos, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if out := tc.stdout.String(); !strings.Contains(out, l) {
+			t.Errorf("summary lacks %q:\n%s", l, out)
+		}
+	}
 }
 
 // TestRejectNewConnections: configs/reject-new-connections.yaml. connect()

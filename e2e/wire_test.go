@@ -35,6 +35,8 @@ var (
 	isRst    pred = func(p netlabtest.Packet) bool { return core(p)&statetrack.RST != 0 }
 	// isPureAck: an ACK without payload, SYN, FIN or RST.
 	isPureAck pred = func(p netlabtest.Packet) bool { return core(p) == statetrack.ACK && p.Len == 0 }
+	// isData: a segment with payload and neither SYN, FIN nor RST.
+	isData pred = func(p netlabtest.Packet) bool { return core(p)&^statetrack.ACK == 0 && p.Len > 0 }
 )
 
 func core(p netlabtest.Packet) statetrack.Flags {

@@ -144,6 +144,19 @@ func TestReplayCommand(t *testing.T) {
 	}
 }
 
+// TestReplaySummaryCountsInjectedRSTs: the summary says how many RSTs the
+// reset actions sent (one, to the client whose first SYN is refused).
+func TestReplaySummaryCountsInjectedRSTs(t *testing.T) {
+	in := "../../statetrack/testdata/kernel-captures/close-local-close-then-remote-fin.pcap"
+	out, err := runCLI(t, "replay", "-c", "../../configs/reject-new-connections.yaml", "--pcap", in)
+	if err != nil && !errors.As(err, new(failedError)) { // as in TestReplayCommand
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "reset 1 (injected RSTs: 1)") {
+		t.Errorf("summary lacks the reset and its injected RST:\n%s", out)
+	}
+}
+
 func TestReplayMissingCaptureIsAnError(t *testing.T) {
 	_, err := runCLI(t, "replay", "-c", "../../configs/lost-fin.yaml", "--pcap", filepath.Join(t.TempDir(), "nope.pcap"))
 	if err == nil || !strings.Contains(err.Error(), "nope.pcap") {

@@ -84,6 +84,9 @@ func writeSummary(w io.Writer, s pipeline.Summary) {
 	actions := make([]string, rules.NumActionTypes)
 	for _, a := range rules.ActionTypes() {
 		actions[a] = fmt.Sprintf("%s %d", a, s.Stats.Actions[a])
+		if a == rules.Reset {
+			actions[a] += fmt.Sprintf(" (injected RSTs: %d)", s.Stats.Injected)
+		}
 	}
 	fmt.Fprintf(tw, "actions:\t%s\n", strings.Join(actions, ", "))
 	tw.Flush()

@@ -261,8 +261,8 @@ func queueing(quiet bool, copyRange uint32) string {
 // writeQueueStats prints one queue's verdict counters and what the kernel
 // let through without us (fail-open).
 func writeQueueStats(w io.Writer, s nfq.Stats) {
-	fmt.Fprintf(w, "queue: %d received, %d accepted, %d dropped, %d delayed (%d still held), %d duplicated (%d copies sent, %d failed, %d cancelled at stop, %d skipped)",
-		s.Received, s.Accepted, s.Dropped, s.Delayed, s.Held, s.Duplicated, s.CopiesSent, s.CopiesFailed, s.CopiesCancelled, s.CopiesSkipped)
+	fmt.Fprintf(w, "queue: %d received, %d accepted, %d dropped, %d delayed (%d still held), %d duplicated (%d copies sent, %d failed, %d cancelled at stop, %d skipped), resets: %d RSTs sent, %d failed",
+		s.Received, s.Accepted, s.Dropped, s.Delayed, s.Held, s.Duplicated, s.CopiesSent, s.CopiesFailed, s.CopiesCancelled, s.CopiesSkipped, s.ResetsSent, s.ResetsFailed)
 	if s.DecodeFailures+s.HandlerPanics+s.VerdictErrors+s.ReadErrors > 0 {
 		fmt.Fprintf(w, "; %d not decodable, %d handler panics, %d verdict errors, %d read errors",
 			s.DecodeFailures, s.HandlerPanics, s.VerdictErrors, s.ReadErrors)
