@@ -87,8 +87,11 @@ type tcpchaos struct {
 	events string // the --events file
 	stdout lockedBuffer
 	stderr lockedBuffer
-	exited chan struct{} // closed once cmd.Wait returned
-	err    error         // cmd.Wait's error, set before exited closes
+	// wantExit is the exit code stop expects (0, or 3 when a test makes
+	// an expectation fail).
+	wantExit int
+	exited   chan struct{} // closed once cmd.Wait returned
+	err      error         // cmd.Wait's error, set before exited closes
 }
 
 // startTcpchaos runs `tcpchaos run -c config --netns ns --events FILE
@@ -192,14 +195,14 @@ func (tc *tcpchaos) wait() int {
 	}
 }
 
-// stop interrupts tcpchaos (SIGINT) and checks a clean exit: exit code 0,
-// a summary on standard output and no tcpchaos chain left in the
-// namespace, IPv4 or IPv6. It returns the events, checked against the
+// stop interrupts tcpchaos (SIGINT) and checks a clean exit: exit code
+// wantExit, a summary on standard output and no tcpchaos chain left in
+// the namespace, IPv4 or IPv6. It returns the events, checked against the
 // stable format of README.md's "Events" section.
 func (tc *tcpchaos) stop() []events.Event {
 	tc.t.Helper()
-	if code := tc.signal(syscall.SIGINT); code != 0 {
-		tc.t.Errorf("tcpchaos exit code after SIGINT = %d, want 0\nstderr:\n%s", code, tc.stderr.String())
+	if code := tc.signal(syscall.SIGINT); code != tc.wantExit {
+		tc.t.Errorf("tcpchaos exit code after SIGINT = %d, want %d\nstderr:\n%s", code, tc.wantExit, tc.stderr.String())
 	}
 	out := tc.stdout.String()
 	for _, want := range []string{"tcpchaos: ran ", "connections: ", "actions:", "queue: "} {
