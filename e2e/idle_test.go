@@ -34,6 +34,7 @@ func TestIdleReset(t *testing.T) {
 		request(t, c) // a short pause: below the bound
 		time.Sleep(idleBound + idleBound/4)
 		s.wantRequestReset(c, serverErr)
+		s.waitResets()
 		atClient, atServer, evs := s.finish()
 
 		f := wantFault(t, evs, "idle-timeout", rules.Reset, statetrack.Data, statetrack.Client, 3)

@@ -561,6 +561,7 @@ func TestResetMidTransfer(t *testing.T) {
 		c, _ := s.dial()
 		request(t, c)
 		s.wantRequestReset(c, serverErr)
+		s.waitResets()
 		atClient, atServer, evs := s.finish()
 
 		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
@@ -593,8 +594,7 @@ func (s *scenario) listenUntilError() <-chan error {
 
 // wantRequestReset sends a request on c that the scenario resets on both
 // sides: the client's read and the server's (its error on serverErr) fail
-// with ECONNRESET. It closes c and waits for both RSTs to reach the
-// captures.
+// with ECONNRESET. It closes c.
 func (s *scenario) wantRequestReset(c net.Conn, serverErr <-chan error) {
 	t := s.t
 	t.Helper()
@@ -613,8 +613,13 @@ func (s *scenario) wantRequestReset(c net.Conn, serverErr <-chan error) {
 		t.Error("server read did not end")
 	}
 	c.Close()
-	waitFor(t, s.toClient, "the RST to the client", atLeast(1, from(s.server), isRst))
-	waitFor(t, s.toServer, "the RST to the server", atLeast(1, from(s.client), isRst))
+}
+
+// waitResets waits for the RSTs to both ends to reach the captures.
+func (s *scenario) waitResets() {
+	s.t.Helper()
+	waitFor(s.t, s.toClient, "the RST to the client", atLeast(1, from(s.server), isRst))
+	waitFor(s.t, s.toServer, "the RST to the server", atLeast(1, from(s.client), isRst))
 }
 
 // wantResetBoth checks a reset of both ends in place of the segment of
@@ -662,13 +667,20 @@ func wantSummary(t *testing.T, tc *tcpchaos, lines ...string) {
 	}
 }
 
-// TestRejectNewConnections: configs/reject-new-connections.yaml. connect()
-// fails at once with ECONNREFUSED; no SYN reaches the server side.
+// TestRejectNewConnections: configs/reject-new-connections.yaml, started
+// while a connection is established. connect() fails at once with
+// ECONNREFUSED and no SYN reaches the server side, while the established
+// connection, picked up mid-stream (no SYN of its own to refuse), keeps
+// exchanging requests and closes normally.
 func TestRejectNewConnections(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
-		s := newScenario(t, "reject-new-connections.yaml", v6)
+		s := newTopologyScenario(t, v6)
 		s.listen(pingPong(0))
+		old, _ := s.dial()
+		request(t, old)
+		s.start(configPath("reject-new-connections.yaml"))
+
 		start := time.Now()
 		_, err := s.tp.Client.Dial("tcp", s.serverAP.String(), ioTimeout)
 		took := time.Since(start)
@@ -677,7 +689,12 @@ func TestRejectNewConnections(t *testing.T) {
 		}
 		within(t, "refused connect()", took, 0, 500*time.Millisecond)
 		waitFor(t, s.toClient, "the RST", atLeast(1, from(s.server), isRst))
+		request(t, old)
+		request(t, old)
+		old.Close()
+		s.waitClosed()
 		atClient, atServer, evs := s.finish()
+
 		if syns := pick(atServer, from(s.client), isSyn); len(syns) != 0 {
 			t.Errorf("%d SYNs reached the server side", len(syns))
 		}
@@ -685,7 +702,16 @@ func TestRejectNewConnections(t *testing.T) {
 		if syns := pick(atClient, from(s.client), isSyn); len(rsts) != 1 || len(syns) == 0 || rsts[0].Ack != syns[0].Seq+1 {
 			t.Errorf("RSTs to the client %v, want one acknowledging the SYN %v", rsts, syns)
 		}
-		wantFault(t, evs, "refuse-syn", rules.Reset, statetrack.Syn, statetrack.Client, 1)
+		if n := count(atServer, from(s.server), isData); n != 2 {
+			t.Errorf("%d responses on the established connection after the rule applied, want 2", n)
+		}
+		f := wantFault(t, evs, "refuse-syn", rules.Reset, statetrack.Syn, statetrack.Client, 1)
+		for _, e := range evs {
+			if e.ConnID != f.ConnID && !e.Midstream {
+				t.Errorf("event of the established connection %+v not marked midstream", e)
+			}
+		}
+		wantSummary(t, s.chaos, "reset 1 (injected RSTs: 1)", "resets: 1 RSTs sent, 0 failed")
 	})
 }
 
@@ -713,5 +739,37 @@ func TestChallengeAck(t *testing.T) {
 		if len(challenge) == 0 {
 			t.Errorf("no challenge ACK of %d from the server after the RST", f.Seq)
 		}
+	})
+}
+
+// TestResetLocalMode: configs/reset-mid-transfer.yaml in the server's own
+// namespace (mode local), IPv4 and IPv6. The second request is dropped
+// on its way in; the RST to the client leaves through the server's
+// interface with the sequence number the client expects, the one to the
+// local server is injected into its own stack: both reads fail with
+// ECONNRESET and the server keeps no socket.
+func TestResetLocalMode(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		s := newTopologyScenario(t, v6)
+		serverErr := s.listenUntilError()
+		capture := s.tp.Server.Capture(t, s.tp.HostIf, "tcp")
+		chaos := startTcpchaos(t, s.tp.Server, configPath("reset-mid-transfer.yaml"), "--mode", "local")
+		c, _ := s.dial()
+		request(t, c)
+		s.wantRequestReset(c, serverErr)
+		waitFor(t, capture, "the RST to the client", atLeast(1, from(s.server), isRst))
+		pkts := capture.Stop()
+		evs := chaos.stop()
+		t.Logf("server interface:\n%s\nevents:\n%s", dump(pkts), dumpEvents(evs))
+
+		f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
+		if rsts := pick(pkts, from(s.server), isRst); len(rsts) != 1 || uint32(rsts[0].Seq) != f.Ack {
+			t.Errorf("RSTs to the client %v, want one with seq %d", rsts, f.Ack)
+		}
+		if got := s.tp.Server.SocketStates(t, port); got[statetrack.Established] != 0 {
+			t.Errorf("server sockets %v after the reset, want none established", got)
+		}
+		wantSummary(t, chaos, "reset 1 (injected RSTs: 2)", "resets: 2 RSTs sent, 0 failed")
 	})
 }
