@@ -43,6 +43,26 @@ var blindSpots = map[string][]struct {
 	}},
 }
 
+// probeKinds are, for the captures of keepalive probing, the packets that
+// the tracker must classify as keepalive or keepalive-ack (by packet
+// number, with their nth): no other packet of those captures may be
+// either. In both, the probes come from the client, one below its
+// snd_nxt, and the answers from the server.
+var probeKinds = map[string]map[int]struct {
+	kind statetrack.Kind
+	nth  uint32
+}{
+	"keepalive.pcap": {
+		8: {statetrack.Keepalive, 1}, 9: {statetrack.KeepaliveAck, 1},
+		10: {statetrack.Keepalive, 2}, 11: {statetrack.KeepaliveAck, 2},
+	},
+	"keepalive-answers-lost.pcap": {
+		8: {statetrack.Keepalive, 1}, 9: {statetrack.KeepaliveAck, 1},
+		10: {statetrack.Keepalive, 2}, 11: {statetrack.KeepaliveAck, 2},
+		12: {statetrack.Keepalive, 3}, 13: {statetrack.KeepaliveAck, 3},
+	},
+}
+
 // TestKernelCaptures replays real Linux captures and checks the state
 // inferred for the kernel's endpoint against the kernel's own ss state at
 // each checkpoint of MANIFEST.tsv.
@@ -69,12 +89,34 @@ func TestKernelCaptures(t *testing.T) {
 					t.Errorf("after packet %d: kernel endpoint %s inferred %s, ss says %s", c.afterPkt, c.kernel, st, c.want)
 				}
 			}
+			if want, ok := probeKinds[row.file]; ok {
+				checkProbeKinds(t, got, want)
+			}
 			for _, b := range blindSpots[row.file] {
 				if st := got[b.afterPkt-1].of(defaultKernel); st != b.tracker {
 					t.Errorf("blind spot after packet %d: inferred %s, want %s (%s)", b.afterPkt, st, b.tracker, b.reason)
 				}
 			}
 		})
+	}
+}
+
+// checkProbeKinds checks the kinds keepalive and keepalive-ack against
+// want (see probeKinds): a probe is never a retransmission.
+func checkProbeKinds(t *testing.T, got []inferred, want map[int]struct {
+	kind statetrack.Kind
+	nth  uint32
+}) {
+	t.Helper()
+	for i, in := range got {
+		w, listed := want[i+1]
+		probeKind := in.kind == statetrack.Keepalive || in.kind == statetrack.KeepaliveAck
+		switch {
+		case listed && (in.kind != w.kind || in.nth != w.nth || in.retx):
+			t.Errorf("packet %d: %s nth %d (retransmission %v), want %s nth %d", i+1, in.kind, in.nth, in.retx, w.kind, w.nth)
+		case !listed && probeKind:
+			t.Errorf("packet %d: %s, want neither keepalive nor keepalive-ack", i+1, in.kind)
+		}
 	}
 }
 
@@ -148,6 +190,9 @@ func parseCheckpoints(s string) ([]checkpoint, error) {
 type inferred struct {
 	client, server netip.Addr
 	states         [2]statetrack.State
+	kind           statetrack.Kind
+	nth            uint32
+	retx           bool
 }
 
 // of returns the inferred state of the endpoint at addr (CLOSED when the
@@ -192,9 +237,9 @@ func replayKernelStates(t *testing.T, path string) []inferred {
 		}
 		o := tr.Observe(&seg, ci.Timestamp)
 		after, _ := tr.Deliver(&o, ci.Timestamp)
-		in := inferred{}
+		in := inferred{kind: o.Kind, nth: o.Nth, retx: o.Retransmission}
 		if o.ConnID != 0 {
-			in = inferred{client: o.Client.Addr(), server: o.Server.Addr(), states: after}
+			in.client, in.server, in.states = o.Client.Addr(), o.Server.Addr(), after
 		}
 		closer := ""
 		if o.Closer != statetrack.NoCloser {

@@ -1,7 +1,8 @@
 // Command kernelcap makes the real-kernel captures in
 // statetrack/testdata/kernel-captures that exercise RFC 5961's challenge
-// ACK paths and FINs crossing beyond the router, and prints their
-// MANIFEST.tsv rows with the kernels' own ss states at checkpoints. It
+// ACK paths, FINs crossing beyond the router and keepalive probing, and
+// prints their MANIFEST.tsv rows with the kernels' own ss states at
+// checkpoints. It
 // needs root (network namespaces, raw sockets, iptables, tc):
 //
 //	go run ./internal/kernelcap -out statetrack/testdata/kernel-captures
@@ -76,7 +77,23 @@ var jobs = []job{
 		description: "the server's FIN passes the capture point first, but the client's FIN, sent before the server's reached it, does not acknowledge it: a simultaneous close, both ends through CLOSING to TIME_WAIT",
 		run:         crossingFINs,
 	},
+	{
+		file:        "keepalive.pcap",
+		script:      "internal/kernelcap: keepaliveProbes",
+		side:        keepaliveSide,
+		description: "SO_KEEPALIVE (TCP_KEEPIDLE 1 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 3) after one request and its answer: each probe is a pure ACK one below the client's snd_nxt, no payload; the server answers each with a pure ACK of snd_nxt; the client then closes",
+		run:         func(l *netlab.Lab) (*recording, error) { return keepaliveProbes(l, false) },
+	},
+	{
+		file:        "keepalive-answers-lost.pcap",
+		script:      "internal/kernelcap: keepaliveProbes(lost)",
+		side:        keepaliveSide,
+		description: "as keepalive.pcap, but the router drops everything from the server behind the capture point after the exchange: the server's answers are seen here and never reach the client, which sends TCP_KEEPCNT probes TCP_KEEPINTVL apart and gives up with an RST (ETIMEDOUT) that closes the server",
+		run:         func(l *netlab.Lab) (*recording, error) { return keepaliveProbes(l, true) },
+	},
 }
+
+const keepaliveSide = "both ends are real kernels: client 198.18.1.2 (SO_KEEPALIVE), server 198.19.2.2:8080 (echo); captured on the router's server-side interface"
 
 const kernelServer = "local kernel 198.18.0.1:8080 is the server (listen/accept); 198.18.0.2 is the scripted raw-socket peer (client)"
 

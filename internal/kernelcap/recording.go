@@ -200,6 +200,18 @@ func (r *recording) expect(what string, ok func(*segment) bool) (segment, error)
 	}
 }
 
+// drain forgets the segments that arrived so far: the next expect waits
+// for a later one.
+func (r *recording) drain() {
+	for {
+		select {
+		case <-r.in:
+		default:
+			return
+		}
+	}
+}
+
 // decodeSegment decodes an IPv4 TCP packet and returns a copy of it with
 // its TCP checksum recomputed (lengths kept, so a GSO packet stays whole).
 func decodeSegment(raw []byte) (ip []byte, seg segment, ok bool) {
