@@ -168,6 +168,7 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		direct:    run(10, 10000, 20, 0),
 		control:   run(9.8, 9000, 40, 0),
 		dataRule:  run(8, 6000, 50, 1),
+		idleRule:  run(7, 4500, 45, 0),
 		reference: run(0.3, 2000, 180, 0),
 	}
 	r := &report{opts: options{rounds: 2, port: 8080}, machine: "test", live: [][numColumns]liveRun{round, round}}
@@ -178,7 +179,8 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		t.Errorf("missed %d targets, want 3:\n%s", missed, text)
 	}
 	for _, want := range []string{
-		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 0.30 |",
+		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.00 | 0.30 |",
+		"- (idle rule, every packet queued: bulk 0.71, short connections/s 0.50 of the control config's; connect() p50 adds 25 µs)",
 		"- ✓ bulk throughput, data rule / reference ≥ 20: 26.67",
 		"- ✗ connect() p99 added by tcpchaos (control config) ≤ 300 µs: 1000 µs",
 		"- ✓ connect() p50 added by tcpchaos (data rule) ≤ 60 µs: 30 µs",

@@ -27,11 +27,15 @@ const (
 	direct    column = iota // no queue rules
 	control                 // tcpchaos, rules on control packets only
 	dataRule                // tcpchaos, a rule on data: every packet queued
+	idleRule                // tcpchaos, the control rules and an idle rule: every packet queued
 	reference               // bench/reference: every packet queued, naive
 	numColumns
 )
 
-var columnNames = [numColumns]string{"direct", "control config", "data rule", "reference"}
+var columnNames = [numColumns]string{"direct", "control config", "data rule", "idle rule", "reference"}
+
+// configs are the tcpchaos columns' configs, under bench/.
+var configs = map[column]string{control: "control.yaml", dataRule: "data.yaml", idleRule: "idle.yaml"}
 
 func (c column) String() string { return columnNames[c] }
 
@@ -199,11 +203,8 @@ func (l *lab) nstat() (map[string]uint64, error) {
 // and returns once it intercepts (nil for the direct column).
 func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 	switch col {
-	case control, dataRule:
-		cfg := filepath.Join(l.opts.root, "bench", "control.yaml")
-		if col == dataRule {
-			cfg = filepath.Join(l.opts.root, "bench", "data.yaml")
-		}
+	case control, dataRule, idleRule:
+		cfg := filepath.Join(l.opts.root, "bench", configs[col])
 		return start(ctx, "tcpchaos", []string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, "tcpchaos: intercepting", nil)
 	case reference:
 		p, err := start(ctx, "reference", l.tp.Router.Argv(l.opts.reference, "-queue", strconv.Itoa(referenceQueue)), "reference: intercepting", nil)

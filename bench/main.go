@@ -8,7 +8,8 @@
 // It builds bin/tcpchaos and bin/bench-reference (bench/reference), builds
 // a client/router/server topology of network namespaces, and measures, in
 // rounds that interleave the columns (direct, tcpchaos with a control-packet
-// config, tcpchaos with a rule on data, the naive reference program):
+// config, tcpchaos with a rule on data, tcpchaos with the control config and
+// an idle rule, the naive reference program):
 // bulk TCP throughput, short connections per second and connect() time.
 // Then it runs the offline figures: the tracker, rules and pipeline Go
 // benchmarks on one core, and `tcpchaos replay` over a large synthetic
