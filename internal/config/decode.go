@@ -104,6 +104,7 @@ func (d *decoder) config(tree map[string]any) Config {
 	}
 	if v, ok := root.get("rules"); ok {
 		c.Rules = d.rules("rules", v)
+		d.idleBelowTimeout("rules", c.Rules, c.Tracker.IdleTimeout)
 	}
 	if v, ok := root.get("expect"); ok {
 		c.Expect = d.expectations("expect", v, c.Rules)
@@ -192,6 +193,17 @@ func (d *decoder) rules(path string, v any) []rules.Rule {
 		rs = append(rs, r)
 	}
 	return rs
+}
+
+// idleBelowTimeout refuses a match.idle that the tracker cannot see: it
+// forgets a connection quiet for its idle timeout, and the packet that
+// ends the gap starts a mid-stream pickup, with no gap before it.
+func (d *decoder) idleBelowTimeout(path string, rs []rules.Rule, timeout time.Duration) {
+	for i, r := range rs {
+		if r.Match.Idle >= timeout {
+			d.fail(join(index(path, i), "match.idle"), "%s is not below tracker.idle-timeout %s: the tracker forgets a connection quiet that long, so the rule never matches", r.Match.Idle, timeout)
+		}
+	}
 }
 
 func (d *decoder) rule(path string, i int, v any) rules.Rule {

@@ -116,7 +116,7 @@ rules:
       port: 5432
       src: 198.18.1.0/24
       dst: [fd00:1::/64, 198.18.2.2]
-      idle: 350s
+      idle: 90s
     action: {drop: true}
     probability: "0.25"
     limit: 3
@@ -149,7 +149,7 @@ rules:
 					Retransmission: &yes, States: []statetrack.State{statetrack.CloseWait, statetrack.Established},
 					Ports: []uint16{5432}, Src: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
 					Dst:  []netip.Prefix{netip.MustParsePrefix("fd00:1::/64"), netip.MustParsePrefix("198.18.2.2/32")},
-					Idle: 350 * time.Second,
+					Idle: 90 * time.Second,
 				},
 				Action: rules.Action{Type: rules.Drop}, Probability: 0.25, Limit: 3,
 			},
@@ -278,6 +278,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"idle zero", `rules: [{match: {idle: 0s}, action: drop}]`, []string{`rules[0].match.idle: must be positive`}},
 		{"idle unparsable", `rules: [{match: {idle: long}, action: drop}]`, []string{`rules[0].match.idle: bad duration "long"`}},
 		{"idle without unit", `rules: [{match: {idle: 350}, action: drop}]`, []string{`rules[0].match.idle: duration 350 needs a unit, e.g. "350s"`}},
+		{"idle past the tracker's idle timeout", `rules: [{match: {idle: 10m}, action: drop}]`, []string{`rules[0].match.idle: 10m0s is not below tracker.idle-timeout 10m0s: the tracker forgets a connection quiet that long, so the rule never matches`}},
+		{"idle past a set idle timeout", `{tracker: {idle-timeout: 5m}, rules: [{action: drop}, {match: {idle: 350s}, action: drop}]}`, []string{`rules[1].match.idle: 5m50s is not below tracker.idle-timeout 5m0s: the tracker forgets a connection quiet that long, so the rule never matches`}},
 		{"after negative", `rules: [{action: {duplicate: 1, after: -1s}}]`, []string{`rules[0].action.after: negative duration "-1s"`}},
 		{"copies zero", `rules: [{action: {duplicate: 0}}]`, []string{`rules[0].action.duplicate: 0 is out of range 1-1000`}},
 		{"copies flood", `rules: [{action: {duplicate: 100000}}]`, []string{`rules[0].action.duplicate: 100000 is out of range 1-1000`}},
