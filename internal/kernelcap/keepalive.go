@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"syscall"
 	"time"
 
@@ -29,25 +28,7 @@ func keepaliveProbes(l *netlab.Lab, lost bool) (*recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	server := netip.AddrPortFrom(tp.Server4, 8080)
-	ln, err := tp.Server.Listen("tcp4", server.String())
-	if err != nil {
-		return nil, err
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c)
-	}()
-	rec, err := record(tp.Router, tp.RouterServerIf)
-	if err != nil {
-		return nil, err
-	}
-	c, err := tp.Client.Dial("tcp4", server.String(), 3*time.Second)
+	c, rec, ends, err := realPair(tp, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	if err != nil {
 		return rec, err
 	}
@@ -55,8 +36,6 @@ func keepaliveProbes(l *netlab.Lab, lost bool) (*recording, error) {
 	if err := c.(*net.TCPConn).SetKeepAliveConfig(probing); err != nil {
 		return rec, err
 	}
-	client, _ := netip.ParseAddrPort(c.LocalAddr().String())
-	ends := []end{{ns: tp.Server, local: server, remote: client}, {ns: tp.Client, local: client, remote: server}}
 	r := bufio.NewReader(c)
 	if _, err := io.WriteString(c, "ping\n"); err != nil {
 		return rec, err

@@ -306,34 +306,17 @@ func crossingFINs(l *netlab.Lab) (*recording, error) {
 	if _, err := tp.Router.Run("tc", "qdisc", "add", "dev", tp.RouterClientIf, "root", "tbf", "rate", "50kbit", "burst", "1600", "limit", "30000"); err != nil {
 		return nil, err
 	}
-	server := netip.AddrPortFrom(tp.Server4, 8080)
-	ln, err := tp.Server.Listen("tcp4", server.String())
-	if err != nil {
-		return nil, err
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	c, rec, ends, err := realPair(tp, func(c net.Conn) {
 		buf := make([]byte, len(request))
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
 		_, _ = c.Write([]byte(header + strings.Repeat("x", bodySize)))
 		time.Sleep(20 * time.Millisecond) // the FIN goes in a segment of its own
-	}()
-	rec, err := record(tp.Router, tp.RouterServerIf)
-	if err != nil {
-		return nil, err
-	}
-	c, err := tp.Client.Dial("tcp4", server.String(), 3*time.Second)
+	})
 	if err != nil {
 		return rec, err
 	}
-	client, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	if _, err := c.Write([]byte(request)); err != nil {
 		return rec, err
 	}
@@ -342,6 +325,40 @@ func crossingFINs(l *netlab.Lab) (*recording, error) {
 	}
 	c.Close()
 	time.Sleep(time.Second)
-	return rec, rec.checkpoint("both closed",
-		end{ns: tp.Server, local: server, remote: client}, end{ns: tp.Client, local: client, remote: server})
+	return rec, rec.checkpoint("both closed", ends...)
+}
+
+// realPair connects two real kernels through tp's router: a listener on
+// the server's port 8080 serves its first connection with serve and then
+// closes it, the recording runs on the router's server-side interface,
+// and the client dials. It returns the client's connection, the
+// recording and the ends to checkpoint: the server's, then the client's.
+// The listener is closed once that connection is accepted.
+func realPair(tp *netlab.Topology, serve func(net.Conn)) (net.Conn, *recording, []end, error) {
+	server := netip.AddrPortFrom(tp.Server4, 8080)
+	ln, err := tp.Server.Listen("tcp4", server.String())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	rec, err := record(tp.Router, tp.RouterServerIf)
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	c, err := tp.Client.Dial("tcp4", server.String(), 3*time.Second)
+	if err != nil {
+		ln.Close()
+		return nil, rec, nil, err
+	}
+	client, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	return c, rec, []end{{ns: tp.Server, local: server, remote: client}, {ns: tp.Client, local: client, remote: server}}, nil
 }
