@@ -773,3 +773,75 @@ func TestResetLocalMode(t *testing.T) {
 		wantSummary(t, chaos, "reset 1 (injected RSTs: 2)", "resets: 2 RSTs sent, 0 failed")
 	})
 }
+
+// TestResetClientOnly: configs/reset-mid-transfer.yaml with `reset:
+// client`. Only the client gets an RST: its read fails with ECONNRESET
+// while ss still shows the server ESTABLISHED, and the tracker agrees.
+// The server's next segment reaches the closed client, whose kernel
+// answers with an RST of its own: that one closes the server (its read
+// fails with ECONNRESET), on the wire and in the tracker.
+func TestResetClientOnly(t *testing.T) {
+	t.Parallel()
+	s := newScenarioWith(t, configVariant(t, "reset-mid-transfer.yaml", "reset: both", "reset: client"), false)
+	speak, serverErr := make(chan struct{}), make(chan error, 1)
+	s.listen(func(c net.Conn) error {
+		r := bufio.NewReader(c)
+		if _, err := r.ReadString('\n'); err != nil {
+			return fmt.Errorf("read request: %w", err)
+		}
+		if _, err := io.WriteString(c, "pong\n"); err != nil {
+			return fmt.Errorf("write response: %w", err)
+		}
+		<-speak
+		if _, err := io.WriteString(c, "late\n"); err != nil {
+			return fmt.Errorf("write late line: %w", err)
+		}
+		_, err := r.ReadString('\n')
+		serverErr <- err
+		return nil
+	})
+	c, _ := s.dial()
+	request(t, c)
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatalf("write second request: %v", err)
+	}
+	if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read after the reset: %v, want ECONNRESET", err)
+	}
+	if got := s.tp.Server.SocketStates(t, port); got[statetrack.Established] != 1 {
+		t.Errorf("server sockets %v after the RST to the client, want one ESTABLISHED", got)
+	}
+	close(speak)
+	select {
+	case err := <-serverErr:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("server read after its segment met the closed client: %v, want ECONNRESET", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Error("server read did not end")
+	}
+	waitFor(t, s.toServer, "the client's RST", atLeast(1, from(s.client), isRst))
+	atClient, _, evs := s.finish()
+
+	f := wantFault(t, evs, "reset-second-request", rules.Reset, statetrack.Data, statetrack.Client, 2)
+	if rsts := pick(atClient, from(s.server), isRst); len(rsts) != 1 || uint32(rsts[0].Seq) != f.Ack {
+		t.Errorf("RSTs to the client %v, want one with seq %d", rsts, f.Ack)
+	}
+	var injected, answer []events.Event
+	for _, e := range packetEvents(evs, statetrack.Rst, statetrack.Server) {
+		if e.Injected {
+			injected = append(injected, e)
+		}
+	}
+	for _, e := range packetEvents(evs, statetrack.Rst, statetrack.Client) {
+		if !e.Injected {
+			answer = append(answer, e)
+		}
+	}
+	if len(injected) != 1 || injected[0].ClientState != statetrack.Closed || injected[0].ServerState != statetrack.Established {
+		t.Errorf("injected RST events %v, want one leaving the client CLOSED and the server ESTABLISHED", injected)
+	}
+	if len(answer) != 1 || answer[0].ServerState != statetrack.Closed {
+		t.Errorf("the client's own RST events %v, want one closing the server", answer)
+	}
+}

@@ -171,6 +171,24 @@ func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [
 	return o, after
 }
 
+// Retract takes back the sequence space of the packet of o, which never
+// reached its receiver and never will: a reset dropped it and reset its
+// sender too, which will not send it again. Its peer still expects the
+// packet's own sequence number, and the sender's kernel, answering the
+// peer's next segment with an RST, uses that number: the RST is then in
+// place, as on the wire. A SYN, a packet without sequence space, or one
+// that a later packet of its sender overtook changes nothing.
+func (t *Tracker) Retract(o *Observation) {
+	i, ok := t.byID(o.ConnID)
+	n := o.Seg.SeqLen()
+	if !ok || o.Seg.Flags&SYN != 0 || n == 0 {
+		return
+	}
+	if s, _ := t.at(i).ends(o.From); s.has(hasNxt) && s.nxt == o.Seg.Seq.Add(n) {
+		s.nxt = o.Seg.Seq
+	}
+}
+
 func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) Observation {
 	ns := now.UnixNano()
 	t.reap(ns, reapPerObserve)

@@ -288,3 +288,29 @@ func TestResetOutsideTheWindowMovesNobody(t *testing.T) {
 		t.Errorf("injected RST event = %+v, want seq 102 and both ends still ESTABLISHED", e)
 	}
 }
+
+// A reset of the client in place of its own data takes that data back:
+// the server never got it and the client, reset, never resends it, so the
+// client kernel's RST to the server's next segment carries the data's
+// sequence number, which the server takes.
+func TestResetOfTheSenderTakesItsPacketBack(t *testing.T) {
+	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToClient})
+	r.Match.From = new(statetrack.Client)
+	p, rec := newPipeline(t, r)
+	p.Handle(seg(true, syn, 100, 0), t0)
+	p.Handle(seg(false, synAck, 500, 101), t0)
+	p.Handle(seg(true, ack, 101, 501), t0)
+	data := seg(true, ack|statetrack.PSH, 101, 501)
+	data.Len = 10
+	p.Handle(data, t0)
+	if e := rec.last(); !e.Injected || e.ClientState != statetrack.Closed || e.ServerState != statetrack.Established {
+		t.Fatalf("injected RST event = %+v, want the client CLOSED, the server ESTABLISHED", e)
+	}
+	late := seg(false, ack|statetrack.PSH, 501, 101)
+	late.Len = 5
+	p.Handle(late, t0)
+	p.Handle(seg(true, statetrack.RST, 101, 0), t0)
+	if e := rec.last(); e.Kind != statetrack.Rst || e.ServerState != statetrack.Closed {
+		t.Errorf("client's RST event = %+v, want the server CLOSED by it", e)
+	}
+}

@@ -102,7 +102,12 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		p.sink.Emit(e)
 	}
 	for i := range d.Resets.N {
-		p.inject(&d.Resets.Seg[i], !d.OutsideWindow, now)
+		r := &d.Resets.Seg[i]
+		p.inject(r, !d.OutsideWindow, now)
+		if r.Dst == seg.Src && !d.OutsideWindow {
+			// The packet's sender is reset: it never sends the packet again.
+			p.tracker.Retract(&o)
+		}
 	}
 	return v
 }
