@@ -157,6 +157,34 @@ func TestReplaySummaryCountsInjectedRSTs(t *testing.T) {
 	}
 }
 
+// TestReplayKeepaliveAnswersLost: configs/keepalive-ack-lost.yaml on a
+// real kernel's keepalive probing drops both answers, each a
+// keepalive-ack from the server.
+func TestReplayKeepaliveAnswersLost(t *testing.T) {
+	evFile := filepath.Join(t.TempDir(), "events.jsonl")
+	in := "../../statetrack/testdata/kernel-captures/keepalive.pcap"
+	out, err := runCLI(t, "replay", "-c", "../../configs/keepalive-ack-lost.yaml", "--pcap", in, "--events", evFile)
+	if err != nil && !errors.As(err, new(failedError)) { // as in TestReplayCommand
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	evs, err := events.ReadFile(evFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped []uint32
+	for _, e := range evs {
+		if e.Rule != "" {
+			if e.Kind != statetrack.KeepaliveAck || e.From != statetrack.Server || e.Action != rules.Drop {
+				t.Errorf("fault %+v, want a dropped keepalive-ack from the server", e)
+			}
+			dropped = append(dropped, e.Nth)
+		}
+	}
+	if len(dropped) != 2 || dropped[0] != 1 || dropped[1] != 2 {
+		t.Errorf("dropped keepalive-acks nth %v, want [1 2]", dropped)
+	}
+}
+
 func TestReplayMissingCaptureIsAnError(t *testing.T) {
 	_, err := runCLI(t, "replay", "-c", "../../configs/lost-fin.yaml", "--pcap", filepath.Join(t.TempDir(), "nope.pcap"))
 	if err == nil || !strings.Contains(err.Error(), "nope.pcap") {
