@@ -94,10 +94,10 @@ func (s *scenario) start(path string, extra ...string) {
 	s.chaos = startTcpchaos(s.t, s.tp.Router, path, append([]string{"--report", s.report}, extra...)...)
 }
 
-// configVariant writes configs/<config> with old replaced by new to a
+// configVariant writes configs/<config> with old replaced by repl to a
 // temporary file and returns its path: a test runs a ready scenario with a
 // shorter bound or another limit than the documented one.
-func configVariant(t *testing.T, config, old, new string) string {
+func configVariant(t *testing.T, config, old, repl string) string {
 	t.Helper()
 	data, err := os.ReadFile(configPath(config))
 	if err != nil {
@@ -107,7 +107,7 @@ func configVariant(t *testing.T, config, old, new string) string {
 		t.Fatalf("%s has no %q to replace", config, old)
 	}
 	path := filepath.Join(t.TempDir(), config)
-	if err := os.WriteFile(path, bytes.ReplaceAll(data, []byte(old), []byte(new)), 0o644); err != nil {
+	if err := os.WriteFile(path, bytes.ReplaceAll(data, []byte(old), []byte(repl)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
