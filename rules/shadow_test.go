@@ -55,7 +55,7 @@ func TestWarnings(t *testing.T) {
 		{"states and ports", `rules: [{match: {state: [time-wait, last-ack], port: [80, 443]}, action: drop}, {match: {state: time-wait, port: 443}, action: drop}, {match: {state: time-wait}, action: drop}]`, []string{
 			"rules[1] (rule-2) never decides: rules[0] (rule-1) matches every packet it matches",
 		}},
-		{"idle", `rules: [{match: {idle: 5m}, action: drop}, {match: {idle: 10m}, action: drop}, {match: {idle: 1m}, action: drop}]`, []string{
+		{"idle", `rules: [{match: {idle: 5m}, action: drop}, {match: {idle: 8m}, action: drop}, {match: {idle: 1m}, action: drop}]`, []string{
 			"rules[1] (rule-2) never decides: rules[0] (rule-1) matches every packet it matches",
 		}},
 		{"prefixes", `rules: [{match: {src: [198.18.0.0/15, "fd00::/8"]}, action: drop}, {match: {src: [198.18.3.0/24, "fd00:1::/64"]}, action: drop}, {match: {src: 10.0.0.0/8}, action: drop}, {match: {dst: 198.18.0.0/15}, action: drop}]`, []string{
