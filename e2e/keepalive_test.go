@@ -109,14 +109,7 @@ func keepaliveDies(s *scenario, c net.Conn, serverErr <-chan error) {
 	predicted := keepalive.Idle + time.Duration(keepalive.Count)*keepalive.Interval
 	t.Logf("keepalive give-up: measured %v after the last exchange, predicted %v (TCP_KEEPIDLE + TCP_KEEPCNT × TCP_KEEPINTVL)", took.Round(time.Millisecond), predicted)
 	within(t, "keepalive give-up", took, predicted-predicted/8, 2*predicted)
-	select {
-	case err := <-serverErr:
-		if !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("server read: %v, want ECONNRESET (the client's RST)", err)
-		}
-	case <-time.After(ioTimeout):
-		t.Error("server read did not end")
-	}
+	wantServerReset(t, serverErr, "after the client's RST")
 	waitFor(t, s.toServer, "the client's RST", atLeast(1, from(s.client), isRst))
 	for _, ns := range []*netlabtest.NS{s.tp.Client, s.tp.Server} {
 		if got := ns.SocketStates(t, port); got[statetrack.Established] != 0 {

@@ -604,15 +604,22 @@ func (s *scenario) wantRequestReset(c net.Conn, serverErr <-chan error) {
 	if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read after the reset: %v, want ECONNRESET", err)
 	}
+	wantServerReset(t, serverErr, "after the reset")
+	c.Close()
+}
+
+// wantServerReset waits for the error that ended the server's read
+// (listenUntilError's channel) and checks that it is ECONNRESET.
+func wantServerReset(t *testing.T, serverErr <-chan error, when string) {
+	t.Helper()
 	select {
 	case err := <-serverErr:
 		if !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("server read after the reset: %v, want ECONNRESET", err)
+			t.Errorf("server read %s: %v, want ECONNRESET", when, err)
 		}
 	case <-time.After(ioTimeout):
-		t.Error("server read did not end")
+		t.Errorf("server read %s did not end", when)
 	}
-	c.Close()
 }
 
 // waitResets waits for the RSTs to both ends to reach the captures.
@@ -812,14 +819,7 @@ func TestResetClientOnly(t *testing.T) {
 		t.Errorf("server sockets %v after the RST to the client, want one ESTABLISHED", got)
 	}
 	close(speak)
-	select {
-	case err := <-serverErr:
-		if !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("server read after its segment met the closed client: %v, want ECONNRESET", err)
-		}
-	case <-time.After(ioTimeout):
-		t.Error("server read did not end")
-	}
+	wantServerReset(t, serverErr, "after its segment met the closed client")
 	waitFor(t, s.toServer, "the client's RST", atLeast(1, from(s.client), isRst))
 	atClient, _, evs := s.finish()
 

@@ -239,24 +239,37 @@ func TestQuietOnlyWhenAllowedEstablishedAndAccepted(t *testing.T) {
 	}
 }
 
+// resetPipeline is a pipeline with the one rule r, through the handshake
+// of client ISN 100 and server ISN 500; dataSeg is a segment of n bytes
+// at the sequence numbers that follow.
+func resetPipeline(t *testing.T, r rules.Rule) (*Pipeline, *recorder) {
+	t.Helper()
+	p, rec := newPipeline(t, r)
+	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 500, 101), seg(true, ack, 101, 501)} {
+		p.Handle(s, t0)
+	}
+	return p, rec
+}
+
+// dataSeg is a data segment of n bytes after resetPipeline's handshake.
+func dataSeg(fromClient bool, n uint32) *statetrack.Segment {
+	s := seg(true, ack|statetrack.PSH, 101, 501)
+	if !fromClient {
+		s = seg(false, ack|statetrack.PSH, 501, 101)
+	}
+	s.Len = n
+	return s
+}
+
 // An RST sent to the client alone moves only the client: the server it
 // impersonates never sent it and stays ESTABLISHED until its next segment
 // draws the client's own RST.
 func TestResetClientMovesOnlyTheClient(t *testing.T) {
 	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToClient})
 	r.Match.Nth = 1
-	p, rec := newPipeline(t, r)
-	at := t0
-	handle := func(s *statetrack.Segment) rules.Verdict {
-		at = at.Add(time.Millisecond)
-		return p.Handle(s, at)
-	}
-	handle(seg(true, syn, 100, 0))
-	handle(seg(false, synAck, 500, 101))
-	handle(seg(true, ack, 101, 501))
-	data := seg(false, ack|statetrack.PSH, 501, 101)
-	data.Len = 10
-	if v := handle(data); v.Action != rules.Reset || v.Resets.N != 1 {
+	p, rec := resetPipeline(t, r)
+	data := dataSeg(false, 10)
+	if v := p.Handle(data, t0); v.Action != rules.Reset || v.Resets.N != 1 {
 		t.Fatalf("verdict = %+v, want a reset with one RST", v)
 	}
 	e := rec.last()
@@ -266,8 +279,8 @@ func TestResetClientMovesOnlyTheClient(t *testing.T) {
 	if s := p.Summary(); s.Stats.Injected != 1 || s.Stats.Packets[statetrack.Rst] != 0 {
 		t.Errorf("summary stats %+v, want 1 injected RST not counted as a packet seen", s.Stats)
 	}
-	handle(data) // the retransmission reaches the closed client
-	handle(seg(true, statetrack.RST, 101, 0))
+	p.Handle(data, t0) // the retransmission reaches the closed client
+	p.Handle(seg(true, statetrack.RST, 101, 0), t0)
 	if e := rec.last(); e.Kind != statetrack.Rst || e.From != statetrack.Client || e.Injected || e.ServerState != statetrack.Closed {
 		t.Errorf("client's RST event = %+v, want the server CLOSED by it", e)
 	}
@@ -277,13 +290,8 @@ func TestResetClientMovesOnlyTheClient(t *testing.T) {
 // challenge ACK: neither end moves, not even the one it impersonates.
 func TestResetOutsideTheWindowMovesNobody(t *testing.T) {
 	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToServer, OutsideWindow: true})
-	p, rec := newPipeline(t, r)
-	p.Handle(seg(true, syn, 100, 0), t0)
-	p.Handle(seg(false, synAck, 500, 101), t0)
-	p.Handle(seg(true, ack, 101, 501), t0)
-	data := seg(true, ack|statetrack.PSH, 101, 501)
-	data.Len = 10
-	p.Handle(data, t0)
+	p, rec := resetPipeline(t, r)
+	p.Handle(dataSeg(true, 10), t0)
 	if e := rec.last(); !e.Injected || e.Seq != 102 || e.ClientState != statetrack.Established || e.ServerState != statetrack.Established {
 		t.Errorf("injected RST event = %+v, want seq 102 and both ends still ESTABLISHED", e)
 	}
@@ -296,19 +304,12 @@ func TestResetOutsideTheWindowMovesNobody(t *testing.T) {
 func TestResetOfTheSenderTakesItsPacketBack(t *testing.T) {
 	r := rule(statetrack.Data, rules.Action{Type: rules.Reset, Reset: rules.ToClient})
 	r.Match.From = new(statetrack.Client)
-	p, rec := newPipeline(t, r)
-	p.Handle(seg(true, syn, 100, 0), t0)
-	p.Handle(seg(false, synAck, 500, 101), t0)
-	p.Handle(seg(true, ack, 101, 501), t0)
-	data := seg(true, ack|statetrack.PSH, 101, 501)
-	data.Len = 10
-	p.Handle(data, t0)
+	p, rec := resetPipeline(t, r)
+	p.Handle(dataSeg(true, 10), t0)
 	if e := rec.last(); !e.Injected || e.ClientState != statetrack.Closed || e.ServerState != statetrack.Established {
 		t.Fatalf("injected RST event = %+v, want the client CLOSED, the server ESTABLISHED", e)
 	}
-	late := seg(false, ack|statetrack.PSH, 501, 101)
-	late.Len = 5
-	p.Handle(late, t0)
+	p.Handle(dataSeg(false, 5), t0)
 	p.Handle(seg(true, statetrack.RST, 101, 0), t0)
 	if e := rec.last(); e.Kind != statetrack.Rst || e.ServerState != statetrack.Closed {
 		t.Errorf("client's RST event = %+v, want the server CLOSED by it", e)
