@@ -92,18 +92,18 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 		c.flush(false)
 	}
 	if c.x.Stopped() {
-		c.accept(id, mark, 0, false)
+		c.accept(id, mark, 0, false, now)
 		return
 	}
 	if err := c.dec.DecodeWire(pkt, wireLen, &c.seg); err != nil {
 		if n := c.c.decodeFailures.Add(1); execute.LogWorthy(n) {
 			c.log.Debug("packet not decoded, accepted", "id", id, "failures", n, "err", err)
 		}
-		c.accept(id, mark, 0, false)
+		c.accept(id, mark, 0, false, now)
 		return
 	}
 	if !c.handle(now) {
-		c.accept(id, mark, 0, false)
+		c.accept(id, mark, 0, false, now)
 		return
 	}
 	c.p = execute.Packet{ID: id, Mark: mark, Data: pkt, Len: wireLen}
@@ -152,19 +152,19 @@ func (c *core) malformed(length int) {
 	}
 }
 
-// Accept lets a packet through now (execute.Output); c.mu is held.
-func (c *core) Accept(p *execute.Packet, v *rules.Verdict, _ time.Time) {
-	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet)
+// Accept lets a packet read at now through (execute.Output); c.mu is held.
+func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
 }
 
-// Drop drops a packet and sends the RSTs of a reset in its stead through
+// Drop drops a packet read at now and sends the RSTs of a reset in its stead through
 // the raw socket (execute.Output); c.mu is held. The verdicts collected
 // so far are written first: an RST must not overtake a packet accepted
 // before it (an ACK still in the batch would reach a socket the RST
 // closed and draw another RST). A failed RST is counted.
-func (c *core) Drop(p *execute.Packet, v *rules.Verdict, _ time.Time) {
+func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	c.c.dropped.Add(1)
-	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID})
+	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
 	if v.Resets.N > 0 {
 		c.flush(false)
 	}
@@ -184,7 +184,7 @@ func (c *core) Release(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	if c.w.full() {
 		c.flush(false)
 	}
-	c.w.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false))
+	c.w.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false, time.Time{}))
 }
 
 // SendCopy sends one copy through the raw socket (execute.Output).
@@ -202,18 +202,19 @@ func (c *core) Delivered(v *rules.Verdict, now time.Time) {
 	ok = true
 }
 
-// accept lets a packet of connection conn (0: none known) through; quiet
-// lets the connection go quiet.
-func (c *core) accept(id, mark uint32, conn uint64, quiet bool) {
+// accept lets a packet of connection conn (0: none known), read at read,
+// through; quiet lets the connection go quiet.
+func (c *core) accept(id, mark uint32, conn uint64, quiet bool, read time.Time) {
 	c.c.accepted.Add(1)
-	c.w.add(c.acceptEntry(id, mark, conn, quiet))
+	c.w.add(c.acceptEntry(id, mark, conn, quiet, read))
 }
 
-// acceptEntry is the accept verdict of a packet: with quiet connections
-// its mark gets VerdictMark (and QuietMark if quiet, when flushed) and
-// keeps its other bits.
-func (c *core) acceptEntry(id, mark uint32, conn uint64, quiet bool) verdictEntry {
-	e := verdictEntry{id: id, verdict: verdictAccept, conn: conn}
+// acceptEntry is the accept verdict of a packet read at read (zero: a
+// held packet's release): with quiet connections its mark gets
+// VerdictMark (and QuietMark if quiet, when flushed) and keeps its other
+// bits.
+func (c *core) acceptEntry(id, mark uint32, conn uint64, quiet bool, read time.Time) verdictEntry {
+	e := verdictEntry{id: id, verdict: verdictAccept, conn: conn, read: read}
 	if c.quiet {
 		e.mark, e.setMark, e.quiet = mark&^(QuietMark|VerdictMark)|VerdictMark, true, quiet
 	}

@@ -575,6 +575,7 @@ func TestPacketPathAllocs(t *testing.T) {
 // its verdict (marked, quiet) written.
 func TestSteadyStateAllocs(t *testing.T) {
 	c, msgs := steadyState(t)
+	c.w.latency = &latencyHistogram{} // timed verdicts (run --metrics)
 	k := c.w.out.(*countingKernel)
 	var m packetMsg
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -594,6 +595,9 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 	if k.last.mark != VerdictMark|QuietMark || k.last.id != 4 || k.last.verdict != verdictAccept {
 		t.Errorf("last verdict %+v, want accept of packet 4 with the verdict and quiet marks", k.last)
+	}
+	if l := c.w.latency.snapshot(); l.Count() != 1004 {
+		t.Errorf("verdict latency histogram holds %d verdicts, want 1004", l.Count())
 	}
 }
 
@@ -644,9 +648,18 @@ func BenchmarkPacketPath(b *testing.B) {
 
 // BenchmarkSteadyState measures the whole path of an established
 // connection's packet: message parse, decode, tracker, rules, marked
-// verdict, in bursts of 32 packets (one verdict write per burst).
+// verdict, in bursts of 32 packets (one verdict write per burst), with
+// and without the verdict latency histogram (Options.TimeVerdicts).
 func BenchmarkSteadyState(b *testing.B) {
+	b.Run("untimed", func(b *testing.B) { benchmarkSteadyState(b, false) })
+	b.Run("timed", func(b *testing.B) { benchmarkSteadyState(b, true) })
+}
+
+func benchmarkSteadyState(b *testing.B, timed bool) {
 	c, msgs := steadyState(b)
+	if timed {
+		c.w.latency = &latencyHistogram{}
+	}
 	var m packetMsg
 	now := time.Now()
 	for _, msg := range msgs[:3] {

@@ -54,6 +54,12 @@ type Options struct {
 	// microseconds on a virtual machine. The price is up to Poll of one
 	// CPU after each burst. 0 selects DefaultPoll; negative: never poll.
 	Poll time.Duration
+	// TimeVerdicts records, for every verdict given when its packet is
+	// read, how long after the read the write that carried the verdict
+	// returned (Stats.VerdictLatency); a held packet's release is not
+	// timed. It costs a clock read per burst and two atomic adds per
+	// packet. Default: off.
+	TimeVerdicts bool
 	// Logger receives the queue's diagnostics. Default: discarded.
 	Logger *slog.Logger
 	// Tap, when not nil, is shown every packet the Handler decided on

@@ -52,6 +52,9 @@ type Queue struct {
 	ran     atomic.Bool // Run was called
 	closing atomic.Bool // the reader stops; read errors then are expected
 
+	// latency is the verdicts' histogram (Options.TimeVerdicts).
+	latency latencyHistogram
+
 	procMu     sync.Mutex
 	proc       *os.File // this namespace's /proc/net/netfilter/nfnetlink_queue
 	lastKernel KernelStats
@@ -135,7 +138,11 @@ func (q *Queue) open(h Handler) error {
 	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
 	}
-	q.core = newCore(h, decode.NewParser(), newVerdictWriter(q.opts.Queue, fdKernel{q.fd}), q.inj, q.opts.Quiet, q.log, q.opts.Tap)
+	w := newVerdictWriter(q.opts.Queue, fdKernel{q.fd})
+	if q.opts.TimeVerdicts {
+		w.latency = &q.latency
+	}
+	q.core = newCore(h, decode.NewParser(), w, q.inj, q.opts.Quiet, q.log, q.opts.Tap)
 	return nil
 }
 

@@ -47,6 +47,9 @@ type Stats struct {
 	// VerdictErrors and ReadErrors count failed netlink sends and
 	// receives.
 	VerdictErrors, ReadErrors uint64
+	// VerdictLatency is the histogram of Options.TimeVerdicts (empty
+	// without it).
+	VerdictLatency Latency
 	// Kernel is the kernel's view of the queue (once Run has returned,
 	// the last one read before the queue closed); KernelErr says why it is missing, if it is.
 	Kernel    KernelStats
@@ -97,6 +100,7 @@ func (q *Queue) Stats() Stats {
 		ResetsSent: c.resetsSent.Load(), ResetsFailed: c.resetsFailed.Load(),
 		DecodeFailures: c.decodeFailures.Load(), HandlerPanics: c.handlerPanics.Load(),
 		VerdictErrors: c.verdictErrors.Load(), ReadErrors: c.readErr.Load(),
+		VerdictLatency: q.latency.snapshot(),
 	}
 	q.snapshotKernel()
 	q.procMu.Lock()

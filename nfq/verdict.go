@@ -5,6 +5,7 @@ package nfq
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +21,9 @@ type verdictEntry struct {
 	quiet   bool
 	// conn is the packet's connection (0: none known).
 	conn uint64
+	// read is when the packet was read from the queue, for a verdict
+	// given on reading it (zero for a held packet's release).
+	read time.Time
 }
 
 // finalMark returns the mark an entry's verdict carries.
@@ -51,6 +55,9 @@ type verdictWriter struct {
 	quieted []uint64
 	// laterMin[i] is the least id of entries[i:] (flush's scratch).
 	laterMin [maxBurst + 1]uint32
+	// latency, if not nil, records for each verdict with a read time how
+	// long after it the write that carried the verdict returned.
+	latency *latencyHistogram
 }
 
 // maxBurst bounds the verdicts a writer collects before it must flush.
@@ -133,6 +140,14 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 	if _, err := w.out.Write(b); err != nil {
 		w.quieted = w.quieted[:0]
 		return fmt.Errorf("write %d verdicts: %w", len(es), err)
+	}
+	if w.latency != nil {
+		written := time.Now()
+		for i := range es {
+			if !es[i].read.IsZero() {
+				w.latency.observe(written.Sub(es[i].read))
+			}
+		}
 	}
 	return nil
 }

@@ -154,6 +154,9 @@ func (s *Set) Len() int { return len(s.rules) }
 // Names returns the rules' names, indexed as Decision.Rule and Hits.
 func (s *Set) Names() []string { return slices.Clone(s.names) }
 
+// Action returns what rule i does.
+func (s *Set) Action(i int) ActionType { return s.rules[i].action.Type }
+
 // MayMatch reports whether some rule may drop, delay or duplicate a packet
 // of kind k. When it reports false for every kind of a connection phase,
 // those packets need not be queued for a decision (they are accepted).

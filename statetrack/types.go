@@ -31,6 +31,9 @@ const (
 	numStates
 )
 
+// NumStates is the number of states, for arrays indexed by State.
+const NumStates = int(numStates)
+
 var stateNames = [numStates]string{
 	Closed:      "CLOSED",
 	Listen:      "LISTEN",

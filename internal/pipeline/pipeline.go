@@ -33,6 +33,10 @@ type Stats struct {
 	// Actions counts packets by the action taken (indexed by
 	// rules.ActionType).
 	Actions [rules.NumActionTypes]uint64
+	// KindActions counts packets by kind and action taken (indexed by
+	// statetrack.Kind, then rules.ActionType): Packets and Actions are
+	// its sums.
+	KindActions [statetrack.Ack + 1][rules.NumActionTypes]uint64
 	// Injected counts the RSTs that reset actions sent.
 	Injected uint64
 }
@@ -44,6 +48,11 @@ func (s *Stats) Add(o Stats) {
 	}
 	for i := range s.Actions {
 		s.Actions[i] += o.Actions[i]
+	}
+	for k := range s.KindActions {
+		for a := range s.KindActions[k] {
+			s.KindActions[k][a] += o.KindActions[k][a]
+		}
 	}
 	s.Injected += o.Injected
 }
@@ -88,6 +97,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
+	p.stats.KindActions[o.Kind][d.Action]++
 	if p.sink != nil {
 		e := packetEvent(&o, now, states)
 		if d.Rule >= 0 {
@@ -196,15 +206,16 @@ type Summary struct {
 
 // RuleHits is how many packets one rule acted on.
 type RuleHits struct {
-	Name string
-	Hits uint64
+	Name   string
+	Action rules.ActionType // what the rule does
+	Hits   uint64
 }
 
 // Summary returns the pipeline's counters with the tracker's and the rules'.
 func (p *Pipeline) Summary() Summary {
 	s := Summary{Tracker: p.tracker.Stats(), Tracked: p.tracker.Len(), Stats: p.stats}
 	for i, n := range p.engine.Hits() {
-		s.Rules = append(s.Rules, RuleHits{Name: p.names[i], Hits: n})
+		s.Rules = append(s.Rules, RuleHits{Name: p.names[i], Action: p.set.Action(i), Hits: n})
 	}
 	return s
 }
@@ -218,10 +229,22 @@ func (s *Summary) Add(o Summary) {
 	if s.Rules == nil {
 		s.Rules = make([]RuleHits, len(o.Rules))
 		for i, r := range o.Rules {
-			s.Rules[i].Name = r.Name
+			s.Rules[i].Name, s.Rules[i].Action = r.Name, r.Action
 		}
 	}
 	for i, r := range o.Rules {
 		s.Rules[i].Hits += r.Hits
 	}
 }
+
+// StatePairs counts the tracked connections by the states of their two
+// endpoints, into n (indexed by the client's state, then the server's).
+func (p *Pipeline) StatePairs(n *StatePairs) {
+	p.tracker.Each(func(c statetrack.ConnInfo) bool {
+		n[c.States[statetrack.Client]][c.States[statetrack.Server]]++
+		return true
+	})
+}
+
+// StatePairs counts connections by their client's and server's states.
+type StatePairs [statetrack.NumStates][statetrack.NumStates]int
