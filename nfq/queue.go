@@ -244,6 +244,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	return nil
 }
 
+// Number returns the NFQUEUE number the queue is bound to.
+func (q *Queue) Number() uint16 { return q.opts.Queue }
+
 // Do calls f serialized with every call into the queue's Handler (its
 // packets, releases, copies and expiry), so that f may read or change the
 // Handler's state: a snapshot of its tracker, a new rule set. It may be

@@ -315,3 +315,31 @@ func TestResetOfTheSenderTakesItsPacketBack(t *testing.T) {
 		t.Errorf("client's RST event = %+v, want the server CLOSED by it", e)
 	}
 }
+
+// TestKindActionsAndStatePairs: packets are counted by kind and action,
+// a rule's hits carry its action, and the tracked connections are
+// counted by their endpoints' states.
+func TestKindActionsAndStatePairs(t *testing.T) {
+	p, _ := newPipeline(t, rule(statetrack.SynAck, rules.Action{Type: rules.Drop}))
+	p.Handle(seg(true, syn, 100, 0), t0)
+	p.Handle(seg(false, synAck, 500, 101), t0.Add(time.Millisecond))
+	s := p.Summary()
+	ka := s.Stats.KindActions
+	if ka[statetrack.Syn][rules.Accept] != 1 || ka[statetrack.SynAck][rules.Drop] != 1 || ka[statetrack.SynAck][rules.Accept] != 0 {
+		t.Errorf("kind/action counts %v, want one accepted syn and one dropped syn-ack", ka)
+	}
+	if s.Rules[0].Action != rules.Drop {
+		t.Errorf("rule hits %+v, want the rule's action drop", s.Rules[0])
+	}
+	var n StatePairs
+	p.StatePairs(&n)
+	if n[statetrack.SynSent][statetrack.SynRcvd] != 1 {
+		t.Errorf("state pairs %v, want one connection SYN_SENT/SYN_RCVD", n)
+	}
+	var total Summary
+	total.Add(s)
+	total.Add(s)
+	if total.Stats.KindActions[statetrack.SynAck][rules.Drop] != 2 || total.Rules[0].Action != rules.Drop {
+		t.Errorf("added summaries: %+v, want the counts doubled and the rule's action kept", total)
+	}
+}
