@@ -30,7 +30,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "intercept live traffic and apply a config's rules",
-		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--pcap FILE [--pcap-all]] [--linger D] [-- CMD [ARGS...]]",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--pcap FILE [--pcap-all]] [--linger D] [--metrics ADDR] [-- CMD [ARGS...]]",
 		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
 			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
@@ -51,6 +51,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "queue", Usage: "override intercept.queue with queue number `N`"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
 			&cli.DurationFlag{Name: "linger", Value: defaultLinger, Usage: "with -- CMD: keep intercepting `D` after CMD exits (0: stop at once)"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT; a bare :PORT binds 127.0.0.1), in the namespace tcpchaos was started in"},
 		), pcapFlags()...), expectFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
@@ -69,6 +70,11 @@ func runCommand() *cli.Command {
 			for _, w := range rules.Warnings(cfg.Rules) {
 				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %s\n", w)
 			}
+			watch, err := newWatchers(c)
+			if err != nil {
+				return err
+			}
+			defer watch.close()
 			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(c.App.ErrWriter))
 			if err != nil {
 				return err
@@ -82,12 +88,12 @@ func runCommand() *cli.Command {
 			}
 			log := slog.New(slog.DiscardHandler)
 			if c.Bool("verbose") {
-				log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+				log = slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 			}
 			ev := expect.New(cfg.Expect)
 			var total pipeline.Summary
 			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
-			l := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer,
+			l := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer, watch: watch,
 				pcap: c.String("pcap"), pcapAll: c.Bool("pcap-all"),
 				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}
 			var tc *testCommand
@@ -133,6 +139,7 @@ type live struct {
 	// every connection there.
 	pcap    string
 	pcapAll bool
+	watch   *watchers // the metrics and the status line, from then on (nil: none)
 	// ended is given the run's summary and the count of events lost once
 	// both are printed (nil: nothing).
 	ended func(pipeline.Summary, uint64)
@@ -188,7 +195,7 @@ func (l live) run(ctx context.Context) error {
 		rec.close()
 	}
 	for i, p := range pipes {
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Tap: rec.tap(i, p)}, p)
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Tap: rec.tap(i, p), TimeVerdicts: l.watch.timed()}, p)
 		if err != nil {
 			closeAll()
 			return err
@@ -206,6 +213,7 @@ func (l live) run(ctx context.Context) error {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
 	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, copyRange))
+	stopWatch := l.watch.start(queues, pipes)
 	if l.ready != nil {
 		l.ready()
 	}
@@ -221,6 +229,7 @@ func (l live) run(ctx context.Context) error {
 		g.Go(func() error { return q.Run(queuesCtx) })
 	}
 	<-ctx.Done()
+	stopWatch()
 	removeErr := interception.Remove()
 	stopQueues()
 	runErr := g.Wait()

@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// metricsURL is the line `run --metrics` prints before it intercepts.
+var metricsURL = regexp.MustCompile(`tcpchaos: metrics at (http://\S+)`)
+
+// scrape reads the metrics at url (from the test's own namespace: the one
+// tcpchaos was started in).
+func scrape(t *testing.T, url string) (map[string]*dto.MetricFamily, string) {
+	t.Helper()
+	c := http.Client{Timeout: ioTimeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse the metrics of %s: %v", url, err)
+	}
+	var text strings.Builder
+	for _, name := range []string{"tcpchaos_packets_total", "tcpchaos_rule_hits_total", "tcpchaos_connections", "tcpchaos_connections_total"} {
+		fmt.Fprintf(&text, "%s: %v\n", name, mfs[name].GetMetric())
+	}
+	return mfs, text.String()
+}
+
+// value returns the value of the series of family name whose labels are
+// labels ("k=v" pairs), or -1 when there is none.
+func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	for _, m := range mfs[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for _, kv := range labels {
+			k, v, _ := strings.Cut(kv, "=")
+			match = match && have[k] == v
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// TestMetricsCountTheTraffic: `run --metrics 127.0.0.1:0` with
+// configs/lost-first-syn.yaml, N connections from the client, each one
+// request and a close by the client. A scrape from the namespace tcpchaos
+// was started in (not the router's) shows the rule's N drops (each
+// connection's first SYN), the SYNs the wire carried (2N: each one
+// retransmitted) less those, N of each other handshake and close packet,
+// N new connections all in TIME_WAIT/CLOSED, and a verdict timed for each
+// packet read.
+func TestMetricsCountTheTraffic(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	s := newScenarioWith(t, configPath("lost-first-syn.yaml"), false, "--metrics", "127.0.0.1:0")
+	m := metricsURL.FindStringSubmatch(s.chaos.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address in\n%s", s.chaos.stderr.String())
+	}
+	s.listen(pingPong(0))
+	for range n {
+		c, _ := s.dial()
+		request(t, c)
+		c.Close()
+	}
+	// The client closes first: each of its sockets ends in TIME_WAIT, the
+	// server's CLOSED once the final ACK crossed.
+	deadline := time.Now().Add(10 * time.Second)
+	mfs, text := scrape(t, m[1])
+	for value(mfs, "tcpchaos_connections", "client_state=TIME_WAIT", "server_state=CLOSED") != n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		mfs, text = scrape(t, m[1])
+	}
+	t.Logf("scraped:\n%s", text)
+	atClient, _, _ := s.finish()
+	clientSyns := len(pick(atClient, from(s.client), isSyn))
+	if clientSyns != 2*n {
+		t.Errorf("the wire carried %d client SYNs on the client side, want %d (each retransmitted once)", clientSyns, 2*n)
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"tcpchaos_rule_hits_total", []string{"rule=lose-first-syn", "action=drop"}, n},
+		{"tcpchaos_packets_total", []string{"kind=syn", "action=drop"}, n},
+		{"tcpchaos_packets_total", []string{"kind=syn", "action=accept"}, float64(clientSyns - n)},
+		{"tcpchaos_packets_total", []string{"kind=syn-ack", "action=accept"}, n},
+		{"tcpchaos_packets_total", []string{"kind=handshake-ack", "action=accept"}, n},
+		{"tcpchaos_packets_total", []string{"kind=fin", "action=accept"}, 2 * n},
+		{"tcpchaos_packets_total", []string{"kind=final-ack", "action=accept"}, n},
+		{"tcpchaos_packets_total", []string{"kind=fin", "action=drop"}, 0},
+		{"tcpchaos_connections_total", []string{"outcome=new"}, n},
+		{"tcpchaos_connections_total", []string{"outcome=midstream"}, 0},
+		{"tcpchaos_connections", []string{"client_state=TIME_WAIT", "server_state=CLOSED"}, n},
+		{"tcpchaos_tracked_connections", nil, n},
+		{"tcpchaos_held_packets", nil, 0},
+		{"tcpchaos_queue_unseen_total", nil, 0},
+		{"tcpchaos_queue_kernel_dropped_total", nil, 0},
+		{"tcpchaos_config_reloads_total", []string{"result=ok"}, 0},
+		{"tcpchaos_build_info", nil, 1},
+	} {
+		if got := value(mfs, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var packets float64
+	for _, m := range mfs["tcpchaos_packets_total"].GetMetric() {
+		packets += m.GetCounter().GetValue()
+	}
+	received := value(mfs, "tcpchaos_queue_received_total")
+	if received != packets || value(mfs, "tcpchaos_verdict_seconds") != received || received < 7*n {
+		t.Errorf("%v packets received, %v by kind, %v verdicts timed: want equal, at least %d", received, packets, value(mfs, "tcpchaos_verdict_seconds"), 7*n)
+	}
+	if q := value(mfs, "tcpchaos_queue_kernel_queued_total"); q != received {
+		t.Errorf("kernel queued %v packets, tcpchaos received %v", q, received)
+	}
+}
