@@ -140,4 +140,7 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 	if q := value(mfs, "tcpchaos_queue_kernel_queued_total"); q != received {
 		t.Errorf("kernel queued %v packets, tcpchaos received %v", q, received)
 	}
+	if strings.Contains(s.chaos.stderr.String(), "\x1b[") || strings.Contains(s.chaos.stderr.String(), "| faults:") {
+		t.Errorf("a status line on stderr, which is not a terminal:\n%q", s.chaos.stderr.String())
+	}
 }

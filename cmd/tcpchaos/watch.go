@@ -127,7 +127,10 @@ func statusText(elapsed, duration time.Duration, qs []metrics.Queue) string {
 	if len(total.Rules) == 0 {
 		b.WriteString(" no rules")
 	}
-	for _, r := range total.Rules {
+	for i, r := range total.Rules {
+		if i > 0 {
+			b.WriteByte(',')
+		}
 		fmt.Fprintf(&b, " %s %d", r.Name, r.Hits)
 	}
 	fmt.Fprintf(&b, " | %d held", held)
