@@ -165,22 +165,25 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		}
 	}
 	round := [numColumns]liveRun{
-		direct:    run(10, 10000, 20, 0),
-		control:   run(9.8, 9000, 40, 0),
-		dataRule:  run(8, 6000, 50, 1),
-		idleRule:  run(7, 4500, 45, 0),
-		reference: run(0.3, 2000, 180, 0),
+		direct:      run(10, 10000, 20, 0),
+		control:     run(9.8, 9000, 40, 0),
+		dataRule:    run(8, 6000, 50, 1),
+		dataMetrics: run(7.9, 5900, 50, 0),
+		idleRule:    run(7, 4500, 45, 0),
+		reference:   run(0.3, 2000, 180, 0),
 	}
 	r := &report{opts: options{rounds: 2, port: 8080}, machine: "test", live: [][numColumns]liveRun{round, round}}
 	text, missed := r.render()
-	// Missed: p99 added (control: 2000−1000 = 1000 µs; data rule: 1500 µs),
-	// the data rule's RST.
-	if missed != 3 {
-		t.Errorf("missed %d targets, want 3:\n%s", missed, text)
+	// Missed: p99 added (control: 2000−1000 = 1000 µs; data rule and
+	// data rule with metrics: 1500 µs), the data rule's RST.
+	if missed != 4 {
+		t.Errorf("missed %d targets, want 4:\n%s", missed, text)
 	}
 	for _, want := range []string{
-		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.00 | 0.30 |",
+		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.90 | 7.00 | 0.30 |",
 		"- (idle rule, every packet queued: bulk 0.71, short connections/s 0.50 of the control config's; connect() p50 adds 25 µs)",
+		"- ✓ bulk throughput, data rule, --metrics / data rule ≥ 0.9: 0.99",
+		"| metrics scrapes (failed), total | — | — | — | 0 (0) | — | — |",
 		"- ✓ bulk throughput, data rule / reference ≥ 20: 26.67",
 		"- ✗ connect() p99 added by tcpchaos (control config) ≤ 300 µs: 1000 µs",
 		"- ✓ connect() p50 added by tcpchaos (data rule) ≤ 60 µs: 30 µs",
@@ -189,5 +192,21 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+func TestBucketQuantile(t *testing.T) {
+	cum := map[float64]uint64{1e-6: 0, 2e-6: 5, 4e-6: 9, 8e-6: 10}
+	for _, c := range []struct {
+		count uint64
+		q     float64
+		want  float64
+	}{{10, 0.5, 2e-6}, {10, 0.9, 4e-6}, {10, 0.99, 8e-6}, {11, 0.99, math.Inf(1)}} {
+		if got := bucketQuantile(cum, c.count, c.q); got != c.want {
+			t.Errorf("quantile %g of %d: %g, want %g", c.q, c.count, got, c.want)
+		}
+	}
+	if got := bucketQuantile(cum, 0, 0.5); !math.IsNaN(got) {
+		t.Errorf("quantile of no samples: %g, want NaN", got)
 	}
 }

@@ -24,18 +24,19 @@ import (
 type column int
 
 const (
-	direct    column = iota // no queue rules
-	control                 // tcpchaos, rules on control packets only
-	dataRule                // tcpchaos, a rule on data: every packet queued
-	idleRule                // tcpchaos, the control rules and an idle rule: every packet queued
-	reference               // bench/reference: every packet queued, naive
+	direct      column = iota // no queue rules
+	control                   // tcpchaos, rules on control packets only
+	dataRule                  // tcpchaos, a rule on data: every packet queued
+	dataMetrics               // the same with --metrics, scraped every scrapeEvery
+	idleRule                  // tcpchaos, the control rules and an idle rule: every packet queued
+	reference                 // bench/reference: every packet queued, naive
 	numColumns
 )
 
-var columnNames = [numColumns]string{"direct", "control config", "data rule", "idle rule", "reference"}
+var columnNames = [numColumns]string{"direct", "control config", "data rule", "data rule, --metrics", "idle rule", "reference"}
 
 // configs are the tcpchaos columns' configs, under bench/.
-var configs = map[column]string{control: "control.yaml", dataRule: "data.yaml", idleRule: "idle.yaml"}
+var configs = map[column]string{control: "control.yaml", dataRule: "data.yaml", dataMetrics: "data.yaml", idleRule: "idle.yaml"}
 
 func (c column) String() string { return columnNames[c] }
 
@@ -54,6 +55,8 @@ type liveRun struct {
 	// unseen is what the kernel let through without tcpchaos seeing it
 	// (fail-open), from tcpchaos's summary; -1 when not known.
 	unseen int64
+	// scrapes is what scraping the metrics found (dataMetrics only).
+	scrapes scrapes
 }
 
 // nstatCounters are the counters whose deltas the suite reports.
@@ -71,6 +74,7 @@ type lab struct {
 	self   string // this program, re-executed for the workloads
 	tmp    string
 	server *process
+	scrape *scraper // the running column's metrics scraper (nil: none)
 }
 
 // setUp builds the topology in namespaces "tcpchaos-bench-<pid>-*" and
@@ -203,9 +207,19 @@ func (l *lab) nstat() (map[string]uint64, error) {
 // and returns once it intercepts (nil for the direct column).
 func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 	switch col {
-	case control, dataRule, idleRule:
-		cfg := filepath.Join(l.opts.root, "bench", configs[col])
-		return start(ctx, "tcpchaos", []string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, "tcpchaos: intercepting", nil)
+	case control, dataRule, dataMetrics, idleRule:
+		argv := []string{l.opts.tcpchaos, "run", "-c", filepath.Join(l.opts.root, "bench", configs[col]), "--netns", l.tp.Router.Name}
+		if col != dataMetrics {
+			return start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil)
+		}
+		p, err := start(ctx, "tcpchaos", append(argv, "--metrics", "127.0.0.1:0"), "tcpchaos: intercepting", nil)
+		if err != nil {
+			return nil, err
+		}
+		if l.scrape, err = startScraper(p.output()); err != nil {
+			return nil, errors.Join(err, p.stop())
+		}
+		return p, nil
 	case reference:
 		p, err := start(ctx, "reference", l.tp.Router.Argv(l.opts.reference, "-queue", strconv.Itoa(referenceQueue)), "reference: intercepting", nil)
 		if err != nil {
@@ -230,8 +244,12 @@ func (l *lab) stopColumn(col column, p *process, run *liveRun) error {
 	if col == reference {
 		errs = append(errs, l.referenceRules("-D"))
 	}
+	if l.scrape != nil {
+		run.scrapes = l.scrape.stop()
+		l.scrape = nil
+	}
 	errs = append(errs, p.stop())
-	if col != reference {
+	if configs[col] != "" {
 		run.unseen = parseUnseen(p.output())
 	}
 	errs = append(errs, l.checkNoQueueRules())

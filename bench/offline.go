@@ -35,6 +35,10 @@ var goBenches = []goBench{
 	{"./statetrack", "^BenchmarkMillionConnections$", 0},
 	{"./rules", "^BenchmarkDecide$", 1},
 	{"./internal/decode", "^BenchmarkDecode$", 1},
+	// The live path without the kernel, with and without the verdict
+	// histogram that --metrics turns on, and one observation of it.
+	{"./nfq", "^BenchmarkSteadyState$", 1},
+	{"./nfq", "^BenchmarkLatencyObserve$", 1},
 }
 
 // benchLine is one result line of `go test -bench`.

@@ -230,6 +230,20 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 		}
 		return fmt.Sprint(r.total(col, func(l liveRun) int64 { return l.unseen }))
 	})
+	row("metrics scrapes (failed), total", func(col column) string {
+		if col != dataMetrics {
+			return "—"
+		}
+		return fmt.Sprintf("%d (%d)", r.total(col, func(l liveRun) int64 { return int64(l.scrapes.n) }),
+			r.total(col, func(l liveRun) int64 { return int64(l.scrapes.failed) }))
+	})
+	row("verdict written, p50 / p99 bucket bound from tcpchaos_verdict_seconds, µs", func(col column) string {
+		if col != dataMetrics {
+			return "—"
+		}
+		return summarize(r.perColumn(col, func(l liveRun) float64 { return l.scrapes.verdictP50 })).format(0) + " / " +
+			summarize(r.perColumn(col, func(l liveRun) float64 { return l.scrapes.verdictP99 })).format(0)
+	})
 	if len(r.live) > 0 {
 		for _, e := range r.errorSamples() {
 			fmt.Fprintf(b, "\nclient error: %s", e)
@@ -246,7 +260,11 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 	ratioCheck("bulk throughput", dataRule, reference, liveRun.gbits, 20)
 	ratioCheck("short connections/s", control, direct, liveRun.connsPerSec, 0.50)
 	ratioCheck("short connections/s", dataRule, direct, liveRun.connsPerSec, 0.50)
-	for _, col := range []column{control, dataRule} {
+	// The metrics' cost on the packet path (the verdict histogram) and of
+	// the scrapes: within the noise of the data rule column.
+	ratioCheck("bulk throughput", dataMetrics, dataRule, liveRun.gbits, 0.90)
+	ratioCheck("short connections/s", dataMetrics, dataRule, liveRun.connsPerSec, 0.90)
+	for _, col := range []column{control, dataRule, dataMetrics} {
 		for _, p := range []struct {
 			name string
 			f    func(liveRun) float64
@@ -265,7 +283,7 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 	ref := summarize(r.added(reference, liveRun.p50))
 	ref99 := summarize(r.added(reference, liveRun.p99))
 	fmt.Fprintf(b, "- (reference program adds p50 %s µs, p99 %s µs)\n", ref.format(0), ref99.format(0))
-	for _, col := range []column{control, dataRule, idleRule} {
+	for _, col := range []column{control, dataRule, dataMetrics, idleRule} {
 		fails := r.total(col, liveRun.failures)
 		rsts := r.total(col, func(l liveRun) int64 { return int64(l.counters["TcpOutRsts"] + l.aborts()) })
 		c.check(fails == 0 && rsts == 0, fmt.Sprintf("no client error, no RST or abort under load (%s)", col), fmt.Sprintf("%d errors, %d RSTs+aborts", fails, rsts))
