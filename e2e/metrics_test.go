@@ -1,7 +1,8 @@
 package e2e
 
 import (
-	"fmt"
+	"bytes"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -17,7 +18,8 @@ import (
 var metricsURL = regexp.MustCompile(`tcpchaos: metrics at (http://\S+)`)
 
 // scrape reads the metrics at url (from the test's own namespace: the one
-// tcpchaos was started in).
+// tcpchaos was started in); it returns them parsed, and tcpchaos's own
+// series as text.
 func scrape(t *testing.T, url string) (map[string]*dto.MetricFamily, string) {
 	t.Helper()
 	c := http.Client{Timeout: ioTimeout}
@@ -26,16 +28,22 @@ func scrape(t *testing.T, url string) (map[string]*dto.MetricFamily, string) {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
 	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("parse the metrics of %s: %v", url, err)
 	}
-	var text strings.Builder
-	for _, name := range []string{"tcpchaos_packets_total", "tcpchaos_rule_hits_total", "tcpchaos_connections", "tcpchaos_connections_total"} {
-		fmt.Fprintf(&text, "%s: %v\n", name, mfs[name].GetMetric())
+	var own strings.Builder
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "tcpchaos_") {
+			own.WriteString(line)
+		}
 	}
-	return mfs, text.String()
+	return mfs, own.String()
 }
 
 // value returns the value of the series of family name whose labels are

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
@@ -22,7 +23,17 @@ func versionCommand() *cli.Command {
 	}
 }
 
+// buildVersion is tcpchaos's version and the Go version it was built with.
 func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	return fmt.Sprintf("%s (%s)", moduleVersion(), runtime.Version())
+}
+
+// moduleVersion is tcpchaos's version alone: -X main.version, or the
+// module version and VCS revision from the build info.
+func moduleVersion() string {
 	if version != "" {
 		return version
 	}
@@ -36,5 +47,5 @@ func buildVersion() string {
 			v += " " + s.Value[:12]
 		}
 	}
-	return fmt.Sprintf("%s (%s)", v, info.GoVersion)
+	return v
 }

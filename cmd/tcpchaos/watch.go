@@ -74,7 +74,7 @@ func (w *watchers) start(queues []*nfq.Queue, pipes []*pipeline.Pipeline) (stop 
 	if w.metrics != nil {
 		w.metrics.Serve(metrics.NewCollector(metrics.Source{
 			Queues:  func() []metrics.Queue { return metrics.Snapshot(queues, pipes, true) },
-			Version: buildVersion(),
+			Version: moduleVersion(),
 		}))
 	}
 	if w.status == nil {
