@@ -35,6 +35,15 @@ func (l *Latency) Count() uint64 {
 	return n
 }
 
+// Add adds o's durations to l, e.g. to total the histograms of several
+// queues.
+func (l *Latency) Add(o *Latency) {
+	for i := range l.Counts {
+		l.Counts[i] += o.Counts[i]
+	}
+	l.Sum += o.Sum
+}
+
 // latencyHistogram records durations without a lock or an allocation:
 // one bucket found by a bit count, two atomic adds. Its snapshot may miss
 // an observation that races it (the sum and the counts are read one by

@@ -80,12 +80,12 @@ var (
 	untracked    = desc("untracked_packets_total", "Packets of unknown tuples that created no connection (a lone RST, a segment without SYN, RST and ACK).")
 	heldDesc     = desc("held_packets", "Packets held by delay actions, awaiting release.")
 	verdictDesc  = desc("verdict_seconds", "Time from reading a packet from the queue to the return of the write that carried its verdict; verdicts given on reading only (a held packet's release is not timed).")
-	copiesDesc   = desc("copies_total", "Copies of duplicated packets by result: sent, failed (the raw socket refused), cancelled (not due when the run stopped), skipped (the packet was copied from the kernel in part).", "result")
-	resetsDesc   = desc("resets_total", "RSTs sent by reset actions, by result (sent, failed).", "result")
 	reloadsDesc  = desc("config_reloads_total", "Config reloads by result: ok (the rules were replaced), refused (the new config did not validate; the rules stayed).", "result")
 	buildDesc    = desc("build_info", "tcpchaos's version and the Go version it was built with; always 1.", "version", "goversion")
 
 	receivedDesc  = desc("queue_received_total", "Packets read from the queue.", "queue")
+	copiesDesc    = desc("queue_copies_total", "Copies of duplicated packets by result: sent, failed (the raw socket refused), cancelled (not due when the run stopped), skipped (the packet was copied from the kernel in part).", "queue", "result")
+	resetsDesc    = desc("queue_resets_total", "RSTs of reset actions by result: sent, failed (the raw socket refused).", "queue", "result")
 	errorsDesc    = desc("queue_errors_total", "Packets or messages the queue failed on, by error: decode (not IPv4/IPv6 TCP or malformed; accepted), handler_panic (accepted), verdict (a verdict the kernel refused or that could not be written), read (a failed or malformed read).", "queue", "error")
 	queuedDesc    = desc("queue_kernel_queued_total", "Packets the kernel queued since the queue was bound (id_sequence of /proc/net/netfilter/nfnetlink_queue; wraps at 2^32).", "queue")
 	unseenDesc    = desc("queue_unseen_total", "Packets the kernel queued that tcpchaos never read: with fail-open they passed unseen (id_sequence minus packets received).", "queue")
@@ -113,8 +113,9 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads the source and sends the metrics: the pipelines' and the
-// queues' counters added up over the queues, the kernel's per queue.
+// Collect reads the source and sends the metrics: the pipelines' figures,
+// the held packets and the verdict histogram added up over the queues, the
+// queues' own counters and the kernel's per queue.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -122,33 +123,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	qs := c.src.Queues()
 	var (
 		total  pipeline.Summary
 		states pipeline.StatePairs
 		held   int64
 		lat    nfq.Latency
-		nfqs   nfq.Stats
 	)
-	for _, q := range qs {
+	for _, q := range c.src.Queues() {
 		total.Add(q.Summary)
-		for cs := range states {
-			for ss := range states[cs] {
-				states[cs][ss] += q.States[cs][ss]
-			}
-		}
-		s := &q.Stats
-		held += s.Held
-		for i := range lat.Counts {
-			lat.Counts[i] += s.VerdictLatency.Counts[i]
-		}
-		lat.Sum += s.VerdictLatency.Sum
-		nfqs.CopiesSent += s.CopiesSent
-		nfqs.CopiesFailed += s.CopiesFailed
-		nfqs.CopiesCancelled += s.CopiesCancelled
-		nfqs.CopiesSkipped += s.CopiesSkipped
-		nfqs.ResetsSent += s.ResetsSent
-		nfqs.ResetsFailed += s.ResetsFailed
+		states.Add(&q.States)
+		held += q.Stats.Held
+		lat.Add(&q.Stats.VerdictLatency)
 		c.collectQueue(q, counter, gauge)
 	}
 
@@ -177,12 +162,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(untracked, t.Untracked)
 	gauge(heldDesc, float64(held))
 	ch <- verdictHistogram(&lat)
-	counter(copiesDesc, nfqs.CopiesSent, "sent")
-	counter(copiesDesc, nfqs.CopiesFailed, "failed")
-	counter(copiesDesc, nfqs.CopiesCancelled, "cancelled")
-	counter(copiesDesc, nfqs.CopiesSkipped, "skipped")
-	counter(resetsDesc, nfqs.ResetsSent, "sent")
-	counter(resetsDesc, nfqs.ResetsFailed, "failed")
 	var r Reloads
 	if c.src.Reloads != nil {
 		r = c.src.Reloads()
@@ -200,6 +179,12 @@ func (collector) collectQueue(q Queue, counter func(*prometheus.Desc, uint64, ..
 	counter(errorsDesc, s.HandlerPanics, n, "handler_panic")
 	counter(errorsDesc, s.VerdictErrors, n, "verdict")
 	counter(errorsDesc, s.ReadErrors, n, "read")
+	counter(copiesDesc, s.CopiesSent, n, "sent")
+	counter(copiesDesc, s.CopiesFailed, n, "failed")
+	counter(copiesDesc, s.CopiesCancelled, n, "cancelled")
+	counter(copiesDesc, s.CopiesSkipped, n, "skipped")
+	counter(resetsDesc, s.ResetsSent, n, "sent")
+	counter(resetsDesc, s.ResetsFailed, n, "failed")
 	if s.KernelErr != nil {
 		return
 	}

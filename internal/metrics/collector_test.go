@@ -88,7 +88,7 @@ tcpchaos_queue_unseen_total{queue="101"} 3
 }
 
 func TestCollectorPacketsAndHistogram(t *testing.T) {
-	out, err := testutil.CollectAndFormat(NewCollector(twoQueues()), expfmt.TypeTextPlain, "tcpchaos_packets_total", "tcpchaos_verdict_seconds", "tcpchaos_build_info")
+	out, err := testutil.CollectAndFormat(NewCollector(twoQueues()), expfmt.TypeTextPlain, "tcpchaos_packets_total", "tcpchaos_verdict_seconds", "tcpchaos_build_info", "tcpchaos_queue_copies_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,8 @@ func TestCollectorPacketsAndHistogram(t *testing.T) {
 		`tcpchaos_verdict_seconds_sum 0.002`,
 		`tcpchaos_verdict_seconds_count 10`,
 		`tcpchaos_build_info{goversion="` + runtime.Version() + `",version="v1.2.3"} 1`,
+		`tcpchaos_queue_copies_total{queue="101",result="sent"} 2`,
+		`tcpchaos_queue_copies_total{queue="101",result="failed"} 0`,
 	} {
 		if !strings.Contains(string(out), line+"\n") {
 			t.Errorf("no line %q in\n%s", line, out)

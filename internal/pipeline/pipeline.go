@@ -248,3 +248,12 @@ func (p *Pipeline) StatePairs(n *StatePairs) {
 
 // StatePairs counts connections by their client's and server's states.
 type StatePairs [statetrack.NumStates][statetrack.NumStates]int
+
+// Add adds o's counts to n.
+func (n *StatePairs) Add(o *StatePairs) {
+	for c := range n {
+		for s := range n[c] {
+			n[c][s] += o[c][s]
+		}
+	}
+}
