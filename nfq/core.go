@@ -157,11 +157,11 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
 }
 
-// Drop drops a packet read at now and sends the RSTs of a reset in its stead through
-// the raw socket (execute.Output); c.mu is held. The verdicts collected
-// so far are written first: an RST must not overtake a packet accepted
-// before it (an ACK still in the batch would reach a socket the RST
-// closed and draw another RST). A failed RST is counted.
+// Drop drops a packet read at now and sends the RSTs of a reset in its
+// stead through the raw socket (execute.Output); c.mu is held. The
+// verdicts collected so far are written first: an RST must not overtake
+// a packet accepted before it (an ACK still in the batch would reach a
+// socket the RST closed and draw another RST). A failed RST is counted.
 func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	c.c.dropped.Add(1)
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
