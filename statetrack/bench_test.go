@@ -52,17 +52,11 @@ func BenchmarkHandshakeAndClose(b *testing.B) {
 // index's overhead included.
 func BenchmarkMillionConnections(b *testing.B) {
 	const n = 1_000_000
-	server := netip.MustParseAddrPort("198.19.0.1:80")
 	for b.Loop() {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		tr := statetrack.New(statetrack.Config{MaxConnections: n})
-		for i := range n {
-			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)}), uint16(1024+i&0xff))
-			k := &conn{tr: tr, c: c, s: server, now: t0}
-			k.handshake(100, 300)
-		}
+		tr := establishedTracker(n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		if tr.Len() != n {
@@ -71,4 +65,45 @@ func BenchmarkMillionConnections(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/conn")
 		runtime.KeepAlive(tr)
 	}
+}
+
+// establishedTracker returns a tracker of n established connections.
+func establishedTracker(n int) *statetrack.Tracker {
+	server := netip.MustParseAddrPort("198.19.0.1:80")
+	tr := statetrack.New(statetrack.Config{MaxConnections: n})
+	for i := range n {
+		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)}), uint16(1024+i&0xff))
+		k := &conn{tr: tr, c: c, s: server, now: t0}
+		k.handshake(100, 300)
+	}
+	return tr
+}
+
+// BenchmarkCountStatesMillion counts a table of 1,000,000 connections by
+// state pair, as a metrics scrape does; chunk is one call's share of it
+// (4,096 slots, as the metrics read it: how long the queue's packets wait at most).
+func BenchmarkCountStatesMillion(b *testing.B) {
+	const n = 1_000_000
+	tr := establishedTracker(n)
+	b.Run("whole", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c statetrack.StatePairs
+			if _, more := tr.CountStates(0, n, &c); more || c[statetrack.Established][statetrack.Established] != n {
+				b.Fatalf("counted %v, want %d established", c[statetrack.Established][statetrack.Established], n)
+			}
+		}
+	})
+	b.Run("chunk", func(b *testing.B) {
+		b.ReportAllocs()
+		var c statetrack.StatePairs
+		from := 0
+		for b.Loop() {
+			if _, more := tr.CountStates(from, 1<<12, &c); !more {
+				from = 0
+			} else {
+				from += 1 << 14
+			}
+		}
+	})
 }

@@ -1,6 +1,8 @@
 package statetrack_test
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -30,5 +32,44 @@ func TestEachListsConnectionsByActivity(t *testing.T) {
 	tr.Each(func(statetrack.ConnInfo) bool { n++; return false })
 	if n != 1 {
 		t.Errorf("Each went on after f returned false: %d calls", n)
+	}
+}
+
+// TestCountStatesSkipsFreeSlots: connections are counted by state pair,
+// in chunks of slots; a removed connection's slot is not counted.
+func TestCountStatesSkipsFreeSlots(t *testing.T) {
+	tr := statetrack.New(statetrack.Config{IdleTimeout: time.Minute})
+	gone := newConn(tr, "198.18.0.3:40002", "198.18.1.1:80")
+	gone.handshake(3000, 9000) // slot 0, idle from t0 on
+	a := newConn(tr, "198.18.0.1:40000", "198.18.1.1:80")
+	b := newConn(tr, "198.18.0.2:40001", "198.18.1.1:80")
+	a.handshake(1000, 5000)
+	b.send(true, statetrack.SYN, 7000, 0, 0)
+	a.now, b.now = t0.Add(30*time.Second), t0.Add(30*time.Second)
+	a.send(true, statetrack.ACK, 1001, 5001, 0)
+	b.send(true, statetrack.SYN, 7000, 0, 0) // a retransmission
+	tr.Expire(t0.Add(70 * time.Second))      // the first connection goes, idle for 70 s
+	if tr.Len() != 2 {
+		t.Fatalf("%d connections tracked, want 2", tr.Len())
+	}
+	var n statetrack.StatePairs
+	next, more := tr.CountStates(0, 2, &n)
+	if next != 2 || !more {
+		t.Fatalf("first chunk: next %d, more %v; want 2, true", next, more)
+	}
+	if next, more = tr.CountStates(next, 2, &n); next != 3 || more {
+		t.Fatalf("second chunk: next %d, more %v; want 3, no more", next, more)
+	}
+	var want statetrack.StatePairs
+	want[statetrack.Established][statetrack.Established] = 1
+	want[statetrack.SynSent][statetrack.SynRcvd] = 1
+	if n != want {
+		t.Errorf("counts %v, want %v", n, want)
+	}
+	var sum statetrack.StatePairs
+	sum.Add(&n)
+	sum.Add(&n)
+	if sum[statetrack.Established][statetrack.Established] != 2 {
+		t.Errorf("Add: %v, want the counts doubled", sum)
 	}
 }

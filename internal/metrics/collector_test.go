@@ -28,7 +28,7 @@ func twoQueues() Source {
 		s.Tracker = statetrack.Stats{Connections: syns + 3, Midstream: 2, NewIncarnations: 1, TimeWaitExpired: 4, IdleExpired: 1, Evicted: 0, Untracked: 7}
 		s.Tracked = 2
 		s.Rules = []pipeline.RuleHits{{Name: "lose-first-syn", Action: rules.Drop, Hits: 1}}
-		var st pipeline.StatePairs
+		var st statetrack.StatePairs
 		st[statetrack.Established][statetrack.Established] = 1
 		st[statetrack.TimeWait][statetrack.Closed] = 1
 		stats := nfq.Stats{Received: syns + 1, Held: 1, CopiesSent: 2, DecodeFailures: 1,

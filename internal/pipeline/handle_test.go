@@ -331,8 +331,10 @@ func TestKindActionsAndStatePairs(t *testing.T) {
 	if s.Rules[0].Action != rules.Drop {
 		t.Errorf("rule hits %+v, want the rule's action drop", s.Rules[0])
 	}
-	var n StatePairs
-	p.StatePairs(&n)
+	var n statetrack.StatePairs
+	if next, more := p.CountStates(0, 10, &n); more || next != 1 {
+		t.Errorf("CountStates = %d, %v; want 1, false (one slot in use)", next, more)
+	}
 	if n[statetrack.SynSent][statetrack.SynRcvd] != 1 {
 		t.Errorf("state pairs %v, want one connection SYN_SENT/SYN_RCVD", n)
 	}

@@ -237,23 +237,9 @@ func (s *Summary) Add(o Summary) {
 	}
 }
 
-// StatePairs counts the tracked connections by the states of their two
-// endpoints, into n (indexed by the client's state, then the server's).
-func (p *Pipeline) StatePairs(n *StatePairs) {
-	p.tracker.Each(func(c statetrack.ConnInfo) bool {
-		n[c.States[statetrack.Client]][c.States[statetrack.Server]]++
-		return true
-	})
-}
-
-// StatePairs counts connections by their client's and server's states.
-type StatePairs [statetrack.NumStates][statetrack.NumStates]int
-
-// Add adds o's counts to n.
-func (n *StatePairs) Add(o *StatePairs) {
-	for c := range n {
-		for s := range n[c] {
-			n[c][s] += o[c][s]
-		}
-	}
+// CountStates adds to n the tracked connections among up to max slots of
+// the connection table from slot from on (see statetrack.Tracker.CountStates):
+// it returns the slot to go on from and whether any is left.
+func (p *Pipeline) CountStates(from, max int, n *statetrack.StatePairs) (next int, more bool) {
+	return p.tracker.CountStates(from, max, n)
 }
