@@ -54,8 +54,8 @@ type Source struct {
 const stateSlots = 1 << 12
 
 // Snapshot returns the state of each queue and its pipeline (queues and
-// pipes in the same order), the pipeline's read inside the queue's Do.
-// With states, the tracked connections are counted by state pair, the
+// pipes in the same order); each pipeline is read inside its queue's Do.
+// With states, the tracked connections are counted by state pair too, the
 // connection table stateSlots slots at a time, the queue's packets handled
 // in between.
 func Snapshot(queues []*nfq.Queue, pipes []*pipeline.Pipeline, states bool) []Queue {
