@@ -14,15 +14,17 @@ import (
 )
 
 // statusLine is the status line of `run` under configs/lost-first-syn.yaml
-// with --duration 4s.
-var statusLine = regexp.MustCompile(`^tcpchaos: [0-9.]+m?s / 4s \| \d+ tracked \| faults: lose-first-syn (\d+) \| 0 held$`)
+// with --duration 20s.
+var statusLine = regexp.MustCompile(`^tcpchaos: [0-9.]+m?s / 20s \| \d+ tracked \| faults: lose-first-syn (\d+) \| 0 held$`)
 
 // TestStatusLineOnATerminal: with stderr a terminal (a pseudo-terminal),
-// `run` keeps a status line under its other lines: replayed as a terminal
-// shows it, the fault line and the summary lines are whole lines with no
-// status in them, the status said the rule's fault once it happened, and
-// it is gone at the end. With stderr not a terminal (every other test)
-// there is no status line: TestMetricsCountTheTraffic checks that too.
+// `run -- CMD` keeps a status line under its other lines: replayed as a
+// terminal shows it, tcpchaos's lines (the fault line among them) and the
+// lines CMD writes to its stderr are whole lines with no status in them,
+// the status said the rule's fault once it happened, and it is gone at the
+// end. Stdout, not a terminal, gets no escape. With stderr not a terminal
+// (every other test) there is no status line: TestMetricsCountTheTraffic
+// checks that too.
 func TestStatusLineOnATerminal(t *testing.T) {
 	t.Parallel()
 	tp := netlabtest.NewTopology(t)
@@ -36,7 +38,10 @@ func TestStatusLineOnATerminal(t *testing.T) {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 200}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tcpchaosBin, "run", "-c", configPath("lost-first-syn.yaml"), "--netns", tp.Router.Path, "--queue", nextQueue(), "--duration", "4s")
+	// CMD writes to its stderr (the terminal, through tcpchaos) before and
+	// after the test's connection.
+	cmd := exec.Command(tcpchaosBin, "run", "-c", configPath("lost-first-syn.yaml"), "--netns", tp.Router.Path, "--queue", nextQueue(),
+		"--duration", "20s", "--linger", "0", "--", "sh", "-c", "echo cmd-line-1 >&2; sleep 3; echo cmd-line-2 >&2; sleep 1")
 	var stdout lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, tty
 	if err := cmd.Start(); err != nil {
@@ -72,8 +77,11 @@ func TestStatusLineOnATerminal(t *testing.T) {
 	if last != "" {
 		t.Errorf("the terminal's last line is %q, want the status line erased", last)
 	}
-	faultLines := 0
+	faultLines, cmdLines := 0, 0
 	for _, l := range lines {
+		if l == "cmd-line-1" || l == "cmd-line-2" {
+			cmdLines++
+		}
 		if strings.Contains(l, "| faults:") {
 			t.Errorf("a status line was left among the lines: %q", l)
 		}
@@ -81,8 +89,8 @@ func TestStatusLineOnATerminal(t *testing.T) {
 			faultLines++
 		}
 	}
-	if faultLines != 1 {
-		t.Errorf("%d fault lines, want 1 (whole, on its own line)", faultLines)
+	if faultLines != 1 || cmdLines != 2 {
+		t.Errorf("%d fault lines and %d of CMD's lines, want 1 and 2 (whole, each on its own line)", faultLines, cmdLines)
 	}
 	hit := false
 	for _, d := range drawn {
