@@ -5,11 +5,14 @@ package metrics
 import (
 	"errors"
 	"net"
+	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
@@ -184,5 +187,32 @@ tcpchaos_tracked_connections 4
 	}
 	if err := testutil.ScrapeAndCompare(s.URL(), strings.NewReader(want), "tcpchaos_tracked_connections"); err == nil {
 		t.Error("scraped after Close")
+	}
+}
+
+// TestEveryMetricIsDocumented: README.md names every metric the collector
+// describes.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *prometheus.Desc, 100)
+	NewCollector(twoQueues()).Describe(ch)
+	close(ch)
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	n := 0
+	for d := range ch {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		n++
+		if !strings.Contains(string(readme), "| `"+m[1]+"` |") {
+			t.Errorf("README.md has no row for %s", m[1])
+		}
+	}
+	if n < 15 {
+		t.Errorf("%d metrics described, want at least 15", n)
 	}
 }
