@@ -30,24 +30,43 @@ const (
 	dataMetrics               // the same with --metrics, scraped every scrapeEvery
 	idleRule                  // tcpchaos, the control rules and an idle rule: every packet queued
 	reference                 // bench/reference: every packet queued, naive
+	eventsOn                  // tcpchaos, the control config with --events FILE
+	toxiproxy                 // Toxiproxy, a stream proxy, no toxics
 	numColumns
 )
 
-var columnNames = [numColumns]string{"direct", "control config", "data rule", "data rule, --metrics", "idle rule", "reference"}
+var columnNames = [numColumns]string{"direct", "control config", "data rule", "data rule, --metrics", "idle rule", "reference", "control + --events", "toxiproxy"}
 
 // configs are the tcpchaos columns' configs, under bench/.
-var configs = map[column]string{control: "control.yaml", dataRule: "data.yaml", dataMetrics: "data.yaml", idleRule: "idle.yaml"}
+var configs = map[column]string{control: "control.yaml", dataRule: "data.yaml", dataMetrics: "data.yaml", idleRule: "idle.yaml", eventsOn: "control.yaml"}
 
 func (c column) String() string { return columnNames[c] }
 
 // referenceQueue is the NFQUEUE number the reference program reads.
 const referenceQueue = 200
 
+// workload is one of the measurements of a column.
+type workload int
+
+const (
+	bulkLoad    workload = iota // one bulk connection
+	connsLoad                   // short connections
+	latencyLoad                 // sequential connects, timed
+	numWorkloads
+)
+
+var workloadNames = [numWorkloads]string{"bulk", "short connections", "connect() probe"}
+
+func (w workload) String() string { return workloadNames[w] }
+
 // liveRun is what one column measured in one round.
 type liveRun struct {
 	bulk    bulkResult
 	conns   connsResult
 	latency latencyResult
+	// costs are the router program's queue crossings and CPU time per
+	// workload (noCost for the direct column).
+	costs [numWorkloads]cost
 	// counters are nstat counter deltas over the bulk and short-connection
 	// loads, probeCounters over the connect() probe; client and server
 	// added.
@@ -57,6 +76,9 @@ type liveRun struct {
 	unseen int64
 	// scrapes is what scraping the metrics found (dataMetrics only).
 	scrapes scrapes
+	// eventsDropped is how many events tcpchaos's writer dropped, from its
+	// summary; -1 when not known.
+	eventsDropped int64
 }
 
 // nstatCounters are the counters whose deltas the suite reports.
@@ -68,13 +90,15 @@ var nstatCounters = []string{
 
 // lab is the client/router/server topology with the suite's programs.
 type lab struct {
-	opts   options
-	tp     *netlab.Topology
-	addr   string // the server's address and port
-	self   string // this program, re-executed for the workloads
-	tmp    string
-	server *process
-	scrape *scraper // the running column's metrics scraper (nil: none)
+	opts options
+	tp   *netlab.Topology
+	addr string // the server's address and port
+	// proxyAddr is where Toxiproxy listens, on the router's client side.
+	proxyAddr string
+	self      string // this program, re-executed for the workloads
+	tmp       string
+	server    *process
+	scrape    *scraper // the running column's metrics scraper (nil: none)
 }
 
 // setUp builds the topology in namespaces "tcpchaos-bench-<pid>-*" and
@@ -86,6 +110,7 @@ func (l *lab) setUp(ctx context.Context, nl *netlab.Lab) error {
 	}
 	l.tp = tp
 	l.addr = fmt.Sprintf("%s:%d", tp.Server4, l.opts.port)
+	l.proxyAddr = fmt.Sprintf("%s:%d", tp.RouterClient4, l.opts.port)
 	// Short connections cycle through ports faster than TIME_WAIT ends:
 	// give the client the whole range and let it reuse TIME_WAIT tuples.
 	for _, s := range [][2]string{{"net.ipv4.ip_local_port_range", "1024 65000"}, {"net.ipv4.tcp_tw_reuse", "1"}} {
@@ -116,10 +141,10 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 	defer func() {
 		err = errors.Join(err, l.stopColumn(col, tool, &run))
 	}()
-	// The warm-up connection takes the rules' single faults (limit 1): a
-	// lost first SYN costs it a 1 s retransmission.
+	addr := l.target(col)
+	// The warm-up connection checks the path before anything is measured.
 	var warm connsResult
-	if err := l.client(ctx, &warm, "-role", "warmup"); err != nil {
+	if err := l.client(ctx, &warm, "-role", "warmup", "-addr", addr); err != nil {
 		return run, err
 	}
 	if warm.OK != 1 {
@@ -129,17 +154,25 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 	if err != nil {
 		return run, err
 	}
-	if err := l.client(ctx, &run.bulk, "-role", "bulk", "-d", l.opts.bulk.String()); err != nil {
+	m := meter{ns: l.tp.Router, pid: tool.pid()}
+	if err := m.run(&run.costs[bulkLoad], func() (int64, error) {
+		return 1, l.client(ctx, &run.bulk, "-role", "bulk", "-addr", addr, "-d", l.opts.bulk.String())
+	}); err != nil {
 		return run, err
 	}
-	if err := l.client(ctx, &run.conns, "-role", "conns", "-d", l.opts.conns.String(), "-workers", strconv.Itoa(l.opts.workers)); err != nil {
+	if err := m.run(&run.costs[connsLoad], func() (int64, error) {
+		err := l.client(ctx, &run.conns, "-role", "conns", "-addr", addr, "-d", l.opts.conns.String(), "-workers", strconv.Itoa(l.opts.workers))
+		return run.conns.attempts(), err
+	}); err != nil {
 		return run, err
 	}
 	mid, err := l.nstat()
 	if err != nil {
 		return run, err
 	}
-	if err := l.client(ctx, &run.latency, "-role", "latency", "-n", strconv.Itoa(l.opts.connects)); err != nil {
+	if err := m.run(&run.costs[latencyLoad], func() (int64, error) {
+		return int64(l.opts.connects), l.client(ctx, &run.latency, "-role", "latency", "-addr", addr, "-n", strconv.Itoa(l.opts.connects))
+	}); err != nil {
 		return run, err
 	}
 	after, err := l.nstat()
@@ -150,11 +183,44 @@ func (l *lab) measure(ctx context.Context, col column) (run liveRun, err error) 
 	return run, nil
 }
 
+// target returns the address the column's clients connect to: the
+// server's, or Toxiproxy's listener on the router.
+func (l *lab) target(col column) string {
+	if col == toxiproxy {
+		return l.proxyAddr
+	}
+	return l.addr
+}
+
+// meter measures what workloads cost the program pid in ns.
+type meter struct {
+	ns  *netlab.NS
+	pid int // 0: no program (the direct column)
+}
+
+// run runs fn, which returns the connections it made, and sets *c to
+// what it cost.
+func (m meter) run(c *cost, fn func() (int64, error)) error {
+	before, err := snapshot(m.ns, m.pid)
+	if err != nil {
+		return err
+	}
+	conns, err := fn()
+	if err != nil {
+		return err
+	}
+	after, err := snapshot(m.ns, m.pid)
+	if err != nil {
+		return err
+	}
+	*c = costBetween(before, after, conns)
+	return nil
+}
+
 // client runs a client workload in the client namespace and decodes its
 // JSON result into v.
 func (l *lab) client(ctx context.Context, v any, args ...string) error {
-	argv := l.inNS(l.tp.Client, append(args, "-addr", l.addr)...)
-	return runJSON(ctx, l.opts.bulk+l.opts.conns+2*time.Minute, argv, v)
+	return runJSON(ctx, l.opts.bulk+l.opts.conns+2*time.Minute, l.inNS(l.tp.Client, args...), v)
 }
 
 // runJSON runs argv for at most limit and decodes the JSON result it
@@ -207,19 +273,22 @@ func (l *lab) nstat() (map[string]uint64, error) {
 // and returns once it intercepts (nil for the direct column).
 func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 	switch col {
-	case control, dataRule, dataMetrics, idleRule:
-		argv := []string{l.opts.tcpchaos, "run", "-c", filepath.Join(l.opts.root, "bench", configs[col]), "--netns", l.tp.Router.Name}
-		if col != dataMetrics {
-			return start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil)
+	case control, dataRule, dataMetrics, idleRule, eventsOn:
+		cfg := filepath.Join(l.opts.root, "bench", configs[col])
+		switch col {
+		case eventsOn:
+			return l.startTcpchaos(ctx, cfg, "--events", l.eventsFile())
+		case dataMetrics:
+			p, err := l.startTcpchaos(ctx, cfg, "--metrics", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			if l.scrape, err = startScraper(p.output()); err != nil {
+				return nil, errors.Join(err, p.stop())
+			}
+			return p, nil
 		}
-		p, err := start(ctx, "tcpchaos", append(argv, "--metrics", "127.0.0.1:0"), "tcpchaos: intercepting", nil)
-		if err != nil {
-			return nil, err
-		}
-		if l.scrape, err = startScraper(p.output()); err != nil {
-			return nil, errors.Join(err, p.stop())
-		}
-		return p, nil
+		return l.startTcpchaos(ctx, cfg)
 	case reference:
 		p, err := start(ctx, "reference", l.tp.Router.Argv(l.opts.reference, "-queue", strconv.Itoa(referenceQueue)), "reference: intercepting", nil)
 		if err != nil {
@@ -229,14 +298,27 @@ func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 			return nil, errors.Join(err, p.stop())
 		}
 		return p, nil
+	case toxiproxy:
+		return startToxiproxy(ctx, l.opts.toxiproxy, l.tp.Router, l.proxyAddr, l.addr)
 	}
 	return nil, nil
 }
 
+// startTcpchaos runs tcpchaos with the config cfg in the router namespace
+// and returns once it intercepts.
+func (l *lab) startTcpchaos(ctx context.Context, cfg string, extra ...string) (*process, error) {
+	argv := append([]string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, extra...)
+	return start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil)
+}
+
+// eventsFile is where the --events column writes; it is removed after
+// each run.
+func (l *lab) eventsFile() string { return filepath.Join(l.tmp, "events.jsonl") }
+
 // stopColumn stops the column's interception and checks that no queue
 // rule is left behind.
 func (l *lab) stopColumn(col column, p *process, run *liveRun) error {
-	run.unseen = -1
+	run.unseen, run.eventsDropped = -1, -1
 	if p == nil {
 		return nil
 	}
@@ -251,6 +333,10 @@ func (l *lab) stopColumn(col column, p *process, run *liveRun) error {
 	errs = append(errs, p.stop())
 	if configs[col] != "" {
 		run.unseen = parseUnseen(p.output())
+		run.eventsDropped = parseEventsDropped(p.output())
+	}
+	if col == eventsOn {
+		errs = append(errs, os.Remove(l.eventsFile()))
 	}
 	errs = append(errs, l.checkNoQueueRules())
 	return errors.Join(errs...)
@@ -282,12 +368,23 @@ func (l *lab) checkNoQueueRules() error {
 	return nil
 }
 
-var unseenRE = regexp.MustCompile(`(\d+) passed unseen`)
+var (
+	unseenRE        = regexp.MustCompile(`(\d+) passed unseen`)
+	eventsDroppedRE = regexp.MustCompile(`(?m)^events: \d+ written, (\d+) dropped`)
+)
 
-// parseUnseen adds up the "N passed unseen" counts of tcpchaos's summary;
-// -1 when it reports none.
-func parseUnseen(out string) int64 {
-	ms := unseenRE.FindAllStringSubmatch(out, -1)
+// parseUnseen adds up the "N passed unseen" counts of tcpchaos's summary
+// (one per queue); -1 when it reports none.
+func parseUnseen(out string) int64 { return sumMatches(unseenRE, out) }
+
+// parseEventsDropped returns the events tcpchaos's writer dropped, from
+// its summary; -1 when it does not say.
+func parseEventsDropped(out string) int64 { return sumMatches(eventsDroppedRE, out) }
+
+// sumMatches adds up the first group of re's matches in out; -1 when there
+// is none.
+func sumMatches(re *regexp.Regexp, out string) int64 {
+	ms := re.FindAllStringSubmatch(out, -1)
 	if ms == nil {
 		return -1
 	}
@@ -312,8 +409,8 @@ type process struct {
 const readyTimeout = 20 * time.Second
 
 // start runs argv and waits until a line of its output (stderr, or stdout
-// when readyOn is os.Stdout) contains ready. The program's output is kept
-// (its tail) for its errors and summary.
+// when readyOn is os.Stdout) contains ready ("": it does not wait). The
+// program's output is kept (its tail) for its errors and summary.
 func start(ctx context.Context, name string, argv []string, ready string, readyOn *os.File) (*process, error) {
 	p := &process{name: name, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	pr, pw := io.Pipe()
@@ -333,7 +430,10 @@ func start(ctx context.Context, name string, argv []string, ready string, readyO
 	readyc := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
-		seen := false
+		seen := ready == ""
+		if seen {
+			close(readyc)
+		}
 		for sc.Scan() {
 			line := sc.Text()
 			p.out.Write([]byte(line + "\n"))
@@ -381,6 +481,14 @@ func (p *process) stop() error {
 		return fmt.Errorf("stop %s: %w\n%s", p.name, p.err, p.output())
 	}
 	return nil
+}
+
+// pid returns the program's process id, 0 for no program (nil).
+func (p *process) pid() int {
+	if p == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // output returns the tail of what the program wrote.

@@ -58,17 +58,25 @@ type options struct {
 	oracleConns   int
 	oracleWorkers int
 	build         bool
+	withToxiproxy bool
+	flood         bool
+	floodSYNs     int
+	twoQueues     bool
+	sources       int
 
-	root                string // the module's root directory
-	tcpchaos, reference string // the programs' paths
+	root                           string   // the module's root directory
+	tcpchaos, reference, toxiproxy string   // the programs' paths
+	columns                        []column // the live columns measured
 }
 
 func main() {
 	var o options
-	role := flag.String("role", "", "internal: run one workload (server, warmup, bulk, conns, latency, oracle-server, oracle-client)")
-	addr := flag.String("addr", "", "internal: the server's address")
-	d := flag.Duration("d", 0, "internal: the workload's duration")
-	n := flag.Int("n", 0, "internal: the number of connects")
+	var ro roleOptions
+	flag.StringVar(&ro.role, "role", "", "internal: run one workload (server, warmup, bulk, conns, latency, flood, oracle-server, oracle-client)")
+	flag.StringVar(&ro.addr, "addr", "", "internal: the server's address")
+	flag.DurationVar(&ro.d, "d", 0, "internal: the workload's duration")
+	flag.IntVar(&ro.n, "n", 0, "internal: the number of connects (flood: of SYNs)")
+	flag.StringVar(&ro.from, "from", "", "internal: comma-separated source addresses of the short-connection workers")
 	flag.BoolVar(&o.smoke, "smoke", false, "CI-sized run: 1 round, 1 s measurements, 200 connects, -benchtime 100ms, 20,000 replayed packets; targets shown, not asserted")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every live column (medians over rounds)")
 	flag.DurationVar(&o.bulk, "bulk", 5*time.Second, "bulk throughput measurement per column and round")
@@ -85,10 +93,16 @@ func main() {
 	flag.IntVar(&o.oracleConns, "oracle-conns", 10_000, "connections of the conntrack oracle workload")
 	flag.IntVar(&o.oracleWorkers, "oracle-workers", 8, "concurrent connections of the conntrack oracle workload")
 	flag.BoolVar(&o.build, "build", true, "build bin/tcpchaos and bin/bench-reference first")
+	flag.BoolVar(&o.withToxiproxy, "toxiproxy", true, "measure the toxiproxy column (Toxiproxy "+toxiproxyVersion+", built into bin/ once)")
+	flag.BoolVar(&o.flood, "flood", true, "run the SYN flood workload (raw socket in the client namespace)")
+	flag.IntVar(&o.floodSYNs, "flood-syns", 200_000, "SYNs of the flood, sent as fast as the machine allows (at most floodLimit)")
+	flag.BoolVar(&o.twoQueues, "two-queues", true, "measure short connections/s from many client addresses with intercept.queues 1 and 2")
+	flag.IntVar(&o.sources, "sources", 16, "client addresses of the two-queue figure")
 	flag.Parse()
 
-	if *role != "" {
-		if err := runRole(*role, *addr, *d, o.workers, *n); err != nil {
+	if ro.role != "" {
+		ro.workers = o.workers
+		if err := runRole(ro); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -97,6 +111,7 @@ func main() {
 	if o.smoke {
 		o.rounds, o.bulk, o.conns, o.connects = 1, time.Second, time.Second, 200
 		o.replayPackets, o.benchtime, o.oracleConns = 20_000, "100ms", 300
+		o.floodSYNs = 5_000
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	missed, err := suite(ctx, o)
@@ -111,31 +126,49 @@ func main() {
 	}
 }
 
+// roleOptions are the settings of a re-executed bench (-role).
+type roleOptions struct {
+	role, addr string
+	d          time.Duration
+	n, workers int
+	from       string
+}
+
 // runRole runs one workload of a re-executed bench (see workload.go).
-func runRole(role, addr string, d time.Duration, workers, n int) error {
-	switch role {
+func runRole(ro roleOptions) error {
+	switch ro.role {
 	case "server":
-		return serve(addr, d)
+		return serve(ro.addr, ro.d)
 	case "warmup":
 		var r connsResult
-		r.add(echo(addr))
+		r.add(echo(ro.addr))
 		return printJSON(r)
 	case "bulk":
-		r, err := bulk(addr, d)
+		r, err := bulk(ro.addr, ro.d)
 		if err != nil {
 			return err
 		}
 		return printJSON(r)
 	case "conns":
-		return printJSON(conns(addr, workers, d))
+		sources, err := parseSources(ro.from)
+		if err != nil {
+			return err
+		}
+		return printJSON(conns(ro.addr, ro.workers, ro.d, sources))
 	case "latency":
-		return printJSON(latency(addr, n))
+		return printJSON(latency(ro.addr, ro.n))
+	case "flood":
+		r, err := flood(ro.addr, ro.n, ro.d)
+		if err != nil {
+			return err
+		}
+		return printJSON(r)
 	case "oracle-server":
-		return oracleServe(addr, d)
+		return oracleServe(ro.addr, ro.d)
 	case "oracle-client":
-		return oracleClient(addr, n, workers)
+		return oracleClient(ro.addr, ro.n, ro.workers)
 	}
-	return fmt.Errorf("unknown role %q", role)
+	return fmt.Errorf("unknown role %q", ro.role)
 }
 
 // suite runs everything o asks for, prints the report and writes it to
@@ -151,6 +184,7 @@ func suite(ctx context.Context, o options) (int, error) {
 	o.root = root
 	o.tcpchaos = filepath.Join(root, "bin", "tcpchaos")
 	o.reference = filepath.Join(root, "bin", "bench-reference")
+	o.toxiproxy = toxiproxyPath(root)
 	if o.build {
 		for pkg, bin := range map[string]string{"./cmd/tcpchaos": o.tcpchaos, "./bench/reference": o.reference} {
 			if err := build(ctx, root, pkg, bin); err != nil {
@@ -158,12 +192,36 @@ func suite(ctx context.Context, o options) (int, error) {
 			}
 		}
 	}
+	for col := range numColumns {
+		if col != toxiproxy || o.withToxiproxy {
+			o.columns = append(o.columns, col)
+		}
+	}
+	if o.live && o.withToxiproxy {
+		if err := buildToxiproxy(ctx, o.toxiproxy); err != nil {
+			return 0, err
+		}
+	}
 	r := report{opts: o, machine: describeMachine(), date: time.Now().UTC()}
 	if o.live {
-		fmt.Fprintf(os.Stderr, "bench: live, rounds: %d, columns: %s\n", o.rounds, strings.Join(columnNames[:], ", "))
+		fmt.Fprintf(os.Stderr, "bench: live, rounds: %d, columns: %s\n", o.rounds, joinNames(o.columns))
 		if r.live, err = runLive(ctx, o); err != nil {
 			return 0, err
 		}
+	}
+	if o.live && o.twoQueues {
+		fmt.Fprintf(os.Stderr, "bench: short connections from %d client addresses, 1 and 2 queues\n", o.sources)
+		if r.spread, err = runSpread(ctx, o); err != nil {
+			return 0, err
+		}
+	}
+	if o.live && o.flood {
+		fmt.Fprintf(os.Stderr, "bench: SYN flood, %d SYNs\n", o.floodSYNs)
+		fr, err := runFlood(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		r.flood = &fr
 	}
 	if o.offline {
 		fmt.Fprintln(os.Stderr, "bench: offline Go benchmarks (one core)")
@@ -228,7 +286,7 @@ func runLive(ctx context.Context, o options) (runs [][numColumns]liveRun, err er
 	defer func() { err = errors.Join(err, l.server.stop()) }()
 	for round := range o.rounds {
 		var rr [numColumns]liveRun
-		for col := range numColumns {
+		for _, col := range o.columns {
 			if err := ctx.Err(); err != nil {
 				return runs, err
 			}
@@ -305,4 +363,13 @@ func describeMachine() string {
 		kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	return fmt.Sprintf("%d CPUs (%s), Linux %s", runtime.NumCPU(), model, kernel)
+}
+
+// joinNames joins the names of xs with commas.
+func joinNames[T fmt.Stringer](xs []T) string {
+	names := make([]string, len(xs))
+	for i, x := range xs {
+		names[i] = x.String()
+	}
+	return strings.Join(names, ", ")
 }

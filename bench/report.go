@@ -14,12 +14,13 @@ type spread struct {
 	n             int
 }
 
-// summarize returns the spread of xs (n 0 when xs is empty).
+// summarize returns the spread of xs, NaNs (figures not measured) left
+// out (n 0 when none is left).
 func summarize(xs []float64) spread {
-	if len(xs) == 0 {
+	s := slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
+	if len(s) == 0 {
 		return spread{}
 	}
-	s := slices.Clone(xs)
 	slices.Sort(s)
 	med := s[len(s)/2]
 	if len(s)%2 == 0 {
@@ -61,15 +62,20 @@ func (r liveRun) gbits() float64 {
 	return float64(r.bulk.Bytes) * 8 / r.bulk.Seconds / 1e9
 }
 
-func (r liveRun) connsPerSec() float64 {
-	if r.conns.Seconds == 0 {
+func (r liveRun) connsPerSec() float64 { return r.conns.perSec() }
+
+// perSec is the successful connections per second.
+func (r connsResult) perSec() float64 {
+	if r.Seconds == 0 {
 		return math.NaN()
 	}
-	return float64(r.conns.OK) / r.conns.Seconds
+	return float64(r.OK) / r.Seconds
 }
 
-func (r liveRun) p50() float64 { return percentile(r.latency.Micros, 50) }
-func (r liveRun) p99() float64 { return percentile(r.latency.Micros, 99) }
+func (r liveRun) p50() float64    { return percentile(r.latency.Micros, 50) }
+func (r liveRun) p99() float64    { return percentile(r.latency.Micros, 99) }
+func (r liveRun) ttfb50() float64 { return percentile(r.latency.TTFB, 50) }
+func (r liveRun) ttfb99() float64 { return percentile(r.latency.TTFB, 99) }
 
 // aborts adds up the TcpExtTCPAbort* counters.
 func (r liveRun) aborts() uint64 {
@@ -101,7 +107,9 @@ type report struct {
 	live    [][numColumns]liveRun // by round
 	benches []offlineBench
 	replay  replayFigures
-	oracle  *oracleRun // nil when not run
+	oracle  *oracleRun                    // nil when not run
+	spread  [][numSpreadColumns]spreadRun // the two-queue figure, by round
+	flood   *floodReport                  // nil when not run
 }
 
 // perColumn returns f of every round, for one column.
@@ -169,6 +177,12 @@ func (r *report) render() (string, int) {
 	if len(r.live) > 0 {
 		r.renderLive(&b, &c)
 	}
+	if len(r.spread) > 0 {
+		r.renderSpread(&b)
+	}
+	if r.flood != nil {
+		r.renderFlood(&b, &c)
+	}
 	if len(r.benches) > 0 {
 		r.renderOffline(&b, &c)
 	}
@@ -183,18 +197,7 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 	fmt.Fprintf(b, "Live: client → router → server in network namespaces (veth), IPv4, server port %d. "+
 		"Rounds: %d, columns interleaved in each round; bulk: one connection, %s; short connections: %d workers, %s; "+
 		"connect(): %d sequential connects.\n\n", o.port, len(r.live), o.bulk, o.workers, o.conns, o.connects)
-	fmt.Fprintf(b, "| median (min–max) over %d rounds |", len(r.live))
-	for col := range numColumns {
-		fmt.Fprintf(b, " %s |", col)
-	}
-	b.WriteString("\n|---|" + strings.Repeat("---:|", int(numColumns)) + "\n")
-	row := func(name string, cell func(column) string) {
-		fmt.Fprintf(b, "| %s |", name)
-		for col := range numColumns {
-			fmt.Fprintf(b, " %s |", cell(col))
-		}
-		b.WriteString("\n")
-	}
+	row := r.table(b, fmt.Sprintf("median (min–max) over %d rounds", len(r.live)))
 	spreadRow := func(name string, prec int, f func(liveRun) float64) {
 		row(name, func(col column) string { return summarize(r.perColumn(col, f)).format(prec) })
 	}
@@ -202,6 +205,8 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 	spreadRow("short connections/s", 0, liveRun.connsPerSec)
 	spreadRow("connect() p50, µs", 0, liveRun.p50)
 	spreadRow("connect() p99, µs", 0, liveRun.p99)
+	spreadRow("first response byte p50, µs", 0, liveRun.ttfb50)
+	spreadRow("first response byte p99, µs", 0, liveRun.ttfb99)
 	row("client errors: reset / timeout / other (total)", func(col column) string {
 		return fmt.Sprintf("%d / %d / %d",
 			r.total(col, func(l liveRun) int64 { return l.conns.Resets }),
@@ -221,14 +226,20 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 			r.total(col, func(l liveRun) int64 { return int64(l.counters["TcpRetransSegs"]) }),
 			r.total(col, func(l liveRun) int64 { return int64(l.counters["TcpExtTCPSynRetrans"]) }))
 	})
-	row("packets passed unseen, fail-open (total)", func(col column) string {
+	reported := func(col column, f func(liveRun) int64) string {
 		if configs[col] == "" {
 			return "—"
 		}
-		if r.total(col, func(l liveRun) int64 { return min(l.unseen, 0) }) < 0 {
+		if r.total(col, func(l liveRun) int64 { return min(f(l), 0) }) < 0 {
 			return "not reported"
 		}
-		return fmt.Sprint(r.total(col, func(l liveRun) int64 { return l.unseen }))
+		return fmt.Sprint(r.total(col, f))
+	}
+	row("packets passed unseen, fail-open (total)", func(col column) string {
+		return reported(col, func(l liveRun) int64 { return l.unseen })
+	})
+	row("events dropped by the writer (total)", func(col column) string {
+		return reported(col, func(l liveRun) int64 { return l.eventsDropped })
 	})
 	row("metrics scrapes (failed), total", func(col column) string {
 		if col != dataMetrics {
@@ -255,11 +266,12 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 		s := summarize(r.ratio(col, base, f))
 		c.check(s.med >= want, fmt.Sprintf("%s, %s / %s ≥ %g", what, col, base, want), s.format(2))
 	}
-	ratioCheck("bulk throughput", control, direct, liveRun.gbits, 0.95)
-	ratioCheck("bulk throughput", dataRule, direct, liveRun.gbits, 0.60)
+	ratioCheck("bulk throughput", control, direct, liveRun.gbits, 0.97)
+	ratioCheck("bulk throughput", dataRule, direct, liveRun.gbits, 0.75)
 	ratioCheck("bulk throughput", dataRule, reference, liveRun.gbits, 20)
-	ratioCheck("short connections/s", control, direct, liveRun.connsPerSec, 0.50)
-	ratioCheck("short connections/s", dataRule, direct, liveRun.connsPerSec, 0.50)
+	ratioCheck("short connections/s", control, direct, liveRun.connsPerSec, 0.70)
+	ratioCheck("short connections/s", dataRule, direct, liveRun.connsPerSec, 0.70)
+	ratioCheck("short connections/s with --events", eventsOn, control, liveRun.connsPerSec, 0.90)
 	// The metrics' cost on the packet path (the verdict histogram) and of
 	// the scrapes: within the noise of the data rule column.
 	ratioCheck("bulk throughput", dataMetrics, dataRule, liveRun.gbits, 0.90)
@@ -269,7 +281,7 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 			name string
 			f    func(liveRun) float64
 			want float64
-		}{{"p50", liveRun.p50, 60}, {"p99", liveRun.p99, 300}} {
+		}{{"p50", liveRun.p50, 40}, {"p99", liveRun.p99, 200}} {
 			s := summarize(r.added(col, p.f))
 			c.check(s.med <= p.want, fmt.Sprintf("connect() %s added by tcpchaos (%s) ≤ %g µs", p.name, col, p.want), s.format(0)+" µs")
 		}
@@ -283,10 +295,55 @@ func (r *report) renderLive(b *strings.Builder, c *checks) {
 	ref := summarize(r.added(reference, liveRun.p50))
 	ref99 := summarize(r.added(reference, liveRun.p99))
 	fmt.Fprintf(b, "- (reference program adds p50 %s µs, p99 %s µs)\n", ref.format(0), ref99.format(0))
-	for _, col := range []column{control, dataRule, dataMetrics, idleRule} {
+	if slices.Contains(o.columns, toxiproxy) {
+		fmt.Fprintf(b, "- (toxiproxy against direct: bulk %s, short connections/s %s; first response byte added p50 %s µs, p99 %s µs; "+
+			"tcpchaos control config adds p50 %s µs, p99 %s µs)\n",
+			summarize(r.ratio(toxiproxy, direct, liveRun.gbits)).format(2), summarize(r.ratio(toxiproxy, direct, liveRun.connsPerSec)).format(2),
+			summarize(r.added(toxiproxy, liveRun.ttfb50)).format(0), summarize(r.added(toxiproxy, liveRun.ttfb99)).format(0),
+			summarize(r.added(control, liveRun.ttfb50)).format(0), summarize(r.added(control, liveRun.ttfb99)).format(0))
+	}
+	for _, col := range []column{control, dataRule, dataMetrics, idleRule, eventsOn} {
 		fails := r.total(col, liveRun.failures)
 		rsts := r.total(col, func(l liveRun) int64 { return int64(l.counters["TcpOutRsts"] + l.aborts()) })
 		c.check(fails == 0 && rsts == 0, fmt.Sprintf("no client error, no RST or abort under load (%s)", col), fmt.Sprintf("%d errors, %d RSTs+aborts", fails, rsts))
+	}
+	b.WriteString("\n")
+	r.renderCosts(b)
+}
+
+// table writes the header of a table with a column per live column
+// measured and returns a function that writes one row.
+func (r *report) table(b *strings.Builder, corner string) func(name string, cell func(column) string) {
+	cols := r.opts.columns
+	fmt.Fprintf(b, "| %s |", corner)
+	for _, col := range cols {
+		fmt.Fprintf(b, " %s |", col)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+	return func(name string, cell func(column) string) {
+		fmt.Fprintf(b, "| %s |", name)
+		for _, col := range cols {
+			fmt.Fprintf(b, " %s |", cell(col))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// renderCosts writes the queue crossings and the CPU time of the program
+// in the router, per workload.
+func (r *report) renderCosts(b *strings.Builder) {
+	b.WriteString("Cost in the router, per workload (kernel queue counters and the program's user + system time from /proc; " +
+		"a crossing is a packet queued to user space):\n\n")
+	row := r.table(b, fmt.Sprintf("median (min–max) over %d rounds", len(r.live)))
+	for w := range numWorkloads {
+		costRow := func(name string, prec int, f func(cost) float64) {
+			row(fmt.Sprintf("%s: %s", w, name), func(col column) string {
+				return summarize(r.perColumn(col, func(l liveRun) float64 { return f(l.costs[w]) })).format(prec)
+			})
+		}
+		costRow("queue crossings per connection", 1, cost.crossingsPerConn)
+		costRow("CPU per crossing, µs", 1, cost.cpuPerCrossing)
+		costRow("CPU per connection, µs", 0, cost.cpuPerConn)
 	}
 	b.WriteString("\n")
 }

@@ -24,7 +24,6 @@ import (
 //
 //	'E'  echo: the server answers one byte, then waits for the client's close
 //	'B'  bulk: the server streams until the client shuts its side down
-//	none the client closes without sending (a connect-time probe)
 const (
 	echoRequest = 'E'
 	bulkRequest = 'B'
@@ -193,17 +192,27 @@ func (r *connsResult) merge(o connsResult) {
 	}
 }
 
+// attempts counts the connections tried.
+func (r connsResult) attempts() int64 { return r.OK + r.Resets + r.Timeout + r.Other }
+
 // conns runs workers loops for d, each: connect, send one byte, read the
-// echoed byte, close. A loop starts no new connection after d.
-func conns(addr string, workers int, d time.Duration) connsResult {
+// echoed byte, close. A loop starts no new connection after d. With
+// sources, worker w's i-th connection comes from sources[(w + i·workers)
+// mod len(sources)], so that every source is used; without, the kernel
+// picks the source.
+func conns(addr string, workers int, d time.Duration, sources []net.IP) connsResult {
 	start := time.Now()
 	end := start.Add(d)
 	results := make([]connsResult, workers)
 	var wg sync.WaitGroup
 	for w := range results {
 		wg.Go(func() {
-			for time.Now().Before(end) {
-				results[w].add(echo(addr))
+			dialer := net.Dialer{Timeout: ioTimeout}
+			for i := 0; time.Now().Before(end); i++ {
+				if len(sources) > 0 {
+					dialer.LocalAddr = &net.TCPAddr{IP: sources[(w+i*workers)%len(sources)]}
+				}
+				results[w].add(echoFrom(dialer, addr))
 			}
 		})
 	}
@@ -218,12 +227,20 @@ func conns(addr string, workers int, d time.Duration) connsResult {
 
 // echo is one short connection: connect, one byte each way, close (the
 // client closes first and keeps the TIME_WAIT).
-func echo(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, ioTimeout)
+func echo(addr string) error { return echoFrom(net.Dialer{Timeout: ioTimeout}, addr) }
+
+// echoFrom is echo through d (bound to a source address, say).
+func echoFrom(d net.Dialer, addr string) error {
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	return echoOn(conn)
+}
+
+// echoOn sends one byte on conn and reads the byte echoed.
+func echoOn(conn net.Conn) error {
 	if err := conn.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
 		return err
 	}
@@ -231,7 +248,7 @@ func echo(addr string) error {
 	if _, err := conn.Write(b); err != nil {
 		return err
 	}
-	_, err = io.ReadFull(conn, b)
+	_, err := io.ReadFull(conn, b)
 	return err
 }
 
@@ -239,14 +256,26 @@ func echo(addr string) error {
 type latencyResult struct {
 	// Micros are the connect times of the successful connects, in µs.
 	Micros []float64 `json:"micros"`
+	// TTFB are the times to the first response byte of the connections
+	// whose echo came back, in µs.
+	TTFB   []float64 `json:"ttfb"`
 	Failed int64     `json:"failed"`
 	// Errors holds up to maxErrors distinct error texts.
 	Errors []string `json:"errors,omitempty"`
 }
 
-// latency connects n times one after the other and times each connect
-// (socket, SYN out, SYN-ACK in: the connect() call), closing each
-// connection at once.
+// fail counts a failed connection.
+func (r *latencyResult) fail(err error) {
+	r.Failed++
+	if s := err.Error(); len(r.Errors) < maxErrors && !slices.Contains(r.Errors, s) {
+		r.Errors = append(r.Errors, s)
+	}
+}
+
+// latency makes n connections one after the other and times each: the
+// connect() call (socket, SYN out, SYN-ACK in), and the first response
+// byte (connect, one byte each way), which is what compares with a proxy,
+// whose connect() returns at the proxy. The client closes each at once.
 func latency(addr string, n int) latencyResult {
 	var r latencyResult
 	for range n {
@@ -254,14 +283,16 @@ func latency(addr string, n int) latencyResult {
 		conn, err := net.DialTimeout("tcp", addr, ioTimeout)
 		took := time.Since(start)
 		if err != nil {
-			r.Failed++
-			if s := err.Error(); len(r.Errors) < maxErrors && !slices.Contains(r.Errors, s) {
-				r.Errors = append(r.Errors, s)
-			}
+			r.fail(err)
 			continue
 		}
-		conn.Close()
 		r.Micros = append(r.Micros, float64(took.Nanoseconds())/1e3)
+		if err := echoOn(conn); err != nil {
+			r.fail(err)
+		} else {
+			r.TTFB = append(r.TTFB, float64(time.Since(start).Nanoseconds())/1e3)
+		}
+		conn.Close()
 	}
 	return r
 }
