@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"math"
+	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,7 +151,8 @@ func TestSynthCaptureReplays(t *testing.T) {
 }
 
 // TestRenderCountsMissedTargets renders a two-round report in which
-// tcpchaos keeps up with direct except for connect() p99 and one RST.
+// tcpchaos keeps up with direct except for connect() p99, the data rule's
+// short connections/s and one RST.
 func TestRenderCountsMissedTargets(t *testing.T) {
 	run := func(gbits, cps, connectUS float64, rsts uint64) liveRun {
 		micros := make([]float64, 100)
@@ -159,7 +164,7 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		return liveRun{
 			bulk:     bulkResult{Bytes: int64(gbits * 1e9 / 8), Seconds: 1},
 			conns:    connsResult{OK: int64(cps), Seconds: 1},
-			latency:  latencyResult{Micros: micros},
+			latency:  latencyResult{Micros: micros, TTFB: micros},
 			counters: map[string]uint64{"TcpOutRsts": rsts},
 			unseen:   0,
 		}
@@ -171,23 +176,173 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		dataMetrics: run(7.9, 5900, 50, 0),
 		idleRule:    run(7, 4500, 45, 0),
 		reference:   run(0.3, 2000, 180, 0),
+		eventsOn:    run(9.7, 8500, 40, 0),
+		toxiproxy:   run(2, 1500, 30, 0),
 	}
-	r := &report{opts: options{rounds: 2, port: 8080}, machine: "test", live: [][numColumns]liveRun{round, round}}
+	round[control].costs[connsLoad] = cost{Queued: 63000, CPU: 0.63, Conns: 9000}
+	round[toxiproxy].costs[connsLoad] = cost{Queued: -1, CPU: 0.45, Conns: 1500}
+	var all []column
+	for col := range numColumns {
+		all = append(all, col)
+	}
+	r := &report{opts: options{rounds: 2, port: 8080, columns: all}, machine: "test", live: [][numColumns]liveRun{round, round}}
 	text, missed := r.render()
 	// Missed: p99 added (control: 2000−1000 = 1000 µs; data rule and
-	// data rule with metrics: 1500 µs), the data rule's RST.
-	if missed != 4 {
-		t.Errorf("missed %d targets, want 4:\n%s", missed, text)
+	// data rule with metrics: 1500 µs), the data rule's short
+	// connections/s (0.60) and its RST.
+	if missed != 5 {
+		t.Errorf("missed %d targets, want 5:\n%s", missed, text)
 	}
 	for _, want := range []string{
-		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.90 | 7.00 | 0.30 |",
+		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.90 | 7.00 | 0.30 | 9.70 | 2.00 |",
 		"- (idle rule, every packet queued: bulk 0.71, short connections/s 0.50 of the control config's; connect() p50 adds 25 µs)",
 		"- ✓ bulk throughput, data rule, --metrics / data rule ≥ 0.9: 0.99",
-		"| metrics scrapes (failed), total | — | — | — | 0 (0) | — | — |",
+		"| metrics scrapes (failed), total | — | — | — | 0 (0) | — | — | — | — |",
+		"| first response byte p50, µs | 20 | 40 | 50 | 50 | 45 | 180 | 40 | 30 |",
 		"- ✓ bulk throughput, data rule / reference ≥ 20: 26.67",
-		"- ✗ connect() p99 added by tcpchaos (control config) ≤ 300 µs: 1000 µs",
-		"- ✓ connect() p50 added by tcpchaos (data rule) ≤ 60 µs: 30 µs",
+		"- ✗ short connections/s, data rule / direct ≥ 0.7: 0.60",
+		"- ✓ short connections/s with --events, control + --events / control config ≥ 0.9: 0.94",
+		"- ✗ connect() p99 added by tcpchaos (control config) ≤ 200 µs: 1000 µs",
+		"- ✓ connect() p50 added by tcpchaos (data rule) ≤ 40 µs: 30 µs",
 		"- ✗ no client error, no RST or abort under load (data rule): 0 errors, 2 RSTs+aborts", // one per round
+		"toxiproxy against direct: bulk 0.20, short connections/s 0.15; first response byte added p50 10 µs",
+		"| short connections: queue crossings per connection | — | 7.0 | — | — | — | — | — | — |",
+		"| short connections: CPU per crossing, µs | — | 10.0 | — | — | — | — | — | — |",
+		"| short connections: CPU per connection, µs | — | 70 | — | — | — | — | — | 300 |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestRenderLeavesOutColumns renders a report without the toxiproxy
+// column: no table shows it.
+func TestRenderLeavesOutColumns(t *testing.T) {
+	r := &report{opts: options{columns: []column{direct, control}}, live: make([][numColumns]liveRun, 1)}
+	text, _ := r.render()
+	if strings.Contains(text, "toxiproxy") {
+		t.Errorf("report shows a column not measured:\n%s", text)
+	}
+	if !strings.Contains(text, "| median (min–max) over 1 rounds | direct | control config |\n|---|---:|---:|\n") {
+		t.Errorf("report lacks the two-column header:\n%s", text)
+	}
+}
+
+func TestParseCPUTicks(t *testing.T) {
+	// Fields 14 and 15 (utime 250, stime 75); the name holds ") (".
+	stat := "4242 (tcp) (chaos) S 1 4242 4242 0 -1 4194560 1200 0 0 0 250 75 0 0 20 0 6 0 12345 1000000 2000 18446744073709551615\n"
+	if got, err := parseCPUTicks(stat); err != nil || got != 325 {
+		t.Errorf("parseCPUTicks = %d, %v; want 325", got, err)
+	}
+	for _, bad := range []string{"4242 tcpchaos S 1", "4242 (tcpchaos) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 0 0 0 0 0 x 75 0"} {
+		if _, err := parseCPUTicks(bad); err == nil {
+			t.Errorf("parseCPUTicks(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCostBetween(t *testing.T) {
+	list := func(seq100, seq101 string) string {
+		return "  100  12345     0 2   256     0     0 " + seq100 + "  1\n" +
+			"  101  12346     3 2   256     0     0 " + seq101 + "  1\n" +
+			"garbage line\n"
+	}
+	before := usage{queued: parseQueueSequences(list("4294967290", "10")), cpuTicks: 100}
+	after := usage{queued: parseQueueSequences(list("4", "30")), cpuTicks: 130}
+	after.queued[102] = 50 // bound after the first snapshot: left out
+	c := costBetween(before, after, 5)
+	// 100: 10 across the wrap; 101: 20.
+	if c.Queued != 30 || c.CPU != 0.3 || c.Conns != 5 {
+		t.Fatalf("costBetween = %+v, want 30 queued, 0.3 s, 5 connections", c)
+	}
+	if got := c.crossingsPerConn(); got != 6 {
+		t.Errorf("crossings per connection = %v, want 6", got)
+	}
+	if got := c.cpuPerCrossing(); math.Abs(got-1e4) > 1e-6 {
+		t.Errorf("CPU per crossing = %v µs, want 10000", got)
+	}
+	none := costBetween(usage{cpuTicks: -1}, usage{cpuTicks: -1}, 5)
+	if none.Queued != -1 || !math.IsNaN(none.CPU) || !math.IsNaN(none.crossingsPerConn()) || !math.IsNaN(none.cpuPerCrossing()) {
+		t.Errorf("costBetween without program and queue = %+v, want nothing known", none)
+	}
+}
+
+func TestParseMemory(t *testing.T) {
+	status := "Name:\ttcpchaos\nVmHWM:\t   23552 kB\nVmRSS:\t   19148 kB\nThreads:\t6\n"
+	m, err := parseMemory(bufio.NewScanner(strings.NewReader(status)))
+	if err != nil || m.RSS != 19148<<10 || m.Peak != 23552<<10 {
+		t.Errorf("parseMemory = %+v, %v", m, err)
+	}
+	if _, err := parseMemory(bufio.NewScanner(strings.NewReader("VmRSS:\t1 kB\n"))); err == nil {
+		t.Error("a status without VmHWM was accepted")
+	}
+}
+
+func TestParseSummaryFigures(t *testing.T) {
+	out := "connections: 5000 seen, 3518 tracked at the end, 0 midstream, 0 new incarnations, 0 time-wait expired, 0 idle expired, 12 evicted; 0 packets of untracked tuples\n" +
+		"packets by kind:\n  syn             3507\n  syn-ack         3500\n" +
+		"events: 10 written, 7 dropped (the writer fell behind its buffer of 8192)\n"
+	for name, got := range map[string][2]int64{
+		"events dropped":  {parseEventsDropped(out), 7},
+		"syns seen":       {sumMatches(synsSeenRE, out), 3507},
+		"tracked":         {sumMatches(trackedRE, out), 3518},
+		"evicted":         {sumMatches(evictedRE, out), 12},
+		"no events line":  {parseEventsDropped("queue: 1 received\n"), -1},
+		"max-connections": {sumMatches(maxConnsRE, "tracker: msl 30s (TIME_WAIT 1m0s), max-connections 2000, idle-timeout 10m0s\n"), 2000},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %d, want %d", name, got[0], got[1])
+		}
+	}
+	f := floodRun{result: floodResult{Sent: 5000, Probe: latencyResult{Micros: make([]float64, 10), Failed: 1}}, synsSeen: 3507}
+	if got := f.synsUnseen(); got != 1504 {
+		t.Errorf("SYNs unseen = %d, want 1504", got)
+	}
+}
+
+func TestSpoofedSource(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		a := spoofedSource(rng)
+		if !floodSources.Contains(a) || slices.ContainsFunc(floodKeepOut, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			t.Fatalf("spoofed source %s: outside %s or inside the topology's subnets", a, floodSources)
+		}
+	}
+}
+
+func TestParseSources(t *testing.T) {
+	ips, err := parseSources("198.18.1.100,198.18.1.101")
+	if err != nil || len(ips) != 2 || ips[1].String() != "198.18.1.101" {
+		t.Errorf("parseSources = %v, %v", ips, err)
+	}
+	if ips, err := parseSources(""); err != nil || ips != nil {
+		t.Errorf("parseSources(\"\") = %v, %v; want none", ips, err)
+	}
+	if _, err := parseSources("198.18.1.100,nope"); err == nil || !strings.Contains(err.Error(), "-from") {
+		t.Errorf("a bad address: %v", err)
+	}
+}
+
+// TestRenderFlood checks the flood's memory line and that a table that
+// grew past max-connections misses the check.
+func TestRenderFlood(t *testing.T) {
+	with := floodRun{
+		result: floodResult{Sent: 1000, Seconds: 0.5}, cost: cost{Queued: 2000, CPU: 0.01, Conns: 1000},
+		before: memory{RSS: 10 << 20}, after: memory{RSS: 11 << 20, Peak: 12 << 20},
+		tracked: 20001, evicted: 0, synsSeen: 1000,
+	}
+	r := &report{opts: options{floodSYNs: 1000, port: 8080}, flood: &floodReport{maxConns: 20000, rounds: [][2]floodRun{{{result: floodResult{Sent: 1000, Seconds: 1}, cost: cost{Queued: -1, CPU: math.NaN()}}, with}}}}
+	text, missed := r.render()
+	if missed != 1 {
+		t.Errorf("missed %d, want 1:\n%s", missed, text)
+	}
+	for _, want := range []string{
+		"| SYNs sent per second | 1000 | 2000 |",
+		"| packets queued per SYN sent | — | 2.00 |",
+		"| tcpchaos RSS before / peak / after, MiB (last round) | — | 10.0 / 12.0 / 11.0 |",
+		"(peak − before): 2.0 MiB; the bound, max-connections × 200 bytes: 3.8 MiB",
+		"- ✗ connections tracked at the end of the flood ≤ tracker.max-connections (20000): 20001",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)

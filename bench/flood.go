@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -153,12 +154,25 @@ type floodReport struct {
 	rounds   [][2]floodRun // [0] without tcpchaos, [1] with it
 }
 
-// floodConfig is the tcpchaos config of the flood, floodMaxConns its
-// tracker.max-connections.
-const (
-	floodConfig   = "flood.yaml"
-	floodMaxConns = 10_000
-)
+// floodConfig is the tcpchaos config of the flood.
+const floodConfig = "flood.yaml"
+
+// maxConnsRE finds tracker.max-connections in `tcpchaos validate`'s output.
+var maxConnsRE = regexp.MustCompile(`max-connections (\d+)`)
+
+// maxConnections returns the tracker.max-connections of the config cfg, as
+// tcpchaos reads it.
+func maxConnections(ctx context.Context, tcpchaos, cfg string) (int64, error) {
+	out, err := exec.CommandContext(ctx, tcpchaos, "validate", "-c", cfg).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("tcpchaos validate -c %s: %w\n%s", cfg, err, out)
+	}
+	n := sumMatches(maxConnsRE, string(out))
+	if n < 0 {
+		return 0, fmt.Errorf("tcpchaos validate -c %s: no max-connections in\n%s", cfg, out)
+	}
+	return n, nil
+}
 
 // runFlood builds a lab of its own and floods it o.rounds times without
 // and with tcpchaos, interleaved.
@@ -176,7 +190,9 @@ func runFlood(ctx context.Context, o options) (fr floodReport, err error) {
 	if err := l.routeSpoofed(); err != nil {
 		return fr, err
 	}
-	fr.maxConns = floodMaxConns
+	if fr.maxConns, err = maxConnections(ctx, o.tcpchaos, filepath.Join(o.root, "bench", floodConfig)); err != nil {
+		return fr, err
+	}
 	for round := range o.rounds {
 		var rr [2]floodRun
 		for i := range rr {

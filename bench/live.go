@@ -65,7 +65,7 @@ type liveRun struct {
 	conns   connsResult
 	latency latencyResult
 	// costs are the router program's queue crossings and CPU time per
-	// workload (noCost for the direct column).
+	// workload (nothing known for the direct column).
 	costs [numWorkloads]cost
 	// counters are nstat counter deltas over the bulk and short-connection
 	// loads, probeCounters over the connect() probe; client and server

@@ -41,9 +41,6 @@ type cost struct {
 	Conns int64
 }
 
-// noCost is the cost of a workload measured without a program and queue.
-var noCost = cost{Queued: -1, CPU: math.NaN()}
-
 // costBetween returns after − before for a workload of conns connections.
 // Queues bound in only one of the snapshots are left out; a queue's
 // counter wraps at 2^32.
