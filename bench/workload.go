@@ -36,19 +36,28 @@ const bulkChunk = 4 << 20
 // broken path cannot hang the suite.
 const ioTimeout = 10 * time.Second
 
-// serve accepts on addr until SIGINT or SIGTERM; it prints "ready" once it
-// listens. A connection lives at most connLife.
+// serve accepts on addr until SIGINT or SIGTERM, then closes the
+// connections still open; it prints "ready" once it listens. A connection
+// lives at most connLife. (A SYN flood leaves connections open whose
+// client has long closed: SYN cookies when the accept queue overflows.)
 func serve(addr string, connLife time.Duration) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	fmt.Println("ready")
+	var mu sync.Mutex
+	open := make(map[net.Conn]struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sig
 		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range open {
+			c.Close()
+		}
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -60,8 +69,16 @@ func serve(addr string, connLife time.Duration) error {
 			}
 			return fmt.Errorf("serve: accept: %w", err)
 		}
+		mu.Lock()
+		open[conn] = struct{}{}
+		mu.Unlock()
 		wg.Go(func() {
-			defer conn.Close()
+			defer func() {
+				mu.Lock()
+				delete(open, conn)
+				mu.Unlock()
+				conn.Close()
+			}()
 			_ = conn.SetDeadline(time.Now().Add(connLife))
 			handle(conn)
 		})
