@@ -193,7 +193,7 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 	if missed != 5 {
 		t.Errorf("missed %d targets, want 5:\n%s", missed, text)
 	}
-	for _, want := range []string{
+	assertContains(t, text,
 		"| bulk TCP, Gbit/s | 10.00 | 9.80 | 8.00 | 7.90 | 7.00 | 0.30 | 9.70 | 2.00 |",
 		"- (idle rule, every packet queued: bulk 0.71, short connections/s 0.50 of the control config's; connect() p50 adds 25 µs)",
 		"- ✓ bulk throughput, data rule, --metrics / data rule ≥ 0.9: 0.99",
@@ -209,11 +209,7 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		"| short connections: queue crossings per connection | — | 7.0 | — | — | — | — | — | — |",
 		"| short connections: CPU per crossing, µs | — | 10.0 | — | — | — | — | — | — |",
 		"| short connections: CPU per connection, µs | — | 70 | — | — | — | — | — | 300 |",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("report lacks %q:\n%s", want, text)
-		}
-	}
+	)
 }
 
 // TestRenderLeavesOutColumns renders a report without the toxiproxy
@@ -337,13 +333,19 @@ func TestRenderFlood(t *testing.T) {
 	if missed != 1 {
 		t.Errorf("missed %d, want 1:\n%s", missed, text)
 	}
-	for _, want := range []string{
+	assertContains(t, text,
 		"| SYNs sent per second | 1000 | 2000 |",
 		"| packets queued per SYN sent | — | 2.00 |",
 		"| tcpchaos RSS before / peak / after, MiB (last round) | — | 10.0 / 12.0 / 11.0 |",
 		"(peak − before): 2.0 MiB; the bound, max-connections × 200 bytes: 3.8 MiB",
 		"- ✗ connections tracked at the end of the flood ≤ tracker.max-connections (20000): 20001",
-	} {
+	)
+}
+
+// assertContains fails t for each of wants that text lacks.
+func assertContains(t *testing.T, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}

@@ -177,16 +177,11 @@ func maxConnections(ctx context.Context, tcpchaos, cfg string) (int64, error) {
 // runFlood builds a lab of its own and floods it o.rounds times without
 // and with tcpchaos, interleaved.
 func runFlood(ctx context.Context, o options) (fr floodReport, err error) {
-	w, err := newWorkspace("SYN flood", "-flood=false", "tcpchaos-bench-flood", "ip", "iptables", "iptables-save", "nstat")
+	l, err := openLab(ctx, o, "SYN flood", "-flood=false", "tcpchaos-bench-flood", "ip", "iptables", "iptables-save", "nstat")
 	if err != nil {
 		return fr, err
 	}
-	defer func() { err = errors.Join(err, w.close()) }()
-	l := &lab{opts: o, self: w.self, tmp: w.tmp}
-	if err := l.setUp(ctx, w.nl); err != nil {
-		return fr, err
-	}
-	defer func() { err = errors.Join(err, l.server.stop()) }()
+	defer func() { err = errors.Join(err, l.close()) }()
 	if err := l.routeSpoofed(); err != nil {
 		return fr, err
 	}

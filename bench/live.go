@@ -97,12 +97,30 @@ type lab struct {
 	proxyAddr string
 	self      string // this program, re-executed for the workloads
 	tmp       string
+	ws        *workspace // the namespaces and the temporary directory
 	server    *process
 	scrape    *scraper // the running column's metrics scraper (nil: none)
 }
 
-// setUp builds the topology in namespaces "tcpchaos-bench-<pid>-*" and
-// starts the server. The caller closes l.net even when setUp fails.
+// openLab makes a workspace (see newWorkspace), builds the topology in it
+// and starts the server; close removes it all.
+func openLab(ctx context.Context, o options, what, skip, prefix string, tools ...string) (*lab, error) {
+	w, err := newWorkspace(what, skip, prefix, tools...)
+	if err != nil {
+		return nil, err
+	}
+	l := &lab{opts: o, self: w.self, tmp: w.tmp, ws: w}
+	if err := l.setUp(ctx, w.nl); err != nil {
+		return nil, errors.Join(err, w.close())
+	}
+	return l, nil
+}
+
+// close stops the server and removes the namespaces and the temporary
+// directory.
+func (l *lab) close() error { return errors.Join(l.server.stop(), l.ws.close()) }
+
+// setUp builds the topology in the lab's namespaces and starts the server.
 func (l *lab) setUp(ctx context.Context, nl *netlab.Lab) error {
 	tp, err := nl.Topology()
 	if err != nil {

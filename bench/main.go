@@ -273,17 +273,11 @@ func build(ctx context.Context, root, pkg, bin string) error {
 // runLive builds the lab and measures every column in every round, columns
 // interleaved within a round. The namespaces go whatever happens.
 func runLive(ctx context.Context, o options) (runs [][numColumns]liveRun, err error) {
-	w, err := newWorkspace("live measurements", "-live=false", "tcpchaos-bench", "ip", "iptables", "iptables-save", "nstat")
+	l, err := openLab(ctx, o, "live measurements", "-live=false", "tcpchaos-bench", "ip", "iptables", "iptables-save", "nstat")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = errors.Join(err, w.close()) }()
-	nl, self, tmp := w.nl, w.self, w.tmp
-	l := &lab{opts: o, self: self, tmp: tmp}
-	if err := l.setUp(ctx, nl); err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, l.server.stop()) }()
+	defer func() { err = errors.Join(err, l.close()) }()
 	for round := range o.rounds {
 		var rr [numColumns]liveRun
 		for _, col := range o.columns {

@@ -48,16 +48,11 @@ func runSpread(ctx context.Context, o options) (runs [][numSpreadColumns]spreadR
 	if o.sources < 1 || o.sources > 100 {
 		return nil, fmt.Errorf("-sources %d: want 1 to 100", o.sources)
 	}
-	w, err := newWorkspace("two-queue figure", "-two-queues=false", "tcpchaos-bench-spread", "ip", "iptables", "iptables-save")
+	l, err := openLab(ctx, o, "two-queue figure", "-two-queues=false", "tcpchaos-bench-spread", "ip", "iptables", "iptables-save", "nstat")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = errors.Join(err, w.close()) }()
-	l := &lab{opts: o, self: w.self, tmp: w.tmp}
-	if err := l.setUp(ctx, w.nl); err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, l.server.stop()) }()
+	defer func() { err = errors.Join(err, l.close()) }()
 	sources := make([]string, o.sources)
 	var script []string
 	for i, a := 0, firstSource; i < o.sources; i, a = i+1, a.Next() {
@@ -74,8 +69,8 @@ func runSpread(ctx context.Context, o options) (runs [][numSpreadColumns]spreadR
 			if rr[col], err = l.measureSpread(ctx, col, from); err != nil {
 				return runs, fmt.Errorf("two-queue figure, round %d, %s: %w", round+1, col, err)
 			}
-			fmt.Fprintf(os.Stderr, "bench: round %d %-8s %.0f conn/s from %d addresses, %.1f crossings/connection\n",
-				round+1, col, rr[col].connsPerSec(), o.sources, rr[col].cost.crossingsPerConn())
+			fmt.Fprintf(os.Stderr, "bench: round %d %-8s %.0f conn/s from %d addresses, %s crossings/connection\n",
+				round+1, col, rr[col].connsPerSec(), o.sources, summarize([]float64{rr[col].cost.crossingsPerConn()}).format(1))
 		}
 		runs = append(runs, rr)
 	}
