@@ -5,18 +5,23 @@
 //	go run ./bench -smoke     # CI-sized: one short round, no target checks
 //	go run ./bench -live=false -offline=false   # the conntrack oracle alone
 //
-// It builds bin/tcpchaos and bin/bench-reference (bench/reference), builds
-// a client/router/server topology of network namespaces, and measures, in
-// rounds that interleave the columns (direct, tcpchaos with a control-packet
-// config, tcpchaos with a rule on data, tcpchaos with the control config and
-// an idle rule, the naive reference program):
-// bulk TCP throughput, short connections per second and connect() time.
-// Then it runs the offline figures: the tracker, rules and pipeline Go
-// benchmarks on one core, and `tcpchaos replay` over a large synthetic
-// capture. Then the conntrack oracle (bench/oracle.go): 10,000 connections
-// of mixed shapes, the tracker's story of each compared with nf_conntrack's.
-// It prints a markdown table of medians with their spread, the
-// targets met or missed, and writes the same to -out.
+// It builds bin/tcpchaos, bin/bench-reference (bench/reference) and, once,
+// Toxiproxy (toxiproxy.go), builds a client/router/server topology of
+// network namespaces, and measures, in rounds that interleave the columns
+// (direct, tcpchaos with a control-packet config, tcpchaos with a rule on
+// data, tcpchaos with the control config and an idle rule, the naive
+// reference program, tcpchaos with --events, Toxiproxy):
+// bulk TCP throughput, short connections per second, connect() time and
+// time to the first response byte, and per workload the queue crossings
+// and CPU time of the program in the router (usage.go). Then, each in a
+// lab of its own, short connections from many client addresses on one and
+// two queues (spread.go) and a SYN flood (flood.go). Then it runs the
+// offline figures: the tracker, rules and pipeline Go benchmarks on one
+// core, and `tcpchaos replay` over a large synthetic capture. Then the
+// conntrack oracle (bench/oracle.go): 10,000 connections of mixed shapes,
+// the tracker's story of each compared with nf_conntrack's. It prints a
+// markdown table of medians with their spread, the targets met or missed,
+// and writes the same to -out.
 //
 // Every program it starts is stopped by its PID, and the namespaces are
 // removed on the way out, on Ctrl-C too. The exit status is 1 when the
@@ -77,7 +82,7 @@ func main() {
 	flag.DurationVar(&ro.d, "d", 0, "internal: the workload's duration")
 	flag.IntVar(&ro.n, "n", 0, "internal: the number of connects (flood: of SYNs)")
 	flag.StringVar(&ro.from, "from", "", "internal: comma-separated source addresses of the short-connection workers")
-	flag.BoolVar(&o.smoke, "smoke", false, "CI-sized run: 1 round, 1 s measurements, 200 connects, -benchtime 100ms, 20,000 replayed packets; targets shown, not asserted")
+	flag.BoolVar(&o.smoke, "smoke", false, "CI-sized run: 1 round, 1 s measurements, 200 connects, 5,000 flood SYNs, -benchtime 100ms, 20,000 replayed packets; targets shown, not asserted")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every live column (medians over rounds)")
 	flag.DurationVar(&o.bulk, "bulk", 5*time.Second, "bulk throughput measurement per column and round")
 	flag.DurationVar(&o.conns, "conns", 5*time.Second, "short-connection load per column and round")
@@ -95,7 +100,7 @@ func main() {
 	flag.BoolVar(&o.build, "build", true, "build bin/tcpchaos and bin/bench-reference first")
 	flag.BoolVar(&o.withToxiproxy, "toxiproxy", true, "measure the toxiproxy column (Toxiproxy "+toxiproxyVersion+", built into bin/ once)")
 	flag.BoolVar(&o.flood, "flood", true, "run the SYN flood workload (raw socket in the client namespace)")
-	flag.IntVar(&o.floodSYNs, "flood-syns", 200_000, "SYNs of the flood, sent as fast as the machine allows (at most floodLimit)")
+	flag.IntVar(&o.floodSYNs, "flood-syns", 200_000, "SYNs of the flood, sent as fast as the machine allows within "+floodLimit.String())
 	flag.BoolVar(&o.twoQueues, "two-queues", true, "measure short connections/s from many client addresses with intercept.queues 1 and 2")
 	flag.IntVar(&o.sources, "sources", 16, "client addresses of the two-queue figure")
 	flag.Parse()
