@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/replay"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -297,10 +298,23 @@ func TestParseSummaryFigures(t *testing.T) {
 	}
 }
 
-func TestSpoofedSource(t *testing.T) {
+// TestAppendSYN decodes the flood's SYNs: each is a SYN to the server
+// port from a source in 198.18.0.0/15 outside the topology's subnets.
+func TestAppendSYN(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
+	dst := netip.MustParseAddrPort("198.19.2.2:8080")
+	p := decode.NewParser()
+	var buf []byte
 	for range 20000 {
-		a := spoofedSource(rng)
+		buf = appendSYN(buf[:0], rng, dst)
+		var seg statetrack.Segment
+		if err := p.Decode(buf, &seg); err != nil {
+			t.Fatal(err)
+		}
+		a := seg.Src.Addr()
+		if seg.Flags != statetrack.SYN || seg.Dst != dst || seg.Len != 0 {
+			t.Fatalf("built %s -> %s %s len %d, want a SYN to %s", seg.Src, seg.Dst, seg.Flags, seg.Len, dst)
+		}
 		if !floodSources.Contains(a) || slices.ContainsFunc(floodKeepOut, func(p netip.Prefix) bool { return p.Contains(a) }) {
 			t.Fatalf("spoofed source %s: outside %s or inside the topology's subnets", a, floodSources)
 		}

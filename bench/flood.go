@@ -94,15 +94,12 @@ func flood(addr string, n int, limit time.Duration) (floodResult, error) {
 func sendSYNs(fd int, dst netip.AddrPort, n int, deadline time.Time) (sent, refused int64) {
 	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	sa := &unix.SockaddrInet4{Addr: dst.Addr().As4()}
-	seg := statetrack.Segment{Dst: dst, Flags: statetrack.SYN}
 	var buf []byte
 	for i := range n {
 		if i%1024 == 0 && time.Now().After(deadline) {
 			break
 		}
-		seg.Src = netip.AddrPortFrom(spoofedSource(rng), uint16(1024+rng.IntN(64000)))
-		seg.Seq = seqnum.Value(rng.Uint32())
-		buf = decode.AppendRST(buf[:0], &seg) // any flags, no payload or options
+		buf = appendSYN(buf[:0], rng, dst)
 		if err := unix.Sendto(fd, buf, 0, sa); err != nil {
 			refused++
 			continue
@@ -110,6 +107,16 @@ func sendSYNs(fd int, dst netip.AddrPort, n int, deadline time.Time) (sent, refu
 		sent++
 	}
 	return sent, refused
+}
+
+// appendSYN appends to b an IPv4 SYN to dst from a spoofed source and
+// port, with a random sequence number, checksums set.
+func appendSYN(b []byte, rng *rand.Rand, dst netip.AddrPort) []byte {
+	seg := statetrack.Segment{
+		Src: netip.AddrPortFrom(spoofedSource(rng), uint16(1024+rng.IntN(64000))), Dst: dst,
+		Seq: seqnum.Value(rng.Uint32()), Flags: statetrack.SYN,
+	}
+	return decode.AppendRST(b, &seg) // any flags: a segment without payload or options
 }
 
 // floodSources is where the spoofed sources come from, floodKeepOut the
@@ -177,6 +184,9 @@ func maxConnections(ctx context.Context, tcpchaos, cfg string) (int64, error) {
 // runFlood builds a lab of its own and floods it o.rounds times without
 // and with tcpchaos, interleaved.
 func runFlood(ctx context.Context, o options) (fr floodReport, err error) {
+	if o.floodSYNs < 1 {
+		return fr, fmt.Errorf("-flood-syns %d: want at least 1", o.floodSYNs)
+	}
 	l, err := openLab(ctx, o, "SYN flood", "-flood=false", "tcpchaos-bench-flood", "ip", "iptables", "iptables-save", "nstat")
 	if err != nil {
 		return fr, err
@@ -325,7 +335,7 @@ func (r *report) renderFlood(b *strings.Builder, c *checks) {
 	row("SYNs sent / refused by the socket (total)", func(i int) string {
 		return fmt.Sprintf("%d / %d", total(i, func(f floodRun) int64 { return f.result.Sent }), total(i, func(f floodRun) int64 { return f.result.SendErrors }))
 	})
-	spreadRow("packets received by the server, per SYN sent", 2, func(f floodRun) float64 { return float64(f.serverPackets) / float64(f.result.Sent) })
+	spreadRow("packets received by the server (flood and probe), per SYN sent", 2, func(f floodRun) float64 { return float64(f.serverPackets) / float64(f.result.Sent) })
 	spreadRow("legitimate connect() p50, µs", 0, func(f floodRun) float64 { return percentile(f.result.Probe.Micros, 50) })
 	spreadRow("legitimate connect() p99, µs", 0, func(f floodRun) float64 { return percentile(f.result.Probe.Micros, 99) })
 	row("legitimate connects made / failed (total)", func(i int) string {
