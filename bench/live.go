@@ -292,21 +292,14 @@ func (l *lab) nstat() (map[string]uint64, error) {
 func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 	switch col {
 	case control, dataRule, dataMetrics, idleRule, eventsOn:
-		cfg := filepath.Join(l.opts.root, "bench", configs[col])
-		switch col {
-		case eventsOn:
-			return l.startTcpchaos(ctx, cfg, "--events", l.eventsFile())
-		case dataMetrics:
-			p, err := l.startTcpchaos(ctx, cfg, "--metrics", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			if l.scrape, err = startScraper(p.output()); err != nil {
-				return nil, errors.Join(err, p.stop())
-			}
-			return p, nil
+		p, err := l.startTcpchaos(ctx, filepath.Join(l.opts.root, "bench", configs[col]), l.flags(col)...)
+		if err != nil || col != dataMetrics {
+			return p, err
 		}
-		return l.startTcpchaos(ctx, cfg)
+		if l.scrape, err = startScraper(p.output()); err != nil {
+			return nil, errors.Join(err, p.stop())
+		}
+		return p, nil
 	case reference:
 		p, err := start(ctx, "reference", l.tp.Router.Argv(l.opts.reference, "-queue", strconv.Itoa(referenceQueue)), "reference: intercepting", nil)
 		if err != nil {
@@ -327,6 +320,19 @@ func (l *lab) startColumn(ctx context.Context, col column) (*process, error) {
 func (l *lab) startTcpchaos(ctx context.Context, cfg string, extra ...string) (*process, error) {
 	argv := append([]string{l.opts.tcpchaos, "run", "-c", cfg, "--netns", l.tp.Router.Name}, extra...)
 	return start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil)
+}
+
+// flags returns the `tcpchaos run` flags of a tcpchaos column beyond its
+// config: the place of a variant of the control config that differs in
+// its flags (such as --events).
+func (l *lab) flags(col column) []string {
+	switch col {
+	case eventsOn:
+		return []string{"--events", l.eventsFile()}
+	case dataMetrics:
+		return []string{"--metrics", "127.0.0.1:0"}
+	}
+	return nil
 }
 
 // eventsFile is where the --events column writes; it is removed after
