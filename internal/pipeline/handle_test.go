@@ -345,3 +345,27 @@ func TestKindActionsAndStatePairs(t *testing.T) {
 		t.Errorf("added summaries: %+v, want the counts doubled and the rule's action kept", total)
 	}
 }
+
+// TestCallersOnGoneKept: a tracker config's own OnGone is called for
+// every connection that leaves the table, whether or not the pipeline
+// reports the departure as an event too (the --pcap recorder frees its
+// entry there).
+func TestCallersOnGoneKept(t *testing.T) {
+	for _, sink := range []bool{false, true} {
+		var gone []uint64
+		rec := &recorder{}
+		var s events.Sink
+		if sink {
+			s = rec
+		}
+		p := New(statetrack.Config{IdleTimeout: time.Second, OnGone: func(g statetrack.Gone) { gone = append(gone, g.ConnID) }}, rules.Compile(nil), 1, s)
+		v := p.Handle(seg(true, syn, 100, 0), t0)
+		p.Expire(t0.Add(2 * time.Second))
+		if len(gone) != 1 || gone[0] != v.Obs.ConnID || v.Obs.ConnID == 0 {
+			t.Errorf("sink %t: OnGone called for %v, want the connection %d once", sink, gone, v.Obs.ConnID)
+		}
+		if sink && (len(*rec) != 2 || !(*rec)[1].IsState()) {
+			t.Errorf("the departure is not an event: %+v", *rec)
+		}
+	}
+}

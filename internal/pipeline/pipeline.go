@@ -24,6 +24,8 @@ type Pipeline struct {
 	// cannot act on the data phase).
 	quietable bool
 	set       *rules.Set
+	// onGone is the tracker config's own OnGone (nil: none).
+	onGone func(statetrack.Gone)
 }
 
 // Stats counts what a pipeline saw and did.
@@ -58,9 +60,11 @@ func (s *Stats) Add(o Stats) {
 }
 
 // New returns a pipeline with a fresh tracker configured by tc, deciding
-// with set and seed, and reporting to sink (nil: no events).
+// with set and seed, and reporting to sink (nil: no events). tc.OnGone,
+// when set, is called for every connection that leaves the table after its
+// event is emitted.
 func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *Pipeline {
-	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed), set: set}
+	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed), set: set, onGone: tc.OnGone}
 	if sink != nil {
 		tc.OnGone = p.gone
 	}
@@ -161,6 +165,8 @@ func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connI
 // Expire reaps connections whose TIME_WAIT or idle time ran out by now.
 func (p *Pipeline) Expire(now time.Time) { p.tracker.Expire(now) }
 
+// gone reports a connection that left the table as an event, then to the
+// tracker config's own OnGone.
 func (p *Pipeline) gone(g statetrack.Gone) {
 	p.sink.Emit(events.Event{
 		Time:        g.At,
@@ -171,6 +177,9 @@ func (p *Pipeline) gone(g statetrack.Gone) {
 		ServerState: g.After[statetrack.Server],
 		Reason:      events.Gone(g.Reason),
 	})
+	if p.onGone != nil {
+		p.onGone(g)
+	}
 }
 
 func packetEvent(o *statetrack.Observation, now time.Time, states [2]statetrack.State) events.Event {
