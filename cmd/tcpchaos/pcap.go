@@ -11,6 +11,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/tap"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // pcapFlags are run's flags for its pcapng recording.
@@ -47,6 +48,16 @@ func (rec *recording) tap(i int, p *pipeline.Pipeline) execute.Tap {
 		return nil
 	}
 	return rec.r.Queue(i, p.RuleName)
+}
+
+// onGone returns the tracker's OnGone of queue i, which frees the
+// recorder's entry of a connection the tracker forgot; nil for no
+// recording.
+func (rec *recording) onGone(i int) func(statetrack.Gone) {
+	if rec == nil {
+		return nil
+	}
+	return rec.r.OnGone(i)
 }
 
 // close closes the file and returns the first error writing it.

@@ -170,20 +170,22 @@ func (l live) run(ctx context.Context) error {
 	if set.NeedsPayload() {
 		copyRange = 0
 	}
-	// The writer goroutine starts with the queues and stops after them.
-	evs := events.NewAsync(l.sink, events.Buffer)
-	pipes := make([]*pipeline.Pipeline, ic.Queues)
-	quiet := false
-	for i := range pipes {
-		pipes[i] = pipeline.New(l.cfg.Tracker, set, l.cfg.Seed+uint64(i), evs)
-		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
-	}
 	var rec *recording
 	if l.pcap != "" {
 		var err error
 		if rec, err = createRecording(l.pcap, l.pcapAll, decode.LinkRaw, copyRange); err != nil {
 			return err
 		}
+	}
+	// The writer goroutine starts with the queues and stops after them.
+	evs := events.NewAsync(l.sink, events.Buffer)
+	pipes := make([]*pipeline.Pipeline, ic.Queues)
+	quiet := false
+	for i := range pipes {
+		tc := l.cfg.Tracker
+		tc.OnGone = rec.onGone(i)
+		pipes[i] = pipeline.New(tc, set, l.cfg.Seed+uint64(i), evs)
+		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once

@@ -23,6 +23,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // Writer writes one frame with its comment ("" for none): a
@@ -49,8 +50,10 @@ type Options struct {
 	// later ones are left out (and counted) until a fault touches it.
 	MaxPackets int
 	// MaxBytes bounds the bytes buffered for all untouched connections,
-	// MaxConns the connections followed: beyond either, the connection
-	// seen least recently is forgotten, its buffered packets with it.
+	// MaxConns the untouched connections buffered: beyond either, the
+	// connection seen least recently is forgotten, its buffered packets
+	// with it. A touched connection buffers nothing and is not bounded
+	// here: its entry goes when the tracker forgets it (OnGone).
 	MaxBytes, MaxConns int
 }
 
@@ -62,9 +65,9 @@ type Stats struct {
 	// LeftOut counts packets of written connections that were not written:
 	// they came while the connection's buffer was full.
 	LeftOut uint64
-	// Forgotten counts connections forgotten under MaxBytes or MaxConns
-	// with packets buffered: if a fault touches one later, its earlier
-	// packets are missing.
+	// Forgotten counts untouched connections forgotten under MaxBytes or
+	// MaxConns: if a fault touches one later, its earlier packets are
+	// missing.
 	Forgotten uint64
 	// Err is the first write error; nothing is written after it.
 	Err error
@@ -76,12 +79,16 @@ type Recorder struct {
 	w    Writer
 	opts Options
 
-	mu    sync.Mutex
-	conns map[key]*list.Element // of *conn
-	lru   list.List             // *conn, most recently seen first
-	bytes int                   // buffered
-	stats Stats
-	rst   []byte // the buffer RSTs are built in
+	mu sync.Mutex
+	// touched holds the connections a fault touched, until they are gone.
+	touched map[key]struct{}
+	// waiting holds the buffers of the untouched connections seen, in lru
+	// too, most recently seen first.
+	waiting map[key]*list.Element // of *buffer
+	lru     list.List
+	bytes   int // buffered
+	stats   Stats
+	rst     []byte // the buffer RSTs are built in
 }
 
 // key names a connection: its queue's index and its ConnID there.
@@ -90,12 +97,10 @@ type key struct {
 	conn  uint64
 }
 
-// conn is a connection followed: touched by a fault, or with its packets
-// so far buffered.
-type conn struct {
+// buffer holds the packets of a connection no fault touched yet.
+type buffer struct {
 	key     key
-	touched bool
-	pending []capture.Frame
+	frames  []capture.Frame
 	bytes   int
 	skipped int // packets not buffered: the buffer was full
 }
@@ -112,13 +117,29 @@ func New(w Writer, opts Options) *Recorder {
 			*b.v = b.def
 		}
 	}
-	return &Recorder{w: w, opts: opts, conns: make(map[key]*list.Element)}
+	return &Recorder{w: w, opts: opts, touched: make(map[key]struct{}), waiting: make(map[key]*list.Element)}
 }
 
 // Queue returns the Tap of queue i (connection IDs are a queue's own);
 // name returns the name of a verdict's rule.
 func (r *Recorder) Queue(i int, name func(rule int) string) execute.Tap {
 	return queueTap{r: r, queue: i, name: name}
+}
+
+// OnGone returns the statetrack.Config.OnGone of queue i's tracker: a
+// connection that left the table is forgotten, its buffered packets with
+// it (a later packet of its tuple has another ConnID). Without it the
+// entries of touched connections are never freed.
+func (r *Recorder) OnGone(i int) func(statetrack.Gone) {
+	return func(g statetrack.Gone) {
+		k := key{i, g.ConnID}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.touched, k)
+		if e := r.waiting[k]; e != nil {
+			r.unbuffer(e)
+		}
+	}
 }
 
 // Stats returns what the Recorder wrote so far.
@@ -196,7 +217,7 @@ func Comment(d *rules.Decision, name string) string {
 
 // arrived writes f, buffers it, or leaves it out; r.mu is held.
 func (r *Recorder) arrived(k key, f capture.Frame, comment string) {
-	if r.opts.All {
+	if _, touched := r.touched[k]; r.opts.All || touched {
 		r.write(f, comment)
 		return
 	}
@@ -206,72 +227,57 @@ func (r *Recorder) arrived(k key, f capture.Frame, comment string) {
 		}
 		return
 	}
-	e := r.conns[k]
-	var c *conn
-	if e != nil {
-		c = e.Value.(*conn)
+	e := r.waiting[k]
+	if comment != "" { // the first fault
+		r.touched[k] = struct{}{}
+		r.stats.Conns++
+		if e != nil {
+			b := r.unbuffer(e)
+			for _, f := range b.frames {
+				r.write(f, "")
+			}
+			if b.skipped > 0 {
+				comment += fmt.Sprintf("; %d packets before this one not recorded (buffer of %d packets full)", b.skipped, r.opts.MaxPackets)
+				r.stats.LeftOut += uint64(b.skipped)
+			}
+		}
+		r.write(f, comment)
+		return
+	}
+	if e == nil {
+		e = r.lru.PushFront(&buffer{key: k})
+		r.waiting[k] = e
+	} else {
 		r.lru.MoveToFront(e)
 	}
-	switch {
-	case c != nil && c.touched:
-		r.write(f, comment)
-	case comment != "":
-		if c == nil {
-			c = r.follow(k)
-		}
-		r.flush(c)
-		if c.skipped > 0 {
-			comment += fmt.Sprintf("; %d packets before this one not recorded (buffer of %d packets full)", c.skipped, r.opts.MaxPackets)
-			r.stats.LeftOut += uint64(c.skipped)
-			c.skipped = 0
-		}
-		r.write(f, comment)
-	default:
-		if c == nil {
-			c = r.follow(k)
-		}
-		if len(c.pending) == r.opts.MaxPackets {
-			c.skipped++
-			return
-		}
-		f.Data = bytes.Clone(f.Data)
-		c.pending = append(c.pending, f)
-		c.bytes += len(f.Data)
-		r.bytes += len(f.Data)
-		r.bound()
+	b := e.Value.(*buffer)
+	if len(b.frames) == r.opts.MaxPackets {
+		b.skipped++
+		return
 	}
-}
-
-// follow starts following connection k; r.mu is held.
-func (r *Recorder) follow(k key) *conn {
-	c := &conn{key: k}
-	r.conns[k] = r.lru.PushFront(c)
+	f.Data = bytes.Clone(f.Data)
+	b.frames = append(b.frames, f)
+	b.bytes += len(f.Data)
+	r.bytes += len(f.Data)
 	r.bound()
-	return c
 }
 
-// bound forgets the connections seen least recently while more bytes or
-// connections are buffered than allowed; the one seen last is kept.
+// bound forgets the untouched connections seen least recently while more
+// bytes or connections are buffered than allowed; the one seen last is
+// kept.
 func (r *Recorder) bound() {
-	for (r.bytes > r.opts.MaxBytes || len(r.conns) > r.opts.MaxConns) && r.lru.Len() > 1 {
-		c := r.lru.Remove(r.lru.Back()).(*conn)
-		delete(r.conns, c.key)
-		if len(c.pending) > 0 {
-			r.stats.Forgotten++
-			r.bytes -= c.bytes
-		}
+	for (r.bytes > r.opts.MaxBytes || len(r.waiting) > r.opts.MaxConns) && r.lru.Len() > 1 {
+		r.unbuffer(r.lru.Back())
+		r.stats.Forgotten++
 	}
 }
 
-// flush writes a connection's buffered packets: a fault touched it.
-func (r *Recorder) flush(c *conn) {
-	c.touched = true
-	r.stats.Conns++
-	for _, f := range c.pending {
-		r.write(f, "")
-	}
-	r.bytes -= c.bytes
-	c.pending, c.bytes = nil, 0
+// unbuffer takes the buffer in e out of the Recorder and returns it.
+func (r *Recorder) unbuffer(e *list.Element) *buffer {
+	b := r.lru.Remove(e).(*buffer)
+	delete(r.waiting, b.key)
+	r.bytes -= b.bytes
+	return b
 }
 
 // write writes f unless an earlier write failed; r.mu is held.

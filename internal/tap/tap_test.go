@@ -114,8 +114,8 @@ func TestBoundsForgetLeastRecentlySeen(t *testing.T) {
 	show(tp, 1, 5, rules.Drop)
 	show(tp, 2, 6, rules.Drop)
 	w.check(t, "c1p1 @1", "c1p3 @3", "c1p5 @5 # dropped by r", "c2p6 @6 # dropped by r")
-	if s := r.Stats(); s.Forgotten != 2 { // 2, then 3 when 2 came back
-		t.Errorf("stats %+v, want 2 connections forgotten", s)
+	if s := r.Stats(); s.Forgotten != 1 { // 2; the touched 1 buffers nothing, so 3 stays
+		t.Errorf("stats %+v, want 1 connection forgotten", s)
 	}
 
 	r = New(w, Options{MaxBytes: 9}) // each packet is 4 bytes
@@ -185,5 +185,47 @@ func TestComment(t *testing.T) {
 		if got := Comment(&c.d, "x"); got != c.want {
 			t.Errorf("%s: %q, want %q", c.d.Action, got, c.want)
 		}
+	}
+}
+
+// TestTouchedConnectionsOutliveTheBounds: the bounds are on what is
+// buffered for untouched connections; a touched connection buffers
+// nothing, so no number of later connections, nor of bytes buffered for
+// them, makes its later packets missing.
+func TestTouchedConnectionsOutliveTheBounds(t *testing.T) {
+	w := &lines{}
+	r := New(w, Options{MaxConns: 2, MaxBytes: 9}) // each packet is 4 bytes
+	tp := r.Queue(0, ruleName)
+	show(tp, 1, 1, rules.Drop)
+	show(tp, 2, 2, rules.Accept)
+	show(tp, 3, 3, rules.Accept)
+	show(tp, 2, 4, rules.Accept)
+	show(tp, 4, 5, rules.Accept)
+	show(tp, 1, 6, rules.Accept) // the close of connection 1
+	w.check(t, "c1p1 @1 # dropped by r", "c1p6 @6")
+}
+
+// TestGoneConnectionsFreed: a connection that left the tracker's table
+// takes its entry with it, buffered packets and all: what is buffered is
+// then only of live connections, and no bound forgets anything for the
+// ended ones.
+func TestGoneConnectionsFreed(t *testing.T) {
+	w := &lines{}
+	r := New(w, Options{MaxConns: 2})
+	tp, gone := r.Queue(0, ruleName), r.OnGone(0)
+	show(tp, 1, 1, rules.Drop)
+	show(tp, 2, 2, rules.Accept)
+	show(r.Queue(1, ruleName), 2, 3, rules.Accept) // another queue's connection 2
+	gone(statetrack.Gone{ConnID: 1})
+	gone(statetrack.Gone{ConnID: 2})
+	if len(r.touched) != 0 || len(r.waiting) != 1 || r.bytes != 4 {
+		t.Errorf("%d touched, %d buffered connections, %d bytes left, want queue 1's connection 2 only", len(r.touched), len(r.waiting), r.bytes)
+	}
+	show(tp, 3, 4, rules.Accept)
+	show(tp, 4, 5, rules.Accept)
+	show(tp, 4, 6, rules.Drop)
+	w.check(t, "c1p1 @1 # dropped by r", "c4p5 @5", "c4p6 @6 # dropped by r")
+	if s := r.Stats(); s.Forgotten != 1 { // queue 1's connection 2, least recently seen
+		t.Errorf("stats %+v, want 1 connection forgotten", s)
 	}
 }
