@@ -69,7 +69,8 @@ type Stats struct {
 	// MaxConns: if a fault touches one later, its earlier packets are
 	// missing.
 	Forgotten uint64
-	// Err is the first write error; nothing is written after it.
+	// Err is the first write error, or a panic while recording; nothing
+	// is written after it.
 	Err error
 }
 
@@ -157,17 +158,17 @@ type queueTap struct {
 
 // Arrived records a packet (execute.Tap), and the RSTs a reset sends.
 func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	r := t.r
+	r.mu.Lock()
+	defer r.unlock()
+	if r.stats.Err != nil {
+		return
+	}
 	f := capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len}
 	comment, name := "", ""
 	if v.Rule >= 0 && v.Action.Faulty() {
 		name = t.name(v.Rule)
 		comment = Comment(&v.Decision, name)
-	}
-	r := t.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stats.Err != nil {
-		return
 	}
 	r.arrived(key{t.queue, v.Obs.ConnID}, f, comment)
 	if comment == "" {
@@ -187,11 +188,21 @@ func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
 func (t queueTap) CopySent(p *execute.Packet, v *rules.Verdict, i int, now time.Time) {
 	r := t.r
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if r.stats.Err == nil {
 		r.write(capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len},
 			fmt.Sprintf("copy %d of %d by %s", i, v.Copies, t.name(v.Rule)))
 	}
+}
+
+// unlock, deferred by a Tap call once it holds r.mu, releases it; a panic
+// of the call ends the recording (Stats.Err) instead of the queue that
+// showed the packet: the live path fails open.
+func (r *Recorder) unlock() {
+	if p := recover(); p != nil && r.stats.Err == nil {
+		r.stats.Err = fmt.Errorf("recording panicked: %v", p)
+	}
+	r.mu.Unlock()
 }
 
 // Comment is what the recording says of a packet that the rule named

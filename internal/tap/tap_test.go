@@ -229,3 +229,18 @@ func TestGoneConnectionsFreed(t *testing.T) {
 		t.Errorf("stats %+v, want 1 connection forgotten", s)
 	}
 }
+
+// TestPanicStopsRecordingNotTraffic: a panic while recording (here the
+// Writer's) ends the recording with an error, not the queue that called
+// the Tap.
+func TestPanicStopsRecordingNotTraffic(t *testing.T) {
+	w := writerFunc(func(capture.Frame, string) error { panic("boom") })
+	r := New(w, Options{All: true})
+	tp := r.Queue(0, ruleName)
+	show(tp, 1, 1, rules.Accept)
+	dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0}, Obs: statetrack.Observation{ConnID: 1}}
+	tp.CopySent(&execute.Packet{Data: []byte("c1p1"), Len: 4}, dup, 1, t0)
+	if s := r.Stats(); s.Err == nil || s.Err.Error() != "recording panicked: boom" {
+		t.Errorf("stats %+v, want the panic as the error", s)
+	}
+}
