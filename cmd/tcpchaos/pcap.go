@@ -25,20 +25,35 @@ func pcapFlags() []cli.Flag {
 
 // recording is a pcapng file being written through a tap.Recorder.
 type recording struct {
-	path string
-	all  bool
-	w    *capture.NgWriter
-	r    *tap.Recorder
+	path  string
+	all   bool
+	w     *capture.NgWriter
+	async *tap.Async // between r and w on the live path; nil in the replay
+	r     *tap.Recorder
+	// Set by close: the packets written and dropped (the writer fell
+	// behind), and the first error.
+	written, dropped uint64
+	err              error
 }
 
 // createRecording creates the pcapng file at path for packets of link
-// type link cut at snaplen bytes (0: whole).
-func createRecording(path string, all bool, link decode.LinkType, snaplen uint32) (*recording, error) {
+// type link cut at snaplen bytes (0: whole). live puts a tap.Async between
+// the packet path and the file, so that no file I/O holds a verdict up;
+// the replay writes at once, losing nothing.
+func createRecording(path string, all bool, link decode.LinkType, snaplen uint32, live bool) (*recording, error) {
 	w, err := capture.CreateNg(path, link, snaplen, "tcpchaos "+buildVersion())
 	if err != nil {
 		return nil, err
 	}
-	return &recording{path: path, all: all, w: w, r: tap.New(w, tap.Options{All: all, Link: link})}, nil
+	rec := &recording{path: path, all: all, w: w}
+	var dst tap.Writer = w
+	if live {
+		rec.async = tap.NewAsync(w, 0, 0)
+		go rec.async.Run()
+		dst = rec.async
+	}
+	rec.r = tap.New(dst, tap.Options{All: all, Link: link})
+	return rec, nil
 }
 
 // tap returns the Tap for the executor of pipeline p, queue i; nil for no
@@ -60,25 +75,34 @@ func (rec *recording) onGone(i int) func(statetrack.Gone) {
 	return rec.r.OnGone(i)
 }
 
-// close closes the file and returns the first error writing it.
+// close writes what is buffered, closes the file and returns the first
+// error recording; call it once, after the last packet.
 func (rec *recording) close() error {
 	if rec == nil {
 		return nil
 	}
-	err := rec.w.Close()
-	if s := rec.r.Stats(); s.Err != nil {
-		err = s.Err
+	s := rec.r.Stats()
+	rec.written, rec.err = s.Packets, s.Err
+	if rec.async != nil {
+		var err error
+		rec.written, rec.dropped, err = rec.async.Close()
+		if rec.err == nil {
+			rec.err = err
+		}
 	}
-	return err
+	if err := rec.w.Close(); rec.err == nil {
+		rec.err = err
+	}
+	return rec.err
 }
 
-// report says to w what was written and what was left out.
+// report says to w what was written and what was left out, once closed.
 func (rec *recording) report(w io.Writer) {
 	if rec == nil {
 		return
 	}
 	s := rec.r.Stats()
-	fmt.Fprintf(w, "pcap: %d packets written to %s", s.Packets, rec.path)
+	fmt.Fprintf(w, "pcap: %d packets written to %s", rec.written, rec.path)
 	if !rec.all {
 		fmt.Fprintf(w, " (connections a rule touched: %d)", s.Conns)
 	}
@@ -89,8 +113,12 @@ func (rec *recording) report(w io.Writer) {
 		fmt.Fprintf(w, "; %d untouched connections' packets forgotten (bounds: %d MiB, %d connections buffered)",
 			s.Forgotten, tap.DefaultMaxBytes>>20, tap.DefaultMaxConns)
 	}
-	if s.Err != nil {
-		fmt.Fprintf(w, "; stopped by an error: %v", s.Err)
+	if rec.dropped > 0 {
+		fmt.Fprintf(w, "; %d packets dropped (the writer fell behind its buffer of %d packets, %d MiB)",
+			rec.dropped, tap.DefaultQueueFrames, tap.DefaultQueueBytes>>20)
+	}
+	if rec.err != nil {
+		fmt.Fprintf(w, "; stopped by an error: %v", rec.err)
 	}
 	fmt.Fprintln(w)
 }

@@ -56,7 +56,7 @@ func runReplay(c *cli.Context) error {
 	)
 	switch path := c.String("out"); {
 	case strings.HasSuffix(path, ".pcapng"):
-		if rec, err = createRecording(path, true, in.LinkType(), in.Snaplen()); err != nil {
+		if rec, err = createRecording(path, true, in.LinkType(), in.Snaplen(), false); err != nil {
 			return err
 		}
 	case path != "":

@@ -173,7 +173,7 @@ func (l live) run(ctx context.Context) error {
 	var rec *recording
 	if l.pcap != "" {
 		var err error
-		if rec, err = createRecording(l.pcap, l.pcapAll, decode.LinkRaw, copyRange); err != nil {
+		if rec, err = createRecording(l.pcap, l.pcapAll, decode.LinkRaw, copyRange, true); err != nil {
 			return err
 		}
 	}

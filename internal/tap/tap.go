@@ -9,7 +9,8 @@
 // from their first packet to their last: the packets of a connection no
 // fault has touched yet are buffered, within bounds, and written when the
 // first fault comes. The executor (internal/execute) shows a Recorder its
-// packets through a Tap, on the live path and in the replay alike.
+// packets through a Tap, on the live path and in the replay alike; on the
+// live path an Async writes the file in a goroutine of its own.
 package tap
 
 import (
@@ -59,8 +60,8 @@ type Options struct {
 
 // Stats say what a Recorder wrote and what it left out.
 type Stats struct {
-	// Packets written; Conns connections a fault touched (not counted
-	// with Options.All).
+	// Packets given to the Writer (an Async may drop some); Conns
+	// connections a fault touched (not counted with Options.All).
 	Packets, Conns uint64
 	// LeftOut counts packets of written connections that were not written:
 	// they came while the connection's buffer was full.

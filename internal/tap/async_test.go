@@ -1,0 +1,67 @@
+package tap
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/rules"
+)
+
+// TestSlowWriterDoesNotHoldUpTheQueues: a Recorder writing through an
+// Async to a destination that blocks (a full disk's stall, a paused pipe)
+// returns at once from every packet: what the buffer cannot hold is
+// dropped and counted, the rest written once the destination moves, and
+// nothing keeps the caller's bytes.
+func TestSlowWriterDoesNotHoldUpTheQueues(t *testing.T) {
+	entered, unblock := make(chan struct{}, 1), make(chan struct{})
+	w := &lines{}
+	a := NewAsync(writerFunc(func(f capture.Frame, c string) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-unblock
+		return w.Write(f, c)
+	}), 2, 0)
+	go a.Run()
+	r := New(a, Options{All: true})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		show(r.Queue(0, ruleName), 1, 1, rules.Accept)
+		<-entered
+		for n := 2; n <= 5; n++ {
+			show(r.Queue(n%2, ruleName), 1, n, rules.Accept)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the packet path waits for the writer")
+	}
+	close(unblock)
+	written, dropped, err := a.Close()
+	// The writer took the first frame and waits in it; two more are
+	// buffered; the last two find the buffer full.
+	if written != 3 || dropped != 2 || err != nil {
+		t.Errorf("%d written, %d dropped, err %v, want 3 and 2", written, dropped, err)
+	}
+	w.check(t, "c1p1 @1", "c1p2 @2", "c1p3 @3")
+}
+
+// TestAsyncBoundsBytesAndKeepsTheFirstError: a frame beyond the byte bound
+// is dropped; after the destination's first error nothing more is
+// written, and Close returns that error.
+func TestAsyncBoundsBytesAndKeepsTheFirstError(t *testing.T) {
+	a := NewAsync(writerFunc(func(f capture.Frame, c string) error { return errors.New("disk full") }), 0, 6)
+	frame := capture.Frame{Data: []byte("abcd"), CaptureLen: 4, OrigLen: 4}
+	a.Write(frame, "")
+	a.Write(frame, "") // 8 bytes queued: over the bound, with Run not started
+	go a.Run()
+	written, dropped, err := a.Close()
+	if written != 0 || dropped != 1 || err == nil || err.Error() != "disk full" {
+		t.Errorf("%d written, %d dropped, err %v, want 0, 1 and the destination's error", written, dropped, err)
+	}
+}
