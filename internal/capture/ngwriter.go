@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 )
@@ -14,10 +15,11 @@ import (
 const (
 	ngEnhancedPacket = 6
 	ngOptEnd         = 0
-	ngOptComment     = 1 // opt_comment
-	ngOptUserAppl    = 4 // shb_userappl
-	ngOptTSResol     = 9 // if_tsresol
-	ngTSResolNanos   = 9 // 10^-9 s
+	ngOptComment     = 1      // opt_comment
+	ngOptUserAppl    = 4      // shb_userappl
+	ngOptTSResol     = 9      // if_tsresol
+	ngTSResolNanos   = 9      // 10^-9 s
+	ngMaxOption      = 0xffff // an option's length has 16 bits
 )
 
 // NgWriter writes frames with a comment each (the pcapng opt_comment that
@@ -65,7 +67,8 @@ func NewNgWriter(dst io.Writer, name string, link decode.LinkType, snaplen uint3
 	return w, nil
 }
 
-// Write appends f with comment (none when empty). Its capture length is
+// Write appends f with comment (none when empty; cut after 65,535 bytes,
+// an option's longest value). Its capture length is
 // len(f.Data), which must match f.CaptureLen and not exceed the snaplen
 // nor f.OrigLen. A zero f.TS is written as the Unix epoch.
 func (w *NgWriter) Write(f Frame, comment string) error {
@@ -87,7 +90,7 @@ func (w *NgWriter) Write(f Frame, comment string) error {
 	w.u32(uint32(f.OrigLen))
 	w.block = appendPadded(w.block, f.Data)
 	if comment != "" {
-		w.option(ngOptComment, []byte(comment))
+		w.option(ngOptComment, []byte(cutUTF8(comment, ngMaxOption)))
 	}
 	if err := w.end(); err != nil {
 		return w.fail(err)
@@ -130,4 +133,16 @@ func (w *NgWriter) end() error {
 func appendPadded(b, v []byte) []byte {
 	b = append(b, v...)
 	return append(b, make([]byte, -len(v)&3)...)
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

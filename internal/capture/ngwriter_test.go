@@ -127,3 +127,29 @@ func TestNgWriterRefuses(t *testing.T) {
 		t.Errorf("capture length over the original length: %v", err)
 	}
 }
+
+// TestNgWriterCutsALongComment: an option's length has 16 bits: a comment
+// longer than 65,535 bytes (a rule's name is any string) is cut there, at
+// a character's boundary, and the file stays readable.
+func TestNgWriterCutsALongComment(t *testing.T) {
+	var b bytes.Buffer
+	w, err := NewNgWriter(&b, "x", decode.LinkRaw, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte{0x45}
+	long := "é" + strings.Repeat("ü", 40000) // 80,002 bytes
+	if err := w.Write(Frame{Data: data, CaptureLen: 1, OrigLen: 1}, long); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(Frame{Data: data, CaptureLen: 1, OrigLen: 1}, "next"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := ngComments(t, b.Bytes())
+	if len(got) != 2 || len(got[0]) != 65534 || !strings.HasPrefix(long, got[0]) || got[1] != "next" {
+		t.Errorf("read back %d comments, the first of %d bytes, want the long one cut at 65,534 bytes and %q", len(got), len(got[0]), "next")
+	}
+}
