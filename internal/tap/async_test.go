@@ -2,11 +2,14 @@ package tap
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/capture"
+	"github.com/tcpchaos/tcpchaos/internal/execute"
 	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // TestSlowWriterDoesNotHoldUpTheQueues: a Recorder writing through an
@@ -63,5 +66,34 @@ func TestAsyncBoundsBytesAndKeepsTheFirstError(t *testing.T) {
 	written, dropped, err := a.Close()
 	if written != 0 || dropped != 1 || err == nil || err.Error() != "disk full" {
 		t.Errorf("%d written, %d dropped, err %v, want 0, 1 and the destination's error", written, dropped, err)
+	}
+}
+
+// TestQueuesAndTrackersConcurrently: several queues' packets, copies and
+// departures at once, through an Async, under the race detector: every
+// packet of the touched connections is written.
+func TestQueuesAndTrackersConcurrently(t *testing.T) {
+	w := &lines{}
+	a := NewAsync(w, 1<<12, 0)
+	go a.Run()
+	r := New(a, Options{MaxConns: 4})
+	var wg sync.WaitGroup
+	for q := range 4 {
+		wg.Go(func() {
+			tp, gone := r.Queue(q, ruleName), r.OnGone(q)
+			dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0}}
+			for conn := uint64(1); conn <= 50; conn++ {
+				show(tp, conn, 1, rules.Accept)
+				show(tp, conn, 2, rules.Drop)
+				dup.Obs.ConnID = conn
+				tp.CopySent(&execute.Packet{Data: []byte("copy"), Len: 4}, dup, 1, t0)
+				gone(statetrack.Gone{ConnID: conn})
+			}
+		})
+	}
+	wg.Wait()
+	written, dropped, err := a.Close()
+	if s := r.Stats(); written != 4*50*3 || dropped != 0 || err != nil || s.Conns != 4*50 || len(r.touched)+len(r.waiting) != 0 {
+		t.Errorf("%d written, %d dropped, err %v, stats %+v, %d entries left; want 600, 200 connections, none left", written, dropped, err, s, len(r.touched)+len(r.waiting))
 	}
 }
