@@ -153,3 +153,19 @@ func TestNgWriterCutsALongComment(t *testing.T) {
 		t.Errorf("read back %d comments, the first of %d bytes, want the long one cut at 65,534 bytes and %q", len(got), len(got[0]), "next")
 	}
 }
+
+// TestCreateFailsOnAFullDisk: Create and CreateNg write the file's headers
+// at once, so that a destination that takes nothing (a full disk:
+// /dev/full) fails there, before a run installs anything, and not at the
+// first frames.
+func TestCreateFailsOnAFullDisk(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full") // Linux has it
+	}
+	if _, err := CreateNg("/dev/full", decode.LinkRaw, 0, "tcpchaos"); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("CreateNg on /dev/full: %v, want no space left", err)
+	}
+	if _, err := Create("/dev/full", decode.LinkRaw, 256, true); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("Create on /dev/full: %v, want no space left", err)
+	}
+}

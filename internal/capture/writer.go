@@ -39,15 +39,24 @@ func Create(path string, link decode.LinkType, snaplen uint32, nanos bool) (*Wri
 	return create(path, func(f io.Writer) (*Writer, error) { return NewWriter(f, path, link, snaplen, nanos) })
 }
 
-// create creates the file at path and a writer on it with newWriter; the
-// writer's Close closes the file.
-func create[W interface{ own(io.WriteCloser) }](path string, newWriter func(io.Writer) (W, error)) (W, error) {
+// create creates the file at path and a writer on it with newWriter, and
+// writes out the file's headers at once, so that a file that takes nothing
+// (a full disk) fails here; the writer's Close closes the file.
+func create[W interface {
+	own(io.WriteCloser)
+	flush() error
+}](path string, newWriter func(io.Writer) (W, error)) (W, error) {
 	var none W
 	f, err := os.Create(path)
 	if err != nil {
 		return none, fmt.Errorf("create capture: %w", err)
 	}
 	w, err := newWriter(f)
+	if err == nil {
+		if err = w.flush(); err != nil {
+			err = fmt.Errorf("create capture %s: %w", path, err)
+		}
+	}
 	if err != nil {
 		f.Close()
 		return none, err
@@ -57,6 +66,8 @@ func create[W interface{ own(io.WriteCloser) }](path string, newWriter func(io.W
 }
 
 func (w *output) own(f io.WriteCloser) { w.file = f }
+
+func (w *output) flush() error { return w.buf.Flush() }
 
 // NewWriter writes a pcap file header to dst and returns a Writer for its
 // frames; name names dst in errors. Close flushes the Writer but does not
