@@ -341,7 +341,7 @@ func TestDuplicatedFin(t *testing.T) {
 					sameSegment(t, dir.name+" upstream", pick(dir.up, from(dir.sender), isFin), 1, dir.up)
 					gaps := sameSegment(t, dir.name+" downstream", pick(dir.down, from(dir.sender), isFin), 2, dir.down)
 					if len(gaps) == 1 {
-						within(t, dir.name+" copy delay", gaps[0], 180*time.Millisecond, time.Second)
+						within(t, dir.name+" copy delay", gaps[0], 100*time.Millisecond, time.Second)
 					}
 					checkCopyChecksum(t, dir.copy, dir.down, from(dir.sender), isFin)
 				}
