@@ -60,7 +60,7 @@ func NewEngine(s *Set, seed uint64) *Engine {
 func (e *Engine) Decide(o *statetrack.Observation) Decision {
 	for i := range e.set.rules {
 		r := &e.set.rules[i]
-		if r.matches(o) {
+		if r.matches(o) && !e.set.disabled[i].Load() {
 			d := e.act(i, r)
 			if d.Action.SendsResets() {
 				d.Reset, d.OutsideWindow = r.action.Reset, r.action.OutsideWindow

@@ -14,7 +14,9 @@
 // packet decides. When that rule's probability draw fails, or its limit is
 // used up, the packet is accepted: it does not fall through to later rules,
 // so that "drop the first SYN with probability 0.3" never turns into
-// whatever a broader rule further down does to SYNs.
+// whatever a broader rule further down does to SYNs. A disabled rule
+// (Set.SetEnabled) is skipped as if it were not in the Set: a later rule
+// may then match.
 package rules
 
 import (
@@ -27,8 +29,9 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// Set is an immutable, compiled list of rules. Only its limit counters
-// change, atomically, as Engines act.
+// Set is an immutable, compiled list of rules. Only its limit counters and
+// its rules' enabled flags change, atomically, as Engines act and as a
+// control client steers (SetEnabled).
 type Set struct {
 	rules []rule
 	names []string
@@ -42,6 +45,8 @@ type Set struct {
 	// acted counts, per rule, the packets acted on by every Engine of the
 	// Set; it enforces the limits.
 	acted []atomic.Uint64
+	// disabled flags, per rule, a rule that Engines skip (SetEnabled).
+	disabled []atomic.Bool
 }
 
 // rule is one compiled rule: every selector is a bitset or a short list.
@@ -85,7 +90,8 @@ func Compile(rs []Rule) *Set {
 	s := &Set{
 		rules: make([]rule, len(rs)),
 		names: make([]string, len(rs)),
-		acted: make([]atomic.Uint64, len(rs)),
+		acted:    make([]atomic.Uint64, len(rs)),
+		disabled: make([]atomic.Bool, len(rs)),
 	}
 	for i, r := range rs {
 		s.names[i] = r.Name

@@ -20,10 +20,10 @@ type Pipeline struct {
 	names   []string // rule names, by index
 	sink    events.Sink
 	stats   Stats
-	// quietable: Handle may set Verdict.Quiet (AllowQuiet, and the rules
+	// quietable: Handle may set Verdict.Quiet (allowQuiet, and the rules
 	// cannot act on the data phase).
-	quietable bool
-	set       *rules.Set
+	quietable, allowQuiet bool
+	set                   *rules.Set
 	// onGone is the tracker config's own OnGone (nil: none).
 	onGone func(statetrack.Gone)
 }
@@ -79,12 +79,32 @@ func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *P
 // installs and marks for them only when it is true. The offline replay
 // never calls it: there every packet is seen.
 func (p *Pipeline) AllowQuiet() bool {
+	p.allowQuiet = true
 	p.quietable = p.set.Quietable()
 	return p.quietable
 }
 
 // RuleName returns the name of rule i of a verdict's Decision.Rule.
 func (p *Pipeline) RuleName(i int) string { return p.names[i] }
+
+// Switch makes the pipeline decide with set from the next packet on (a
+// reload): the tracked connections stay, the engine's random source goes
+// on, its hits follow the rules by name (rules.Engine.Switch), and whether
+// Handle may let connections go quiet is decided again for set. It reports
+// that answer, as AllowQuiet does. Carry set's limits over from the old
+// set (rules.Set.Carry) before the first pipeline switches.
+func (p *Pipeline) Switch(set *rules.Set) bool {
+	p.engine.Switch(set)
+	p.names, p.set = set.Names(), set
+	p.quietable = p.allowQuiet && set.Quietable()
+	return p.quietable
+}
+
+// Rules returns the set the pipeline decides with.
+func (p *Pipeline) Rules() *rules.Set { return p.set }
+
+// Each calls f for every tracked connection (statetrack.Tracker.Each).
+func (p *Pipeline) Each(f func(statetrack.ConnInfo) bool) { p.tracker.Each(f) }
 
 // Handle observes one packet sent at now and decides its fate. An accepted
 // or duplicated packet counts as delivered at once; a dropped one never is;
