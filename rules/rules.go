@@ -88,8 +88,8 @@ func bit[T statetrack.Kind | statetrack.State](v T) uint16 {
 // rs may be reused.
 func Compile(rs []Rule) *Set {
 	s := &Set{
-		rules: make([]rule, len(rs)),
-		names: make([]string, len(rs)),
+		rules:    make([]rule, len(rs)),
+		names:    make([]string, len(rs)),
 		acted:    make([]atomic.Uint64, len(rs)),
 		disabled: make([]atomic.Bool, len(rs)),
 	}
