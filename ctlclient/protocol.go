@@ -124,6 +124,8 @@ type Rule struct {
 	// Match and Action describe the rule as `tcpchaos validate` does.
 	Match  string `json:"match"`
 	Action string `json:"action"`
+	// Probability is the chance per matching packet that it acts.
+	Probability float64 `json:"probability"`
 	// Hits counts the packets the rule acted on (since it was first
 	// loaded under its name).
 	Hits uint64 `json:"hits"`

@@ -145,6 +145,8 @@ type InstallOptions struct {
 // out again.
 type Interception struct {
 	families []*family
+	quiet    bool // installed with InstallOptions.Quiet
+	gen      int  // Updates so far: names the ports chains
 }
 
 // family is the installation in one address family, with what was done so
@@ -154,6 +156,12 @@ type family struct {
 	ipt     *iptables.IPTables
 	created []chainRef // own chains created
 	jumps   []rule     // jumps inserted into built-in chains
+	// bypass: bypassRule is in place (SetBypass).
+	bypass bool
+	// hosts are the host rules in Chain, ports the ports chain they jump
+	// to (replaced by Update).
+	hosts []rule
+	ports string
 }
 
 // chainRef names a chain in a table.
@@ -184,8 +192,9 @@ func (r rule) String() string { return r.chainRef.String() + " " + strings.Join(
 // familyPlan is what Install adds in one address family.
 type familyPlan struct {
 	proto  iptables.Protocol
-	binary string     // "iptables" or "ip6tables"
-	chains []chainRef // own chains, created first
+	binary string         // "iptables" or "ip6tables"
+	hosts  []netip.Prefix // of the family
+	chains []chainRef     // own chains, created first
 	rules  []rule     // the own chains' rules, appended in order
 	// queueRule indexes the NFQUEUE rule in rules.
 	queueRule int
@@ -210,7 +219,7 @@ func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 	if err := netlab.CheckNetAdmin(); err != nil {
 		return nil, fmt.Errorf("install interception: %w", err)
 	}
-	in := &Interception{}
+	in := &Interception{quiet: opts.Quiet}
 	for _, p := range plans {
 		ipt, err := newIPTables(p.proto, p.binary)
 		if err != nil {
@@ -224,7 +233,8 @@ func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 					p.binary, strings.Join(own, ", "), table, ErrLeftover)
 			}
 		}
-		in.families = append(in.families, &family{plan: p, ipt: ipt})
+		in.families = append(in.families, &family{plan: p, ipt: ipt, bypass: opts.Quiet,
+			hosts: hostRules(p.hosts, chainPorts), ports: chainPorts})
 	}
 	for _, f := range in.families {
 		if err := f.install(); err != nil {
@@ -456,18 +466,18 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 		p := familyPlan{
 			proto:  fam.proto,
 			binary: fam.binary,
+			hosts:  fam.hosts,
 			chains: []chainRef{{Table, Chain}, {Table, chainPorts}, {Table, chainQueue}},
 			jumps:  jumps(Table, cfg.Mode, "-p", "tcp"),
 		}
 		if opts.Quiet {
 			// First, so that a quiet connection's data phase costs one
 			// match: only intercepted connections ever get the bit.
-			p.rules = append(p.rules, mangle(Chain, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
-				"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN"))
+			p.rules = append(p.rules, bypassRule)
 		}
 		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
-		p.rules = append(p.rules, hostRules(fam.hosts)...)
-		p.rules = append(p.rules, portRules(cfg.Ports)...)
+		p.rules = append(p.rules, hostRules(fam.hosts, chainPorts)...)
+		p.rules = append(p.rules, portRules(chainPorts, cfg.Ports)...)
 		if opts.Quiet {
 			p.rules = append(p.rules,
 				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN", "SYN",
@@ -491,6 +501,10 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 	return plans, nil
 }
 
+// bypassRule lets the data phase of quiet connections bypass the queue.
+var bypassRule = mangle(Chain, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
+	"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN")
+
 // hex renders a mark as iptables prints it.
 func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
 
@@ -508,26 +522,26 @@ func jumps(table string, mode Mode, match ...string) []rule {
 	return []rule{{chainRef{table, "FORWARD"}, to}}
 }
 
-// hostRules select the connections with an endpoint in one of hosts (all
-// when there are none).
-func hostRules(hosts []netip.Prefix) []rule {
+// hostRules, in Chain, send the connections with an endpoint in one of
+// hosts (all when there are none) to the ports chain portsChain.
+func hostRules(hosts []netip.Prefix, portsChain string) []rule {
 	if len(hosts) == 0 {
-		return []rule{mangle(Chain, "-j", chainPorts)}
+		return []rule{mangle(Chain, "-j", portsChain)}
 	}
 	var rs []rule
 	for _, h := range hosts {
 		for _, dir := range []string{"-s", "-d"} {
-			rs = append(rs, mangle(Chain, dir, h.Masked().String(), "-j", chainPorts))
+			rs = append(rs, mangle(Chain, dir, h.Masked().String(), "-j", portsChain))
 		}
 	}
 	return rs
 }
 
-// portRules select the connections of the server ports, either direction
-// (all when there are none).
-func portRules(ports []uint16) []rule {
+// portRules, in the ports chain portsChain, select the connections of the
+// server ports, either direction (all when there are none).
+func portRules(portsChain string, ports []uint16) []rule {
 	if len(ports) == 0 {
-		return []rule{mangle(chainPorts, "-j", chainQueue)}
+		return []rule{mangle(portsChain, "-j", chainQueue)}
 	}
 	var rs []rule
 	for chunk := range slices.Chunk(ports, multiportMax) {
@@ -535,7 +549,7 @@ func portRules(ports []uint16) []rule {
 		for i, p := range chunk {
 			list[i] = strconv.Itoa(int(p))
 		}
-		rs = append(rs, mangle(chainPorts, "-p", "tcp", "-m", "multiport", "--ports", strings.Join(list, ","), "-j", chainQueue))
+		rs = append(rs, mangle(portsChain, "-p", "tcp", "-m", "multiport", "--ports", strings.Join(list, ","), "-j", chainQueue))
 	}
 	return rs
 }

@@ -29,6 +29,35 @@ func configFlags(required bool) []cli.Flag {
 // loadConfig reads the config file named by --config, overlays TCPCHAOS_*
 // environment variables and flags, and validates the result.
 func loadConfig(c *cli.Context, overrides map[string]string) (config.Config, error) {
+	return newConfigSource(c, overrides).load(c.String("config"))
+}
+
+// configSource is what overlays a config file: the flags given, fixed when
+// the command starts, and the environment. A reload reads the file again
+// through the same source.
+type configSource struct {
+	// set are the config keys that flags set, with their values.
+	set map[string]any
+}
+
+// newConfigSource takes the flags of c that override config keys:
+// --seed, and each flag of overrides (flag name to config key).
+func newConfigSource(c *cli.Context, overrides map[string]string) configSource {
+	s := configSource{set: map[string]any{}}
+	if c.IsSet("seed") {
+		s.set["seed"] = c.Uint64("seed")
+	}
+	for flag, key := range overrides {
+		if c.IsSet(flag) {
+			s.set[key] = c.String(flag)
+		}
+	}
+	return s
+}
+
+// load reads file ("" for none), overlays the environment and the flags,
+// and validates the result.
+func (s configSource) load(file string) (config.Config, error) {
 	v := viper.New()
 	v.SetEnvPrefix("TCPCHAOS")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
@@ -37,24 +66,19 @@ func loadConfig(c *cli.Context, overrides map[string]string) (config.Config, err
 			return config.Config{}, fmt.Errorf("bind environment for %s: %w", k, err)
 		}
 	}
-	if file := c.String("config"); file != "" {
+	if file != "" {
 		v.SetConfigFile(file)
 		if err := v.ReadInConfig(); err != nil {
 			return config.Config{}, usageError{fmt.Errorf("read config %s: %w", file, err)}
 		}
 	}
-	if c.IsSet("seed") {
-		v.Set("seed", c.Uint64("seed"))
-	}
-	for flag, key := range overrides {
-		if c.IsSet(flag) {
-			v.Set(key, c.String(flag))
-		}
+	for key, value := range s.set {
+		v.Set(key, value)
 	}
 	cfg, err := config.Decode(v.AllSettings())
 	if err != nil {
 		where := "config"
-		if file := c.String("config"); file != "" {
+		if file != "" {
 			where = file
 		}
 		return config.Config{}, usageError{fmt.Errorf("invalid %s:\n%w", where, err)}

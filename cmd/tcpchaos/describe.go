@@ -14,13 +14,21 @@ import (
 // describeRule renders a rule on one line, e.g.
 // "drop syn nth=1 from=client (probability 1, no limit)".
 func describeRule(r rules.Rule) string {
+	limit := "no limit"
+	if r.Limit > 0 {
+		limit = fmt.Sprintf("limit %d", r.Limit)
+	}
+	return fmt.Sprintf("%s %s (probability %g, %s)", r.Action, describeMatch(r.Match), r.Probability, limit)
+}
+
+// describeMatch renders a match, e.g. "syn nth=1 from=client", or
+// "every packet".
+func describeMatch(m rules.Match) string {
 	var b strings.Builder
-	b.WriteString(r.Action.String())
-	m := r.Match
 	if len(m.Packets) == 0 {
-		b.WriteString(" every packet")
+		b.WriteString("every packet")
 	} else {
-		fmt.Fprintf(&b, " %s", joinStrings(m.Packets))
+		b.WriteString(joinStrings(m.Packets))
 	}
 	if m.Closer != statetrack.NoCloser {
 		fmt.Fprintf(&b, " closer=%s", m.Closer)
@@ -49,11 +57,6 @@ func describeRule(r rules.Rule) string {
 	if m.Idle > 0 {
 		fmt.Fprintf(&b, " idle=%s", m.Idle)
 	}
-	limit := "no limit"
-	if r.Limit > 0 {
-		limit = fmt.Sprintf("limit %d", r.Limit)
-	}
-	fmt.Fprintf(&b, " (probability %g, %s)", r.Probability, limit)
 	return b.String()
 }
 

@@ -1,0 +1,558 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/tcpchaos/tcpchaos/ctlclient"
+	"github.com/tcpchaos/tcpchaos/internal/config"
+	"github.com/tcpchaos/tcpchaos/internal/control"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/ladder"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/reload"
+	"github.com/tcpchaos/tcpchaos/internal/trail"
+	"github.com/tcpchaos/tcpchaos/nfq"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// settle is how long the config file's directory must be still after a
+// change before the file is read again: an editor's or a ConfigMap
+// update's several steps make one reload.
+const settle = 200 * time.Millisecond
+
+// steering is the steerable side of a `tcpchaos run`: the control socket,
+// the reloads (SIGHUP, a change of the config file, `ctl reload` and `ctl
+// set`) and what control requests read. newSteering runs before anything
+// is installed, so that a live control socket refuses the run first; the
+// run hands it its queues once they run (live.steer).
+//
+// Every reload runs on the run's own goroutine (the one in the --netns
+// namespace, where the interception's iptables commands must run); the
+// control server's goroutines hand theirs over.
+type steering struct {
+	source  configSource
+	status  io.Writer // a line per reload and refusal
+	ln      *net.UnixListener
+	path    string
+	hup     chan os.Signal
+	trail   *trail.Recorder
+	reloads chan reloadRequest
+	stopped chan struct{} // closed when serve returns: no more reloads
+
+	// Set by attach, then read only.
+	started        time.Time
+	pipes          []*pipeline.Pipeline
+	queues         []*nfq.Queue
+	in             *nfq.Interception
+	quietInstalled bool   // the interception was installed with quiet connections
+	copyRange      uint32 // the queues' copy range (0: whole packets)
+
+	mu        sync.Mutex // guards what follows; reloads change it
+	file      string     // the config file in force
+	sum       [sha256.Size]byte
+	cfg       config.Config
+	set       *rules.Set
+	quiet     bool // quiet connections' data phase bypasses the queue
+	loaded    time.Time
+	reloaded  uint64
+	refused   uint64
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// reloadRequest asks the run's goroutine for a reload of file ("": the
+// file in force).
+type reloadRequest struct {
+	file  string
+	reply chan<- reloadResult
+}
+
+type reloadResult struct {
+	res ctlclient.Reload
+	err error
+}
+
+// newSteering listens on the control socket path for the run of cfg, read
+// from file through source, and starts catching SIGHUP.
+func newSteering(path, file string, source configSource, cfg config.Config, status io.Writer) (*steering, error) {
+	ln, err := control.Listen(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &steering{
+		source: source, status: status, ln: ln, path: path,
+		hup: make(chan os.Signal, 1), trail: trail.New(0, 0), reloads: make(chan reloadRequest), stopped: make(chan struct{}),
+		file: absPath(file), cfg: cfg, loaded: time.Now(),
+	}
+	s.sum, _ = fileSum(s.file)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	return s, nil
+}
+
+// close stops catching SIGHUP and removes the socket, for a run that ends
+// before it ran (after attach, serve does it).
+func (s *steering) close() {
+	signal.Stop(s.hup)
+	s.ln.Close()
+}
+
+// attach hands over the running run's parts.
+func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*nfq.Queue, in *nfq.Interception, quiet bool, copyRange uint32) {
+	s.started = time.Now()
+	s.set, s.pipes, s.queues, s.in = set, pipes, queues, in
+	s.quiet, s.quietInstalled, s.copyRange = quiet, quiet, copyRange
+}
+
+// serve answers the control socket and carries out reloads until ctx is
+// done; then it stops answering and removes the socket.
+func (s *steering) serve(ctx context.Context, log *slog.Logger) {
+	defer s.close()
+	defer close(s.stopped)
+	srv := control.Serve(s.ln, s, log)
+	defer srv.Close()
+	w := s.watch(log)
+	defer w.close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.hup:
+			s.reload("", "SIGHUP")
+		case <-w.changed:
+			s.mu.Lock()
+			file, was := s.file, s.sum
+			s.mu.Unlock()
+			if sum, err := fileSum(file); err == nil && sum != was {
+				s.reload("", "the config file changed")
+			}
+		case r := <-s.reloads:
+			res, err := s.reload(r.file, "a control request")
+			r.reply <- reloadResult{res, err}
+		}
+		w.follow(s.configFile())
+	}
+}
+
+func (s *steering) configFile() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.file
+}
+
+// reload loads file ("" for the config file in force) and applies it, or
+// refuses it: then the config in force stays, and the refusal is counted
+// and kept for `ctl status`. Either way a line on the status writer says
+// so.
+func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
+	if file == "" {
+		file = s.configFile()
+	}
+	sum, _ := fileSum(file)
+	res, err := s.apply(file)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if file == s.file {
+		s.sum = sum // the same content does not make another refusal
+	}
+	if err != nil {
+		s.refused++
+		s.lastErr, s.lastErrAt = err.Error(), time.Now()
+		fmt.Fprintf(s.status, "tcpchaos: reload of %s (%s) refused, the config in force stays: %v\n", file, why, err)
+		return ctlclient.Reload{}, err
+	}
+	s.reloaded++
+	s.lastErr = ""
+	s.file, s.sum = file, sum
+	changed := "nothing changed"
+	if len(res.Changed) > 0 {
+		changed = fmt.Sprintf("changed %v", res.Changed)
+	}
+	fmt.Fprintf(s.status, "tcpchaos: reloaded %s (%s): %s; %d rules (%s)\n", file, why, changed, s.set.Len(), queueing(s.quiet, s.copyRange))
+	return res, nil
+}
+
+// apply loads file and puts it in force: a new interception first when
+// the ports or hosts changed (new chains before the old ones go), the
+// quiet bypass taken out before rules that act on the data phase come in
+// (and put back after rules that allow it), the new rule set swapped into
+// every pipeline at once, with the old set's limits carried over by name.
+func (s *steering) apply(file string) (ctlclient.Reload, error) {
+	next, err := s.source.load(file)
+	if err != nil {
+		return ctlclient.Reload{}, err
+	}
+	s.mu.Lock()
+	cur, old, quiet := s.cfg, s.set, s.quiet
+	s.mu.Unlock()
+	change, err := reload.Diff(cur, next)
+	if err != nil {
+		return ctlclient.Reload{}, err
+	}
+	set := rules.Compile(next.Rules)
+	if set.NeedsPayload() && s.copyRange != 0 {
+		return ctlclient.Reload{}, errors.New("rules: a rule duplicates packets that carry payload, which needs whole packets copied from the kernel where this run copies headers only (restart tcpchaos run to apply it)")
+	}
+	for _, w := range rules.Warnings(next.Rules) {
+		fmt.Fprintf(s.status, "tcpchaos: warning: %s\n", w)
+	}
+	if change.Intercept {
+		if err := s.in.Update(next.Intercept); err != nil {
+			return ctlclient.Reload{}, err
+		}
+	}
+	newQuiet := s.quietInstalled && set.Quietable()
+	if !change.Rules {
+		set, newQuiet = old, quiet
+	}
+	if quiet && !newQuiet {
+		if err := s.in.SetBypass(false); err != nil {
+			return ctlclient.Reload{}, err
+		}
+	}
+	if change.Rules {
+		doAll(s.queues, func() {
+			set.Carry(old)
+			for _, p := range s.pipes {
+				p.Switch(set)
+			}
+		})
+	}
+	var bypassErr error
+	if !quiet && newQuiet {
+		// The new rules are in force: failing to let quiet connections
+		// bypass the queue again only costs speed.
+		if bypassErr = s.in.SetBypass(true); bypassErr != nil {
+			newQuiet = false
+			fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: %v\n", bypassErr)
+		}
+	}
+	s.mu.Lock()
+	s.cfg, s.set, s.quiet, s.loaded = next, set, newQuiet, time.Now()
+	res := ctlclient.Reload{Config: file, Loaded: s.loaded, Quiet: newQuiet, Changed: []string{}}
+	s.mu.Unlock()
+	if change.Rules {
+		res.Changed = append(res.Changed, "rules")
+	}
+	if change.Intercept {
+		res.Changed = append(res.Changed, "intercept")
+	}
+	return res, nil
+}
+
+// doAll calls f while every queue's handler waits (nfq.Queue.Do on each,
+// nested in queue order): no packet is decided while f runs.
+func doAll(qs []*nfq.Queue, f func()) {
+	if len(qs) == 0 {
+		f()
+		return
+	}
+	qs[0].Do(func() { doAll(qs[1:], f) })
+}
+
+// Reload hands a control request's reload to the run's goroutine.
+func (s *steering) Reload(file string) (ctlclient.Reload, error) {
+	reply := make(chan reloadResult, 1)
+	select {
+	case s.reloads <- reloadRequest{file: file, reply: reply}:
+	case <-s.stopped:
+		return ctlclient.Reload{}, errors.New("the run is stopping")
+	}
+	r := <-reply
+	return r.res, r.err
+}
+
+// Status reports the run's status, counters summed over its queues.
+func (s *steering) Status() ctlclient.Status {
+	var total pipeline.Summary
+	for i, q := range s.queues {
+		q.Do(func() { total.Add(s.pipes[i].Summary()) })
+	}
+	s.mu.Lock()
+	st := ctlclient.Status{
+		PID: os.Getpid(), Started: s.started, Uptime: time.Since(s.started).Seconds(),
+		Config: s.file, Loaded: s.loaded, Reloads: s.reloaded, Refused: s.refused,
+		LastError: s.lastErr, Rules: s.set.Len(), Quiet: s.quiet, Tracked: total.Tracked,
+		Packets: map[string]uint64{}, Actions: map[string]uint64{},
+	}
+	if s.lastErr != "" {
+		at := s.lastErrAt
+		st.LastErrorAt = &at
+	}
+	first := s.cfg.Intercept.Queue
+	s.mu.Unlock()
+	for _, k := range statetrack.Kinds() {
+		st.Packets[k.String()] = total.Stats.Packets[k]
+	}
+	for a, n := range total.Stats.Actions {
+		if n > 0 {
+			st.Actions[rules.ActionType(a).String()] = n
+		}
+	}
+	for i, q := range s.queues {
+		qs := q.Stats()
+		cq := ctlclient.Queue{
+			Number: first + uint16(i), Received: qs.Received, Accepted: qs.Accepted, Dropped: qs.Dropped,
+			Delayed: qs.Delayed, Held: qs.Held, Duplicated: qs.Duplicated,
+			KernelQueued: uint64(qs.Kernel.IDSequence), KernelUnseen: qs.Unreceived(),
+		}
+		if qs.KernelErr != nil {
+			cq.KernelError = qs.KernelErr.Error()
+		}
+		st.Queues = append(st.Queues, cq)
+	}
+	return st
+}
+
+// Conns lists the tracked connections f selects, each queue's most
+// recently active first.
+func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
+	var state statetrack.State
+	if f.State != "" {
+		var err error
+		if state, err = statetrack.ParseState(f.State); err != nil {
+			return nil, fmt.Errorf("state: %w: %w", err, control.ErrBadRequest)
+		}
+	}
+	now := time.Now()
+	var cs []ctlclient.Conn
+	for _, ci := range s.tracked(func(ci statetrack.ConnInfo) bool {
+		return (f.State == "" || ci.States[0] == state || ci.States[1] == state) &&
+			(f.Port == 0 || ci.Server.Port() == f.Port)
+	}) {
+		cs = append(cs, s.conn(ci, now))
+	}
+	if cs == nil {
+		cs = []ctlclient.Conn{}
+	}
+	return cs, nil
+}
+
+// tracked returns the tracked connections that keep selects.
+func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.ConnInfo {
+	var cis []statetrack.ConnInfo
+	for i, q := range s.queues {
+		q.Do(func() {
+			s.pipes[i].Each(func(ci statetrack.ConnInfo) bool {
+				if keep(ci) {
+					cis = append(cis, ci)
+				}
+				return true
+			})
+		})
+	}
+	return cis
+}
+
+// conn describes a tracked connection with what its trail counted.
+func (s *steering) conn(ci statetrack.ConnInfo, now time.Time) ctlclient.Conn {
+	c := ctlclient.Conn{
+		ID: ci.ConnID, Client: ci.Client.String(), Server: ci.Server.String(),
+		ClientState: ci.States[statetrack.Client].String(), ServerState: ci.States[statetrack.Server].String(),
+		Last: ci.Last, Midstream: ci.Midstream, Quiet: ci.Quiet, Packets: map[string]uint64{},
+	}
+	if sum, ok := s.trail.Summary(ci.ConnID); ok {
+		c.First, c.Age, c.Faults = sum.First, now.Sub(sum.First).Seconds(), sum.Faults
+		for _, k := range statetrack.Kinds() {
+			if n := sum.Packets[k]; n > 0 {
+				c.Packets[k.String()] = n
+			}
+		}
+	}
+	return c
+}
+
+// Rules lists the rules in force.
+func (s *steering) Rules() []ctlclient.Rule {
+	s.mu.Lock()
+	set, cfg := s.set, s.cfg.Rules
+	s.mu.Unlock()
+	hits, on := set.Hits(), set.Enabled()
+	rs := make([]ctlclient.Rule, len(cfg))
+	for i, r := range cfg {
+		rs[i] = ctlclient.Rule{
+			Name: r.Name, Match: describeMatch(r.Match), Action: r.Action.String(), Probability: r.Probability,
+			Hits: hits[i], Limit: r.Limit, Enabled: on[i],
+		}
+		if r.Limit > 0 {
+			left := r.Limit - min(hits[i], r.Limit)
+			rs[i].LimitLeft = &left
+		}
+	}
+	return rs
+}
+
+// SetRuleEnabled enables or disables a rule by name, from the next packet
+// on.
+func (s *steering) SetRuleEnabled(name string, on bool) (ctlclient.Rule, error) {
+	s.mu.Lock()
+	ok := s.set.SetEnabled(name, on)
+	s.mu.Unlock()
+	if !ok {
+		return ctlclient.Rule{}, fmt.Errorf("no rule named %q in force: %w", name, control.ErrNotFound)
+	}
+	verb := "disabled"
+	if on {
+		verb = "enabled"
+	}
+	fmt.Fprintf(s.status, "tcpchaos: rule %s %s through the control socket\n", name, verb)
+	for _, r := range s.Rules() {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return ctlclient.Rule{}, fmt.Errorf("rule %q went away in a reload: %w", name, control.ErrNotFound)
+}
+
+// Timeline returns the kept events of a tracked connection, by conn id
+// or by its client's ADDR:PORT (the most recently active incarnation).
+func (s *steering) Timeline(conn string) (ctlclient.Timeline, error) {
+	var keep func(statetrack.ConnInfo) bool
+	if id, err := strconv.ParseUint(conn, 10, 64); err == nil {
+		keep = func(ci statetrack.ConnInfo) bool { return ci.ConnID == id }
+	} else if ap, err := netip.ParseAddrPort(conn); err == nil {
+		keep = func(ci statetrack.ConnInfo) bool { return ci.Client == ap }
+	} else {
+		return ctlclient.Timeline{}, fmt.Errorf("connection %q: want a conn id or the client's ADDR:PORT (IPv6 bracketed): %w", conn, control.ErrBadRequest)
+	}
+	cis := s.tracked(keep)
+	if len(cis) == 0 {
+		return ctlclient.Timeline{}, fmt.Errorf("no tracked connection %s: %w", conn, control.ErrNotFound)
+	}
+	ci := cis[0]
+	evs, _ := s.trail.Events(ci.ConnID)
+	var b bytes.Buffer
+	ladder.Write(&b, evs, ladder.Options{ASCII: true})
+	t := ctlclient.Timeline{Conn: s.conn(ci, time.Now()), Ladder: b.String(), Events: make([]json.RawMessage, len(evs))}
+	for i := range evs {
+		t.Events[i], _ = evs[i].MarshalJSON() // never fails
+	}
+	return t, nil
+}
+
+// sink is where the run's events go: to its writer, and to the trails.
+func (s *steering) sink(w events.Writer) events.Writer { return events.Tee{w, s.trail} }
+
+// fileSum hashes a file's content (through symlinks).
+func fileSum(file string) ([sha256.Size]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// absPath makes a path absolute (unchanged if that fails).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// watcher tells when the config file's directory, or the directory its
+// symlinks lead to, has been still for settle after a change: an edit in
+// place, an editor's rename over it, or the atomic symlink swap of a
+// Kubernetes ConfigMap volume (config.yaml -> ..data/config.yaml, ..data
+// -> ..2026_…, ..data replaced by a rename) all touch one of them.
+type watcher struct {
+	w       *fsnotify.Watcher // nil when watching failed (then changed never fires)
+	changed chan struct{}
+	done    chan struct{}
+	dirs    map[string]bool
+	log     *slog.Logger
+}
+
+func (s *steering) watch(log *slog.Logger) *watcher {
+	w := &watcher{changed: make(chan struct{}, 1), done: make(chan struct{}), dirs: map[string]bool{}, log: log}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		fmt.Fprintf(s.status, "tcpchaos: warning: config file changes are not watched (SIGHUP and ctl reload still work): %v\n", err)
+		return w
+	}
+	w.w = fw
+	w.follow(s.configFile())
+	go w.run()
+	return w
+}
+
+// follow watches the directories of file and of its symlinks' target.
+func (w *watcher) follow(file string) {
+	if w.w == nil {
+		return
+	}
+	want := map[string]bool{filepath.Dir(file): true}
+	if target, err := filepath.EvalSymlinks(file); err == nil {
+		want[filepath.Dir(target)] = true
+	}
+	for d := range w.dirs {
+		if !want[d] {
+			_ = w.w.Remove(d) // a ConfigMap's old data directory is gone already
+			delete(w.dirs, d)
+		}
+	}
+	for d := range want {
+		if w.dirs[d] {
+			continue
+		}
+		if err := w.w.Add(d); err != nil {
+			w.log.Warn("watch config directory", "dir", d, "err", err)
+			continue
+		}
+		w.dirs[d] = true
+	}
+}
+
+func (w *watcher) run() {
+	t := time.NewTimer(settle)
+	t.Stop()
+	for {
+		select {
+		case <-w.done:
+			t.Stop()
+			return
+		case _, ok := <-w.w.Events:
+			if !ok {
+				return
+			}
+			t.Reset(settle)
+		case err, ok := <-w.w.Errors:
+			if !ok {
+				return
+			}
+			w.log.Warn("watch config directory", "err", err)
+		case <-t.C:
+			select {
+			case w.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (w *watcher) close() {
+	if w.w != nil {
+		close(w.done)
+		w.w.Close()
+	}
+}
