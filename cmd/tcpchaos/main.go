@@ -60,6 +60,7 @@ func newApp() *cli.App {
 			runCommand(),
 			replayCommand(),
 			timelineCommand(),
+			ctlCommand(),
 			validateCommand(),
 			demoCommand(),
 			cleanupCommand(),

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tcpchaos/tcpchaos/ctlclient"
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
@@ -30,7 +31,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "intercept live traffic and apply a config's rules",
-		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--report FILE] [--junit FILE] [--pcap FILE [--pcap-all]] [--linger D] [--metrics ADDR] [-- CMD [ARGS...]]",
+		UsageText: "tcpchaos run -c FILE [--duration D] [--events FILE] [--netns NAME|PATH] [--control PATH] [--report FILE] [--junit FILE] [--pcap FILE [--pcap-all]] [--linger D] [--metrics ADDR] [-- CMD [ARGS...]]",
 		Description: "Installs tcpchaos's own iptables/ip6tables chains, binds the NFQUEUE queue(s)\n" +
 			"fail-open, and applies the rules until SIGINT/SIGTERM or --duration. Then held\n" +
 			"packets are released, the chains removed, the queue closed and a summary printed.\n" +
@@ -42,7 +43,7 @@ func runCommand() *cli.Command {
 			"--linger after CMD exits. SIGINT/SIGTERM or --duration stop CMD first: SIGTERM to\n" +
 			"its process group, SIGKILL 5s later. CMD's exit status (128+N when signal N\n" +
 			"killed it) must be 0 unless an expect: item of type exit says otherwise; a CMD\n" +
-			"that cannot be started fails the run (exit status 1).\n" + expectHelp,
+			"that cannot be started fails the run (exit status 1).\n\n" + steerHelp + expectHelp,
 		Flags: append(append(append(configFlags(true),
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D`", DefaultText: "until interrupted"},
 			&cli.StringFlag{Name: "events", Usage: "write events as JSON lines to `FILE` (\"-\": stdout)"},
@@ -52,9 +53,11 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Usage: "log the queue's diagnostics to stderr"},
 			&cli.DurationFlag{Name: "linger", Value: defaultLinger, Usage: "with -- CMD: keep intercepting `D` after CMD exits (0: stop at once)"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT; a bare :PORT binds 127.0.0.1), in the namespace tcpchaos was started in"},
+			&cli.StringFlag{Name: "control", Usage: "listen for `tcpchaos ctl` on the unix socket `PATH`", DefaultText: ctlclient.DefaultDir + "/[NETNS-]queue-N.sock"},
 		), pcapFlags()...), expectFlags()...),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
+			source := newConfigSource(c, map[string]string{"mode": "intercept.mode", "queue": "intercept.queue"})
+			cfg, err := source.load(c.String("config"))
 			if err != nil {
 				return err
 			}
@@ -75,8 +78,17 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer watch.close()
+			control := c.String("control")
+			if control == "" {
+				control = ctlclient.DefaultPath(cfg.Intercept.Queue, c.String("netns"))
+			}
+			steer, err := newSteering(control, c.String("config"), source, cfg, c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
 			sink, closeEvents, err := openEvents(c.String("events"), events.NewFaults(c.App.ErrWriter))
 			if err != nil {
+				steer.close()
 				return err
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -95,7 +107,7 @@ func runCommand() *cli.Command {
 			run := expect.Run{Command: "run", Config: c.String("config"), Seed: cfg.Seed, Start: time.Now()}
 			l := live{cfg: cfg, sink: events.Tee{ev, sink}, log: log, netns: c.String("netns"), status: c.App.ErrWriter, summary: c.App.Writer, watch: watch,
 				pcap: c.String("pcap"), pcapAll: c.Bool("pcap-all"),
-				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }}
+				ended: func(s pipeline.Summary, lost uint64) { total = s; ev.Lost(lost) }, steer: steer}
 			var tc *testCommand
 			launched, runCtx := false, ctx
 			if c.Args().Present() {
@@ -143,6 +155,9 @@ type live struct {
 	// ended is given the run's summary and the count of events lost once
 	// both are printed (nil: nothing).
 	ended func(pipeline.Summary, uint64)
+	// steer serves the control socket and reloads (nil: neither); run
+	// closes it.
+	steer *steering
 }
 
 // run binds the queues first (so a queue-number conflict installs nothing),
@@ -150,6 +165,9 @@ type live struct {
 // reverse: chains removed first so that no new packet is queued, then held
 // packets released as each queue returns.
 func (l live) run(ctx context.Context) error {
+	if l.steer != nil {
+		defer l.steer.close()
+	}
 	if l.netns != "" {
 		exit, err := netlab.Enter(l.netns)
 		if err != nil {
@@ -178,7 +196,11 @@ func (l live) run(ctx context.Context) error {
 		}
 	}
 	// The writer goroutine starts with the queues and stops after them.
-	evs := events.NewAsync(l.sink, events.Buffer)
+	sink := l.sink
+	if l.steer != nil {
+		sink = l.steer.sink(sink)
+	}
+	evs := events.NewAsync(sink, events.Buffer)
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
 	quiet := false
 	for i := range pipes {
@@ -216,6 +238,9 @@ func (l live) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, copyRange))
 	stopWatch := l.watch.start(queues, pipes)
+	if l.steer != nil {
+		fmt.Fprintf(l.status, "tcpchaos: control socket %s (tcpchaos ctl --control %[1]s status)\n", l.steer.path)
+	}
 	if l.ready != nil {
 		l.ready()
 	}
@@ -230,7 +255,12 @@ func (l live) run(ctx context.Context) error {
 	for _, q := range queues {
 		g.Go(func() error { return q.Run(queuesCtx) })
 	}
-	<-ctx.Done()
+	if l.steer != nil {
+		l.steer.attach(set, pipes, queues, interception, quiet, copyRange)
+		l.steer.serve(ctx, l.log)
+	} else {
+		<-ctx.Done()
+	}
 	stopWatch()
 	removeErr := interception.Remove()
 	stopQueues()

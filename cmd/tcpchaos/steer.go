@@ -36,6 +36,14 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
+// steerHelp is run's help on steering a run.
+const steerHelp = "A run listens on a control socket for `tcpchaos ctl` (--control PATH; by default\n" +
+	ctlclient.DefaultDir + "/queue-N.sock, N the first queue, or .../NETNS-queue-N.sock with --netns),\n" +
+	"mode 0600. On SIGHUP, on `tcpchaos ctl reload` and when the config file changes (also\n" +
+	"through a Kubernetes ConfigMap's symlink swap) the config is read again: new rules and\n" +
+	"intercept.ports/hosts apply at once, tracked connections and rule limits stay; a bad\n" +
+	"config, or one changing what needs a restart, is refused and the old one stays.\n\n"
+
 // settle is how long the config file's directory must be still after a
 // change before the file is read again: an editor's or a ConfigMap
 // update's several steps make one reload.
@@ -313,7 +321,7 @@ func (s *steering) Status() ctlclient.Status {
 		qs := q.Stats()
 		cq := ctlclient.Queue{
 			Number: first + uint16(i), Received: qs.Received, Accepted: qs.Accepted, Dropped: qs.Dropped,
-			Delayed: qs.Delayed, Held: qs.Held, Duplicated: qs.Duplicated,
+			Delayed: qs.Delayed, Held: uint64(max(qs.Held, 0)), Duplicated: qs.Duplicated,
 			KernelQueued: uint64(qs.Kernel.IDSequence), KernelUnseen: qs.Unreceived(),
 		}
 		if qs.KernelErr != nil {

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpchaos/tcpchaos/ctlclient"
+)
+
+// ctlFlags are the flags of `ctl` and of each of its commands, so that
+// they may come before or after the command's name.
+func ctlFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "control", Usage: "the control socket `PATH` of the run to steer", DefaultText: "the one socket in " + ctlclient.DefaultDir},
+		&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON (the protocol's own), for scripts"},
+	}
+}
+
+func ctlCommand() *cli.Command {
+	leaf := func(cmd *cli.Command) *cli.Command {
+		cmd.Flags = append(cmd.Flags, ctlFlags()...)
+		return cmd
+	}
+	return &cli.Command{
+		Name:      "ctl",
+		Usage:     "steer a running `tcpchaos run` through its control socket",
+		UsageText: "tcpchaos ctl [--control PATH] [--json] status|conns|rules|reload|set|timeline ...",
+		Description: "Talks to the control socket of a running `tcpchaos run` (its --control PATH; without\n" +
+			"--control, the one socket in " + ctlclient.DefaultDir + "). Only the user who started the run, and\n" +
+			"root, may connect. Output is for people; --json prints the protocol's JSON instead.\n\n" +
+			"Exit status: 0 done, 1 the request failed (no such run, refused reload, unknown rule\n" +
+			"or connection), 2 bad flags or arguments.",
+		Flags: ctlFlags(),
+		Subcommands: []*cli.Command{
+			leaf(&cli.Command{Name: "status", Usage: "uptime, config and reloads, counts, queue and kernel counters", Action: ctlStatus}),
+			leaf(&cli.Command{Name: "conns", Usage: "the tracked connections", UsageText: "tcpchaos ctl conns [--state S] [--port P]", Action: ctlConns,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "state", Usage: "only connections with an endpoint in state `S` (ESTABLISHED, TIME_WAIT, ...)"},
+					&cli.UintFlag{Name: "port", Usage: "only connections to the server port `P`"},
+				}}),
+			leaf(&cli.Command{Name: "rules", Usage: "the rules in force, or enable/disable one", UsageText: "tcpchaos ctl rules [enable NAME|disable NAME]", Action: ctlRules,
+				Subcommands: []*cli.Command{
+					leaf(&cli.Command{Name: "enable", Usage: "enable rule NAME from the next packet on", ArgsUsage: "NAME", Action: ctlSetRule(true)}),
+					leaf(&cli.Command{Name: "disable", Usage: "disable rule NAME from the next packet on (it survives a reload that leaves it unchanged)", ArgsUsage: "NAME", Action: ctlSetRule(false)}),
+				}}),
+			leaf(&cli.Command{Name: "reload", Usage: "read the config file again and apply it (refused: the config in force stays)", Action: ctlReload}),
+			leaf(&cli.Command{Name: "set", Usage: "replace the config by another file", UsageText: "tcpchaos ctl set -f FILE", Action: ctlReload,
+				Flags: []cli.Flag{&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "the new config `FILE`"}}}),
+			leaf(&cli.Command{Name: "timeline", Usage: "the ladder of one tracked connection so far", ArgsUsage: "CONN (a conn id, or the client's ADDR:PORT)", Action: ctlTimeline}),
+		},
+	}
+}
+
+// ctlSetting returns the context in which a ctl flag was given: the
+// command's own or, when not given there, ctl's (nil: not given).
+func ctlSetting(c *cli.Context, name string) *cli.Context {
+	for _, cc := range c.Lineage() {
+		if cc.Command != nil && cc.IsSet(name) {
+			return cc
+		}
+	}
+	return nil
+}
+
+// ctlClient connects to --control, or to the one socket in DefaultDir.
+func ctlClient(c *cli.Context) (*ctlclient.Client, error) {
+	if cc := ctlSetting(c, "control"); cc != nil {
+		return ctlclient.New(cc.String("control")), nil
+	}
+	socks, err := filepath.Glob(filepath.Join(ctlclient.DefaultDir, "*.sock"))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(socks) == 0:
+		return nil, fmt.Errorf("ctl: no control socket in %s: is a tcpchaos run running? (else give --control PATH)", ctlclient.DefaultDir)
+	case len(socks) > 1:
+		return nil, usageError{fmt.Errorf("ctl: several control sockets in %s (%s): choose one with --control PATH", ctlclient.DefaultDir, strings.Join(socks, ", "))}
+	}
+	return ctlclient.New(socks[0]), nil
+}
+
+// ctlDo runs one request and prints its answer: as JSON with --json,
+// else with human.
+func ctlDo[T any](c *cli.Context, req func(*ctlclient.Client) (T, error), human func(io.Writer, T)) error {
+	cl, err := ctlClient(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	v, err := req(cl)
+	if err != nil {
+		return fmt.Errorf("ctl %s: %w", c.Command.Name, err)
+	}
+	if cc := ctlSetting(c, "json"); cc != nil && cc.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	human(c.App.Writer, v)
+	return nil
+}
+
+// noArgs refuses arguments to a command that takes none.
+func noArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return usageError{fmt.Errorf("ctl %s: unexpected arguments %q", c.Command.Name, c.Args().Slice())}
+	}
+	return nil
+}
+
+func ctlStatus(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Status, error) { return cl.Status(c.Context) }, writeStatus)
+}
+
+func writeStatus(w io.Writer, s ctlclient.Status) {
+	fmt.Fprintf(w, "pid %d, up %s (since %s)\n", s.PID, (time.Duration(s.Uptime * float64(time.Second))).Round(time.Millisecond), s.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "config %s, loaded %s; %d reloads, %d refused\n", s.Config, s.Loaded.Format(time.RFC3339), s.Reloads, s.Refused)
+	if s.LastError != "" {
+		fmt.Fprintf(w, "last reload refused at %s: %s\n", s.LastErrorAt.Format(time.RFC3339), s.LastError)
+	}
+	data := "queued"
+	if s.Quiet {
+		data = "bypasses the queue (quiet connections)"
+	}
+	fmt.Fprintf(w, "rules: %d in force; data phase %s\n", s.Rules, data)
+	fmt.Fprintf(w, "connections: %d tracked\n", s.Tracked)
+	fmt.Fprintf(w, "packets: %s\n", counts(s.Packets))
+	fmt.Fprintf(w, "actions: %s\n", counts(s.Actions))
+	for _, q := range s.Queues {
+		fmt.Fprintf(w, "queue %d: %d received, %d accepted, %d dropped, %d delayed (%d held), %d duplicated; ",
+			q.Number, q.Received, q.Accepted, q.Dropped, q.Delayed, q.Held, q.Duplicated)
+		if q.KernelError != "" {
+			fmt.Fprintf(w, "kernel counters unknown: %s\n", q.KernelError)
+			continue
+		}
+		fmt.Fprintf(w, "kernel: %d queued, %d passed unseen (fail-open)\n", q.KernelQueued, q.KernelUnseen)
+	}
+}
+
+// counts renders non-zero counts as "a 1, b 2", by name.
+func counts(m map[string]uint64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ctlConns(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if p := c.Uint("port"); p > 65535 {
+		return usageError{fmt.Errorf("ctl conns: --port %d: want a port number 1-65535", p)}
+	}
+	f := ctlclient.ConnFilter{State: strings.ToUpper(c.String("state")), Port: uint16(c.Uint("port"))}
+	return ctlDo(c, func(cl *ctlclient.Client) ([]ctlclient.Conn, error) { return cl.Conns(c.Context, f) }, writeConns)
+}
+
+func writeConns(w io.Writer, cs []ctlclient.Conn) {
+	if len(cs) == 0 {
+		fmt.Fprintln(w, "no tracked connection")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCLIENT\tSERVER\tCLIENT STATE\tSERVER STATE\tAGE\tIDLE\tPACKETS\tFAULTS")
+	now := time.Now()
+	for _, cn := range cs {
+		age := "?"
+		if !cn.First.IsZero() {
+			age = time.Duration(cn.Age * float64(time.Second)).Round(time.Millisecond).String()
+		}
+		state := func(s string) string {
+			if cn.Quiet {
+				return s + " (quiet)"
+			}
+			return s
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", cn.ID, cn.Client, cn.Server, state(cn.ClientState), state(cn.ServerState),
+			age, now.Sub(cn.Last).Round(time.Millisecond), counts(cn.Packets), cn.Faults)
+	}
+	tw.Flush()
+}
+
+func ctlRules(c *cli.Context) error {
+	if c.Args().Present() {
+		return usageError{fmt.Errorf("ctl rules: unknown command %q (want enable NAME or disable NAME)", c.Args().First())}
+	}
+	return ctlDo(c, func(cl *ctlclient.Client) ([]ctlclient.Rule, error) { return cl.Rules(c.Context) }, writeRules)
+}
+
+func writeRules(w io.Writer, rs []ctlclient.Rule) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no rules in force")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tNAME\tENABLED\tHITS\tLIMIT LEFT\tACTION\tMATCH")
+	for i, r := range rs {
+		left := "-"
+		if r.LimitLeft != nil {
+			left = fmt.Sprintf("%d of %d", *r.LimitLeft, r.Limit)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s (probability %g)\n", i+1, r.Name, yesNo(r.Enabled), r.Hits, left, r.Action, r.Match, r.Probability)
+	}
+	tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func ctlSetRule(on bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return usageError{fmt.Errorf("ctl rules %s: want one rule NAME", c.Command.Name)}
+		}
+		name := c.Args().First()
+		return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Rule, error) { return cl.SetRuleEnabled(c.Context, name, on) },
+			func(w io.Writer, r ctlclient.Rule) {
+				fmt.Fprintf(w, "rule %s: enabled %s (from the next packet on)\n", r.Name, yesNo(r.Enabled))
+			})
+	}
+}
+
+// ctlReload serves `reload` and `set -f FILE`.
+func ctlReload(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	file := ""
+	if c.Command.Name == "set" {
+		var err error
+		if file, err = filepath.Abs(c.String("file")); err != nil {
+			return usageError{fmt.Errorf("ctl set: -f %s: %w", c.String("file"), err)}
+		}
+	}
+	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Reload, error) {
+		if file != "" {
+			return cl.SetConfig(c.Context, file)
+		}
+		return cl.Reload(c.Context)
+	}, func(w io.Writer, r ctlclient.Reload) {
+		changed := "nothing changed"
+		if len(r.Changed) > 0 {
+			changed = "changed " + strings.Join(r.Changed, " and ")
+		}
+		fmt.Fprintf(w, "reloaded %s: %s\n", r.Config, changed)
+	})
+}
+
+func ctlTimeline(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError{errors.New("ctl timeline: want one CONN (a conn id, or the client's ADDR:PORT)")}
+	}
+	conn := c.Args().First()
+	if _, err := strconv.ParseUint(conn, 10, 64); err != nil && !strings.Contains(conn, ":") {
+		return usageError{fmt.Errorf("ctl timeline: %q: want a conn id, or the client's ADDR:PORT", conn)}
+	}
+	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Timeline, error) { return cl.Timeline(c.Context, conn) },
+		func(w io.Writer, t ctlclient.Timeline) { io.WriteString(w, t.Ladder) })
+}
