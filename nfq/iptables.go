@@ -195,7 +195,7 @@ type familyPlan struct {
 	binary string         // "iptables" or "ip6tables"
 	hosts  []netip.Prefix // of the family
 	chains []chainRef     // own chains, created first
-	rules  []rule     // the own chains' rules, appended in order
+	rules  []rule         // the own chains' rules, appended in order
 	// queueRule indexes the NFQUEUE rule in rules.
 	queueRule int
 	// jumps go into built-in chains, at position 1, last of all: the

@@ -35,7 +35,9 @@ func TestUpdateAndBypass(t *testing.T) {
 			}
 		}
 	}
-	if err := ns.Do(func() error { return in.Update(Intercept{Ports: []uint16{8080, 9090}, Hosts: []netip.Prefix{v4net, v6net}, Queue: 7}) }); err != nil {
+	if err := ns.Do(func() error {
+		return in.Update(Intercept{Ports: []uint16{8080, 9090}, Hosts: []netip.Prefix{v4net, v6net}, Queue: 7})
+	}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	check("new ports", bypass, `-A TCPCHAOS -s HOST -j TCPCHAOS-PORTS-1
