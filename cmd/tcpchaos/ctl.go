@@ -177,26 +177,33 @@ func ctlConns(c *cli.Context) error {
 }
 
 func writeConns(w io.Writer, cs []ctlclient.Conn) {
-	if len(cs) == 0 {
-		fmt.Fprintln(w, "no tracked connection")
+	now := time.Now()
+	writeTable(w, "no tracked connection", "ID\tCLIENT\tSERVER\tCLIENT STATE\tSERVER STATE\tAGE\tIDLE\tPACKETS\tFAULTS", cs,
+		func(_ int, cn ctlclient.Conn) string {
+			age := "?"
+			if !cn.First.IsZero() {
+				age = time.Duration(cn.Age * float64(time.Second)).Round(time.Millisecond).String()
+			}
+			quiet := ""
+			if cn.Quiet {
+				quiet = " (quiet)"
+			}
+			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d", cn.ID, cn.Client, cn.Server, cn.ClientState+quiet, cn.ServerState+quiet,
+				age, now.Sub(cn.Last).Round(time.Millisecond), counts(cn.Packets), cn.Faults)
+		})
+}
+
+// writeTable prints one row per element of xs under header, aligned, or
+// none when there are none.
+func writeTable[T any](w io.Writer, none, header string, xs []T, row func(int, T) string) {
+	if len(xs) == 0 {
+		fmt.Fprintln(w, none)
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCLIENT\tSERVER\tCLIENT STATE\tSERVER STATE\tAGE\tIDLE\tPACKETS\tFAULTS")
-	now := time.Now()
-	for _, cn := range cs {
-		age := "?"
-		if !cn.First.IsZero() {
-			age = time.Duration(cn.Age * float64(time.Second)).Round(time.Millisecond).String()
-		}
-		state := func(s string) string {
-			if cn.Quiet {
-				return s + " (quiet)"
-			}
-			return s
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", cn.ID, cn.Client, cn.Server, state(cn.ClientState), state(cn.ServerState),
-			age, now.Sub(cn.Last).Round(time.Millisecond), counts(cn.Packets), cn.Faults)
+	fmt.Fprintln(tw, header)
+	for i, x := range xs {
+		fmt.Fprintln(tw, row(i, x))
 	}
 	tw.Flush()
 }
@@ -209,20 +216,14 @@ func ctlRules(c *cli.Context) error {
 }
 
 func writeRules(w io.Writer, rs []ctlclient.Rule) {
-	if len(rs) == 0 {
-		fmt.Fprintln(w, "no rules in force")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tNAME\tENABLED\tHITS\tLIMIT LEFT\tACTION\tMATCH")
-	for i, r := range rs {
-		left := "-"
-		if r.LimitLeft != nil {
-			left = fmt.Sprintf("%d of %d", *r.LimitLeft, r.Limit)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s (probability %g)\n", i+1, r.Name, yesNo(r.Enabled), r.Hits, left, r.Action, r.Match, r.Probability)
-	}
-	tw.Flush()
+	writeTable(w, "no rules in force", "#\tNAME\tENABLED\tHITS\tLIMIT LEFT\tACTION\tMATCH", rs,
+		func(i int, r ctlclient.Rule) string {
+			left := "-"
+			if r.LimitLeft != nil {
+				left = fmt.Sprintf("%d of %d", *r.LimitLeft, r.Limit)
+			}
+			return fmt.Sprintf("%d\t%s\t%s\t%d\t%s\t%s\t%s (probability %g)", i+1, r.Name, yesNo(r.Enabled), r.Hits, left, r.Action, r.Match, r.Probability)
+		})
 }
 
 func yesNo(b bool) string {
