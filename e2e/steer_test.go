@@ -128,7 +128,9 @@ func (s *steered) wantCtl(args ...string) string {
 }
 
 // waitReloads polls the status through the Go client until n reloads
-// succeeded, and checks that the last one says why.
+// succeeded, and checks that a reload line says why. (When the machine is
+// slow the file watch may see an edit before the SIGHUP or the ctl reload
+// that follows it is handled: that one then finds nothing changed.)
 func (s *steered) waitReloads(n uint64, why string) ctlclient.Status {
 	s.t.Helper()
 	deadline := time.Now().Add(ioTimeout)
@@ -137,14 +139,12 @@ func (s *steered) waitReloads(n uint64, why string) ctlclient.Status {
 		if err != nil {
 			s.t.Fatalf("status: %v", err)
 		}
-		if st.Reloads >= n {
-			if !strings.Contains(s.chaos.stderr.String(), "("+why+"): changed") {
-				s.t.Errorf("no reload line saying %q on stderr:\n%s", why, s.chaos.stderr.String())
-			}
+		said := strings.Contains(s.chaos.stderr.String(), "("+why+"): ")
+		if st.Reloads >= n && said {
 			return st
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%d reloads after %v, want %d; stderr:\n%s", st.Reloads, ioTimeout, n, s.chaos.stderr.String())
+			s.t.Fatalf("%d reloads after %v, want %d, one saying %q; stderr:\n%s", st.Reloads, ioTimeout, n, why, s.chaos.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -171,8 +171,8 @@ func TestReloadMidRun(t *testing.T) {
 		}, "SIGHUP"},
 		{"ctl-reload", plainConfig, func(s *steered, content string) {
 			edit(s, content)
-			if out := s.wantCtl("reload"); !strings.Contains(out, "changed rules") {
-				s.t.Errorf("ctl reload: %q, want it to say the rules changed", out)
+			if out := s.wantCtl("reload"); !strings.HasPrefix(out, "reloaded "+s.config+": ") {
+				s.t.Errorf("ctl reload: %q, want it to say it reloaded %s", out, s.config)
 			}
 		}, "a control request"},
 	} {

@@ -56,7 +56,7 @@ func ctlCommand() *cli.Command {
 				}}),
 			leaf(&cli.Command{Name: "reload", Usage: "read the config file again and apply it (refused: the config in force stays)", Action: ctlReload}),
 			leaf(&cli.Command{Name: "set", Usage: "replace the config by another file", UsageText: "tcpchaos ctl set -f FILE", Action: ctlReload,
-				Flags: []cli.Flag{&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "the new config `FILE`"}}}),
+				Flags: []cli.Flag{&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the new config `FILE` (required)"}}}),
 			leaf(&cli.Command{Name: "timeline", Usage: "the ladder of one tracked connection so far", ArgsUsage: "CONN (a conn id, or the client's ADDR:PORT)", Action: ctlTimeline}),
 		},
 	}
@@ -253,6 +253,9 @@ func ctlReload(c *cli.Context) error {
 	}
 	file := ""
 	if c.Command.Name == "set" {
+		if c.String("file") == "" {
+			return usageError{errors.New("ctl set: want -f FILE, the new config file")}
+		}
 		var err error
 		if file, err = filepath.Abs(c.String("file")); err != nil {
 			return usageError{fmt.Errorf("ctl set: -f %s: %w", c.String("file"), err)}

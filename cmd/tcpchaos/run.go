@@ -78,6 +78,10 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer watch.close()
+			// Before the control socket, whose directory needs root too.
+			if err := netlab.CheckNetAdmin(); err != nil {
+				return err
+			}
 			control := c.String("control")
 			if control == "" {
 				control = ctlclient.DefaultPath(cfg.Intercept.Queue, c.String("netns"))

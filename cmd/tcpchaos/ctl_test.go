@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/ctlclient"
+	"github.com/tcpchaos/tcpchaos/internal/control"
+)
+
+// fakeRun answers the control socket like a run with one rule and one
+// connection.
+type fakeRun struct{ control.Backend }
+
+func (fakeRun) Status() ctlclient.Status {
+	return ctlclient.Status{PID: 42, Config: "/etc/tcpchaos.yaml", Rules: 1, Packets: map[string]uint64{"syn": 2, "data": 0},
+		Queues: []ctlclient.Queue{{Number: 100, Received: 7, KernelQueued: 7}}}
+}
+
+func (fakeRun) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
+	return []ctlclient.Conn{{ID: 9, Client: "198.18.0.1:40000", Server: fmt.Sprintf("198.19.0.1:%d", f.Port), ClientState: f.State,
+		ServerState: "ESTABLISHED", First: time.Now(), Last: time.Now(), Packets: map[string]uint64{"syn": 2}, Faults: 1}}, nil
+}
+
+func (fakeRun) SetRuleEnabled(name string, on bool) (ctlclient.Rule, error) {
+	if name != "lose-first-syn" {
+		return ctlclient.Rule{}, fmt.Errorf("no rule named %q in force: %w", name, control.ErrNotFound)
+	}
+	return ctlclient.Rule{Name: name, Enabled: on}, nil
+}
+
+func startFakeRun(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := control.Serve(ln, fakeRun{}, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { srv.Close() })
+	return path
+}
+
+func TestCtlOutputAndFlags(t *testing.T) {
+	sock := startFakeRun(t)
+	out, err := runCLI(t, "ctl", "--control", sock, "status")
+	if err != nil || !strings.Contains(out, "pid 42") || !strings.Contains(out, "packets: syn 2\n") || !strings.Contains(out, "queue 100: 7 received") {
+		t.Errorf("ctl status: %v\n%s", err, out)
+	}
+	// The flags may follow the command.
+	out, err = runCLI(t, "ctl", "conns", "--json", "--control", sock, "--state", "established", "--port", "8080")
+	var cs []ctlclient.Conn
+	if err != nil || json.Unmarshal([]byte(out), &cs) != nil || len(cs) != 1 || cs[0].ClientState != "ESTABLISHED" || cs[0].Server != "198.19.0.1:8080" {
+		t.Errorf("ctl conns --json: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "ctl", "--control", sock, "conns")
+	if err != nil || !strings.Contains(out, "ID  ") || !strings.Contains(out, "198.18.0.1:40000") {
+		t.Errorf("ctl conns: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "ctl", "--control", sock, "rules", "disable", "lose-first-syn")
+	if err != nil || out != "rule lose-first-syn: enabled no (from the next packet on)\n" {
+		t.Errorf("ctl rules disable: %v\n%q", err, out)
+	}
+}
+
+func TestCtlExitCodes(t *testing.T) {
+	sock := startFakeRun(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"rules", "disable", "nope"}, exitFailure, `no rule named "nope"`},
+		{[]string{"rules", "enable"}, exitUsage, "want one rule NAME"},
+		{[]string{"rules", "bogus"}, exitUsage, "unknown command"},
+		{[]string{"status", "extra"}, exitUsage, "unexpected arguments"},
+		{[]string{"conns", "--port", "70000"}, exitUsage, "want a port number"},
+		{[]string{"timeline"}, exitUsage, "want one CONN"},
+		{[]string{"set"}, exitUsage, "want -f FILE"},
+	} {
+		out, err := runCLI(t, append([]string{"ctl", "--control", sock}, tc.args...)...)
+		if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error()+out, tc.says) {
+			t.Errorf("ctl %v: exit %d, %v; want %d saying %q", tc.args, exitCode(err), err, tc.code, tc.says)
+		}
+	}
+	_, err := runCLI(t, "ctl", "--control", filepath.Join(t.TempDir(), "none.sock"), "status")
+	if err == nil || exitCode(err) != exitFailure {
+		t.Errorf("ctl status without a run: %v, want exit 1", err)
+	}
+}
