@@ -29,6 +29,11 @@ type Decision struct {
 	// rule matched, or the first rule that matched did not act because its
 	// probability draw failed or its limit was used up.
 	Rule int
+	// RuleName is that rule's name ("" when none acted). Unlike Rule, an
+	// index into the Set that decided, it still names the rule after a
+	// reload swapped the Set, for a packet held or a copy pending across
+	// it.
+	RuleName string
 }
 
 // stream is the second word of every Engine's PCG state ("tcpchaos" in
@@ -81,7 +86,7 @@ func (e *Engine) act(i int, r *rule) Decision {
 		return Decision{Rule: -1}
 	}
 	e.hits[i]++
-	d := Decision{Action: r.action.Type, Rule: i}
+	d := Decision{Action: r.action.Type, Rule: i, RuleName: e.set.names[i]}
 	if d.Action.Holds() {
 		d.Hold = e.hold(r.action.Delay, r.action.Jitter)
 	}

@@ -191,7 +191,7 @@ func TestActions(t *testing.T) {
 			{Name: "other", Match: Match{Packets: []statetrack.Kind{statetrack.Rst}}, Action: Action{Type: Drop}, Probability: 1},
 			{Name: "this", Action: tc.action, Probability: 1},
 		})
-		tc.want.Rule = 1
+		tc.want.Rule, tc.want.RuleName = 1, "this"
 		if got := NewEngine(s, 1).Decide(obs(statetrack.Syn)); got != tc.want {
 			t.Errorf("%v: got %+v, want %+v", tc.action.Type, got, tc.want)
 		}
@@ -322,11 +322,11 @@ func TestFirstMatchDecides(t *testing.T) {
 		o    *statetrack.Observation
 		want Decision
 	}{
-		{obs(statetrack.Syn, on8443), Decision{Action: Accept, Rule: 0}},
+		{obs(statetrack.Syn, on8443), Decision{Action: Accept, Rule: 0, RuleName: "exempt-8443"}},
 		// The second rule matches and does not act: no fall through.
 		{obs(statetrack.Syn), Decision{Rule: -1}},
-		{obs(statetrack.Syn, nth(2), rexmit), Decision{Action: Delay, Hold: time.Second, Rule: 3}},
-		{obs(statetrack.SynAck, fromServer), Decision{Action: Drop, Rule: 2}},
+		{obs(statetrack.Syn, nth(2), rexmit), Decision{Action: Delay, Hold: time.Second, Rule: 3, RuleName: "delay-handshake"}},
+		{obs(statetrack.SynAck, fromServer), Decision{Action: Drop, Rule: 2, RuleName: "one-syn-ack"}},
 		// Its limit used up, the third rule still decides: accept.
 		{obs(statetrack.SynAck, fromServer, nth(2), rexmit), Decision{Rule: -1}},
 	} {

@@ -62,7 +62,7 @@ func (rec *recording) tap(i int, p *pipeline.Pipeline) execute.Tap {
 	if rec == nil {
 		return nil
 	}
-	return rec.r.Queue(i, p.RuleName)
+	return rec.r.Queue(i)
 }
 
 // onGone returns the tracker's OnGone of queue i, which frees the

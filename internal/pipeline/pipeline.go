@@ -84,9 +84,6 @@ func (p *Pipeline) AllowQuiet() bool {
 	return p.quietable
 }
 
-// RuleName returns the name of rule i of a verdict's Decision.Rule.
-func (p *Pipeline) RuleName(i int) string { return p.names[i] }
-
 // Switch makes the pipeline decide with set from the next packet on (a
 // reload): the tracked connections stay, the engine's random source goes
 // on, its hits follow the rules by name (rules.Engine.Switch), and whether
@@ -125,7 +122,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	if p.sink != nil {
 		e := packetEvent(&o, now, states)
 		if d.Rule >= 0 {
-			e.Rule, e.Action = p.names[d.Rule], d.Action
+			e.Rule, e.Action = d.RuleName, d.Action
 			if d.Action.Holds() {
 				e.Delay = d.Hold
 			}

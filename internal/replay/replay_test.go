@@ -536,7 +536,7 @@ func TestReplayTapRecordsArrivalsWithComments(t *testing.T) {
 		w.connection()
 		c := &comments{}
 		rec := tap.New(c, tap.Options{All: true, Link: w.link})
-		res := w.replayTapped(func(p *pipeline.Pipeline) execute.Tap { return rec.Queue(0, p.RuleName) },
+		res := w.replayTapped(func(*pipeline.Pipeline) execute.Tap { return rec.Queue(0) },
 			rules.Rule{Name: "stale-syn", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Syn}, Nth: 1},
 				Action: rules.Action{Type: rules.Duplicate, Copies: 1, After: 3 * time.Second}},
 			rules.Rule{Name: "slow-syn-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.SynAck}},

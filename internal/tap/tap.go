@@ -122,10 +122,9 @@ func New(w Writer, opts Options) *Recorder {
 	return &Recorder{w: w, opts: opts, touched: make(map[key]struct{}), waiting: make(map[key]*list.Element)}
 }
 
-// Queue returns the Tap of queue i (connection IDs are a queue's own);
-// name returns the name of a verdict's rule.
-func (r *Recorder) Queue(i int, name func(rule int) string) execute.Tap {
-	return queueTap{r: r, queue: i, name: name}
+// Queue returns the Tap of queue i (connection IDs are a queue's own).
+func (r *Recorder) Queue(i int) execute.Tap {
+	return queueTap{r: r, queue: i}
 }
 
 // OnGone returns the statetrack.Config.OnGone of queue i's tracker: a
@@ -154,7 +153,6 @@ func (r *Recorder) Stats() Stats {
 type queueTap struct {
 	r     *Recorder
 	queue int
-	name  func(int) string
 }
 
 // Arrived records a packet (execute.Tap), and the RSTs a reset sends.
@@ -168,7 +166,7 @@ func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	f := capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len}
 	comment, name := "", ""
 	if v.Rule >= 0 && v.Action.Faulty() {
-		name = t.name(v.Rule)
+		name = v.RuleName
 		comment = Comment(&v.Decision, name)
 	}
 	r.arrived(key{t.queue, v.Obs.ConnID}, f, comment)
@@ -192,7 +190,7 @@ func (t queueTap) CopySent(p *execute.Packet, v *rules.Verdict, i int, now time.
 	defer r.unlock()
 	if r.stats.Err == nil {
 		r.write(capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len},
-			fmt.Sprintf("copy %d of %d by %s", i, v.Copies, t.name(v.Rule)))
+			fmt.Sprintf("copy %d of %d by %s", i, v.Copies, v.RuleName))
 	}
 }
 

@@ -49,18 +49,16 @@ func (l *lines) check(t *testing.T, want ...string) {
 func show(tp execute.Tap, conn uint64, n int, a rules.ActionType) {
 	v := &rules.Verdict{Decision: rules.Decision{Action: a, Rule: -1}, Obs: statetrack.Observation{ConnID: conn}}
 	if a != rules.Accept {
-		v.Rule = 0
+		v.Rule, v.RuleName = 0, "r"
 	}
 	data := fmt.Appendf(nil, "c%dp%d", conn, n)
 	tp.Arrived(&execute.Packet{Data: data, Len: len(data)}, v, t0.Add(time.Duration(n)*time.Millisecond))
 }
 
-func ruleName(int) string { return "r" }
-
 func TestTouchedConnectionsFromFirstToLastPacket(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{Link: decode.LinkRaw})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
 	show(tp, 2, 2, rules.Accept)
 	show(tp, 1, 3, rules.Accept)
@@ -69,9 +67,9 @@ func TestTouchedConnectionsFromFirstToLastPacket(t *testing.T) {
 	w.check(t, "c1p1 @1", "c1p3 @3", "c1p4 @4 # dropped by r")
 	show(tp, 1, 5, rules.Accept)
 	show(tp, 2, 6, rules.Accept)
-	show(r.Queue(1, ruleName), 1, 7, rules.Accept) // another queue's connection 1
+	show(r.Queue(1), 1, 7, rules.Accept) // another queue's connection 1
 	w.check(t, "c1p5 @5")
-	dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 2, Rule: 0}, Obs: statetrack.Observation{ConnID: 2}}
+	dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 2, Rule: 0, RuleName: "r"}, Obs: statetrack.Observation{ConnID: 2}}
 	tp.CopySent(&execute.Packet{Data: []byte("c2p6"), Len: 4}, dup, 2, t0.Add(8*time.Millisecond))
 	w.check(t, "c2p6 @8 # copy 2 of 2 by r")
 	if s := r.Stats(); s.Packets != 5 || s.Conns != 1 || s.LeftOut != 0 || s.Forgotten != 0 {
@@ -82,7 +80,7 @@ func TestTouchedConnectionsFromFirstToLastPacket(t *testing.T) {
 func TestAllConnections(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{All: true, Link: decode.LinkRaw})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
 	show(tp, 2, 2, rules.Drop)
 	show(tp, 0, 3, rules.Accept)
@@ -92,7 +90,7 @@ func TestAllConnections(t *testing.T) {
 func TestBufferFullLeavesOutAndSays(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{MaxPackets: 2})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	for n := 1; n <= 4; n++ {
 		show(tp, 1, n, rules.Accept)
 	}
@@ -106,7 +104,7 @@ func TestBufferFullLeavesOutAndSays(t *testing.T) {
 func TestBoundsForgetLeastRecentlySeen(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{MaxConns: 2})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
 	show(tp, 2, 2, rules.Accept)
 	show(tp, 1, 3, rules.Accept) // 1 seen more recently than 2
@@ -119,7 +117,7 @@ func TestBoundsForgetLeastRecentlySeen(t *testing.T) {
 	}
 
 	r = New(w, Options{MaxBytes: 9}) // each packet is 4 bytes
-	tp = r.Queue(0, ruleName)
+	tp = r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
 	show(tp, 2, 2, rules.Accept)
 	show(tp, 1, 3, rules.Accept) // 12 bytes: 2 forgotten
@@ -140,11 +138,11 @@ func TestResetWritesInjectedRSTs(t *testing.T) {
 	})
 	r := New(w, Options{All: true, Link: decode.LinkRaw})
 	client, server := netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.1.1:80")
-	v := &rules.Verdict{Decision: rules.Decision{Action: rules.Reset, Rule: 0}, Obs: statetrack.Observation{ConnID: 1}}
+	v := &rules.Verdict{Decision: rules.Decision{Action: rules.Reset, Rule: 0, RuleName: "reset-on-fin"}, Obs: statetrack.Observation{ConnID: 1}}
 	v.Obs.Seg = statetrack.Segment{Src: client, Dst: server, Flags: statetrack.FIN | statetrack.ACK}
 	v.Resets.Seg[0] = statetrack.Segment{Src: client, Dst: server, Seq: 7, Flags: statetrack.RST}
 	v.Resets.N = 1
-	r.Queue(0, func(int) string { return "reset-on-fin" }).Arrived(&execute.Packet{Data: []byte("fin"), Len: 3}, v, t0)
+	r.Queue(0).Arrived(&execute.Packet{Data: []byte("fin"), Len: 3}, v, t0)
 	if !slices.Equal(comments, []string{"reset by reset-on-fin", "RST injected by reset-on-fin"}) {
 		t.Fatalf("comments %q", comments)
 	}
@@ -161,7 +159,7 @@ func (f writerFunc) Write(fr capture.Frame, c string) error { return f(fr, c) }
 func TestWriteErrorStopsRecording(t *testing.T) {
 	w := &lines{err: errors.New("disk full")}
 	r := New(w, Options{All: true})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
 	w.err = nil
 	show(tp, 1, 2, rules.Accept)
