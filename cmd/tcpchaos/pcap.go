@@ -9,7 +9,6 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/capture"
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/execute"
-	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/tap"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -56,9 +55,9 @@ func createRecording(path string, all bool, link decode.LinkType, snaplen uint32
 	return rec, nil
 }
 
-// tap returns the Tap for the executor of pipeline p, queue i; nil for no
+// tap returns the Tap for the executor of queue i; nil for no
 // recording.
-func (rec *recording) tap(i int, p *pipeline.Pipeline) execute.Tap {
+func (rec *recording) tap(i int) execute.Tap {
 	if rec == nil {
 		return nil
 	}

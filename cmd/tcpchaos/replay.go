@@ -81,7 +81,7 @@ func runReplay(c *cli.Context) error {
 
 	set := rules.Compile(cfg.Rules)
 	p := pipeline.New(cfg.Tracker, set, cfg.Seed, sinks)
-	counts, runErr := replay.Run(in, out, p, rec.tap(0, p))
+	counts, runErr := replay.Run(in, out, p, rec.tap(0))
 	if out != nil {
 		if err := out.Close(); err != nil && runErr == nil {
 			runErr = err
