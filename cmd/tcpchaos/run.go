@@ -86,7 +86,11 @@ func runCommand() *cli.Command {
 			if control == "" {
 				control = ctlclient.DefaultPath(cfg.Intercept.Queue, c.String("netns"))
 			}
-			steer, err := newSteering(control, c.String("config"), source, cfg, c.App.ErrWriter)
+			log := slog.New(slog.DiscardHandler)
+			if c.Bool("verbose") {
+				log = slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+			}
+			steer, err := newSteering(control, c.String("config"), source, cfg, c.App.ErrWriter, log)
 			if err != nil {
 				return err
 			}
@@ -101,10 +105,6 @@ func runCommand() *cli.Command {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, d)
 				defer cancel()
-			}
-			log := slog.New(slog.DiscardHandler)
-			if c.Bool("verbose") {
-				log = slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 			}
 			ev := expect.New(cfg.Expect)
 			var total pipeline.Summary

@@ -67,6 +67,7 @@ type steering struct {
 	trail   *trail.Recorder
 	reloads chan reloadRequest
 	stopped chan struct{} // closed when serve returns: no more reloads
+	watch   *watcher
 
 	// Set by attach, then read only.
 	started        time.Time
@@ -102,8 +103,10 @@ type reloadResult struct {
 }
 
 // newSteering listens on the control socket path for the run of cfg, read
-// from file through source, and starts catching SIGHUP.
-func newSteering(path, file string, source configSource, cfg config.Config, status io.Writer) (*steering, error) {
+// from file through source, and starts catching SIGHUP and watching the
+// config file (from now on: a change before the run is ready is not
+// missed).
+func newSteering(path, file string, source configSource, cfg config.Config, status io.Writer, log *slog.Logger) (*steering, error) {
 	ln, err := control.Listen(path)
 	if err != nil {
 		return nil, err
@@ -115,13 +118,16 @@ func newSteering(path, file string, source configSource, cfg config.Config, stat
 	}
 	s.sum, _ = fileSum(s.file)
 	signal.Notify(s.hup, syscall.SIGHUP)
+	s.watch = s.newWatcher(log)
 	return s, nil
 }
 
-// close stops catching SIGHUP and removes the socket, for a run that ends
-// before it ran (after attach, serve does it).
+// close stops catching SIGHUP and watching, and removes the socket. serve
+// calls it; a run that ends before serving calls it itself. It may be
+// called again.
 func (s *steering) close() {
 	signal.Stop(s.hup)
+	s.watch.close()
 	s.ln.Close()
 }
 
@@ -139,8 +145,7 @@ func (s *steering) serve(ctx context.Context, log *slog.Logger) {
 	defer close(s.stopped)
 	srv := control.Serve(s.ln, s, log)
 	defer srv.Close()
-	w := s.watch(log)
-	defer w.close()
+	w := s.watch
 	for {
 		select {
 		case <-ctx.Done():
@@ -489,9 +494,10 @@ type watcher struct {
 	done    chan struct{}
 	dirs    map[string]bool
 	log     *slog.Logger
+	stop    sync.Once
 }
 
-func (s *steering) watch(log *slog.Logger) *watcher {
+func (s *steering) newWatcher(log *slog.Logger) *watcher {
 	w := &watcher{changed: make(chan struct{}, 1), done: make(chan struct{}), dirs: map[string]bool{}, log: log}
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -560,7 +566,9 @@ func (w *watcher) run() {
 
 func (w *watcher) close() {
 	if w.w != nil {
-		close(w.done)
-		w.w.Close()
+		w.stop.Do(func() {
+			close(w.done)
+			w.w.Close()
+		})
 	}
 }
