@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -73,12 +75,23 @@ func ctlSetting(c *cli.Context, name string) *cli.Context {
 	return nil
 }
 
-// ctlClient connects to --control, or to the one socket in DefaultDir.
+// ctlClient connects to --control, or to the one socket in DefaultDir
+// that a run answers on (a killed run leaves its socket behind).
 func ctlClient(c *cli.Context) (*ctlclient.Client, error) {
 	if cc := ctlSetting(c, "control"); cc != nil {
 		return ctlclient.New(cc.String("control")), nil
 	}
-	socks, err := filepath.Glob(filepath.Join(ctlclient.DefaultDir, "*.sock"))
+	all, err := filepath.Glob(filepath.Join(ctlclient.DefaultDir, "*.sock"))
+	var socks []string
+	for _, s := range all {
+		conn, err := net.DialTimeout("unix", s, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		if err == nil || errors.Is(err, syscall.EACCES) { // live, maybe not ours
+			socks = append(socks, s)
+		}
+	}
 	switch {
 	case err != nil:
 		return nil, err

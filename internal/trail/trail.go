@@ -20,10 +20,13 @@ import (
 
 // Default bounds of a Recorder.
 const (
-	// DefaultEvents is how many events a connection's ring keeps.
-	DefaultEvents = 256
-	// DefaultConns is how many connections are kept.
-	DefaultConns = 4096
+	// DefaultEvents is how many events a connection's ring keeps: a
+	// handshake, a close and their retransmissions, or the last part of a
+	// longer history.
+	DefaultEvents = 64
+	// DefaultConns is how many connections are kept: with DefaultEvents,
+	// at most about 25 MiB of events.
+	DefaultConns = 2048
 )
 
 // Summary is what a connection's trail counts.
