@@ -240,6 +240,9 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 	}
 	if quiet && !newQuiet {
 		if err := s.in.SetBypass(false); err != nil {
+			if change.Intercept { // back to the selection in force
+				err = errors.Join(err, s.in.Update(cur.Intercept))
+			}
 			return ctlclient.Reload{}, err
 		}
 	}
@@ -251,13 +254,12 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			}
 		})
 	}
-	var bypassErr error
 	if !quiet && newQuiet {
 		// The new rules are in force: failing to let quiet connections
 		// bypass the queue again only costs speed.
-		if bypassErr = s.in.SetBypass(true); bypassErr != nil {
+		if err := s.in.SetBypass(true); err != nil {
 			newQuiet = false
-			fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: %v\n", bypassErr)
+			fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: %v\n", err)
 		}
 	}
 	s.mu.Lock()
