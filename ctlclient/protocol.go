@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -34,11 +35,14 @@ const DefaultDir = "/run/tcpchaos"
 // DefaultPath is the control socket of a run without --control: named
 // after its first queue number, and after the network namespace given by
 // --netns (queue numbers are per namespace): DefaultDir/queue-N.sock, or
-// DefaultDir/NETNS-queue-N.sock.
+// DefaultDir/NETNS-queue-N.sock, NETNS the namespace's name (for a path
+// outside /run/netns, the path with its slashes made dashes:
+// proc-42-ns-net-queue-N.sock).
 func DefaultPath(queue uint16, netns string) string {
 	name := fmt.Sprintf("queue-%d.sock", queue)
 	if netns != "" {
-		name = filepath.Base(netns) + "-" + name
+		ns := strings.Trim(strings.ReplaceAll(strings.TrimPrefix(netns, "/run/netns/"), "/", "-"), "-")
+		name = ns + "-" + name
 	}
 	return filepath.Join(DefaultDir, name)
 }
