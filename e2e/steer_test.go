@@ -435,3 +435,31 @@ func TestControlSocketOwnerOnly(t *testing.T) {
 		t.Errorf("control socket left after the run: %v", err)
 	}
 }
+
+// TestReloadCarriesLimits: a rule whose name survives a reload keeps the
+// packets its limit already spent.
+func TestReloadCarriesLimits(t *testing.T) {
+	t.Parallel()
+	limited := `rules:
+  - name: lose-two-syns
+    match: {packet: syn, nth: 1}
+    action: drop
+    limit: 2
+`
+	s := newSteered(t, plainConfig(t, config([]int{port}, limited)))
+	s.wantConnect(port, true, "limit 2, first")
+	writeFile(t, s.config, config([]int{port}, limited+`  - name: slow-fins
+    match: {packet: fin}
+    action: {delay: 1ms}
+`))
+	if r, err := s.ctl.Reload(context.Background()); err != nil || len(r.Changed) != 1 {
+		t.Fatalf("reload: %+v, %v; want the rules changed", r, err)
+	}
+	s.wantConnect(port, true, "limit 2, second (after the reload)")
+	s.wantConnect(port, false, "limit 2 spent")
+	rs, err := s.ctl.Rules(context.Background())
+	if err != nil || len(rs) != 2 || rs[0].Hits != 2 || rs[0].LimitLeft == nil || *rs[0].LimitLeft != 0 {
+		t.Errorf("rules after the reload: %+v, %v; want lose-two-syns with 2 hits, none left", rs, err)
+	}
+	s.chaos.stop()
+}
