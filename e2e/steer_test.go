@@ -315,6 +315,8 @@ func TestDisableEnableRule(t *testing.T) {
 		}
 	}
 	t.Logf("ctl conns:\n%s", s.wantCtl("conns"))
+	t.Logf("ctl rules:\n%s", s.wantCtl("rules"))
+	t.Logf("ctl status:\n%s", s.wantCtl("status"))
 	tl := s.wantCtl("timeline", first.LocalAddr().String())
 	if !strings.Contains(tl, "lose-first-syn") || !strings.Contains(tl, "x") {
 		t.Errorf("ctl timeline of the first connection does not show the lost SYN:\n%s", tl)
