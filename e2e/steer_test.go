@@ -246,7 +246,7 @@ func swapConfigMap(s *steered, content string) {
 // rule still loses the first SYN.
 func TestBadReloadRefused(t *testing.T) {
 	t.Parallel()
-	s := newSteered(t, plainConfig(t, config([]int{port}, loseFirstSyn)))
+	s := newSteered(t, plainConfig(t, config([]int{port}, loseFirstSyn)), "--metrics", "127.0.0.1:0")
 	s.wantConnect(port, true, "at start")
 	writeFile(t, s.config, config([]int{port}, "rules:\n  - name: x\n    match: {packet: sin}\n    action: drop\n"))
 	code, _, errOut := s.ctlRun("reload")
@@ -270,6 +270,13 @@ func TestBadReloadRefused(t *testing.T) {
 		t.Errorf("ctl status does not show the refusal:\n%s", out)
 	}
 	s.wantConnect(port, true, "after the refused reloads")
+	url := metricsURL.FindStringSubmatch(s.chaos.stderr.String())
+	if url == nil {
+		t.Fatalf("no metrics address on stderr:\n%s", s.chaos.stderr.String())
+	}
+	if _, m := scrape(t, url[1]); !strings.Contains(m, `tcpchaos_config_reloads_total{result="refused"} 2`) || !strings.Contains(m, `tcpchaos_config_reloads_total{result="ok"} 0`) {
+		t.Errorf("metrics do not count 2 refused reloads and none done:\n%s", m)
+	}
 	s.chaos.stop()
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/expect"
+	"github.com/tcpchaos/tcpchaos/internal/metrics"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/nfq"
@@ -241,7 +242,11 @@ func (l live) run(ctx context.Context) error {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
 	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, copyRange))
-	stopWatch := l.watch.start(queues, pipes)
+	var reloads func() metrics.Reloads
+	if l.steer != nil {
+		reloads = l.steer.reloadCounts
+	}
+	stopWatch := l.watch.start(queues, pipes, reloads)
 	if l.steer != nil {
 		fmt.Fprintf(l.status, "tcpchaos: control socket %s (tcpchaos ctl --control %[1]s status)\n", l.steer.path)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/control"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/ladder"
+	"github.com/tcpchaos/tcpchaos/internal/metrics"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/reload"
 	"github.com/tcpchaos/tcpchaos/internal/trail"
@@ -67,7 +68,7 @@ type steering struct {
 	trail   *trail.Recorder
 	reloads chan reloadRequest
 	stopped chan struct{} // closed when serve returns: no more reloads
-	watch   *watcher
+	watch   *configWatch
 
 	// Set by attach, then read only.
 	started        time.Time
@@ -397,6 +398,13 @@ func (s *steering) conn(ci statetrack.ConnInfo, now time.Time) ctlclient.Conn {
 	return c
 }
 
+// reloadCounts counts the reloads by result, for the metrics.
+func (s *steering) reloadCounts() metrics.Reloads {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return metrics.Reloads{OK: s.reloaded, Refused: s.refused}
+}
+
 // Rules lists the rules in force.
 func (s *steering) Rules() []ctlclient.Rule {
 	s.mu.Lock()
@@ -485,12 +493,12 @@ func absPath(p string) string {
 	return p
 }
 
-// watcher tells when the config file's directory, or the directory its
+// configWatch tells when the config file's directory, or the directory its
 // symlinks lead to, has been still for settle after a change: an edit in
 // place, an editor's rename over it, or the atomic symlink swap of a
 // Kubernetes ConfigMap volume (config.yaml -> ..data/config.yaml, ..data
 // -> ..2026_…, ..data replaced by a rename) all touch one of them.
-type watcher struct {
+type configWatch struct {
 	w       *fsnotify.Watcher // nil when watching failed (then changed never fires)
 	changed chan struct{}
 	done    chan struct{}
@@ -499,8 +507,8 @@ type watcher struct {
 	stop    sync.Once
 }
 
-func (s *steering) newWatcher(log *slog.Logger) *watcher {
-	w := &watcher{changed: make(chan struct{}, 1), done: make(chan struct{}), dirs: map[string]bool{}, log: log}
+func (s *steering) newWatcher(log *slog.Logger) *configWatch {
+	w := &configWatch{changed: make(chan struct{}, 1), done: make(chan struct{}), dirs: map[string]bool{}, log: log}
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		fmt.Fprintf(s.status, "tcpchaos: warning: config file changes are not watched (SIGHUP and ctl reload still work): %v\n", err)
@@ -513,7 +521,7 @@ func (s *steering) newWatcher(log *slog.Logger) *watcher {
 }
 
 // follow watches the directories of file and of its symlinks' target.
-func (w *watcher) follow(file string) {
+func (w *configWatch) follow(file string) {
 	if w.w == nil {
 		return
 	}
@@ -539,7 +547,7 @@ func (w *watcher) follow(file string) {
 	}
 }
 
-func (w *watcher) run() {
+func (w *configWatch) run() {
 	t := time.NewTimer(settle)
 	t.Stop()
 	for {
@@ -566,7 +574,7 @@ func (w *watcher) run() {
 	}
 }
 
-func (w *watcher) close() {
+func (w *configWatch) close() {
 	if w.w != nil {
 		w.stop.Do(func() {
 			close(w.done)

@@ -65,15 +65,16 @@ func newWatchers(c *cli.Context) (*watchers, error) {
 func (w *watchers) timed() bool { return w != nil && w.metrics != nil }
 
 // start begins serving the metrics of queues and pipes (in the same
-// order) and drawing the status line; the returned stop ends the status
-// line (the metrics are served until close).
-func (w *watchers) start(queues []*nfq.Queue, pipes []*pipeline.Pipeline) (stop func()) {
+// order) and of reloads (nil: none), and drawing the status line; the
+// returned stop ends the status line (the metrics are served until close).
+func (w *watchers) start(queues []*nfq.Queue, pipes []*pipeline.Pipeline, reloads func() metrics.Reloads) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
 	if w.metrics != nil {
 		w.metrics.Serve(metrics.NewCollector(metrics.Source{
 			Queues:  func() []metrics.Queue { return metrics.Snapshot(queues, pipes, true) },
+			Reloads: reloads,
 			Version: moduleVersion(),
 		}))
 	}
