@@ -3,38 +3,29 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/tcpchaos/tcpchaos/ctlclient"
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/control"
 	"github.com/tcpchaos/tcpchaos/internal/events"
-	"github.com/tcpchaos/tcpchaos/internal/ladder"
-	"github.com/tcpchaos/tcpchaos/internal/metrics"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/reload"
 	"github.com/tcpchaos/tcpchaos/internal/trail"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
-	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // steerHelp is run's help on steering a run.
@@ -44,11 +35,6 @@ const steerHelp = "A run listens on a control socket for `tcpchaos ctl` (--contr
 	"through a Kubernetes ConfigMap's symlink swap) the config is read again: new rules and\n" +
 	"intercept.ports/hosts apply at once, tracked connections and rule limits stay; a bad\n" +
 	"config, or one changing what needs a restart, is refused and the old one stays.\n\n"
-
-// settle is how long the config file's directory must be still after a
-// change before the file is read again: an editor's or a ConfigMap
-// update's several steps make one reload.
-const settle = 200 * time.Millisecond
 
 // steering is the steerable side of a `tcpchaos run`: the control socket,
 // the reloads (SIGHUP, a change of the config file, `ctl reload` and `ctl
@@ -286,193 +272,6 @@ func doAll(qs []*nfq.Queue, f func()) {
 	qs[0].Do(func() { doAll(qs[1:], f) })
 }
 
-// Reload hands a control request's reload to the run's goroutine.
-func (s *steering) Reload(file string) (ctlclient.Reload, error) {
-	reply := make(chan reloadResult, 1)
-	select {
-	case s.reloads <- reloadRequest{file: file, reply: reply}:
-	case <-s.stopped:
-		return ctlclient.Reload{}, errors.New("the run is stopping")
-	}
-	r := <-reply
-	return r.res, r.err
-}
-
-// Status reports the run's status, counters summed over its queues.
-func (s *steering) Status() ctlclient.Status {
-	var total pipeline.Summary
-	for i, q := range s.queues {
-		q.Do(func() { total.Add(s.pipes[i].Summary()) })
-	}
-	s.mu.Lock()
-	st := ctlclient.Status{
-		PID: os.Getpid(), Started: s.started, Uptime: time.Since(s.started).Seconds(),
-		Config: s.file, Loaded: s.loaded, Reloads: s.reloaded, Refused: s.refused,
-		LastError: s.lastErr, Rules: s.set.Len(), Quiet: s.quiet, Tracked: total.Tracked,
-		Packets: map[string]uint64{}, Actions: map[string]uint64{},
-	}
-	if s.lastErr != "" {
-		at := s.lastErrAt
-		st.LastErrorAt = &at
-	}
-	first := s.cfg.Intercept.Queue
-	s.mu.Unlock()
-	for _, k := range statetrack.Kinds() {
-		st.Packets[k.String()] = total.Stats.Packets[k]
-	}
-	for a, n := range total.Stats.Actions {
-		if n > 0 {
-			st.Actions[rules.ActionType(a).String()] = n
-		}
-	}
-	for i, q := range s.queues {
-		qs := q.Stats()
-		cq := ctlclient.Queue{
-			Number: first + uint16(i), Received: qs.Received, Accepted: qs.Accepted, Dropped: qs.Dropped,
-			Delayed: qs.Delayed, Held: uint64(max(qs.Held, 0)), Duplicated: qs.Duplicated,
-			KernelQueued: uint64(qs.Kernel.IDSequence), KernelUnseen: qs.Unreceived(),
-		}
-		if qs.KernelErr != nil {
-			cq.KernelError = qs.KernelErr.Error()
-		}
-		st.Queues = append(st.Queues, cq)
-	}
-	return st
-}
-
-// Conns lists the tracked connections f selects, each queue's most
-// recently active first.
-func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
-	var state statetrack.State
-	if f.State != "" {
-		var err error
-		if state, err = statetrack.ParseState(f.State); err != nil {
-			return nil, fmt.Errorf("state: %w: %w", err, control.ErrBadRequest)
-		}
-	}
-	now := time.Now()
-	var cs []ctlclient.Conn
-	for _, ci := range s.tracked(func(ci statetrack.ConnInfo) bool {
-		return (f.State == "" || ci.States[0] == state || ci.States[1] == state) &&
-			(f.Port == 0 || ci.Server.Port() == f.Port)
-	}) {
-		cs = append(cs, s.conn(ci, now))
-	}
-	if cs == nil {
-		cs = []ctlclient.Conn{}
-	}
-	return cs, nil
-}
-
-// tracked returns the tracked connections that keep selects.
-func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.ConnInfo {
-	var cis []statetrack.ConnInfo
-	for i, q := range s.queues {
-		q.Do(func() {
-			s.pipes[i].Each(func(ci statetrack.ConnInfo) bool {
-				if keep(ci) {
-					cis = append(cis, ci)
-				}
-				return true
-			})
-		})
-	}
-	return cis
-}
-
-// conn describes a tracked connection with what its trail counted.
-func (s *steering) conn(ci statetrack.ConnInfo, now time.Time) ctlclient.Conn {
-	c := ctlclient.Conn{
-		ID: ci.ConnID, Client: ci.Client.String(), Server: ci.Server.String(),
-		ClientState: ci.States[statetrack.Client].String(), ServerState: ci.States[statetrack.Server].String(),
-		Last: ci.Last, Midstream: ci.Midstream, Quiet: ci.Quiet, Packets: map[string]uint64{},
-	}
-	if sum, ok := s.trail.Summary(ci.ConnID); ok {
-		c.First, c.Age, c.Faults = sum.First, now.Sub(sum.First).Seconds(), sum.Faults
-		for _, k := range statetrack.Kinds() {
-			if n := sum.Packets[k]; n > 0 {
-				c.Packets[k.String()] = n
-			}
-		}
-	}
-	return c
-}
-
-// reloadCounts counts the reloads by result, for the metrics.
-func (s *steering) reloadCounts() metrics.Reloads {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return metrics.Reloads{OK: s.reloaded, Refused: s.refused}
-}
-
-// Rules lists the rules in force.
-func (s *steering) Rules() []ctlclient.Rule {
-	s.mu.Lock()
-	set, cfg := s.set, s.cfg.Rules
-	s.mu.Unlock()
-	hits, on := set.Hits(), set.Enabled()
-	rs := make([]ctlclient.Rule, len(cfg))
-	for i, r := range cfg {
-		rs[i] = ctlclient.Rule{
-			Name: r.Name, Match: describeMatch(r.Match), Action: r.Action.String(), Probability: r.Probability,
-			Hits: hits[i], Limit: r.Limit, Enabled: on[i],
-		}
-		if r.Limit > 0 {
-			left := r.Limit - min(hits[i], r.Limit)
-			rs[i].LimitLeft = &left
-		}
-	}
-	return rs
-}
-
-// SetRuleEnabled enables or disables a rule by name, from the next packet
-// on.
-func (s *steering) SetRuleEnabled(name string, on bool) (ctlclient.Rule, error) {
-	s.mu.Lock()
-	ok := s.set.SetEnabled(name, on)
-	s.mu.Unlock()
-	if !ok {
-		return ctlclient.Rule{}, fmt.Errorf("no rule named %q in force: %w", name, control.ErrNotFound)
-	}
-	verb := "disabled"
-	if on {
-		verb = "enabled"
-	}
-	fmt.Fprintf(s.status, "tcpchaos: rule %s %s through the control socket\n", name, verb)
-	for _, r := range s.Rules() {
-		if r.Name == name {
-			return r, nil
-		}
-	}
-	return ctlclient.Rule{}, fmt.Errorf("rule %q went away in a reload: %w", name, control.ErrNotFound)
-}
-
-// Timeline returns the kept events of a tracked connection, by conn id
-// or by its client's ADDR:PORT (the most recently active incarnation).
-func (s *steering) Timeline(conn string) (ctlclient.Timeline, error) {
-	var keep func(statetrack.ConnInfo) bool
-	if id, err := strconv.ParseUint(conn, 10, 64); err == nil {
-		keep = func(ci statetrack.ConnInfo) bool { return ci.ConnID == id }
-	} else if ap, err := netip.ParseAddrPort(conn); err == nil {
-		keep = func(ci statetrack.ConnInfo) bool { return ci.Client == ap }
-	} else {
-		return ctlclient.Timeline{}, fmt.Errorf("connection %q: want a conn id or the client's ADDR:PORT (IPv6 bracketed): %w", conn, control.ErrBadRequest)
-	}
-	cis := s.tracked(keep)
-	if len(cis) == 0 {
-		return ctlclient.Timeline{}, fmt.Errorf("no tracked connection %s: %w", conn, control.ErrNotFound)
-	}
-	ci := cis[0]
-	evs, _ := s.trail.Events(ci.ConnID)
-	var b bytes.Buffer
-	ladder.Write(&b, evs, ladder.Options{ASCII: true})
-	t := ctlclient.Timeline{Conn: s.conn(ci, time.Now()), Ladder: b.String(), Events: make([]json.RawMessage, len(evs))}
-	for i := range evs {
-		t.Events[i], _ = evs[i].MarshalJSON() // never fails
-	}
-	return t, nil
-}
-
 // sink is where the run's events go: to its writer, and to the trails.
 func (s *steering) sink(w events.Writer) events.Writer { return events.Tee{w, s.trail} }
 
@@ -491,94 +290,4 @@ func absPath(p string) string {
 		return a
 	}
 	return p
-}
-
-// configWatch tells when the config file's directory, or the directory its
-// symlinks lead to, has been still for settle after a change: an edit in
-// place, an editor's rename over it, or the atomic symlink swap of a
-// Kubernetes ConfigMap volume (config.yaml -> ..data/config.yaml, ..data
-// -> ..2026_…, ..data replaced by a rename) all touch one of them.
-type configWatch struct {
-	w       *fsnotify.Watcher // nil when watching failed (then changed never fires)
-	changed chan struct{}
-	done    chan struct{}
-	dirs    map[string]bool
-	log     *slog.Logger
-	stop    sync.Once
-}
-
-func (s *steering) newWatcher(log *slog.Logger) *configWatch {
-	w := &configWatch{changed: make(chan struct{}, 1), done: make(chan struct{}), dirs: map[string]bool{}, log: log}
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		fmt.Fprintf(s.status, "tcpchaos: warning: config file changes are not watched (SIGHUP and ctl reload still work): %v\n", err)
-		return w
-	}
-	w.w = fw
-	w.follow(s.configFile())
-	go w.run()
-	return w
-}
-
-// follow watches the directories of file and of its symlinks' target.
-func (w *configWatch) follow(file string) {
-	if w.w == nil {
-		return
-	}
-	want := map[string]bool{filepath.Dir(file): true}
-	if target, err := filepath.EvalSymlinks(file); err == nil {
-		want[filepath.Dir(target)] = true
-	}
-	for d := range w.dirs {
-		if !want[d] {
-			_ = w.w.Remove(d) // a ConfigMap's old data directory is gone already
-			delete(w.dirs, d)
-		}
-	}
-	for d := range want {
-		if w.dirs[d] {
-			continue
-		}
-		if err := w.w.Add(d); err != nil {
-			w.log.Warn("watch config directory", "dir", d, "err", err)
-			continue
-		}
-		w.dirs[d] = true
-	}
-}
-
-func (w *configWatch) run() {
-	t := time.NewTimer(settle)
-	t.Stop()
-	for {
-		select {
-		case <-w.done:
-			t.Stop()
-			return
-		case _, ok := <-w.w.Events:
-			if !ok {
-				return
-			}
-			t.Reset(settle)
-		case err, ok := <-w.w.Errors:
-			if !ok {
-				return
-			}
-			w.log.Warn("watch config directory", "err", err)
-		case <-t.C:
-			select {
-			case w.changed <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-func (w *configWatch) close() {
-	if w.w != nil {
-		w.stop.Do(func() {
-			close(w.done)
-			w.w.Close()
-		})
-	}
 }
