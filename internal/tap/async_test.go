@@ -33,10 +33,10 @@ func TestSlowWriterDoesNotHoldUpTheQueues(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		show(r.Queue(0, ruleName), 1, 1, rules.Accept)
+		show(r.Queue(0), 1, 1, rules.Accept)
 		<-entered
 		for n := 2; n <= 5; n++ {
-			show(r.Queue(n%2, ruleName), 1, n, rules.Accept)
+			show(r.Queue(n%2), 1, n, rules.Accept)
 		}
 	}()
 	select {
@@ -80,8 +80,8 @@ func TestQueuesAndTrackersConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	for q := range 4 {
 		wg.Go(func() {
-			tp, gone := r.Queue(q, ruleName), r.OnGone(q)
-			dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0}}
+			tp, gone := r.Queue(q), r.OnGone(q)
+			dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0, RuleName: "r"}}
 			for conn := uint64(1); conn <= 50; conn++ {
 				show(tp, conn, 1, rules.Accept)
 				show(tp, conn, 2, rules.Drop)

@@ -193,7 +193,7 @@ func TestComment(t *testing.T) {
 func TestTouchedConnectionsOutliveTheBounds(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{MaxConns: 2, MaxBytes: 9}) // each packet is 4 bytes
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Drop)
 	show(tp, 2, 2, rules.Accept)
 	show(tp, 3, 3, rules.Accept)
@@ -210,10 +210,10 @@ func TestTouchedConnectionsOutliveTheBounds(t *testing.T) {
 func TestGoneConnectionsFreed(t *testing.T) {
 	w := &lines{}
 	r := New(w, Options{MaxConns: 2})
-	tp, gone := r.Queue(0, ruleName), r.OnGone(0)
+	tp, gone := r.Queue(0), r.OnGone(0)
 	show(tp, 1, 1, rules.Drop)
 	show(tp, 2, 2, rules.Accept)
-	show(r.Queue(1, ruleName), 2, 3, rules.Accept) // another queue's connection 2
+	show(r.Queue(1), 2, 3, rules.Accept) // another queue's connection 2
 	gone(statetrack.Gone{ConnID: 1})
 	gone(statetrack.Gone{ConnID: 2})
 	if len(r.touched) != 0 || len(r.waiting) != 1 || r.bytes != 4 {
@@ -234,9 +234,9 @@ func TestGoneConnectionsFreed(t *testing.T) {
 func TestPanicStopsRecordingNotTraffic(t *testing.T) {
 	w := writerFunc(func(capture.Frame, string) error { panic("boom") })
 	r := New(w, Options{All: true})
-	tp := r.Queue(0, ruleName)
+	tp := r.Queue(0)
 	show(tp, 1, 1, rules.Accept)
-	dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0}, Obs: statetrack.Observation{ConnID: 1}}
+	dup := &rules.Verdict{Decision: rules.Decision{Action: rules.Duplicate, Copies: 1, Rule: 0, RuleName: "r"}, Obs: statetrack.Observation{ConnID: 1}}
 	tp.CopySent(&execute.Packet{Data: []byte("c1p1"), Len: 4}, dup, 1, t0)
 	if s := r.Stats(); s.Err == nil || s.Err.Error() != "recording panicked: boom" {
 		t.Errorf("stats %+v, want the panic as the error", s)
