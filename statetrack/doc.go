@@ -20,7 +20,7 @@
 //
 // The sender moves on Observe, after the correction below:
 //
-//	any but SYN_SENT -> CLOSED    it sends an RST in its own sequence space
+//	any but SYN_SENT -> CLOSED    it sends an RST in its own sequence space (SYN_RCVD: at its snd_nxt)
 //	CLOSED,LISTEN -> SYN_SENT     SYN
 //	CLOSED,LISTEN,SYN_SENT -> SYN_RCVD   SYN-ACK (the SYN or the peer's SYN was missed)
 //	TIME_WAIT     -> SYN_RCVD     SYN-ACK (it took a new incarnation's SYN)
@@ -31,8 +31,8 @@
 //
 //	CLOSED,LISTEN,SYN_SENT -> SYN_RCVD   SYN (a listener is implicit; SYN_SENT: simultaneous open)
 //	TIME_WAIT  -> SYN_RCVD        SYN of a new incarnation beyond its rcv_nxt
-//	SYN_SENT,SYN_RCVD -> ESTABLISHED     SYN-ACK acknowledging its SYN
-//	SYN_RCVD   -> ESTABLISHED     ACK of its SYN (the third ACK, or data in its place)
+//	SYN_SENT,SYN_RCVD -> ESTABLISHED     SYN-ACK acknowledging its SYN (and nothing beyond)
+//	SYN_RCVD   -> ESTABLISHED     ACK of its SYN and nothing beyond (the third ACK, or data in its place)
 //	SYN_RCVD   -> CLOSE_WAIT      ACK of its SYN carrying a FIN
 //	ESTABLISHED -> CLOSE_WAIT     FIN
 //	FIN_WAIT_1 -> FIN_WAIT_2      ACK of its FIN
@@ -88,8 +88,11 @@
 // # RSTs and SYNs on a synchronized connection (RFC 5961)
 //
 // An RST closes its receiver only in place: in SYN_SENT it must
-// acknowledge the SYN and nothing beyond what the receiver sent; elsewhere
-// its sequence number must be the receiver's rcv_nxt, taken to be the next
+// acknowledge the SYN and nothing beyond what the receiver sent; in
+// SYN_RCVD it may lie anywhere in the window from the SYN's sequence
+// number + 1 (Linux's tcp_check_req: all the receiver took is the SYN,
+// whatever else the middle saw of the RST's sender); elsewhere its
+// sequence number must be the receiver's rcv_nxt, taken to be the next
 // sequence number the middle expects from the RST's sender, or rcv_nxt-1 in
 // CLOSE_WAIT, LAST_ACK and CLOSING (Linux's tcp_reset_check); TIME_WAIT
 // takes only rcv_nxt (Linux's default, net.ipv4.tcp_rfc1337=0). One
@@ -119,6 +122,19 @@
 // corrects the server), and otherwise answers with a challenge ACK; the
 // client's RST at its ack ends the TIME_WAIT, and the client's SYN
 // retransmission opens the connection.
+//
+// A SYN that a client in TIME_WAIT did not send anew, its first SYN
+// retransmitted and overtaken beyond the middle by the rest of the
+// connection (seen in 2 of 10,000 connections whose first SYN-ACK was
+// lost), also starts a new incarnation: a server with no socket left
+// takes it for a new connection, and the middle cannot tell it from a new
+// connect() on the same port. The client's TIME_WAIT answers the SYN-ACK
+// with an ACK of the old connection, which the server in SYN_RCVD resets
+// (an RST that does not end the server: see the sender moves) and which
+// moves neither end; the middle takes the client for ESTABLISHED where
+// its kernel stays in TIME_WAIT until the server's RST ends it. The
+// client's RST answering the SYN-ACK retransmission ends both, as on the
+// kernels (scenario stale-syn-after-close, and its kernel capture).
 //
 // # Keepalives
 //

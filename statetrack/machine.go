@@ -168,7 +168,7 @@ func classify(s, r *half, seg *Segment) Kind {
 			return FinalAck
 		}
 		return FinAck
-	case r.has(synUnacked) && r.acksSyn(seg.Ack):
+	case r.has(synUnacked) && r.acksOnlySent(seg.Ack):
 		return HandshakeAck
 	case r.has(probing) && seg.Ack == r.nxt:
 		return KeepaliveAck
@@ -264,10 +264,7 @@ func send(s, r *half, seg *Segment) sent {
 	}
 	switch k {
 	case Rst:
-		// A SYN_SENT socket resets only an unacceptable ACK and keeps
-		// waiting for its SYN-ACK; elsewhere an RST in the sender's own
-		// sequence space ends it, whether or not its receiver takes it.
-		if s.state != SynSent && s.owns(seg.Seq) {
+		if s.aborts(seg.Seq) {
 			s.state, s.move = Closed, 0
 		}
 	case Syn:
@@ -298,7 +295,7 @@ func send(s, r *half, seg *Segment) sent {
 		if r.acksFin(seg.Ack) {
 			r.bits &^= finUnacked
 		}
-		if r.has(synUnacked) && r.acksSyn(seg.Ack) {
+		if r.has(synUnacked) && r.acksOnlySent(seg.Ack) {
 			r.bits &^= synUnacked
 		}
 	}
@@ -442,7 +439,7 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 		}
 		return timeWait
 	case f&SYN != 0:
-		if (r.state == SynSent || r.state == SynRcvd) && r.acksSyn(seg.Ack) {
+		if (r.state == SynSent || r.state == SynRcvd) && r.acksOnlySent(seg.Ack) {
 			r.state = Established
 		}
 		return timeWait
@@ -451,7 +448,10 @@ func receive(r, s *half, seg *Segment) (timeWait bool) {
 	}
 	switch r.state {
 	case SynRcvd:
-		if r.acksSyn(seg.Ack) {
+		// Any other ACK draws an RST from Linux and changes nothing
+		// (tcp_check_req): an old connection's ACK, say, from a peer in
+		// TIME_WAIT answering the SYN-ACK to a stale SYN.
+		if r.acksOnlySent(seg.Ack) {
 			r.state = Established
 		}
 	case FinWait1:
@@ -562,17 +562,34 @@ func (h *half) ackFor(a moveBits) seqnum.Value {
 // rstAccepted applies the RST acceptability check of RFC 9293 and RFC 5961
 // as Linux does: in SYN_SENT an RST counts only if it acknowledges the SYN
 // and nothing beyond what the receiver sent (ISS < SEG.ACK =< SND.NXT);
-// in LISTEN or CLOSED it is ignored; elsewhere it must be in place (see
-// rstInPlace). An RST elsewhere in the window draws a challenge ACK and
+// in SYN_RCVD it may lie anywhere in the window from the SYN's sequence
+// number + 1 (Linux's tcp_check_req; RFC 5961 applies to synchronized
+// states only); in LISTEN or CLOSED it is ignored; elsewhere it must be in
+// place (see rstInPlace). An RST elsewhere in the window draws a challenge ACK and
 // changes nothing (RFC 5961 §3); one outside it is dropped.
 func rstAccepted(r, s *half, seg *Segment) bool {
 	switch r.state {
 	case Closed, Listen:
 		return false
 	case SynSent:
-		return seg.Flags&ACK != 0 && r.acksSyn(seg.Ack) && (!r.has(hasNxt) || !r.nxt.LessThan(seg.Ack))
+		return seg.Flags&ACK != 0 && r.acksOnlySent(seg.Ack)
+	case SynRcvd:
+		if s.has(hasISN) {
+			// All r took of s is its SYN: rcv_nxt is the ISN+1, whatever
+			// else the middle saw of s (an old connection's ACK, say), and
+			// the RST may lie anywhere in the window from there.
+			return seg.Seq.InWindow(s.isn.Add(1), rstWindow)
+		}
 	}
 	return rstInPlace(r, s, seg.Seq)
+}
+
+// acksOnlySent reports whether ack, sent to the endpoint, acknowledges its
+// SYN and nothing beyond what it sent (ISS < SEG.ACK =< SND.NXT), as a
+// SYN_SENT or SYN_RCVD socket requires (loosely as acksSyn without the ISN,
+// without the end of the sequence space).
+func (h *half) acksOnlySent(ack seqnum.Value) bool {
+	return h.acksSyn(ack) && (!h.has(hasNxt) || ack.LessThanEq(h.nxt))
 }
 
 // rstInPlace reports whether an RST of s with sequence number seq lies
@@ -590,6 +607,23 @@ func rstInPlace(r, s *half, seq seqnum.Value) bool {
 		return seq.InWindow(s.nxt, rstWindow)
 	}
 	return seq == s.nxt-1 && (r.state == CloseWait || r.state == LastAck || r.state == Closing)
+}
+
+// aborts reports whether an RST with sequence number seq ends the
+// endpoint that sends it. A SYN_SENT socket resets only an unacceptable
+// ACK and keeps waiting for its SYN-ACK; a SYN_RCVD one that has sent its
+// SYN-ACK sends an RST of its own only at its snd_nxt, and any other
+// answers an unacceptable segment (<SEQ=SEG.ACK><CTL=RST>, RFC 9293
+// §3.10.7.4) and changes nothing; elsewhere an RST in the endpoint's own
+// sequence space (see owns) ends it, whether or not its receiver takes it.
+func (h *half) aborts(seq seqnum.Value) bool {
+	switch h.state {
+	case SynSent:
+		return false
+	case SynRcvd:
+		return !h.has(hasNxt) || seq == h.nxt
+	}
+	return h.owns(seq)
 }
 
 // owns reports whether seq is plausibly the endpoint's own: within

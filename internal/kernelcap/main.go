@@ -71,6 +71,13 @@ var jobs = []job{
 		run:         func(l *netlab.Lab) (*recording, error) { return synTimeWait(l, true) },
 	},
 	{
+		file:        "stale-syn-after-close.pcap",
+		script:      "internal/kernelcap: staleSYN",
+		side:        kernelServer,
+		description: "after a client-first close (the kernel has no socket left) the client's old SYN arrives again and is taken for a new connection (SYN-RECV); an ACK of the old connection, as the client's TIME_WAIT answers the SYN-ACK, draws an RST and changes nothing; the peer's RST at the SYN-ACK's ack ends the SYN-RECV",
+		run:         staleSYN,
+	},
+	{
 		file:        "crossing-fins.pcap",
 		script:      "internal/kernelcap: crossingFINs",
 		side:        "both ends are real kernels: client 198.18.1.2 (reads the response, then closes), server 198.19.2.2:8080 (HTTP/1.0-style: response, then close); captured on the router's server-side interface, the router's link to the client slowed by tbf",

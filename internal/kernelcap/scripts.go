@@ -287,6 +287,45 @@ func synTimeWait(l *netlab.Lab, accept bool) (*recording, error) {
 	return p.rec, p.challengedSYN(500, rcvNxt, "SYN below rcv_nxt")
 }
 
+// staleSYN: the client's first SYN arrives again after a client-first
+// close (a retransmission overtaken beyond the client); the kernel server,
+// with no socket left, takes it for a new connection. The peer then plays
+// the client's TIME_WAIT, which answers the SYN-ACK with an ACK of the old
+// connection, and the client without a socket, which answers the SYN-ACK
+// with an RST at its ack.
+func staleSYN(l *netlab.Lab) (*recording, error) {
+	p, err := newPeer(l, 40005, hold)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	var knxt uint32
+	return p.rec, steps(
+		func() (err error) { knxt, err = p.handshake(isn, false); return err },
+		func() error { return p.send(fFIN|fACK, isn+1, knxt, nil) },
+		func() error {
+			_, err := p.rec.expect("the kernel's FIN", func(s *segment) bool { return s.tcp.FIN && s.seq == knxt })
+			return err
+		},
+		func() error { return p.send(fACK, isn+2, knxt+1, nil) },
+		func() error { return p.rec.checkpoint("the peer's final ACK", p.kern) },
+		func() error { return p.send(fSYN, isn, 0, nil) },
+		func() error {
+			_, err := p.rec.expect("SYN-ACK", func(s *segment) bool { return s.tcp.SYN && s.tcp.ACK && s.ack == isn+1 })
+			return err
+		},
+		func() error { return p.rec.checkpoint("the old SYN again: SYN-ACK", p.kern) },
+		func() error { return p.send(fACK, isn+2, knxt+1, nil) },
+		func() error {
+			_, err := p.rec.expect("RST", func(s *segment) bool { return s.tcp.RST && s.seq == knxt+1 })
+			return err
+		},
+		func() error { return p.rec.checkpoint("the old connection's ACK: RST", p.kern) },
+		func() error { return p.send(fRST, isn+1, 0, nil) },
+		func() error { return p.rec.checkpoint("the peer's RST at the SYN-ACK's ack", p.kern) },
+	)
+}
+
 // The HTTP/1.0-style exchange of crossingFINs.
 const (
 	request  = "GET / HTTP/1.0\r\n\r\n"
