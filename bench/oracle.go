@@ -212,8 +212,8 @@ func (r *report) renderOracle(b *strings.Builder, c *checks) {
 	fmt.Fprintf(b, "\nConntrack oracle: %d connections of mixed shapes (%d at a time, %s), IPv4, "+
 		"tcpchaos on the router with the lost-packet rules of internal/oracle; %d completed, %d failed; "+
 		"%d conntrack events, %d tracker events. Conntrack's states against the tracker's, per connection "+
-		"(README \"Tests\": the classes):\n\n%s\n",
-		or.conns, or.workers, or.took.Round(time.Millisecond), ok, failed, or.ctEvents, or.trEvents, or.summary.Table())
+		"(README \"Tests\" has the classes in full):\n\n%s\n%s\n",
+		or.conns, or.workers, or.took.Round(time.Millisecond), ok, failed, or.ctEvents, or.trEvents, or.summary.Table(), or.summary.Legend())
 	for _, d := range or.disagreements {
 		fmt.Fprintf(b, "    %s\n", d)
 	}

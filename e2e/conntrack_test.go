@@ -92,7 +92,8 @@ func measureConntrack(t *testing.T) ([]events.Event, []oracle.CTEvent, error) {
 func checkConntrack(t *testing.T, evs []events.Event, cts []oracle.CTEvent) {
 	t.Helper()
 	vs := oracle.Compare(evs, cts)
-	t.Logf("%d conntrack events, %d tracker events\n%s", len(cts), len(evs), oracle.Summarize(vs).Table())
+	s := oracle.Summarize(vs)
+	t.Logf("%d conntrack events, %d tracker events\n%s\n%s", len(cts), len(evs), s.Table(), s.Legend())
 	bad := 0
 	for _, v := range vs {
 		if !v.Class.Coarse() {

@@ -177,6 +177,15 @@ func TestCompare(t *testing.T) {
 	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 0 | 1 | 2 | 1 | 1 |") {
 		t.Errorf("table lacks the client-close row:\n%s", tab)
 	}
+	leg := s.Legend()
+	for _, want := range []string{"- agree (1): the same states", "- differ (2): a disagreement", "- not ended (1): a disagreement"} {
+		if !strings.Contains(leg, want) {
+			t.Errorf("legend lacks %q:\n%s", want, leg)
+		}
+	}
+	if strings.Contains(leg, "reopened") {
+		t.Errorf("legend lists a class that did not occur:\n%s", leg)
+	}
 }
 
 // TestCompareEarlyCloseWait: after the client's FIN the server's delayed
@@ -197,6 +206,18 @@ func TestCompareEarlyCloseWait(t *testing.T) {
 	evs[4].Ack = 1001 // now it does ack the FIN: the tracker's projection lacks CLOSE_WAIT wrongly
 	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != Differ {
 		t.Errorf("verdicts %v, want differ", vs)
+	}
+	// The two trackers saw the server's ACK and the client's FIN in
+	// opposite orders (two CPUs), or the tracker not at all (a quiet data
+	// phase): the server acknowledged the FIN only with its own.
+	evs[4].Ack = 1000
+	evs[3], evs[4] = evs[4], evs[3]
+	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+		t.Errorf("ACK before the FIN: verdicts %v, want early close-wait", vs)
+	}
+	unseen := slices.Delete(slices.Clone(evs), 3, 4)
+	if vs := Compare(unseen, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+		t.Errorf("ACK unseen: verdicts %v, want early close-wait", vs)
 	}
 }
 
