@@ -189,10 +189,10 @@ func (t *Tracker) Retract(o *Observation) {
 	}
 }
 
-func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) Observation {
+func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) (o Observation) {
 	ns := now.UnixNano()
 	t.reap(ns, reapPerObserve)
-	o := Observation{Seg: *seg}
+	o.Seg = *seg
 	k, srcIsA := packKey(seg.Src, seg.Dst)
 	h := t.hash(&k)
 	i := t.find(h, &k)
@@ -213,7 +213,7 @@ func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) Observation 
 	case i == none:
 		if i = t.create(h, &k, srcIsA, seg, ns); i == none {
 			t.untracked(&o)
-			return o
+			return
 		}
 		o.NewConn = true
 	case !o.NewConn:
@@ -251,7 +251,7 @@ func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) Observation 
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
 	o.After = c.states()
 	t.syncTimeWait(i, ns, tw)
-	return o
+	return
 }
 
 // reincarnate replaces the connection in slot i by a new incarnation whose

@@ -335,6 +335,11 @@ type Observation struct {
 	// ConnID identifies this incarnation of the connection for the life of
 	// the tracker; a new SYN on a tuple in TIME_WAIT gets a new ConnID.
 	ConnID uint64
+	// Idle is how long the connection had no packet (observed, or
+	// delivered later) before this one; 0 for the packet that created the
+	// entry. For a quiet connection it is the time since its last observed
+	// packet: its data phase went unseen (see Tracker.Quiet).
+	Idle time.Duration
 	// From is the sender.
 	From   Side
 	Kind   Kind
@@ -345,11 +350,6 @@ type Observation struct {
 	// Retransmission reports whether the segment's sequence space (or, for a
 	// pure ACK of the close, its role) was already seen from this sender.
 	Retransmission bool
-	// Idle is how long the connection had no packet (observed, or
-	// delivered later) before this one; 0 for the packet that created the
-	// entry. For a quiet connection it is the time since its last observed
-	// packet: its data phase went unseen (see Tracker.Quiet).
-	Idle time.Duration
 	// Before holds both endpoints' states before the packet, the sender's
 	// as of the send: corrected by what the packet's acknowledgment shows
 	// it had received (see "Packets in flight" in the package doc), so it
