@@ -144,12 +144,13 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 	began := time.Now()
 	err = runJSON(ctx, 10*time.Minute, inNS(tp.Client, "-role", "oracle-client", "-addr", addr, "-n", strconv.Itoa(r.conns), "-workers", strconv.Itoa(r.workers)), &r.result)
 	r.took = time.Since(began)
-	if err = errors.Join(err, server.stop()); err != nil {
+	if err != nil {
+		return r, errors.Join(err, server.stop())
+	}
+	time.Sleep(oracle.Settle)
+	if err := server.stop(); err != nil {
 		return r, err
 	}
-	// Both trackers' TIME_WAIT ends 2×MSL after the last packet; the
-	// tracker reaps once a second.
-	time.Sleep(2*oracle.CTMSL + 1500*time.Millisecond)
 	if left, err := mon.Drain(30 * time.Second); err != nil || left > 0 {
 		return r, errors.Join(fmt.Errorf("conntrack oracle: %d entries left after draining", left), err)
 	}

@@ -109,6 +109,18 @@ var Timeouts = map[string]string{
 // CTMSL is the tracker's MSL that matches Timeouts' TIME_WAIT.
 const CTMSL = time.Second
 
+// Settle is how long both trackers need after the workload's last
+// connection, its server still listening, to end every connection: the
+// TIME_WAITs (2×CTMSL, and the tracker reaps once a second), and a stale
+// SYN's connection: a SYN retransmission of the lost-syn-ack shape
+// overtaken by its whole connection opens one on the server (see
+// statetrack's doc), whose first SYN-ACK the shape's rule drops again;
+// the client's TIME_WAIT ends at the second (1 s) and the client's RST to
+// the third (3 s) ends it; conntrack's CLOSE then lasts 1 s, and reaping
+// takes up to 100 ms. A listener closed before that drops the embryonic
+// connection silently, and neither tracker sees it end.
+const Settle = 5 * time.Second
+
 // PrepareRouter turns nf_conntrack on in the router's namespace and sets
 // Timeouts. A raw-table CT rule (IPv4 and IPv6) makes conntrack track the
 // namespace's TCP packets (it tracks a namespace only while a rule needs
