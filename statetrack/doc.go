@@ -81,9 +81,12 @@
 // sequence space, so no acknowledgment can show whether it arrived (an ACK
 // of a FIN lost beyond the middle shows only in the FIN's retransmission);
 // data after the handshake moves no state that an acknowledgment could
-// contradict; only the last such move is remembered; and a segment lost
+// contradict; only the last such move is remembered; a segment lost
 // beyond the middle counts as arrived once the peer's next packet is
-// delivered, until an acknowledgment shows otherwise.
+// delivered, until an acknowledgment shows otherwise; and packets of one
+// direction may reach the middle in another order than they were sent
+// (sent on two CPUs, a SYN retransmission can pass after the handshake
+// ACK, or after the whole connection: see the stale SYN below).
 //
 // # RSTs and SYNs on a synchronized connection (RFC 5961)
 //

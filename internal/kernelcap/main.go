@@ -1,21 +1,22 @@
 // Command kernelcap makes the real-kernel captures in
 // statetrack/testdata/kernel-captures that exercise RFC 5961's challenge
-// ACK paths, FINs crossing beyond the router and keepalive probing, and
-// prints their MANIFEST.tsv rows with the kernels' own ss states at
-// checkpoints. It
-// needs root (network namespaces, raw sockets, iptables, tc):
+// ACK paths, a stale SYN after a close, FINs crossing beyond the router
+// and keepalive probing, and prints their MANIFEST.tsv rows with the
+// kernels' own ss states at checkpoints. It needs root (network
+// namespaces, raw sockets, iptables, tc):
 //
 //	go run ./internal/kernelcap -out statetrack/testdata/kernel-captures
 //
-// The RFC 5961 captures pit a scripted peer (198.18.0.2, raw sockets; its
-// own kernel is kept out of the way by an iptables rule) against a Linux
-// listener (198.18.0.1:8080) in a namespace of its own, and capture on the
-// peer's interface. The crossing-FIN capture runs two real kernels, an
-// HTTP/1.0-style server that closes right after its response and a client
-// that closes as soon as it has read it, through a router whose link to
-// the client is slowed by a token bucket (no netem on this kernel), and
-// captures on the router's server side: the server's FIN passes there
-// before the client's, which was sent before the server's arrived.
+// The RFC 5961 and stale-SYN captures pit a scripted peer (198.18.0.2, raw
+// sockets; its own kernel is kept out of the way by an iptables rule)
+// against a Linux listener (198.18.0.1:8080) in a namespace of its own,
+// and capture on the peer's interface. The crossing-FIN capture runs two
+// real kernels, an HTTP/1.0-style server that closes right after its
+// response and a client that closes as soon as it has read it, through a
+// router whose link to the client is slowed by a token bucket (no netem on
+// this kernel), and captures on the router's server side: the server's FIN
+// passes there before the client's, which was sent before the server's
+// arrived.
 //
 // Every capture is LINKTYPE_RAW with the TCP checksums recomputed (the
 // capture sees kernel packets before checksum offload). Sequence numbers
