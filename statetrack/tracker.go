@@ -137,8 +137,9 @@ func (t *Tracker) Stats() Stats { return t.stats }
 // and the packet's own connection first if it has expired by now; their
 // OnGone calls (and that of a replaced incarnation) come before Observe
 // returns. OnGone must not call back into the tracker.
-func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
-	return t.observe(seg, now, false)
+func (t *Tracker) Observe(seg *Segment, now time.Time) (o Observation) {
+	t.observe(&o, seg, now, false)
+	return o
 }
 
 // Forge observes and delivers at once an RST that the middle sends in
@@ -155,7 +156,8 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) Observation {
 // exact lies one past it, inside the window: a challenge ACK answers it
 // and nothing moves (RFC 5961 §3.2).
 func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [2]State) {
-	o := t.observe(seg, now, true)
+	var o Observation
+	t.observe(&o, seg, now, true)
 	i, ok := t.byID(o.ConnID)
 	if !ok || !exact {
 		return o, o.After
@@ -189,7 +191,9 @@ func (t *Tracker) Retract(o *Observation) {
 	}
 }
 
-func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) (o Observation) {
+// observe is Observe writing into o (zero), or Forge's with forged: the
+// sender's half is left as it was.
+func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bool) {
 	ns := now.UnixNano()
 	t.reap(ns, reapPerObserve)
 	o.Seg = *seg
@@ -212,7 +216,7 @@ func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) (o Observati
 	switch {
 	case i == none:
 		if i = t.create(h, &k, srcIsA, seg, ns); i == none {
-			t.untracked(&o)
+			t.untracked(o)
 			return
 		}
 		o.NewConn = true
@@ -240,18 +244,17 @@ func (t *Tracker) observe(seg *Segment, now time.Time, forged bool) (o Observati
 		tw = precorrect(s, r, seg)
 	}
 	o.Before = c.states()
-	var sender half
+	var res sent
 	if forged {
-		sender = *s
-	}
-	res := send(s, r, seg)
-	if forged {
+		sender := *s
+		res = send(s, r, seg)
 		*s = sender
+	} else {
+		res = send(s, r, seg)
 	}
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
 	o.After = c.states()
 	t.syncTimeWait(i, ns, tw)
-	return
 }
 
 // reincarnate replaces the connection in slot i by a new incarnation whose
