@@ -40,7 +40,12 @@ func (e Endpoints) Has(s statetrack.Side) bool {
 // most one per endpoint, each as its receiver accepts it.
 type Resets struct {
 	Seg [2]statetrack.Segment
-	N   int
+	// Exact tells, per RST, whether it carries the exact sequence number
+	// its receiver expects: always with window: exact, and for an RST
+	// acknowledging a SYN, which has no window to be outside of. One that
+	// is not draws a challenge ACK and moves nobody.
+	Exact [2]bool
+	N     int
 }
 
 // resets returns the RSTs to the endpoints to that replace the packet
@@ -87,10 +92,11 @@ func resets(o *statetrack.Observation, to Endpoints, outside bool) Resets {
 		default:
 			continue
 		}
-		if outside && r.Flags&statetrack.ACK == 0 {
+		exact := !outside || r.Flags&statetrack.ACK != 0
+		if !exact {
 			r.Seq = r.Seq.Add(seqnum.Size(1))
 		}
-		rs.Seg[rs.N] = r
+		rs.Seg[rs.N], rs.Exact[rs.N] = r, exact
 		rs.N++
 	}
 	return rs

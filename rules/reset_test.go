@@ -49,6 +49,10 @@ func TestResets(t *testing.T) {
 			if rs.Seg[i] != w {
 				t.Errorf("%s: reset %d = %+v, want %+v", tc.name, i, rs.Seg[i], w)
 			}
+			// Only an RST acknowledging a SYN stays exact outside the window.
+			if exact := !tc.outside || w.Flags&statetrack.ACK != 0; rs.Exact[i] != exact {
+				t.Errorf("%s: reset %d exact = %v, want %v", tc.name, i, rs.Exact[i], exact)
+			}
 		}
 	}
 }

@@ -369,3 +369,26 @@ func TestCallersOnGoneKept(t *testing.T) {
 		}
 	}
 }
+
+// An RST acknowledging a SYN has no window: window: outside leaves it
+// exact, the SYN_SENT client takes it (connect fails with ECONNREFUSED),
+// and the tracker closes the client as the kernel does.
+func TestResetOutsideTheWindowStillRefusesASyn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind statetrack.Kind
+		to   rules.Endpoints
+	}{
+		{"syn", statetrack.Syn, rules.ToClient},
+		{"syn-ack", statetrack.SynAck, rules.ToClient},
+	} {
+		p, rec := newPipeline(t, rule(tc.kind, rules.Action{Type: rules.Reset, Reset: tc.to, OutsideWindow: true}))
+		p.Handle(seg(true, syn, 100, 0), t0)
+		if tc.kind == statetrack.SynAck {
+			p.Handle(seg(false, synAck, 500, 101), t0)
+		}
+		if e := rec.last(); !e.Injected || e.Flags != statetrack.RST|statetrack.ACK || e.Ack != 101 || e.ClientState != statetrack.Closed {
+			t.Errorf("%s: injected RST event = %+v, want an RST acknowledging the SYN that closes the client", tc.name, e)
+		}
+	}
+}

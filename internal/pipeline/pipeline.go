@@ -133,9 +133,9 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		p.sink.Emit(e)
 	}
 	for i := range d.Resets.N {
-		r := &d.Resets.Seg[i]
-		p.inject(r, !d.OutsideWindow, now)
-		if r.Dst == seg.Src && !d.OutsideWindow {
+		r, exact := &d.Resets.Seg[i], d.Resets.Exact[i]
+		p.inject(r, exact, now)
+		if r.Dst == seg.Src && exact {
 			// The packet's sender is reset: it never sends the packet again.
 			p.tracker.Retract(&o)
 		}
