@@ -65,6 +65,15 @@ const (
 	// peer has not answered yet; the peer's next pure ACK at nxt is its
 	// answer (a keepalive-ack).
 	probing
+	// unreached: the segment that brought nxt has not reached the peer
+	// (dropped, held, or taken back by Tracker.Retract): the peer's
+	// rcv_nxt lies before nxt. Only a segment with sequence space sets or
+	// clears it.
+	unreached
+	// retracted: Tracker.Retract took nxt back to the start of a segment
+	// that never reached the peer; a copy of it that was held all along
+	// and arrives after all takes nxt forward again (see reached).
+	retracted
 )
 
 // moveBits describe a delivery that moved its receiver (what the segment
@@ -385,16 +394,39 @@ func (h *half) advance(seg *Segment) {
 		// A first SYN, or a SYN with a new ISN: the sequence space restarts
 		// (unless a peer in TIME_WAIT has yet to take it).
 		h.isn = seg.Seq
-		h.bits = h.bits&^acked | hasISN | hasNxt
+		h.bits = h.bits&^(acked|retracted) | hasISN | hasNxt
 		if !h.has(synPending) {
 			h.nxt = end
+			h.bits |= unreached
 		}
 		return
 	}
 	if !h.has(hasNxt) || h.nxt.LessThan(end) {
 		h.nxt = end
 		h.bits = h.bits&^acked | hasNxt
+		if seg.SeqLen() > 0 {
+			h.bits |= unreached
+		}
 	}
+}
+
+// reached records that seg, sent by the endpoint, reached its peer: one
+// that ends at nxt brings the peer's rcv_nxt up to it, as does one that
+// ends past a retracted nxt (a copy held while Tracker.Retract took it
+// back). Segments without sequence space (RSTs, pure ACKs) show nothing.
+func (h *half) reached(seg *Segment) {
+	if !h.has(unreached) || seg.Flags&RST != 0 || seg.SeqLen() == 0 {
+		return
+	}
+	end := seg.Seq.Add(seg.SeqLen())
+	switch {
+	case end == h.nxt:
+	case h.has(retracted) && h.nxt.LessThan(end):
+		h.nxt = end
+	default:
+		return
+	}
+	h.bits &^= unreached | retracted
 }
 
 // receive moves the receiver r of seg, sent by s, as RFC 9293 (and Linux)

@@ -61,6 +61,8 @@ func TestScenarios(t *testing.T) {
 //	tuple c=198.18.0.1:40000 s=198.18.1.1:8080          current tuple ("tuple self=ADDR:PORT" for a self-connect)
 //	[drop|hold|dup|quiet] c>s FLAGS [seq=N] [ack=N] [len=N]   a packet (s>c the other way); FLAGS as tcpdump: S S. . P. F. FP. R R. none
 //	                                                    (quiet: delivered, then Tracker.Quiet: the data phase goes unseen)
+//	forge [outside] s>c R seq=N                          an RST the middle sends in s's name (Tracker.Forge; outside: not exact)
+//	retract                                             take back the last packet's sequence space (Tracker.Retract)
 //	release N                                           deliver the Nth held packet
 //	advance 61s                                         move the clock and call Expire
 //	wait 61s                                            move the clock only (expiry in passing)
@@ -78,6 +80,7 @@ type scriptRunner struct {
 	now   time.Time
 	c, s  netip.AddrPort
 	held  []held
+	last  statetrack.Observation
 	conns map[uint64]int
 	gone  map[uint64]bool
 	out   strings.Builder
@@ -129,6 +132,10 @@ func (r *scriptRunner) exec(line string) error {
 		return r.config(f[1:])
 	case "tuple":
 		return r.tuple(f[1:])
+	case "retract":
+		r.tracker().Retract(&r.last)
+		fmt.Fprintf(&r.out, "retract\n")
+		return nil
 	case "release":
 		n, err := strconv.Atoi(f[len(f)-1])
 		if err != nil || n < 1 || n > len(r.held) || r.held[n-1].line == "" {
@@ -217,8 +224,12 @@ func (r *scriptRunner) tuple(args []string) error {
 func (r *scriptRunner) packet(line string, f []string) error {
 	mode := ""
 	switch f[0] {
-	case "drop", "hold", "dup", "quiet":
+	case "drop", "hold", "dup", "quiet", "forge":
 		mode, f = f[0], f[1:]
+	}
+	exact := true
+	if mode == "forge" && len(f) > 0 && f[0] == "outside" {
+		exact, f = false, f[1:]
 	}
 	if len(f) < 2 {
 		return fmt.Errorf("want DIR FLAGS")
@@ -253,7 +264,13 @@ func (r *scriptRunner) packet(line string, f []string) error {
 			return fmt.Errorf("unknown packet field %q", k)
 		}
 	}
+	if mode == "forge" {
+		o, after := r.tracker().Forge(&seg, r.now, exact)
+		fmt.Fprintf(&r.out, "%s | %s | %s | forged\n", line, r.describe(&o), states(after))
+		return nil
+	}
 	o := r.tracker().Observe(&seg, r.now)
+	r.last = o
 	desc := r.describe(&o)
 	var dl string
 	switch mode {

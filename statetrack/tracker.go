@@ -178,16 +178,21 @@ func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [
 // sender too, which will not send it again. Its peer still expects the
 // packet's own sequence number, and the sender's kernel, answering the
 // peer's next segment with an RST, uses that number: the RST is then in
-// place, as on the wire. A SYN, a packet without sequence space, or one
-// that a later packet of its sender overtook changes nothing.
+// place, as on the wire. Nothing changes for a SYN, a packet without
+// sequence space, one that a later packet of its sender overtook, or one
+// whose space already reached the peer (a retransmission of a delivered
+// segment, a keepalive probe carrying an acknowledged byte). Should a
+// held copy of the packet be delivered after all, Deliver takes the space
+// forward again.
 func (t *Tracker) Retract(o *Observation) {
 	i, ok := t.byID(o.ConnID)
 	n := o.Seg.SeqLen()
 	if !ok || o.Seg.Flags&SYN != 0 || n == 0 {
 		return
 	}
-	if s, _ := t.at(i).ends(o.From); s.has(hasNxt) && s.nxt == o.Seg.Seq.Add(n) {
+	if s, _ := t.at(i).ends(o.From); s.has(hasNxt) && s.has(unreached) && s.nxt == o.Seg.Seq.Add(n) {
 		s.nxt = o.Seg.Seq
+		s.bits |= retracted
 	}
 }
 
@@ -312,6 +317,7 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 	t.touch(i, ns)
 	c := t.at(i)
 	s, r := c.ends(o.From)
+	s.reached(&o.Seg)
 	old := r.state
 	var tw bool
 	if o.Kind == Keepalive {
