@@ -161,3 +161,49 @@ func checkKeepalive(s *scenario, atClient, atServer []netlabtest.Packet, evs []e
 		}
 	}
 }
+
+// TestKeepaliveProbeReset: configs/keepalive-ack-lost.yaml with its rule
+// turned into {reset: server} on the client's first keepalive probe
+// (limit 1). A probe lies one below its receiver's rcv_nxt, before the
+// window, where Linux drops an RST unseen: the RST sent in its stead
+// carries the probe's sequence number plus one, which the server takes
+// (its read fails with ECONNRESET, the tracker closes it); the client's
+// next probe then draws the server kernel's RST and its read fails with
+// ECONNRESET too.
+func TestKeepaliveProbeReset(t *testing.T) {
+	t.Parallel()
+	s := newScenarioWith(t, configVariant(t, "keepalive-ack-lost.yaml",
+		"match: {packet: keepalive-ack}\n    action: drop\n    limit: 8",
+		"match: {packet: keepalive}\n    action: {reset: server}\n    limit: 1"), false)
+	serverErr := s.listenUntilError()
+	c, _ := s.dial()
+	if err := c.(*net.TCPConn).SetKeepAliveConfig(keepalive); err != nil {
+		t.Fatalf("set keepalive: %v", err)
+	}
+	if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	request(t, c)
+	wantServerReset(t, serverErr, "after the reset of the probe")
+	if _, err := bufio.NewReader(c).ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read after its next probe: %v, want ECONNRESET", err)
+	}
+	c.Close()
+	waitFor(t, s.toClient, "the server's RST", atLeast(1, from(s.server), isRst))
+	atClient, atServer, evs := s.finish()
+
+	probes := pick(atClient, from(s.client), isPureAck, isProbe(atClient, s.client))
+	rsts := pick(atServer, from(s.client), isRst)
+	if len(probes) < 2 || len(rsts) == 0 {
+		t.Fatalf("%d probes from the client, %d RSTs to the server; want at least 2 and 1", len(probes), len(rsts))
+	}
+	if rsts[0].Seq != probes[0].Seq+1 {
+		t.Errorf("RST to the server seq %d, want the probe's %d plus one", rsts[0].Seq, probes[0].Seq)
+	}
+	f := wantFault(t, evs, "lose-keepalive-answers", rules.Reset, statetrack.Keepalive, statetrack.Client, 1)
+	for _, e := range evs {
+		if e.Injected && e.Time.Equal(f.Time) && e.ServerState != statetrack.Closed {
+			t.Errorf("injected RST event %+v: want the server CLOSED", e)
+		}
+	}
+}

@@ -54,7 +54,7 @@ type Resets struct {
 //
 //   - to the packet's receiver, as from its sender: the packet's own
 //     sequence number, the receiver's next expected one (RFC 5961 §3.2's
-//     exact match); to a SYN_SENT client in answer to a SYN-ACK, an RST
+//     exact match), one past it for a keepalive probe; to a SYN_SENT client in answer to a SYN-ACK, an RST
 //     acknowledging its SYN (RFC 9293 §3.10.7.3). A listener receiving a
 //     SYN gets none: it ignores RSTs.
 //   - to the packet's sender, as from its receiver: the packet's
@@ -83,6 +83,10 @@ func resets(o *statetrack.Observation, to Endpoints, outside bool) Resets {
 			continue
 		case side != o.From && syn:
 			r = statetrack.Segment{Src: s.Src, Dst: s.Dst, Seq: s.Seq.Add(1), Ack: s.Ack, Flags: statetrack.RST | statetrack.ACK}
+		case side != o.From && o.Kind == statetrack.Keepalive:
+			// A probe lies one below its receiver's rcv_nxt, where Linux
+			// drops an RST unseen (it is before the window).
+			r = statetrack.Segment{Src: s.Src, Dst: s.Dst, Seq: s.Seq.Add(1), Flags: statetrack.RST}
 		case side != o.From:
 			r = statetrack.Segment{Src: s.Src, Dst: s.Dst, Seq: s.Seq, Flags: statetrack.RST}
 		case ack:

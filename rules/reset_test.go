@@ -8,9 +8,10 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
 
-// TestResets: each receiver gets the sequence numbers it accepts, a SYN
-// is refused, a listener and an RST get nothing, and outside moves the
-// exact number one past.
+// TestResets: each receiver gets the sequence numbers it accepts (the
+// receiver of a keepalive probe one past the probe's, which lies one
+// below its rcv_nxt), a SYN is refused, a listener and an RST get
+// nothing, and outside moves the exact number one past.
 func TestResets(t *testing.T) {
 	c, s := netip.MustParseAddrPort("198.18.1.2:40000"), netip.MustParseAddrPort("198.19.2.2:8080")
 	obs := func(from statetrack.Side, f statetrack.Flags, seq, ack uint32) *statetrack.Observation {
@@ -21,6 +22,10 @@ func TestResets(t *testing.T) {
 		return &statetrack.Observation{Seg: seg, From: from}
 	}
 	rst := statetrack.RST
+	probe := func(o *statetrack.Observation) *statetrack.Observation {
+		o.Kind = statetrack.Keepalive
+		return o
+	}
 	for _, tc := range []struct {
 		name    string
 		o       *statetrack.Observation
@@ -39,6 +44,10 @@ func TestResets(t *testing.T) {
 		{"syn-ack to server", obs(statetrack.Server, statetrack.SYN|statetrack.ACK, 500, 101), ToServer, false, []statetrack.Segment{
 			{Src: c, Dst: s, Seq: 101, Flags: rst}}},
 		{"rst", obs(statetrack.Client, rst, 100, 0), Both, false, nil},
+		{"keepalive probe to both", probe(obs(statetrack.Client, statetrack.ACK, 99, 500)), Both, false, []statetrack.Segment{
+			{Src: s, Dst: c, Seq: 500, Flags: rst}, {Src: c, Dst: s, Seq: 100, Flags: rst}}},
+		{"keepalive probe outside", probe(obs(statetrack.Client, statetrack.ACK, 99, 500)), ToServer, true, []statetrack.Segment{
+			{Src: c, Dst: s, Seq: 101, Flags: rst}}},
 	} {
 		rs := resets(tc.o, tc.to, tc.outside)
 		if rs.N != len(tc.want) {
