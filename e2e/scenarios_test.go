@@ -799,7 +799,11 @@ func TestResetClientOnly(t *testing.T) {
 		if _, err := io.WriteString(c, "pong\n"); err != nil {
 			return fmt.Errorf("write response: %w", err)
 		}
-		<-speak
+		select { // a test that fails before close(speak) must not hang in cleanup
+		case <-speak:
+		case <-time.After(ioTimeout):
+			return errors.New("never told to write the late line")
+		}
 		if _, err := io.WriteString(c, "late\n"); err != nil {
 			return fmt.Errorf("write late line: %w", err)
 		}
