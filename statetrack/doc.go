@@ -139,6 +139,20 @@
 // client's RST answering the SYN-ACK retransmission ends both, as on the
 // kernels (scenario stale-syn-after-close, and its kernel capture).
 //
+// # RSTs the middle sends (Tracker.Forge, Tracker.Retract)
+//
+// An RST that a reset action sends in an endpoint's name moves only its
+// receiver: the endpoint it impersonates never sent it and goes on as
+// before, until its peer's own RST answers its next segment. An exact one
+// (at the receiver's rcv_nxt, as the middle builds it) is in place even
+// where the middle's own view is off because the packet it replaces was
+// seen and never delivered; one a sequence number past draws a challenge
+// ACK and moves nobody. When the replaced packet's sender is reset too,
+// the packet's sequence space is taken back if it never reached the peer
+// (the peer's rcv_nxt stays at the packet, where the sender's kernel RST
+// lands), and taken forward again should a held copy of it be delivered
+// after all.
+//
 // # Keepalives
 //
 // A keepalive probe (Keepalive) is an ACK without SYN, FIN and RST, with 0
