@@ -81,9 +81,10 @@ func legalSets() (correct, observe, deliver map[edge]bool) {
 }
 
 // FuzzTracker feeds arbitrary packet sequences on a few tuples (one a
-// self-connect), with drops, delays, duplicates and clock jumps, and checks
-// that every state change is a legal edge, that nothing changes states
-// behind the caller's back, and that the table stays bounded.
+// self-connect), with drops, delays, duplicates, resets (Forge, Retract)
+// and clock jumps, and checks that every state change is a legal edge,
+// that nothing changes states behind the caller's back, and that the
+// table stays bounded.
 func FuzzTracker(f *testing.F) {
 	// A handshake, data, a four-way close and a clock jump, then garbage.
 	f.Add([]byte{0x00, 0x02, 0, 0, 0x04, 0x92, 0, 4, 0x00, 0x90, 1, 4, 0x00, 0x98, 1, 5, 0x04, 0x91, 0, 8, 0x00, 0x90, 2, 8, 0xe0, 0xff, 0, 0})
@@ -144,6 +145,36 @@ func FuzzTracker(f *testing.F) {
 			}
 			live[o.ConnID] = after
 		}
+		// reset drops the packet of o and forges the RSTs a reset of both
+		// ends sends (exact or not), then takes the packet back: only each
+		// RST's receiver may move, and only to CLOSED.
+		reset := func(o *statetrack.Observation, exact bool) {
+			rsts := []statetrack.Segment{{Src: o.Seg.Src, Dst: o.Seg.Dst, Seq: o.Seg.Seq, Flags: statetrack.RST}}
+			if o.Seg.Flags&statetrack.ACK != 0 {
+				rsts = append(rsts, statetrack.Segment{Src: o.Seg.Dst, Dst: o.Seg.Src, Seq: o.Seg.Ack, Flags: statetrack.RST})
+			}
+			for i := range rsts {
+				prev, alive := live[o.ConnID]
+				f, after := tr.Forge(&rsts[i], now, exact)
+				if !alive {
+					continue
+				}
+				if _, still := live[o.ConnID]; !still || f.ConnID != o.ConnID {
+					t.Fatalf("Forge on connection %d observed %d", o.ConnID, f.ConnID)
+				}
+				s, r := f.From, f.From.Other()
+				if o.Client == o.Server {
+					s = r
+				}
+				if (s != r && after[s] != prev[s]) || (after[r] != prev[r] && after[r] != sClosed) || (!exact && after != prev) {
+					t.Fatalf("Forge (exact %v) from %v: %v -> %v", exact, f.From, prev, after)
+				}
+				live[o.ConnID] = after
+				if rsts[i].Dst == o.Seg.Src && exact {
+					tr.Retract(o)
+				}
+			}
+		}
 		for len(ops) >= 4 {
 			b0, b1, b2, b3 := ops[0], ops[1], ops[2], ops[3]
 			ops = ops[4:]
@@ -181,6 +212,10 @@ func FuzzTracker(f *testing.F) {
 			switch (b0 >> 3) & 3 {
 			case 0:
 				deliver(&o)
+			case 1:
+				if b0&0x20 != 0 {
+					reset(&o, b2&1 == 0)
+				}
 			case 2:
 				if len(held) < 8 {
 					held = append(held, o)
