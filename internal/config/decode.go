@@ -78,6 +78,16 @@ func (d *decoder) fail(path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
 }
 
+// failed reports whether path has an error already.
+func (d *decoder) failed(path string) bool {
+	for _, e := range d.errs {
+		if e.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
 // err joins the errors sorted by path (numbers in paths compare as numbers,
 // so rules[10] comes after rules[9]).
 func (d *decoder) err() error {
@@ -104,7 +114,9 @@ func (d *decoder) config(tree map[string]any) Config {
 	}
 	if v, ok := root.get("rules"); ok {
 		c.Rules = d.rules("rules", v)
-		d.idleBelowTimeout("rules", c.Rules, c.Tracker.IdleTimeout)
+		if !d.failed("tracker.idle-timeout") {
+			d.idleBelowTimeout("rules", c.Rules, c.Tracker.IdleTimeout)
+		}
 	}
 	if v, ok := root.get("expect"); ok {
 		c.Expect = d.expectations("expect", v, c.Rules)

@@ -394,3 +394,12 @@ func TestClosest(t *testing.T) {
 		}
 	}
 }
+
+// A bad tracker.idle-timeout is the one error: match.idle is not held
+// against the default it falls back to.
+func TestIdleNotHeldAgainstABadIdleTimeout(t *testing.T) {
+	_, err := Decode(tree(t, `{tracker: {idle-timeout: -5m}, rules: [{match: {idle: 20m}, action: drop}]}`))
+	if err == nil || err.Error() != `tracker.idle-timeout: negative duration "-5m"` {
+		t.Errorf("error %v, want only the idle timeout's", err)
+	}
+}
