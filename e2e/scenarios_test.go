@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -847,5 +849,56 @@ func TestResetClientOnly(t *testing.T) {
 	}
 	if len(answer) != 1 || answer[0].ServerState != statetrack.Closed {
 		t.Errorf("the client's own RST events %v, want one closing the server", answer)
+	}
+}
+
+// TestResetSpuriousRetransmission: the server's ACK of the request and
+// its response are lost once, so the client retransmits a request
+// the server already has, and {reset: server} replaces that
+// retransmission. The RST carries the request's sequence number, below
+// the server's rcv_nxt: Linux drops it, the server stays ESTABLISHED
+// (ss), retransmits its response and the request completes; the tracker
+// agrees, since the server had acknowledged the whole request.
+func TestResetSpuriousRetransmission(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "reset-spurious.yaml")
+	if err := os.WriteFile(cfg, []byte(`intercept: {ports: [8080]}
+rules:
+  - name: lose-response
+    match: {packet: [ack, data], from: server, nth: 1}
+    action: drop
+  - name: reset-retransmission
+    match: {packet: data, from: client, retransmission: true}
+    action: {reset: server}
+    limit: 1
+expect:
+  - name: reset-fired
+    hits: {rule: reset-retransmission, min: 1}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newScenarioWith(t, cfg, false)
+	s.listen(pingPong(0))
+	c, _ := s.dial()
+	request(t, c)
+	if got := s.tp.Server.SocketStates(t, port); got[statetrack.Established] != 1 {
+		t.Errorf("server sockets %v after the RST, want one ESTABLISHED", got)
+	}
+	c.Close()
+	s.waitClosed()
+	atClient, atServer, evs := s.finish()
+
+	reqs := pick(atClient, from(s.client), isData)
+	rsts := pick(atServer, from(s.client), isRst)
+	if len(reqs) < 2 || len(rsts) != 1 || rsts[0].Seq != reqs[0].Seq {
+		t.Fatalf("requests %v, RSTs to the server %v: want a retransmission and one RST at the request's seq", reqs, rsts)
+	}
+	if f := faults(evs); len(f) < 2 || f[len(f)-1].Rule != "reset-retransmission" || f[len(f)-1].Nth != 2 {
+		t.Errorf("faults %v, want the lost ACK and response, then the reset of the request's retransmission", f)
+	}
+	for _, e := range evs {
+		if e.Injected && (e.ServerState != statetrack.Established || e.ClientState != statetrack.Established) {
+			t.Errorf("injected RST event %+v, want both ends still ESTABLISHED", e)
+		}
 	}
 }

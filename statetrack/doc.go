@@ -144,10 +144,16 @@
 // An RST that a reset action sends in an endpoint's name moves only its
 // receiver: the endpoint it impersonates never sent it and goes on as
 // before, until its peer's own RST answers its next segment. An exact one
-// (at the receiver's rcv_nxt, as the middle builds it) is in place even
-// where the middle's own view is off because the packet it replaces was
-// seen and never delivered; one a sequence number past draws a challenge
-// ACK and moves nobody. When the replaced packet's sender is reset too,
+// (at the receiver's rcv_nxt, as the middle builds it from the packet it
+// replaces) is in place even where the middle's own view is off because
+// that packet was seen and never delivered, unless the receiver has sent
+// an acknowledgment of everything the impersonated endpoint sent: its
+// rcv_nxt is then known, and an RST elsewhere (the seq of a spurious
+// retransmission) is checked as any other. One a sequence number past
+// draws a challenge ACK and moves nobody. Where the receiver got data
+// that the replaced packet's acknowledgment does not cover (packets
+// crossing) or missed some before it, the RST is not in place on the wire
+// but is taken to be. When the replaced packet's sender is reset too,
 // the packet's sequence space is taken back if it never reached the peer
 // (the peer's rcv_nxt stays at the packet, where the sender's kernel RST
 // lands), and taken forward again should a held copy of it be delivered

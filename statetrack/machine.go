@@ -70,6 +70,9 @@ const (
 	// rcv_nxt lies before nxt. Only a segment with sequence space sets or
 	// clears it.
 	unreached
+	// ackSeen: the peer sent an acknowledgment of nxt (delivered or not):
+	// its rcv_nxt is nxt, until the endpoint sends more.
+	ackSeen
 	// retracted: Tracker.Retract took nxt back to the start of a segment
 	// that never reached the peer; a copy of it that was held all along
 	// and arrives after all takes nxt forward again (see reached).
@@ -301,6 +304,9 @@ func send(s, r *half, seg *Segment) sent {
 		s.bits |= finSent | finUnacked
 	}
 	if f&ACK != 0 {
+		if k != Rst && r.has(hasNxt) && seg.Ack == r.nxt {
+			r.bits |= ackSeen
+		}
 		if r.acksFin(seg.Ack) {
 			r.bits &^= finUnacked
 		}
@@ -394,7 +400,7 @@ func (h *half) advance(seg *Segment) {
 		// A first SYN, or a SYN with a new ISN: the sequence space restarts
 		// (unless a peer in TIME_WAIT has yet to take it).
 		h.isn = seg.Seq
-		h.bits = h.bits&^(acked|retracted) | hasISN | hasNxt
+		h.bits = h.bits&^(acked|ackSeen|retracted) | hasISN | hasNxt
 		if !h.has(synPending) {
 			h.nxt = end
 			h.bits |= unreached
@@ -403,7 +409,7 @@ func (h *half) advance(seg *Segment) {
 	}
 	if !h.has(hasNxt) || h.nxt.LessThan(end) {
 		h.nxt = end
-		h.bits = h.bits&^acked | hasNxt
+		h.bits = h.bits&^(acked|ackSeen) | hasNxt
 		if seg.SeqLen() > 0 {
 			h.bits |= unreached
 		}

@@ -149,12 +149,14 @@ func (t *Tracker) Observe(seg *Segment, now time.Time) (o Observation) {
 // half stays as it was (state, counts, sequence numbers) and it goes on
 // until it hears from its peer, as a real stack does (an endpoint reset
 // by the middle answers its peer's next segment with an RST of its own).
-// Only the receiver moves. exact reports whether the RST carries the
-// sequence number its receiver expects, which the middle knows by
-// construction even where the tracker's own view of it is off (the packet
-// the RST replaces was seen but never delivered); an RST that is not
-// exact lies one past it, inside the window: a challenge ACK answers it
-// and nothing moves (RFC 5961 §3.2).
+// Only the receiver moves. exact reports whether the RST is meant to
+// carry the sequence number its receiver expects, built from the packet
+// it replaces: the tracker takes it to be in place even where its own
+// view is off (that packet was seen but never delivered), unless the
+// receiver has acknowledged everything the impersonated endpoint sent,
+// which fixes its rcv_nxt (a spurious retransmission, say): then the RST
+// must lie there. An RST that is not exact lies one past it, inside the
+// window: a challenge ACK answers it and nothing moves (RFC 5961 §3.2).
 func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [2]State) {
 	var o Observation
 	t.observe(&o, seg, now, true)
@@ -164,7 +166,9 @@ func (t *Tracker) Forge(seg *Segment, now time.Time, exact bool) (Observation, [
 	}
 	s, _ := t.at(i).ends(o.From)
 	nxt, bits := s.nxt, s.bits&(hasNxt|loose)
-	s.nxt, s.bits = seg.Seq, s.bits&^loose|hasNxt
+	if !s.has(hasNxt) || s.has(loose) || !s.has(ackSeen) {
+		s.nxt, s.bits = seg.Seq, s.bits&^loose|hasNxt
+	}
 	after, _ := t.Deliver(&o, now)
 	if i, ok := t.byID(o.ConnID); ok {
 		s, _ := t.at(i).ends(o.From)
@@ -192,7 +196,7 @@ func (t *Tracker) Retract(o *Observation) {
 	}
 	if s, _ := t.at(i).ends(o.From); s.has(hasNxt) && s.has(unreached) && s.nxt == o.Seg.Seq.Add(n) {
 		s.nxt = o.Seg.Seq
-		s.bits |= retracted
+		s.bits = s.bits&^ackSeen | retracted
 	}
 }
 
