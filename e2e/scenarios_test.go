@@ -269,9 +269,15 @@ func TestLostPassiveFin(t *testing.T) {
 			if !waitState(t, s.tp.Server, statetrack.LastAck, tc.linger+time.Second) {
 				t.Errorf("ss never showed the server socket in LAST-ACK:\n%s", s.tp.Server.SS(t))
 			}
-			// Still there once the server is in LAST-ACK.
+			// Still there once the server is in LAST-ACK, unless the
+			// server's FIN retransmission (200 ms or more after the lost
+			// one) already reached it: on a loaded box ss may look late.
 			if got := s.tp.Client.SocketStates(t, port); got[tc.clientState] != 1 {
-				t.Errorf("client sockets %v, want one in %s", got, tc.clientState)
+				if got[statetrack.TimeWait] != 1 {
+					t.Errorf("client sockets %v, want one in %s", got, tc.clientState)
+				} else {
+					t.Logf("client already in TIME_WAIT: the server's FIN retransmission came before ss looked")
+				}
 			}
 			s.waitClosed()
 			atClient, atServer, evs := s.finish()
