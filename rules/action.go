@@ -28,6 +28,10 @@ const (
 	// Reset drops the packet and sends an RST to the endpoints in
 	// Action.Reset (Decision.Resets are the RSTs).
 	Reset
+	// Blackhole drops, from the packet on, every packet of its connection
+	// travelling in the directions of Action.Blackhole, until Action.For
+	// ends (see blackhole.go).
+	Blackhole
 )
 
 // MaxCopies bounds a duplicate action's copies: a typo must not turn one
@@ -46,8 +50,9 @@ type actionType struct {
 	done string
 	// dropped: the packet never reaches its receiver. held: it reaches it
 	// when the hold ends. copies: copies of it are sent later. resets:
-	// RSTs are sent in its stead.
-	dropped, held, copies, resets bool
+	// RSTs are sent in its stead. darkens: the connection's later packets
+	// in some direction are dropped too (Decision.Dark).
+	dropped, held, copies, resets, darkens bool
 	// params renders the action's parameters after its name (" 300ms±20ms").
 	params func(a Action) string
 }
@@ -70,6 +75,12 @@ var actionTypes = [...]actionType{
 		}
 		return " " + a.Reset.String()
 	}},
+	Blackhole: {name: "blackhole", done: "● blackholed", dropped: true, darkens: true, params: func(a Action) string {
+		if a.For > 0 {
+			return " " + a.Blackhole.Direction() + " for " + a.For.String()
+		}
+		return " " + a.Blackhole.Direction()
+	}},
 }
 
 func (t ActionType) info() *actionType {
@@ -89,7 +100,7 @@ func ActionTypes() []ActionType {
 }
 
 // String returns the action's name: "accept", "drop", "delay",
-// "duplicate" or "reset".
+// "duplicate", "reset" or "blackhole".
 func (t ActionType) String() string { return t.info().name }
 
 // ParseActionType parses an action's name as String returns it.
@@ -106,8 +117,12 @@ func ParseActionType(name string) (ActionType, error) {
 // action but Accept.
 func (t ActionType) Faulty() bool {
 	i := t.info()
-	return i.dropped || i.held || i.copies || i.resets
+	return i.dropped || i.held || i.copies || i.resets || i.darkens
 }
+
+// Darkens reports whether the action drops the connection's later packets
+// in some direction too (Decision.Dark applies).
+func (t ActionType) Darkens() bool { return t.info().darkens }
 
 // SendsResets reports whether RSTs are sent in the packet's stead
 // (Decision.Resets apply).
@@ -145,6 +160,11 @@ type Action struct {
 	// challenge ACK instead of closing.
 	Reset         Endpoints
 	OutsideWindow bool
+	// Blackhole names the directions a Blackhole darkens, by the
+	// endpoint the packets travel to (ToClient: the server's packets);
+	// For, when positive, is how long until the connection heals.
+	Blackhole Endpoints
+	For       time.Duration
 }
 
 // String describes the action in words, e.g. "drop", "delay 300ms±20ms" or
@@ -165,7 +185,7 @@ func (d Decision) Note() string {
 		return i.done
 	}
 	return i.done + i.params(Action{Type: d.Action, Delay: d.Hold, Copies: d.Copies, After: d.After,
-		Reset: d.Reset, OutsideWindow: d.OutsideWindow})
+		Reset: d.Reset, OutsideWindow: d.OutsideWindow, Blackhole: d.Dark, For: d.For})
 }
 
 // ParamKind is the kind of value an action parameter takes.
@@ -267,6 +287,20 @@ var forms = []Form{
 				return nil
 			}},
 	}},
+	{Type: Blackhole, needs: "the directions, e.g. {blackhole: both}", Params: []Param{
+		{Key: "blackhole", Kind: Choice, Choices: directionNames[1:], placeholder: "both|to-client|to-server",
+			set: func(a *Action, v Value) error {
+				a.Blackhole = directions[v.Count+1]
+				return nil
+			}},
+		{Key: "for", Kind: Duration, placeholder: "D", set: func(a *Action, v Value) error {
+			if v.Duration == 0 {
+				return errors.New("must be positive (leave it out for a blackhole that never heals)")
+			}
+			a.For = v.Duration
+			return nil
+		}},
+	}},
 	{Type: Drop, Params: []Param{
 		{Key: "drop", Kind: Flag, placeholder: "true", set: func(_ *Action, v Value) error {
 			if !v.Flag {
@@ -315,7 +349,8 @@ func (f Form) syntax(n int) string {
 
 // Syntax lists every form for messages: "drop, accept, {delay: D, jitter:
 // J}, {duplicate: N, after: D}, {reset: client|server|both, window:
-// exact|outside} or {drop: true}".
+// exact|outside}, {blackhole: both|to-client|to-server, for: D} or {drop:
+// true}".
 func Syntax() string {
 	parts := make([]string, len(forms))
 	for i, f := range forms {
@@ -326,7 +361,7 @@ func Syntax() string {
 
 // BriefSyntax lists each action once, in its first form with its required
 // key only: "drop, accept, {delay: D}, {duplicate: N}, {reset:
-// client|server|both}".
+// client|server|both}, {blackhole: both|to-client|to-server}".
 func BriefSyntax() string {
 	var parts []string
 	seen := make(map[ActionType]bool, len(actionTypes))

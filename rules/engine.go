@@ -25,6 +25,14 @@ type Decision struct {
 	Reset         Endpoints
 	OutsideWindow bool
 	Resets        Resets
+	// Dark and For are a blackhole's directions and how long it lasts (0:
+	// forever), set on the packet that matched it: the connection is dark
+	// from this packet on. Action is Blackhole when the packet itself
+	// travels in a dark direction (it is dropped), Accept when it travels
+	// the other way. A packet dropped because its connection was already
+	// dark has Action Blackhole and no Dark.
+	Dark Endpoints
+	For  time.Duration
 	// Rule is the index of the rule that acted, or -1 when none did: no
 	// rule matched, or the first rule that matched did not act because its
 	// probability draw failed or its limit was used up.
@@ -70,6 +78,9 @@ func (e *Engine) Decide(o *statetrack.Observation) Decision {
 			if d.Action.SendsResets() {
 				d.Reset, d.OutsideWindow = r.action.Reset, r.action.OutsideWindow
 				d.Resets = resets(o, d.Reset, d.OutsideWindow)
+			}
+			if d.Action.Darkens() {
+				d = darkens(d, o, &r.action)
 			}
 			return d
 		}

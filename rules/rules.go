@@ -42,6 +42,8 @@ type Set struct {
 	duplicated uint16
 	// idle reports that some rule that may act selects on Match.Idle.
 	idle bool
+	// darkens reports that some rule that may act is a blackhole.
+	darkens bool
 	// acted counts, per rule, the packets acted on by every Engine of the
 	// Set; it enforces the limits.
 	acted []atomic.Uint64
@@ -99,6 +101,7 @@ func Compile(rs []Rule) *Set {
 		if c.action.Type.Faulty() && c.prob > 0 {
 			s.faulty |= c.kinds
 			s.idle = s.idle || c.idle > 0
+			s.darkens = s.darkens || c.action.Type.Darkens()
 			if c.action.Type.SendsCopies() {
 				s.duplicated |= c.kinds
 			}
@@ -171,6 +174,11 @@ func (s *Set) MayMatch(k statetrack.Kind) bool { return s.faulty&bit(k) != 0 }
 // dataPhaseKinds are the kinds of an established connection's data phase,
 // which a quiet connection lets bypass the queue.
 var dataPhaseKinds = [...]statetrack.Kind{statetrack.Data, statetrack.Ack, statetrack.Keepalive, statetrack.KeepaliveAck}
+
+// Darkens reports whether some rule may blackhole a connection: only
+// then does the live path install what keeps connections dark in the
+// kernel.
+func (s *Set) Darkens() bool { return s.darkens }
 
 // Quietable reports whether no rule may act on a packet of an established
 // connection's data phase (kinds data, ack, keepalive and keepalive-ack)

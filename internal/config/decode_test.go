@@ -127,6 +127,8 @@ rules:
     action: {delay: 1s}
   - action: {reset: Both, window: outside}
   - action: {reset: client}
+  - action: {blackhole: To-Client, for: 2s}
+  - action: {blackhole: both}
 `)
 	server, client, yes, no := statetrack.Server, statetrack.Client, true, false
 	want := Config{
@@ -158,6 +160,8 @@ rules:
 			{Name: "rule-4", Match: rules.Match{Retransmission: &no, From: &client}, Action: rules.Action{Type: rules.Delay, Delay: time.Second}, Probability: 1},
 			{Name: "rule-5", Action: rules.Action{Type: rules.Reset, Reset: rules.Both, OutsideWindow: true}, Probability: 1},
 			{Name: "rule-6", Action: rules.Action{Type: rules.Reset, Reset: rules.ToClient}, Probability: 1},
+			{Name: "rule-7", Action: rules.Action{Type: rules.Blackhole, Blackhole: rules.ToClient, For: 2 * time.Second}, Probability: 1},
+			{Name: "rule-8", Action: rules.Action{Type: rules.Blackhole, Blackhole: rules.Both}, Probability: 1},
 		},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -267,7 +271,16 @@ func TestDecodeErrors(t *testing.T) {
 		{"duplicate string", `rules: [{action: duplicate}]`, []string{`rules[0].action: duplicate needs a count`}},
 		{"action number", `rules: [{action: 3}]`, []string{`rules[0].action: want drop, accept`}},
 		{"action two", `rules: [{action: {delay: 1s, duplicate: 1}}]`, []string{`rules[0].action: delay and duplicate exclude each other`}},
-		{"action none", `rules: [{action: {after: 1s}}]`, []string{`rules[0].action: want exactly one of delay, duplicate, reset or drop`}},
+		{"action none", `rules: [{action: {after: 1s}}]`, []string{`rules[0].action: want exactly one of delay, duplicate, reset, blackhole or drop`}},
+		{"blackhole bare", `rules: [{action: blackhole}]`, []string{`rules[0].action: blackhole needs the directions, e.g. {blackhole: both}`}},
+		{"blackhole direction", `rules: [{action: drop}, {action: drop}, {action: {blackhole: client}}]`,
+			[]string{`rules[2].action.blackhole: unknown blackhole "client" (want both, to-client or to-server)`}},
+		{"blackhole for zero", `rules: [{action: {blackhole: both, for: 0s}}]`,
+			[]string{`rules[0].action.for: must be positive (leave it out for a blackhole that never heals)`}},
+		{"blackhole for negative", `rules: [{action: {blackhole: both, for: -1s}}]`, []string{`rules[0].action.for: negative duration "-1s"`}},
+		{"blackhole for not a duration", `rules: [{action: {blackhole: both, for: soon}}]`, []string{`rules[0].action.for: `}},
+		{"for without blackhole", `rules: [{action: {drop: true, for: 2s}}]`, []string{`rules[0].action.for: only with blackhole`}},
+		{"blackhole and reset", `rules: [{action: {blackhole: both, reset: client}}]`, []string{`rules[0].action: reset and blackhole exclude each other`}},
 		{"action empty", `rules: [{action: {}}]`, []string{`rules[0].action: empty action`}},
 		{"delay zero", `rules: [{action: {delay: 0s}}]`, []string{`rules[0].action.delay: must be positive`}},
 		{"delay negative", `rules: [{action: {delay: -3ms}}]`, []string{`rules[0].action.delay: negative duration "-3ms"`}},
