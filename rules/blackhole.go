@@ -1,6 +1,10 @@
 package rules
 
-import "github.com/tcpchaos/tcpchaos/statetrack"
+import (
+	"fmt"
+
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
 
 // A blackhole drops, from the packet that matched it on, every packet of
 // the connection travelling in its directions (the packet itself too when
@@ -28,6 +32,16 @@ func (e Endpoints) Direction() string {
 		}
 	}
 	return "none"
+}
+
+// ParseDirection parses a blackhole's direction as Direction returns it.
+func ParseDirection(s string) (Endpoints, error) {
+	for i, n := range directionNames {
+		if i > 0 && n == s {
+			return directions[i], nil
+		}
+	}
+	return 0, fmt.Errorf("unknown direction %q (want both, to-client or to-server)", s)
 }
 
 // darkens returns the decision of a blackhole rule on the packet seen in

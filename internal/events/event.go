@@ -37,6 +37,10 @@ type Event struct {
 	Kind statetrack.Kind
 	// Closer is Active or Passive for a fin.
 	Closer statetrack.Closer
+	// Dark is the directions a blackhole darkens from this packet on, on
+	// the event of the packet that matched it (written "blackhole"); the
+	// "healed" state event carries it too.
+	Dark rules.Endpoints
 	// Nth counts packets of this kind from this sender (1 = original).
 	Nth uint32
 	// Retransmission reports that the segment's sequence space was seen
@@ -85,7 +89,7 @@ func (e *Event) Faulted() bool { return e.Rule != "" && e.Action.Faulty() }
 // no sender and no flags.
 func (e *Event) HasPacket() bool {
 	_, gone := e.Reason.Gone()
-	return !gone
+	return !gone && e.Reason != Healed
 }
 
 // Conn returns the connection as "client:port->server:port", as written in
@@ -104,8 +108,11 @@ const (
 	Released
 	// Duplicate: a copy of a duplicated packet arrived.
 	Duplicate
+	// Healed: a blackhole's time ran out; the connection's packets pass
+	// again (no packet: the event has no sender and no flags).
+	Healed
 	// goneBase + a statetrack.GoneReason is that reason.
-	goneBase = Duplicate - Reason(statetrack.TimeWaitExpired) + 1
+	goneBase = Healed - Reason(statetrack.TimeWaitExpired) + 1
 )
 
 // Gone returns the reason of a connection that left the table.
@@ -114,14 +121,14 @@ func Gone(g statetrack.GoneReason) Reason { return goneBase + Reason(g) }
 // Gone returns the reason why the connection left the table; ok is false
 // for a reason that is not one.
 func (r Reason) Gone() (g statetrack.GoneReason, ok bool) {
-	if r > Duplicate {
+	if r > Healed {
 		return statetrack.GoneReason(r - goneBase), true
 	}
 	return 0, false
 }
 
 // String returns the reason as written in the "reason" field: "released",
-// "duplicate", or a statetrack.GoneReason's name ("time-wait-expired",
+// "duplicate", "healed", or a statetrack.GoneReason's name ("time-wait-expired",
 // ...); "" for NoReason.
 func (r Reason) String() string {
 	switch r {
@@ -131,6 +138,8 @@ func (r Reason) String() string {
 		return "released"
 	case Duplicate:
 		return "duplicate"
+	case Healed:
+		return "healed"
 	}
 	g, _ := r.Gone()
 	return g.String()
@@ -138,7 +147,7 @@ func (r Reason) String() string {
 
 // ParseReason parses a reason as String returns it (not NoReason).
 func ParseReason(name string) (Reason, error) {
-	rs := []Reason{Released, Duplicate}
+	rs := []Reason{Released, Duplicate, Healed}
 	for _, g := range statetrack.GoneReasons() {
 		rs = append(rs, Gone(g))
 	}

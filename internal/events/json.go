@@ -43,6 +43,7 @@ type line struct {
 	Midstream      bool      `json:"midstream,omitempty"`
 	NewIncarnation bool      `json:"new_incarnation,omitempty"`
 	Injected       bool      `json:"injected,omitempty"`
+	Blackhole      string    `json:"blackhole,omitempty"`
 }
 
 // toLine spells e as its JSON line does.
@@ -69,6 +70,9 @@ func spell(e *Event) line {
 	}
 	if e.HasPacket() {
 		l.From, l.Flags = e.From.String(), e.Flags.String()
+	}
+	if e.Dark != 0 {
+		l.Blackhole = e.Dark.Direction()
 	}
 	if e.Rule != "" {
 		l.Rule, l.Action = e.Rule, e.Action.String()
@@ -148,6 +152,7 @@ func appendJSON(b []byte, e *Event) []byte {
 	if l.Injected {
 		b = append(b, `,"injected":true`...)
 	}
+	b = appendField(b, "blackhole", l.Blackhole)
 	return append(b, '}')
 }
 
@@ -312,5 +317,9 @@ func fromLine(l *line) (Event, error) {
 	}
 	duration("delay", l.Delay, &e.Delay, e.Rule != "" && e.Action.Holds())
 	duration("after", l.After, &e.After, e.Rule != "" && e.Action.SendsCopies())
+	if l.Blackhole != "" {
+		e.Dark, err = rules.ParseDirection(l.Blackhole)
+		field("blackhole", err)
+	}
 	return e, errors.Join(errs...)
 }

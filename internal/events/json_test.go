@@ -64,7 +64,36 @@ func sampleEvents() []Event {
 		evs = append(evs, Event{Time: at, Client: c, Server: s, ConnID: 2, Reason: Gone(g),
 			ClientState: statetrack.Closed, ServerState: statetrack.TimeWait})
 	}
-	return evs
+	dark := pkt(statetrack.Client, statetrack.Data, statetrack.ACK)
+	dark.Rule, dark.Action, dark.Dark = "vanish", rules.Accept, rules.ToClient
+	healed := Event{Time: at, Client: c, Server: s, ConnID: 1, Reason: Healed, Rule: "vanish", Action: rules.Blackhole,
+		Dark: rules.Both, ClientState: statetrack.Established, ServerState: statetrack.Established}
+	return append(evs, dark, healed)
+}
+
+// TestBlackholeLines: the packet that starts a blackhole names its
+// directions; a heal is a state event without a packet.
+func TestBlackholeLines(t *testing.T) {
+	evs := sampleEvents()
+	dark, err := json.Marshal(evs[len(evs)-2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := `"rule":"vanish","action":"accept","blackhole":"to-client"}`; !strings.Contains(string(dark), w) {
+		t.Errorf("blackhole line %s lacks %s", dark, w)
+	}
+	healed, err := json.Marshal(evs[len(evs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := `"kind":"state","seq":0,"ack":0,"len":0,"client_state":"ESTABLISHED","server_state":"ESTABLISHED","rule":"vanish","action":"blackhole","reason":"healed","blackhole":"both"}`; !strings.Contains(string(healed), w) {
+		t.Errorf("healed line %s lacks %s", healed, w)
+	}
+	var e Event
+	if err := json.Unmarshal([]byte(`{"time":"2026-11-21T12:00:00Z","conn":"198.18.1.2:1->198.19.2.2:2","conn_id":1,"kind":"state","client_state":"CLOSED","server_state":"CLOSED","reason":"healed","blackhole":"left"}`), &e); err == nil ||
+		!strings.Contains(err.Error(), `blackhole: unknown direction "left"`) {
+		t.Errorf("bad direction: %v", err)
+	}
 }
 
 // TestJSONRoundTrip: an event read back from its line is the event, and

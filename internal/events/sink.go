@@ -67,8 +67,15 @@ func (f *Faults) Emit(e Event) {
 	if e.Rule == "" {
 		return
 	}
+	if e.Reason == Healed {
+		fmt.Fprintf(f.w, "%s healed    %s  rule=%s  (client %s, server %s)\n",
+			e.Time.Format("15:04:05.000000"), e.Dark.Direction(), e.Rule, e.ClientState, e.ServerState)
+		return
+	}
 	detail := ""
 	switch {
+	case e.Dark != 0:
+		detail = " " + e.Dark.Direction()
 	case e.Action.Holds():
 		detail = " by " + e.Delay.String()
 	case e.Copies > 0:

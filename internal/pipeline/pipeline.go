@@ -26,6 +26,9 @@ type Pipeline struct {
 	set                   *rules.Set
 	// onGone is the tracker config's own OnGone (nil: none).
 	onGone func(statetrack.Gone)
+	// dark holds the connections blackholes darkened, by ConnID, until
+	// they heal or leave the tracker (see dark.go).
+	dark map[uint64]darkConn
 }
 
 // Stats counts what a pipeline saw and did.
@@ -41,6 +44,8 @@ type Stats struct {
 	KindActions [statetrack.Ack + 1][rules.NumActionTypes]uint64
 	// Injected counts the RSTs that reset actions sent.
 	Injected uint64
+	// Healed counts the blackholes whose time ran out.
+	Healed uint64
 }
 
 // Add adds o's counts to s.
@@ -57,6 +62,7 @@ func (s *Stats) Add(o Stats) {
 		}
 	}
 	s.Injected += o.Injected
+	s.Healed += o.Healed
 }
 
 // New returns a pipeline with a fresh tracker configured by tc, deciding
@@ -64,10 +70,9 @@ func (s *Stats) Add(o Stats) {
 // when set, is called for every connection that leaves the table after its
 // event is emitted.
 func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *Pipeline {
-	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed), set: set, onGone: tc.OnGone}
-	if sink != nil {
-		tc.OnGone = p.gone
-	}
+	p := &Pipeline{names: set.Names(), sink: sink, engine: rules.NewEngine(set, seed), set: set, onGone: tc.OnGone,
+		dark: make(map[uint64]darkConn)}
+	tc.OnGone = p.gone
 	p.tracker = statetrack.New(tc)
 	return p
 }
@@ -105,14 +110,25 @@ func (p *Pipeline) Each(f func(statetrack.ConnInfo) bool) { p.tracker.Each(f) }
 
 // Handle observes one packet sent at now and decides its fate. An accepted
 // or duplicated packet counts as delivered at once; a dropped one never is;
-// a delayed one is delivered when the caller calls Deliver.
+// a delayed one is delivered when the caller calls Deliver. A packet
+// travelling in a dark direction of a blackholed connection is dropped
+// without asking the rules (Action Blackhole, the darkening rule's index,
+// no Dark).
 func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict {
 	o := p.tracker.Observe(seg, now)
-	d := p.engine.Decide(&o)
+	var d rules.Decision
+	if rule, dark := p.darkened(&o, now); dark {
+		d = rules.Decision{Action: rules.Blackhole, Rule: rule}
+	} else {
+		d = p.engine.Decide(&o)
+	}
 	v := rules.Verdict{Decision: d, Obs: o}
 	states := o.After
 	if d.Action.DeliversNow() {
 		states, _ = p.tracker.Deliver(&o, now)
+	}
+	if d.Dark != 0 {
+		p.darken(&o, &d, now, states)
 	}
 	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 &&
 		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
@@ -129,6 +145,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 			if d.Action.SendsCopies() {
 				e.Copies, e.After = d.Copies, d.After
 			}
+			e.Dark = d.Dark
 		}
 		p.sink.Emit(e)
 	}
@@ -179,21 +196,28 @@ func (p *Pipeline) Deliver(v *rules.Verdict, now time.Time) {
 // wait).
 func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connID, now) }
 
-// Expire reaps connections whose TIME_WAIT or idle time ran out by now.
-func (p *Pipeline) Expire(now time.Time) { p.tracker.Expire(now) }
+// Expire heals the blackholes whose time ran out by now, and reaps
+// connections whose TIME_WAIT or idle time ran out.
+func (p *Pipeline) Expire(now time.Time) {
+	p.healDue(now)
+	p.tracker.Expire(now)
+}
 
-// gone reports a connection that left the table as an event, then to the
-// tracker config's own OnGone.
+// gone forgets a connection that left the tracker, dark or not, reports
+// it as an event, then to the tracker config's own OnGone.
 func (p *Pipeline) gone(g statetrack.Gone) {
-	p.sink.Emit(events.Event{
-		Time:        g.At,
-		Client:      g.Client,
-		Server:      g.Server,
-		ConnID:      g.ConnID,
-		ClientState: g.After[statetrack.Client],
-		ServerState: g.After[statetrack.Server],
-		Reason:      events.Gone(g.Reason),
-	})
+	delete(p.dark, g.ConnID)
+	if p.sink != nil {
+		p.sink.Emit(events.Event{
+			Time:        g.At,
+			Client:      g.Client,
+			Server:      g.Server,
+			ConnID:      g.ConnID,
+			ClientState: g.After[statetrack.Client],
+			ServerState: g.After[statetrack.Server],
+			Reason:      events.Gone(g.Reason),
+		})
+	}
 	if p.onGone != nil {
 		p.onGone(g)
 	}

@@ -568,3 +568,46 @@ func TestReplayTapRecordsArrivalsWithComments(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayBlackhole: a blackhole to the client lets the client's data
+// through and leaves out the server's packets after it, until it heals
+// (3 ms later): the server's next packet is written again, and the heal
+// is a state event at its time. An RST in the dark direction is left out
+// but tracked.
+func TestReplayBlackhole(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		w := newWire(t, v6)
+		w.send(true, "S", 100, 0, 0)
+		w.send(false, "S.", 500, 101, 0)
+		w.send(true, ".", 101, 501, 0)
+		w.send(true, ".", 101, 501, 10)  // 3 ms: matches, passes
+		w.send(false, ".", 501, 111, 0)  // dark
+		w.send(false, ".", 501, 111, 20) // dark
+		w.send(true, ".", 101, 501, 10)  // a retransmission: passes
+		w.send(false, ".", 501, 111, 0)  // 7 ms: healed
+		res := w.replay(rules.Rule{Name: "vanish", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: new(statetrack.Client)},
+			Action: rules.Action{Type: rules.Blackhole, Blackhole: rules.ToClient, For: 3 * time.Millisecond}, Limit: 1})
+		segs := res.segments(t, w.link)
+		if len(segs) != 6 {
+			t.Fatalf("v6 %v: %d frames out, want 8 less the 2 dark ones", v6, len(segs))
+		}
+		if s := segs[5]; s.Src.Port() != 8080 || s.Len != 0 {
+			t.Errorf("v6 %v: last frame %+v, want the server's ACK after the heal", v6, s)
+		}
+		var kinds []string
+		for _, e := range res.events {
+			switch {
+			case e.Reason == events.Healed:
+				kinds = append(kinds, "healed "+e.Dark.Direction())
+				if got := e.Time.Sub(res.events[0].Time); got != 6*time.Millisecond {
+					t.Errorf("v6 %v: healed %v after the SYN, want 6ms (the match at 3ms + 3ms)", v6, got)
+				}
+			case e.Rule != "":
+				kinds = append(kinds, e.Action.String()+" "+e.Dark.Direction())
+			}
+		}
+		if want := []string{"accept to-client", "blackhole none", "blackhole none", "healed to-client"}; !slices.Equal(kinds, want) {
+			t.Errorf("v6 %v: events %q, want %q", v6, kinds, want)
+		}
+	}
+}

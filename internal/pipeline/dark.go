@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// darkConn is a connection a blackhole darkened, as the pipeline keeps it
+// dark: the packets of it that still reach the pipeline in a dark
+// direction (an RST, which the live path's kernel rules let through to be
+// tracked; a packet queued before the kernel knew; under replay, every
+// packet) are dropped.
+type darkConn struct {
+	dirs rules.Endpoints
+	// until is when the connection heals; zero: never.
+	until time.Time
+	rule  int
+	// client, server and states are the connection as last observed, for
+	// the healed event.
+	client, server netip.AddrPort
+	states         [2]statetrack.State
+}
+
+// darkened reports whether the packet seen in o travels in a dark
+// direction of its connection at now, and if so, which rule darkened it.
+// A blackhole whose time ran out heals first.
+func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time) (rule int, ok bool) {
+	dc, found := p.dark[o.ConnID]
+	if !found {
+		return 0, false
+	}
+	if !dc.until.IsZero() && !now.Before(dc.until) {
+		p.heal(o.ConnID, dc)
+		return 0, false
+	}
+	dc.states = o.After
+	p.dark[o.ConnID] = dc
+	return dc.rule, dc.dirs.Has(o.From.Other())
+}
+
+// darken starts the blackhole decision d made on the packet seen in o at
+// now. A connection darkened again adds the new directions and heals when
+// the new blackhole does.
+func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time.Time, states [2]statetrack.State) {
+	if o.ConnID == 0 {
+		return
+	}
+	dc := p.dark[o.ConnID]
+	dc.dirs |= d.Dark
+	dc.rule, dc.client, dc.server, dc.states = d.Rule, o.Client, o.Server, states
+	dc.until = time.Time{}
+	if d.For > 0 {
+		dc.until = now.Add(d.For)
+	}
+	p.dark[o.ConnID] = dc
+}
+
+// healDue heals every blackhole whose time ran out by now, earliest
+// first.
+func (p *Pipeline) healDue(now time.Time) {
+	type due struct {
+		id uint64
+		dc darkConn
+	}
+	var ds []due
+	for id, dc := range p.dark {
+		if !dc.until.IsZero() && !now.Before(dc.until) {
+			ds = append(ds, due{id, dc})
+		}
+	}
+	slices.SortFunc(ds, func(a, b due) int {
+		return cmp.Or(a.dc.until.Compare(b.dc.until), cmp.Compare(a.id, b.id))
+	})
+	for _, d := range ds {
+		p.heal(d.id, d.dc)
+	}
+}
+
+// heal ends connection id's blackhole, with a "healed" state event at the
+// time it ran out.
+func (p *Pipeline) heal(id uint64, dc darkConn) {
+	delete(p.dark, id)
+	p.stats.Healed++
+	if p.sink == nil {
+		return
+	}
+	p.sink.Emit(events.Event{
+		Time: dc.until, Client: dc.client, Server: dc.server, ConnID: id,
+		ClientState: dc.states[statetrack.Client], ServerState: dc.states[statetrack.Server],
+		Rule: p.names[dc.rule], Action: rules.Blackhole, Dark: dc.dirs, Reason: events.Healed,
+	})
+}
