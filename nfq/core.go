@@ -36,6 +36,7 @@ type counters struct {
 	received, accepted, dropped                           atomic.Uint64
 	decodeFailures, handlerPanics, verdictErrors, readErr atomic.Uint64
 	resetsSent, resetsFailed                              atomic.Uint64
+	healed, healsFailed                                   atomic.Uint64
 }
 
 // core carries out the handler's verdicts for one queue: it is the
@@ -57,6 +58,12 @@ type core struct {
 	// connection that may go quiet (Options.Quiet); the packet's other
 	// mark bits are kept.
 	quiet bool
+	// heals, with blackholes (Options.Blackhole): the verdict that
+	// starts one marks its packet for the kernel's filter chain (see
+	// dark.go), and a blackhole with a duration waits here to heal. nil
+	// without: the pipeline alone drops what reaches it of a dark
+	// connection.
+	heals *heals
 
 	mu  sync.Mutex
 	x   *execute.Executor
@@ -74,8 +81,8 @@ type core struct {
 	c    counters
 }
 
-func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, quiet bool, log *slog.Logger, tap execute.Tap) *core {
-	c := &core{h: h, dec: dec, w: w, inj: inj, quiet: quiet, log: log, wake: make(chan struct{}, 1)}
+func newCore(h Handler, dec decoder, w *verdictWriter, inj sender, quiet bool, hs *heals, log *slog.Logger, tap execute.Tap) *core {
+	c := &core{h: h, dec: dec, w: w, inj: inj, quiet: quiet, heals: hs, log: log, wake: make(chan struct{}, 1)}
 	c.x = execute.New(c, execute.Options{Log: log, Tap: tap})
 	return c
 }
@@ -152,9 +159,42 @@ func (c *core) malformed(length int) {
 	}
 }
 
-// Accept lets a packet read at now through (execute.Output); c.mu is held.
+// Accept lets a packet read at now through (execute.Output); c.mu is held. A
+// packet that starts a blackhole in the other direction is marked for it.
 func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	if v.Dark != 0 && c.heals != nil {
+		c.c.accepted.Add(1)
+		c.darken(p, v, now)
+		return
+	}
 	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
+}
+
+// darken accepts the packet that starts a blackhole with the marks that
+// make the kernel's filter chain darken its connection (and drop it, when
+// its own direction goes dark), and schedules the heal; c.mu is held.
+func (c *core) darken(p *execute.Packet, v *rules.Verdict, now time.Time) {
+	mark := p.Mark&^(QuietMark|VerdictMark|DarkSameMark|DarkOppositeMark) | VerdictMark
+	if v.Dark.Has(v.Obs.From.Other()) {
+		mark |= DarkSameMark
+	}
+	if v.Dark.Has(v.Obs.From) {
+		mark |= DarkOppositeMark
+	}
+	c.w.add(verdictEntry{id: p.ID, verdict: verdictAccept, mark: mark, setMark: true, conn: v.Obs.ConnID, read: now})
+	if v.For <= 0 {
+		return
+	}
+	if !c.heals.add(now.Add(v.For), v.Obs.Seg.Src, v.Obs.Seg.Dst) {
+		if n := c.c.healsFailed.Add(1); execute.LogWorthy(n) {
+			c.log.Error("blackhole not healed: too many waiting", "waiting", maxHeals, "failures", n)
+		}
+		return
+	}
+	select { // the heal may be the earliest deadline
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Drop drops a packet read at now and sends the RSTs of a reset in its
@@ -162,8 +202,15 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
 // verdicts collected so far are written first: an RST must not overtake
 // a packet accepted before it (an ACK still in the batch would reach a
 // socket the RST closed and draw another RST). A failed RST is counted.
+// The packet that starts a blackhole in its own direction is accepted
+// with marks that make the kernel darken its connection and drop it (see
+// dark.go).
 func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	c.c.dropped.Add(1)
+	if v.Dark != 0 && c.heals != nil {
+		c.darken(p, v, now)
+		return
+	}
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
 	if v.Resets.N > 0 {
 		c.flush(false)
@@ -281,14 +328,29 @@ func (c *core) recoverHandler(ok *bool) {
 	}
 }
 
-// fire releases every held packet and sends every copy due at now, and
-// returns the next deadline, if anything is left.
+// fire releases every held packet, sends every copy and heals every
+// blackhole due at now, and returns the next deadline, if anything is
+// left.
 func (c *core) fire(now time.Time) (next time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.x.Fire(now)
 	c.flush(false)
-	return c.x.Next()
+	next, ok = c.x.Next()
+	if c.heals == nil {
+		return next, ok
+	}
+	healed, errs := c.heals.fire(now)
+	c.c.healed.Add(uint64(healed))
+	for _, err := range errs {
+		if n := c.c.healsFailed.Add(1); execute.LogWorthy(n) {
+			c.log.Error("heal blackhole", "failures", n, "err", err)
+		}
+	}
+	if h, hok := c.heals.next(); hok && (!ok || h.Before(next)) {
+		next, ok = h, true
+	}
+	return next, ok
 }
 
 // stop releases every held packet (accept, then Deliver), cancels the

@@ -160,7 +160,7 @@ type fixture struct {
 func newFixture(t *testing.T, vs ...rulespkg.Verdict) *fixture {
 	f := &fixture{k: newFakeKernel(), s: &fakeSender{}, h: &scripted{next: vs},
 		t0: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f.c = newCore(f.h, decode.NewParser(), newVerdictWriter(100, f.k), f.s, false, slog.New(slog.DiscardHandler), nil)
+	f.c = newCore(f.h, decode.NewParser(), newVerdictWriter(100, f.k), f.s, false, nil, slog.New(slog.DiscardHandler), nil)
 	f.pkt = tcpSpec{ack: true, psh: true, seq: 5000, payload: payloadOf(300)}.build(t)
 	f.syn = tcpSpec{syn: true, seq: 4999, options: tsOption}.build(t)
 	f.udp4 = udpPacket(t)
@@ -611,7 +611,7 @@ func steadyState(t testing.TB) (*core, [][]byte) {
 	if !p.AllowQuiet() {
 		t.Fatal("control-only rules refused quiet")
 	}
-	c := newCore(p, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, true, slog.New(slog.DiscardHandler), nil)
+	c := newCore(p, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, true, nil, slog.New(slog.DiscardHandler), nil)
 	var msgs [][]byte
 	for i, spec := range []tcpSpec{
 		{syn: true, seq: 99, options: tsOption},
@@ -637,7 +637,7 @@ func (dropAll) Expire(time.Time)                     {}
 // decode, Handle (a drop), verdict.
 func BenchmarkPacketPath(b *testing.B) {
 	pkt := tcpSpec{ack: true, payload: payloadOf(1400), options: tsOption}.build(b)
-	c := newCore(dropAll{}, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, false, slog.New(slog.DiscardHandler), nil)
+	c := newCore(dropAll{}, decode.NewParser(), newVerdictWriter(100, &countingKernel{}), &fakeSender{}, false, nil, slog.New(slog.DiscardHandler), nil)
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -139,6 +139,10 @@ type InstallOptions struct {
 	// thousands of connections were measured so.) The zero value queues
 	// every packet.
 	Quiet bool
+	// Blackhole installs what keeps blackholed connections dark in the
+	// kernel (see the chain layout above): the Queue must mark the
+	// verdicts that start a blackhole (Options.Blackhole).
+	Blackhole bool
 }
 
 // Interception is a set of installed rules, IPv4 and IPv6. Remove takes them
@@ -470,9 +474,13 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 			chains: []chainRef{{Table, Chain}, {Table, chainPorts}, {Table, chainQueue}},
 			jumps:  jumps(Table, cfg.Mode, "-p", "tcp"),
 		}
+		if opts.Blackhole {
+			p.rules = append(p.rules, darkDropRules()...)
+		}
 		if opts.Quiet {
-			// First, so that a quiet connection's data phase costs one
-			// match: only intercepted connections ever get the bit.
+			// First after the dark drops, so that a quiet connection's
+			// data phase costs one match more: only intercepted
+			// connections ever get the bit.
 			p.rules = append(p.rules, bypassRule)
 		}
 		p.rules = append(p.rules, mangle(Chain, "-m", "mark", "--mark", hex(InjectMark), "-j", "RETURN"))
@@ -487,13 +495,21 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 		}
 		p.queueRule = len(p.rules)
 		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
-		if opts.Quiet {
+		if opts.Quiet || opts.Blackhole {
 			p.chains = append(p.chains, chainRef{FilterTable, Chain})
 			// Only packets with a verdict of tcpchaos's enter the chain.
-			p.rules = append(p.rules,
-				filter(Chain, "-m", "connmark", "!", "--mark", hex(EndingMark)+"/"+hex(EndingMark),
-					"-j", "CONNMARK", "--save-mark", "--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)),
-				filter(Chain, "-j", "MARK", "--set-xmark", "0x0/"+hex(QuietMark|VerdictMark)))
+			clear := VerdictMark
+			if opts.Quiet {
+				p.rules = append(p.rules,
+					filter(Chain, "-m", "connmark", "!", "--mark", hex(EndingMark)+"/"+hex(EndingMark),
+						"-j", "CONNMARK", "--save-mark", "--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)))
+				clear |= QuietMark
+			}
+			if opts.Blackhole {
+				p.rules = append(p.rules, darkenRules()...)
+				clear |= DarkSameMark | DarkOppositeMark
+			}
+			p.rules = append(p.rules, filter(Chain, "-j", "MARK", "--set-xmark", "0x0/"+hex(clear)))
 			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode, "-m", "mark", "--mark", hex(VerdictMark)+"/"+hex(VerdictMark))...)
 		}
 		plans = append(plans, p)

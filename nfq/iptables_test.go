@@ -102,6 +102,32 @@ func TestPlan(t *testing.T) {
 -A -t filter TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`,
 		},
 	}, {
+		name: "forward, quiet, blackhole",
+		cfg:  Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v6net}, Queue: 100},
+		opts: InstallOptions{Quiet: true, Blackhole: true},
+		want: map[string]string{
+			"ip6tables": chains + `-N -t filter TCPCHAOS
+-I FORWARD -p tcp -j TCPCHAOS
+-I -t filter FORWARD -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A TCPCHAOS -p tcp --tcp-flags RST NONE -m connmark --mark 0x400000/0x400000 -m conntrack --ctdir ORIGINAL -j DROP
+-A TCPCHAOS -p tcp --tcp-flags RST NONE -m connmark --mark 0x200000/0x200000 -m conntrack --ctdir REPLY -j DROP
+-A TCPCHAOS -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
+-A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
+-A TCPCHAOS -s fd00:2::/64 -j TCPCHAOS-PORTS
+-A TCPCHAOS -d fd00:2::/64 -j TCPCHAOS-PORTS
+-A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
+-A TCPCHAOS-QUEUE -p tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
+-A -t filter TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x400000/0x400000
+-A -t filter TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x200000/0x200000
+-A -t filter TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x200000/0x200000
+-A -t filter TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x400000/0x400000
+-A -t filter TCPCHAOS -m mark --mark 0x1000000/0x1000000 -j DROP
+-A -t filter TCPCHAOS -j MARK --set-xmark 0x0/0xb800000`,
+		},
+	}, {
 		name: "IPv6 hosts only, 16 ports in two multiport rules",
 		cfg:  Intercept{Ports: many, Hosts: []netip.Prefix{v6net}, Queue: 100, Queues: 1},
 		want: map[string]string{

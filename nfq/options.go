@@ -40,6 +40,11 @@ type Options struct {
 	// (InstallOptions.Quiet): VerdictMark on each, and QuietMark when the
 	// Handler's verdict lets the connection go quiet (Verdict.Quiet).
 	Quiet bool
+	// Blackhole marks the verdicts that start a blackhole for the kernel
+	// to keep the connection dark (InstallOptions.Blackhole), and heals
+	// blackholes with a duration by clearing their connection mark bits.
+	// Without it the Handler's drops alone keep a connection dark.
+	Blackhole bool
 	// MaxQueueLen is how many packets the kernel keeps waiting for a
 	// verdict, held packets included; beyond it, packets pass unseen
 	// (fail-open). 0 selects the kernel's default, 1024.

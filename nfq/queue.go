@@ -48,6 +48,7 @@ type Queue struct {
 	nf   *nfqueue.Nfqueue // until the queue is bound; then nil (detach)
 	fd   int              // the bound socket, read and written by tcpchaos itself
 	inj  *Injector
+	ct   *ctnetlink // with Options.Blackhole: heals blackholes
 
 	ran     atomic.Bool // Run was called
 	closing atomic.Bool // the reader stops; read errors then are expected
@@ -70,7 +71,8 @@ const procQueues = "/proc/thread-self/net/netfilter/nfnetlink_queue"
 // Run to hand it to h. It asks for fail-open (packets pass when the queue
 // is full) and GSO packets (no segmentation before queueing), raises the
 // receive buffer and disables ENOBUFS reports. The raw sockets for copies
-// are opened here too, in the same namespace, marked with InjectMark.
+// are opened here too, in the same namespace, marked with InjectMark, and
+// with Options.Blackhole conntrack's netlink socket that heals blackholes.
 //
 // Call Run next: it owns the queue's life from then on, to the end. Open
 // needs CAP_NET_ADMIN and CAP_NET_RAW; when the queue number is already
@@ -138,11 +140,18 @@ func (q *Queue) open(h Handler) error {
 	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
 	}
+	var hs *heals
+	if q.opts.Blackhole {
+		if q.ct, err = openCtnetlink(); err != nil {
+			return err
+		}
+		hs = &heals{ct: q.ct}
+	}
 	w := newVerdictWriter(q.opts.Queue, fdKernel{q.fd})
 	if q.opts.TimeVerdicts {
 		w.latency = &q.latency
 	}
-	q.core = newCore(h, decode.NewParser(), w, q.inj, q.opts.Quiet, q.log, q.opts.Tap)
+	q.core = newCore(h, decode.NewParser(), w, q.inj, q.opts.Quiet, hs, q.log, q.opts.Tap)
 	return nil
 }
 
@@ -270,6 +279,9 @@ func (q *Queue) release() error {
 	}
 	if q.inj != nil {
 		errs = append(errs, q.inj.Close())
+	}
+	if q.ct != nil {
+		errs = append(errs, q.ct.close())
 	}
 	q.procMu.Lock()
 	if q.proc != nil {

@@ -28,7 +28,7 @@ func readerOnSocketPair(t *testing.T, k *fakeKernel) (*Queue, int) {
 		t.Fatal(err)
 	}
 	q := &Queue{opts: Options{Poll: -1}, log: slog.New(slog.DiscardHandler), fd: fds[0]}
-	q.core = newCore(&scripted{}, decode.NewParser(), newVerdictWriter(100, k), &fakeSender{}, false, q.log, nil)
+	q.core = newCore(&scripted{}, decode.NewParser(), newVerdictWriter(100, k), &fakeSender{}, false, nil, q.log, nil)
 	return q, fds[1]
 }
 

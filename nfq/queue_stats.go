@@ -38,6 +38,11 @@ type Stats struct {
 	// ResetsSent counts the RSTs of reset actions sent; ResetsFailed
 	// those the raw socket refused.
 	ResetsSent, ResetsFailed uint64
+	// Healed counts the blackholes whose connections' marks were cleared
+	// when their time ran out; HealsFailed those that could not be
+	// (conntrack refused, or too many were waiting): those connections
+	// stay dark in the kernel.
+	Healed, HealsFailed uint64
 	// DecodeFailures counts packets that were not IPv4/IPv6 TCP or were
 	// malformed; they were accepted without the Handler.
 	DecodeFailures uint64
@@ -98,6 +103,7 @@ func (q *Queue) Stats() Stats {
 		CopiesSent: x.CopiesSent, CopiesFailed: x.CopiesFailed,
 		CopiesCancelled: x.CopiesCancelled, CopiesSkipped: x.CopiesSkipped,
 		ResetsSent: c.resetsSent.Load(), ResetsFailed: c.resetsFailed.Load(),
+		Healed: c.healed.Load(), HealsFailed: c.healsFailed.Load(),
 		DecodeFailures: c.decodeFailures.Load(), HandlerPanics: c.handlerPanics.Load(),
 		VerdictErrors: c.verdictErrors.Load(), ReadErrors: c.readErr.Load(),
 		VerdictLatency: q.latency.snapshot(),

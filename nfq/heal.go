@@ -1,0 +1,174 @@
+//go:build linux
+
+package nfq
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// marker clears bits of a connection's conntrack mark: the seam between
+// the heals and the kernel.
+type marker interface {
+	clearMark(src, dst netip.AddrPort, bits uint32) error
+}
+
+// maxHeals bounds the blackholes a Queue waits to heal: a rule that
+// blackholes a flood of connections for a long time must not grow the
+// queue without bound. A heal beyond it is refused and counted: that
+// connection stays dark in the kernel (the pipeline lets its packets
+// through again).
+const maxHeals = 1 << 16
+
+// heal is one blackholed connection to heal at a time.
+type heal struct {
+	at       time.Time
+	src, dst netip.AddrPort
+}
+
+// healHeap orders heals by time (container/heap).
+type healHeap []heal
+
+func (h healHeap) Len() int           { return len(h) }
+func (h healHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h healHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *healHeap) Push(x any)        { *h = append(*h, x.(heal)) }
+func (h *healHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// heals are a Queue's blackholes with a duration, earliest first; the
+// core's mutex guards them.
+type heals struct {
+	ct marker
+	h  healHeap
+}
+
+// add schedules the connection of the packet src→dst to heal at at; it
+// reports false when maxHeals are waiting.
+func (hs *heals) add(at time.Time, src, dst netip.AddrPort) bool {
+	if len(hs.h) >= maxHeals {
+		return false
+	}
+	heap.Push(&hs.h, heal{at: at, src: src, dst: dst})
+	return true
+}
+
+// next returns the earliest heal's time, if one is waiting.
+func (hs *heals) next() (time.Time, bool) {
+	if len(hs.h) == 0 {
+		return time.Time{}, false
+	}
+	return hs.h[0].at, true
+}
+
+// fire heals every connection due by now, and returns how many it healed
+// and the errors of those it could not (a connection conntrack forgot in
+// the meantime is healed).
+func (hs *heals) fire(now time.Time) (healed int, errs []error) {
+	for len(hs.h) > 0 && !hs.h[0].at.After(now) {
+		h := heap.Pop(&hs.h).(heal)
+		if err := hs.ct.clearMark(h.src, h.dst, DarkOriginalMark|DarkReplyMark); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		healed++
+	}
+	return healed, errs
+}
+
+// ctnetlink is conntrack's netlink interface (nfnetlink subsystem
+// CTNETLINK) in the namespace it was opened in.
+type ctnetlink struct{ c *netlink.Conn }
+
+// openCtnetlink opens conntrack's netlink interface in the calling
+// thread's network namespace.
+func openCtnetlink() (*ctnetlink, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open conntrack netlink socket: %w", err)
+	}
+	return &ctnetlink{c: c}, nil
+}
+
+// ctnetlink's numbers (linux/netfilter/nfnetlink_conntrack.h).
+const (
+	nfnlSubsysCtnetlink = 1
+	ipctnlMsgCtNew      = 0
+	ctaTupleOrig        = 1
+	ctaMark             = 8
+	ctaMarkMask         = 21
+	ctaTupleIP          = 1
+	ctaTupleProto       = 2
+	ctaIPv4Src          = 1
+	ctaIPv4Dst          = 2
+	ctaIPv6Src          = 3
+	ctaIPv6Dst          = 4
+	ctaProtoNum         = 1
+	ctaProtoSrcPort     = 2
+	ctaProtoDstPort     = 3
+)
+
+// clearMark clears bits of the conntrack mark of the TCP connection with
+// a packet src→dst (conntrack finds it by either direction's tuple): an
+// update (IPCTNL_MSG_CT_NEW without NLM_F_CREATE) that changes only the
+// mark, new mark = (mark &^ bits) ^ 0.
+func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
+		t.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
+			s, d := uint16(ctaIPv6Src), uint16(ctaIPv6Dst)
+			if src.Addr().Is4() {
+				s, d = ctaIPv4Src, ctaIPv4Dst
+			}
+			ip.Bytes(s, src.Addr().AsSlice())
+			ip.Bytes(d, dst.Addr().AsSlice())
+			return nil
+		})
+		t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
+			p.Uint8(ctaProtoNum, unix.IPPROTO_TCP)
+			p.Uint16(ctaProtoSrcPort, src.Port())
+			p.Uint16(ctaProtoDstPort, dst.Port())
+			return nil
+		})
+		return nil
+	})
+	ae.Uint32(ctaMark, 0)
+	ae.Uint32(ctaMarkMask, bits)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return fmt.Errorf("heal %s->%s: encode: %w", src, dst, err)
+	}
+	family := uint8(unix.AF_INET6)
+	if src.Addr().Is4() {
+		family = unix.AF_INET
+	}
+	// nfgenmsg: family, version, resource id (big-endian).
+	data := append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...)
+	_, err = ct.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtNew), Flags: netlink.Request | netlink.Acknowledge},
+		Data:   data,
+	})
+	if err != nil && !isNoEntry(err) {
+		return fmt.Errorf("heal %s->%s: update the conntrack mark: %w", src, dst, err)
+	}
+	return nil
+}
+
+// isNoEntry reports whether conntrack has no such connection (any more).
+func isNoEntry(err error) bool {
+	return errors.Is(err, unix.ENOENT)
+}
+
+func (ct *ctnetlink) close() error { return ct.c.Close() }

@@ -1,0 +1,88 @@
+//go:build linux
+
+package nfq
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+
+	rulespkg "github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// fakeMarker records the connections whose mark bits were cleared.
+type fakeMarker struct {
+	cleared []string
+	err     error
+}
+
+func (m *fakeMarker) clearMark(src, dst netip.AddrPort, bits uint32) error {
+	if m.err != nil {
+		return m.err
+	}
+	m.cleared = append(m.cleared, src.String()+"->"+dst.String()+" "+hex(bits))
+	return nil
+}
+
+// TestBlackholeVerdictMarks: the packet that starts a blackhole in its own
+// direction is accepted with VerdictMark and DarkSameMark (and
+// DarkOppositeMark for both), for the kernel to darken the connection and
+// drop it, and counted dropped; one that starts it in the other direction
+// carries DarkOppositeMark only and is counted accepted. Each heal waits
+// for its time, then clears both connection mark bits.
+func TestBlackholeVerdictMarks(t *testing.T) {
+	c, s := netip.MustParseAddrPort("198.18.1.2:40000"), netip.MustParseAddrPort("198.19.2.2:8080")
+	fromClient := statetrack.Observation{From: statetrack.Client, ConnID: 1, Seg: statetrack.Segment{Src: c, Dst: s}}
+	f := newFixture(t,
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Blackhole, Dark: rulespkg.Both, For: 2 * time.Second}, Obs: fromClient},
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Accept, Dark: rulespkg.ToClient, For: time.Second}, Obs: fromClient},
+		rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Blackhole}, Obs: fromClient})
+	m := &fakeMarker{}
+	f.c.heals = &heals{ct: m}
+	f.send(1, f.pkt, 0)
+	f.send(2, f.pkt, 0)
+	f.send(3, f.pkt, 0)
+	for id, want := range map[uint32]uint32{1: VerdictMark | DarkSameMark | DarkOppositeMark, 2: VerdictMark | DarkOppositeMark} {
+		if v := f.k.verdict(t, id); v != nfqueue.NfAccept {
+			t.Errorf("packet %d: verdict %d, want accept (with marks)", id, v)
+		}
+		if got := f.k.marks[id]; got != want {
+			t.Errorf("packet %d: mark %s, want %s", id, hex(got), hex(want))
+		}
+	}
+	if v := f.k.verdict(t, 3); v != nfqueue.NfDrop {
+		t.Errorf("packet of a dark connection: verdict %d, want drop", v)
+	}
+	if d, a := f.c.c.dropped.Load(), f.c.c.accepted.Load(); d != 2 || a != 1 {
+		t.Errorf("dropped %d accepted %d, want 2 and 1", d, a)
+	}
+	if next, ok := f.c.fire(f.at(999)); !ok || !next.Equal(f.at(1000)) || len(m.cleared) != 0 {
+		t.Errorf("before the first heal: next %v %v, cleared %v; want %v and none", next, ok, m.cleared, f.at(1000))
+	}
+	if _, ok := f.c.fire(f.at(2000)); ok {
+		t.Error("a deadline is left after both heals")
+	}
+	want := "198.18.1.2:40000->198.19.2.2:8080 " + hex(DarkOriginalMark|DarkReplyMark)
+	if len(m.cleared) != 2 || m.cleared[0] != want || f.c.c.healed.Load() != 2 {
+		t.Errorf("cleared %q (healed %d), want twice %q", m.cleared, f.c.c.healed.Load(), want)
+	}
+}
+
+// TestHealFailuresCounted: a heal conntrack refuses, and one beyond
+// maxHeals, are counted.
+func TestHealFailuresCounted(t *testing.T) {
+	hs := &heals{ct: &fakeMarker{err: errors.New("refused")}}
+	t0 := time.Unix(0, 0)
+	for i := range maxHeals + 1 {
+		if ok := hs.add(t0, netip.AddrPort{}, netip.AddrPort{}); ok != (i < maxHeals) {
+			t.Fatalf("add %d = %v", i, ok)
+		}
+	}
+	if healed, errs := hs.fire(t0); healed != 0 || len(errs) != maxHeals {
+		t.Errorf("fire: %d healed, %d errors, want 0 and %d", healed, len(errs), maxHeals)
+	}
+}
