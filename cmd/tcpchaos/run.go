@@ -207,7 +207,7 @@ func (l live) run(ctx context.Context) error {
 	}
 	evs := events.NewAsync(sink, events.Buffer)
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
-	quiet := false
+	quiet, dark := false, set.Darkens()
 	for i := range pipes {
 		tc := l.cfg.Tracker
 		tc.OnGone = rec.onGone(i)
@@ -224,14 +224,14 @@ func (l live) run(ctx context.Context) error {
 		rec.close()
 	}
 	for i, p := range pipes {
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Tap: rec.tap(i), TimeVerdicts: l.watch.timed()}, p)
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Blackhole: dark, Tap: rec.tap(i), TimeVerdicts: l.watch.timed()}, p)
 		if err != nil {
 			closeAll()
 			return err
 		}
 		queues = append(queues, q)
 	}
-	interception, err := nfq.Install(ic, nfq.InstallOptions{Quiet: quiet})
+	interception, err := nfq.Install(ic, nfq.InstallOptions{Quiet: quiet, Blackhole: dark})
 	if err != nil {
 		closeAll()
 		return err
@@ -271,6 +271,7 @@ func (l live) run(ctx context.Context) error {
 		<-ctx.Done()
 	}
 	stopWatch()
+	kernelDark, kernelDarkErr := interception.DarkDrops() // before the rules and their counters go
 	removeErr := interception.Remove()
 	stopQueues()
 	runErr := g.Wait()
@@ -284,6 +285,9 @@ func (l live) run(ctx context.Context) error {
 	writeSummary(l.summary, total)
 	for _, q := range queues {
 		writeQueueStats(l.summary, q.Stats())
+	}
+	if dark {
+		writeDarkStats(l.summary, kernelDark, kernelDarkErr, total, queues)
 	}
 	pcapErr := rec.close()
 	rec.report(l.summary)
