@@ -289,10 +289,10 @@ func readEvents(t *testing.T, file string) []events.Event {
 // checkEvent: the spellings are checked here independently of
 // events.Event's decoding.
 type wireEvent struct {
-	Conn, From, Kind, Flags, Rule, Action, Delay, After, Reason string
-	ClientState                                                 string `json:"client_state"`
-	ServerState                                                 string `json:"server_state"`
-	Nth, Copies                                                 uint32
+	Conn, From, Kind, Flags, Rule, Action, Delay, After, Reason, Blackhole string
+	ClientState                                                            string `json:"client_state"`
+	ServerState                                                            string `json:"server_state"`
+	Nth, Copies                                                            uint32
 }
 
 func checkEvent(t *testing.T, n int, e wireEvent, line string) {
@@ -307,6 +307,11 @@ func checkEvent(t *testing.T, n int, e wireEvent, line string) {
 		if st, err := statetrack.ParseState(s); err != nil || st.String() != s {
 			t.Errorf("events line %d: state %q is not spelled as in README.md's States (%v): %s", n, s, err, line)
 		}
+	}
+	switch e.Blackhole {
+	case "", "both", "to-client", "to-server":
+	default:
+		t.Errorf("events line %d: blackhole %q, want both, to-client or to-server: %s", n, e.Blackhole, line)
 	}
 	if e.Kind == "state" {
 		if e.Reason == "" {
@@ -327,7 +332,7 @@ func checkEvent(t *testing.T, n int, e wireEvent, line string) {
 		t.Errorf("events line %d: rule %q with action %q: %s", n, e.Rule, e.Action, line)
 	}
 	switch e.Action {
-	case "", "drop", "reset":
+	case "", "drop", "reset", "blackhole", "accept":
 	case "delay":
 		if _, err := time.ParseDuration(e.Delay); err != nil {
 			t.Errorf("events line %d: delay %q: %v: %s", n, e.Delay, err, line)

@@ -84,6 +84,14 @@ func (e *Event) IsState() bool { return e.Reason != NoReason }
 // action other than accept (a drop, a delay, a duplication).
 func (e *Event) Faulted() bool { return e.Rule != "" && e.Action.Faulty() }
 
+// Fired reports whether e is a packet event in which a rule matched the
+// packet and acted: not a packet dropped because a blackhole had darkened
+// its connection before it (action blackhole without Dark), nor a state
+// event.
+func (e *Event) Fired() bool {
+	return e.Rule != "" && !e.IsState() && (e.Action != rules.Blackhole || e.Dark != 0)
+}
+
 // HasPacket reports whether e concerns a packet: a packet event, or a held
 // packet released or a copy arriving. A connection leaving the table has
 // no sender and no flags.

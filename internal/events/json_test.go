@@ -89,6 +89,16 @@ func TestBlackholeLines(t *testing.T) {
 	if w := `"kind":"state","seq":0,"ack":0,"len":0,"client_state":"ESTABLISHED","server_state":"ESTABLISHED","rule":"vanish","action":"blackhole","reason":"healed","blackhole":"both"}`; !strings.Contains(string(healed), w) {
 		t.Errorf("healed line %s lacks %s", healed, w)
 	}
+	darkDrop := evs[len(evs)-2]
+	darkDrop.Action, darkDrop.Dark = rules.Blackhole, 0
+	for _, c := range []struct {
+		e    Event
+		want bool
+	}{{evs[len(evs)-2], true}, {evs[len(evs)-1], false}, {darkDrop, false}, {evs[0], true}} {
+		if got := c.e.Fired(); got != c.want {
+			t.Errorf("Fired() = %v for %+v", got, c.e)
+		}
+	}
 	var e Event
 	if err := json.Unmarshal([]byte(`{"time":"2026-11-21T12:00:00Z","conn":"198.18.1.2:1->198.19.2.2:2","conn_id":1,"kind":"state","client_state":"CLOSED","server_state":"CLOSED","reason":"healed","blackhole":"left"}`), &e); err == nil ||
 		!strings.Contains(err.Error(), `blackhole: unknown direction "left"`) {

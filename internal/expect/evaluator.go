@@ -44,7 +44,7 @@ type point struct {
 	closer statetrack.Closer
 	nth    uint32
 	states [2]statetrack.State
-	rule   string // the rule that acted on the packet, "" if none
+	rule   string // the rule that fired on the packet (events.Event.Fired), "" if none
 }
 
 // New returns an evaluator of exps.
@@ -171,7 +171,10 @@ func Failed(os []Outcome) bool {
 
 // toPoint reads an event; gone reports a connection leaving the table.
 func toPoint(e *events.Event) (p point, gone bool) {
-	p = point{at: e.Time, from: e.From, kind: e.Kind, closer: e.Closer, nth: e.Nth, rule: e.Rule}
+	p = point{at: e.Time, from: e.From, kind: e.Kind, closer: e.Closer, nth: e.Nth}
+	if e.Fired() {
+		p.rule = e.Rule
+	}
 	p.states[statetrack.Client], p.states[statetrack.Server] = e.ClientState, e.ServerState
 	_, gone = e.Reason.Gone()
 	return p, gone
