@@ -228,6 +228,14 @@ func suite(ctx context.Context, o options) (int, error) {
 		}
 		r.flood = &fr
 	}
+	if o.live {
+		fmt.Fprintln(os.Stderr, "bench: a blackholed bulk transfer")
+		d, err := runBlackhole(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		r.dark = &d
+	}
 	if o.offline {
 		fmt.Fprintln(os.Stderr, "bench: offline Go benchmarks (one core)")
 		count := o.rounds

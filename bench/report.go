@@ -110,6 +110,7 @@ type report struct {
 	oracle  *oracleRun                    // nil when not run
 	spread  [][numSpreadColumns]spreadRun // the two-queue figure, by round
 	flood   *floodReport                  // nil when not run
+	dark    *blackholeRun                 // nil when not run
 }
 
 // perColumn returns f of every round, for one column.
@@ -182,6 +183,9 @@ func (r *report) render() (string, int) {
 	}
 	if r.flood != nil {
 		r.renderFlood(&b, &c)
+	}
+	if r.dark != nil {
+		r.renderBlackhole(&b, &c)
 	}
 	if len(r.benches) > 0 {
 		r.renderOffline(&b, &c)
