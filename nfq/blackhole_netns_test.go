@@ -21,24 +21,9 @@ func startBlackhole(t *testing.T, tp *netlabtest.Topology, rs []rules.Rule) (*ru
 		t.Fatal("the rules do not darken")
 	}
 	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{serverPort}}, set, 1, nil)
-	var in *nfq.Interception
-	err := tp.Router.Do(func() (err error) {
-		in, err = nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
-			nfq.InstallOptions{Blackhole: true})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var q *nfq.Queue
-	err = tp.Router.Do(func() (err error) {
-		q, err = nfq.Open(nfq.Options{Queue: queueNum, Blackhole: true, CopyRange: nfq.HeaderCopyRange}, p)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startOpened(t, q), p, in
+	r, in := startInstalled(t, tp, p, nfq.InstallOptions{Blackhole: true},
+		nfq.Options{Queue: queueNum, Blackhole: true, CopyRange: nfq.HeaderCopyRange})
+	return r, p, in
 }
 
 // TestBlackholeBulkDarkInTheKernel: a 16 MB response blackholed in both

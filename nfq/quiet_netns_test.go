@@ -62,9 +62,18 @@ func startQuiet(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []
 	if !p.AllowQuiet() {
 		t.Fatal("the rules do not allow quiet connections")
 	}
-	err := tp.Router.Do(func() error {
-		_, err := nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1},
-			nfq.InstallOptions{Quiet: true})
+	r, _ := startInstalled(t, tp, p, nfq.InstallOptions{Quiet: true},
+		nfq.Options{Queue: queueNum, Quiet: true, CopyRange: nfq.HeaderCopyRange, Poll: poll})
+	return r, p, log
+}
+
+// startInstalled installs the interception of serverPort in the router
+// with install and runs a queue opened with qo for h, as `tcpchaos run` does.
+func startInstalled(t *testing.T, tp *netlabtest.Topology, h nfq.Handler, install nfq.InstallOptions, qo nfq.Options) (*running, *nfq.Interception) {
+	t.Helper()
+	var in *nfq.Interception
+	err := tp.Router.Do(func() (err error) {
+		in, err = nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1}, install)
 		return err
 	})
 	if err != nil {
@@ -72,13 +81,13 @@ func startQuiet(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []
 	}
 	var q *nfq.Queue
 	err = tp.Router.Do(func() (err error) {
-		q, err = nfq.Open(nfq.Options{Queue: queueNum, Quiet: true, CopyRange: nfq.HeaderCopyRange, Poll: poll}, p)
+		q, err = nfq.Open(qo, h)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startOpened(t, q), p, log
+	return startOpened(t, q), in
 }
 
 var loseFinalAck = rules.Rule{
