@@ -307,6 +307,43 @@ func TestInstallQuietRules(t *testing.T) {
 	}
 }
 
+// TestInstallBlackholeRules checks that the kernel takes the blackhole
+// rules in local mode, in both tables and both families, and that
+// DarkDrops reads their counters (zero: nothing is dark).
+func TestInstallBlackholeRules(t *testing.T) {
+	ns := netlabtest.NewNamespace(t, "host")
+	in := install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Blackhole: true})
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
+-A OUTPUT -p tcp -j TCPCHAOS
+-A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x400000/0x400000 -m conntrack --ctdir ORIGINAL -j DROP
+-A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x200000/0x200000 -m conntrack --ctdir REPLY -j DROP
+-A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
+-A TCPCHAOS -j TCPCHAOS-PORTS
+-A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
+		if got := mangleRules(t, ns, bin); got != want {
+			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
+		}
+		wantFilter := `-N TCPCHAOS
+-A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
+-A TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x400000/0x400000
+-A TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x200000/0x200000
+-A TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x200000/0x200000
+-A TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x400000/0x400000
+-A TCPCHAOS -m mark --mark 0x1000000/0x1000000 -j DROP
+-A TCPCHAOS -j MARK --set-xmark 0x0/0x3800000`
+		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
+			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
+		}
+	}
+	var ds DarkStats
+	if err := ns.Do(func() (err error) { ds, err = in.DarkDrops(); return err }); err != nil || ds != (DarkStats{}) {
+		t.Errorf("DarkDrops = %+v, %v; want zero, no error", ds, err)
+	}
+}
+
 // queued returns the packet counter of the NFQUEUE rule.
 func queued(t *testing.T, ns *netlabtest.NS, binary string) uint64 {
 	t.Helper()
