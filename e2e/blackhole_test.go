@@ -180,10 +180,10 @@ func TestClientVanishes(t *testing.T) {
 
 // halfOpenFlow sends a first request (answered) and a second one, whose
 // answer the server's blackhole takes; the client's socket has
-// TCP_USER_TIMEOUT userTimeout (0: the kernel's default). It returns the
-// second read's error, how long after the write it came, and when the
-// second request was written.
-func halfOpenFlow(t *testing.T, s *scenario, userTimeout time.Duration) (err error, took time.Duration, sent time.Time) {
+// TCP_USER_TIMEOUT userTimeout (0: the kernel's default). It returns when
+// the second request was written, how long after it the second read
+// ended, and its error.
+func halfOpenFlow(t *testing.T, s *scenario, userTimeout time.Duration) (sent time.Time, took time.Duration, err error) {
 	t.Helper()
 	s.listen(func(c net.Conn) error {
 		r := bufio.NewReader(c)
@@ -224,7 +224,7 @@ func halfOpenFlow(t *testing.T, s *scenario, userTimeout time.Duration) (err err
 			t.Fatalf("first response: %q, %v", line, err)
 		}
 	}
-	return err, took, sent
+	return sent, took, err
 }
 
 // dataOf returns the packets carrying the segment at seq.
@@ -242,7 +242,7 @@ func TestHalfOpenServer(t *testing.T) {
 	families(t, func(t *testing.T, v6 bool) {
 		const userTimeout = 3 * time.Second
 		s := newScenario(t, "half-open-server.yaml", v6)
-		err, took, sent := halfOpenFlow(t, s, userTimeout)
+		sent, took, err := halfOpenFlow(t, s, userTimeout)
 		if !errors.Is(err, syscall.ETIMEDOUT) {
 			t.Errorf("client read: %v, want ETIMEDOUT", err)
 		}
@@ -296,7 +296,7 @@ func TestBlackholeHeals(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := newScenarioWith(t, path, v6)
-		err, took, sent := halfOpenFlow(t, s, 0)
+		sent, took, err := halfOpenFlow(t, s, 0)
 		if err != nil {
 			t.Fatalf("client read after the heal: %v", err)
 		}
