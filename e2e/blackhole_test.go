@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -275,48 +276,93 @@ func TestHalfOpenServer(t *testing.T) {
 	})
 }
 
-// TestBlackholeHeals: configs/half-open-server.yaml with `for: 2s`. The
-// dark path to the client heals after 2 s (a healed event at that time)
-// and the server's next retransmission of its response gets through: the
-// client's read succeeds, after at least the 2 s.
+// healingConfig writes configs/half-open-server.yaml with `for: 2s` added
+// to its blackhole, and returns its path.
+func healingConfig(t *testing.T) string {
+	t.Helper()
+	base, err := os.ReadFile(configPath("half-open-server.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(base), "action: {blackhole: to-client}", "action: {blackhole: to-client, for: 2s}", 1)
+	if cfg == string(base) {
+		t.Fatal("configs/half-open-server.yaml has no action line to extend")
+	}
+	path := filepath.Join(t.TempDir(), "half-open-heals.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// wantHealed runs the half-open flow under healingConfig: the dark path
+// to the client heals after 2 s (one healed event at that time, one heal
+// in the kernel) and the server's next retransmission of its response
+// gets through: the client's read succeeds, after at least the 2 s. It
+// stops tcpchaos and returns when the second request was sent.
+func wantHealed(t *testing.T, s *scenario) (sent time.Time) {
+	t.Helper()
+	const heal = 2 * time.Second
+	sent, took, err := halfOpenFlow(t, s, 0)
+	if err != nil {
+		t.Fatalf("client read after the heal: %v", err)
+	}
+	t.Logf("blackhole for %v: the response arrived after %v", heal, took.Round(time.Millisecond))
+	within(t, "response after the heal", took, heal, heal+6*time.Second)
+	evs := s.chaos.stop()
+	s.wantExpectationsHold()
+
+	f := wantBlackhole(t, evs, "server-goes-dark", rules.Accept, statetrack.Data, statetrack.Client, 2, rules.ToClient)
+	var healed []events.Event
+	for _, e := range evs {
+		if e.Reason == events.Healed {
+			healed = append(healed, e)
+		}
+	}
+	if len(healed) != 1 || healed[0].Time.Sub(f.Time) != heal || healed[0].Rule != "server-goes-dark" || healed[0].Dark != rules.ToClient {
+		t.Errorf("healed events %v, want one %v after the firing at %v", healed, heal, f.Time)
+	}
+	if d := readDarkSummary(t, s.chaos); d.healed != 1 || d.kernel == 0 {
+		t.Errorf("summary: %d healed, %d dropped in the kernel; want 1 and some", d.healed, d.kernel)
+	}
+	return sent
+}
+
+// TestBlackholeHeals: wantHealed with tcpchaos on the router (forward
+// mode); the server's packets cross the router to the client only after
+// the heal.
 func TestBlackholeHeals(t *testing.T) {
 	t.Parallel()
 	families(t, func(t *testing.T, v6 bool) {
 		const heal = 2 * time.Second
-		base, err := os.ReadFile(configPath("half-open-server.yaml"))
-		if err != nil {
-			t.Fatal(err)
+		s := newScenarioWith(t, healingConfig(t), v6)
+		sent := wantHealed(t, s)
+		atClient := s.toClient.Stop()
+		s.toServer.Stop()
+		healedAt := sent.Add(heal)
+		before := func(p netlabtest.Packet) bool { return p.Time.Before(healedAt) }
+		if n := count(atClient, from(s.server), after(sent), before); n != 0 {
+			t.Errorf("%d packets of the server crossed the router before the heal:\n%s", n, dump(atClient))
 		}
-		cfg := strings.Replace(string(base), "action: {blackhole: to-client}", "action: {blackhole: to-client, for: 2s}", 1)
-		if cfg == string(base) {
-			t.Fatal("configs/half-open-server.yaml has no action line to extend")
+		if n := count(atClient, from(s.server), after(healedAt)); n == 0 {
+			t.Errorf("no packet of the server crossed the router after the heal:\n%s", dump(atClient))
 		}
-		path := filepath.Join(t.TempDir(), "half-open-heals.yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s := newScenarioWith(t, path, v6)
-		sent, took, err := halfOpenFlow(t, s, 0)
-		if err != nil {
-			t.Fatalf("client read after the heal: %v", err)
-		}
-		t.Logf("blackhole for %v: the response arrived after %v", heal, took.Round(time.Millisecond))
-		within(t, "response after the heal", took, heal, heal+6*time.Second)
-		waitFor(t, s.toClient, "the response after the heal", atLeast(1, from(s.server), after(sent.Add(heal))))
-		_, _, evs := s.finish()
+	})
+}
 
-		f := wantBlackhole(t, evs, "server-goes-dark", rules.Accept, statetrack.Data, statetrack.Client, 2, rules.ToClient)
-		var healed []events.Event
-		for _, e := range evs {
-			if e.Reason == events.Healed {
-				healed = append(healed, e)
-			}
+// TestBlackholeLocalMode: wantHealed with tcpchaos in the server's own
+// namespace (mode local): the server's packets are dropped on output
+// until the heal.
+func TestBlackholeLocalMode(t *testing.T) {
+	t.Parallel()
+	families(t, func(t *testing.T, v6 bool) {
+		tp := netlabtest.NewTopology(t)
+		s := &scenario{t: t, tp: tp, client: tp.Client4, server: tp.Server4, report: filepath.Join(t.TempDir(), "report.json")}
+		if v6 {
+			s.client, s.server = tp.Client6, tp.Server6
 		}
-		if len(healed) != 1 || healed[0].Time.Sub(f.Time) != heal || healed[0].Rule != "server-goes-dark" || healed[0].Dark != rules.ToClient {
-			t.Errorf("healed events %v, want one %v after the firing at %v", healed, heal, f.Time)
-		}
-		if d := readDarkSummary(t, s.chaos); d.healed != 1 {
-			t.Errorf("summary: %d healed in the kernel, want 1", d.healed)
-		}
+		s.serverAP = netip.AddrPortFrom(s.server, port)
+		s.chaos = startTcpchaos(t, tp.Server, healingConfig(t), "--mode", "local", "--report", s.report)
+		wantHealed(t, s)
 	})
 }
