@@ -1,7 +1,8 @@
 // Package nfq is tcpchaos's live path: the iptables rules that send TCP
 // packets to an NFQUEUE queue (Install), the queue reader that hands each
-// packet to a Handler and carries out its verdict (Open, Queue.Run), and
-// the raw-socket Injector that sends the copies of duplicated packets.
+// packet to a Handler and carries out its verdict (Open, Queue.Run), the
+// raw-socket Injector that sends the copies of duplicated packets, and
+// the conntrack marks that keep blackholed connections dark in the kernel.
 //
 // Per packet: the reader decodes it into a reused statetrack.Segment,
 // calls Handler.Handle and has the verdict carried out by the executor
@@ -29,4 +30,6 @@
 //	verdict.go                  verdict messages and their batching
 //	core.go                     the executor's live output: verdicts, copies, timer
 //	inject.go                   raw-socket copies
+//	dark.go, heal.go            blackholes: the kernel rules that keep a connection
+//	                            dark, their counters, and heals through ctnetlink
 package nfq
