@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -71,9 +70,6 @@ func readDarkSummary(t *testing.T, tc *tcpchaos) darkSummary {
 	}
 	return d
 }
-
-// after returns the packets captured after at.
-func after(at time.Time) pred { return func(p netlabtest.Packet) bool { return p.Time.After(at) } }
 
 // keepaliveTimer matches ss -o's keepalive timer and its probe count.
 var keepaliveTimer = regexp.MustCompile(`timer:\(keepalive,[^,]*,(\d+)\)`)
@@ -276,23 +272,11 @@ func TestHalfOpenServer(t *testing.T) {
 	})
 }
 
-// healingConfig writes configs/half-open-server.yaml with `for: 2s` added
-// to its blackhole, and returns its path.
+// healingConfig is configs/half-open-server.yaml with `for: 2s` added to
+// its blackhole.
 func healingConfig(t *testing.T) string {
 	t.Helper()
-	base, err := os.ReadFile(configPath("half-open-server.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(base), "action: {blackhole: to-client}", "action: {blackhole: to-client, for: 2s}", 1)
-	if cfg == string(base) {
-		t.Fatal("configs/half-open-server.yaml has no action line to extend")
-	}
-	path := filepath.Join(t.TempDir(), "half-open-heals.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return configVariant(t, "half-open-server.yaml", "action: {blackhole: to-client}", "action: {blackhole: to-client, for: 2s}")
 }
 
 // wantHealed runs the half-open flow under healingConfig: the dark path

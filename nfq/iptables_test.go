@@ -283,8 +283,7 @@ func TestInstallLocalRules(t *testing.T) {
 func TestInstallQuietRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
 	install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Quiet: true})
-	for _, bin := range []string{"iptables", "ip6tables"} {
-		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
+	wantInstalled(t, ns, chains+`-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
 -A TCPCHAOS -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
@@ -292,17 +291,23 @@ func TestInstallQuietRules(t *testing.T) {
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
 -A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
 -A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
--A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
-		if got := mangleRules(t, ns, bin); got != want {
-			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
-		}
-		wantFilter := `-N TCPCHAOS
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`, `-N TCPCHAOS
 -A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
--A TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`
-		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
-			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
+-A TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`)
+}
+
+// wantInstalled checks the mangle and filter rules of ns, the same in
+// IPv4 and IPv6.
+func wantInstalled(t *testing.T, ns *netlabtest.NS, mangle, filter string) {
+	t.Helper()
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if got := mangleRules(t, ns, bin); got != mangle {
+			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, mangle)
+		}
+		if got := tableRules(t, ns, bin, FilterTable); got != filter {
+			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, filter)
 		}
 	}
 }
@@ -313,19 +318,14 @@ func TestInstallQuietRules(t *testing.T) {
 func TestInstallBlackholeRules(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "host")
 	in := install(t, ns, Intercept{Mode: Local, Ports: []uint16{8080}, Queue: 5}, InstallOptions{Blackhole: true})
-	for _, bin := range []string{"iptables", "ip6tables"} {
-		want := chains + `-A INPUT ! -i lo -p tcp -j TCPCHAOS
+	wantInstalled(t, ns, chains+`-A INPUT ! -i lo -p tcp -j TCPCHAOS
 -A OUTPUT -p tcp -j TCPCHAOS
 -A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x400000/0x400000 -m conntrack --ctdir ORIGINAL -j DROP
 -A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x200000/0x200000 -m conntrack --ctdir REPLY -j DROP
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
 -A TCPCHAOS -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`
-		if got := mangleRules(t, ns, bin); got != want {
-			t.Errorf("%s -t mangle -S:\n%s\nwant:\n%s", bin, got, want)
-		}
-		wantFilter := `-N TCPCHAOS
+-A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`, `-N TCPCHAOS
 -A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x400000/0x400000
@@ -333,11 +333,7 @@ func TestInstallBlackholeRules(t *testing.T) {
 -A TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x200000/0x200000
 -A TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x400000/0x400000
 -A TCPCHAOS -m mark --mark 0x1000000/0x1000000 -j DROP
--A TCPCHAOS -j MARK --set-xmark 0x0/0x3800000`
-		if got := tableRules(t, ns, bin, FilterTable); got != wantFilter {
-			t.Errorf("%s -t filter -S:\n%s\nwant:\n%s", bin, got, wantFilter)
-		}
-	}
+-A TCPCHAOS -j MARK --set-xmark 0x0/0x3800000`)
 	var ds DarkStats
 	if err := ns.Do(func() (err error) { ds, err = in.DarkDrops(); return err }); err != nil || ds != (DarkStats{}) {
 		t.Errorf("DarkDrops = %+v, %v; want zero, no error", ds, err)

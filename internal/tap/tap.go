@@ -165,7 +165,7 @@ func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	}
 	f := capture.Frame{Data: p.Data, TS: now, CaptureLen: len(p.Data), OrigLen: p.Len}
 	comment, name := "", ""
-	if v.Rule >= 0 && v.Action.Faulty() {
+	if v.Rule >= 0 && (v.Action.Faulty() || v.Dark != 0) {
 		name = v.RuleName
 		comment = Comment(&v.Decision, name)
 	}
@@ -211,6 +211,12 @@ func Comment(d *rules.Decision, name string) string {
 	switch {
 	case a.SendsResets():
 		return "reset by " + name
+	case d.Dark != 0 && d.For > 0:
+		return fmt.Sprintf("blackhole %s by %s for %s", d.Dark.Direction(), name, d.For)
+	case d.Dark != 0:
+		return fmt.Sprintf("blackhole %s by %s", d.Dark.Direction(), name)
+	case a.Darkens():
+		return "dropped by " + name + " (connection dark)"
 	case !a.Delivers():
 		return "dropped by " + name
 	case a.Holds():

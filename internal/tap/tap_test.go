@@ -179,6 +179,9 @@ func TestComment(t *testing.T) {
 		{rules.Decision{Action: rules.Duplicate, Copies: 1, After: 3 * time.Second}, "duplicated by x (1 copy after 3s)"},
 		{rules.Decision{Action: rules.Duplicate, Copies: 2, After: time.Second}, "duplicated by x (2 copies after 1s)"},
 		{rules.Decision{Action: rules.Reset}, "reset by x"},
+		{rules.Decision{Action: rules.Blackhole, Dark: rules.Both, For: 2 * time.Second}, "blackhole both by x for 2s"},
+		{rules.Decision{Action: rules.Accept, Dark: rules.ToClient}, "blackhole to-client by x"},
+		{rules.Decision{Action: rules.Blackhole}, "dropped by x (connection dark)"},
 	} {
 		if got := Comment(&c.d, "x"); got != c.want {
 			t.Errorf("%s: %q, want %q", c.d.Action, got, c.want)
