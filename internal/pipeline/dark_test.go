@@ -1,0 +1,72 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// A blackhole of both directions drops the matching packet and every
+// later one without the rules (no hit), an RST too, which still moves its
+// sender: the tracker learns of the end while the receiver never does.
+func TestBlackholeDropsTheRestAndTracksTheRST(t *testing.T) {
+	p, rec := resetPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Blackhole, Blackhole: rules.Both}))
+	if v := p.Handle(dataSeg(true, 10), t0); v.Action != rules.Blackhole || v.Dark != rules.Both {
+		t.Fatalf("matching packet: %s dark %s, want blackhole both", v.Action, v.Dark.Direction())
+	}
+	if e := rec.last(); !e.Fired() || e.Dark != rules.Both {
+		t.Errorf("matching packet's event %+v: want it fired, blackhole both", e)
+	}
+	for _, s := range []*statetrack.Segment{dataSeg(false, 5), dataSeg(true, 10), seg(false, statetrack.RST, 506, 0)} {
+		if v := p.Handle(s, t0.Add(time.Second)); v.Action != rules.Blackhole || v.Dark != 0 || v.Rule != 0 {
+			t.Errorf("packet of the dark connection: %+v, want blackhole by rule 0, no Dark", v.Decision)
+		}
+		if e := rec.last(); e.Fired() || e.Rule != "r" || e.Action != rules.Blackhole {
+			t.Errorf("its event %+v: want rule r, action blackhole, not a firing", e)
+		}
+	}
+	if e := rec.last(); e.ServerState != statetrack.Closed || e.ClientState != statetrack.Established {
+		t.Errorf("after the server's RST: client %s, server %s; want ESTABLISHED, CLOSED", e.ClientState, e.ServerState)
+	}
+	s := p.Summary()
+	if s.Rules[0].Hits != 1 || s.Stats.Actions[rules.Blackhole] != 4 {
+		t.Errorf("hits %d, blackhole decisions %d; want 1 and 4", s.Rules[0].Hits, s.Stats.Actions[rules.Blackhole])
+	}
+}
+
+// A blackhole with a duration heals on Expire, at its own time, with a
+// healed state event; the connection's packets then pass and meet the
+// rules again. One the tracker forgets is forgotten too.
+func TestBlackholeHealsOnExpire(t *testing.T) {
+	r := rule(statetrack.Data, rules.Action{Type: rules.Blackhole, Blackhole: rules.ToClient, For: 2 * time.Second})
+	r.Limit = 1
+	p, rec := resetPipeline(t, r)
+	if v := p.Handle(dataSeg(true, 10), t0); v.Action != rules.Accept || v.Dark != rules.ToClient {
+		t.Fatalf("matching packet from the client: %s dark %s, want accept to-client", v.Action, v.Dark.Direction())
+	}
+	p.Expire(t0.Add(1999 * time.Millisecond))
+	if v := p.Handle(dataSeg(false, 5), t0.Add(1999*time.Millisecond)); v.Action != rules.Blackhole {
+		t.Errorf("the server's packet before the heal: %s, want blackhole", v.Action)
+	}
+	p.Expire(t0.Add(3 * time.Second))
+	h := rec.last()
+	if h.Reason != events.Healed || !h.Time.Equal(t0.Add(2*time.Second)) || h.Rule != "r" || h.Dark != rules.ToClient || h.HasPacket() {
+		t.Errorf("event after Expire %+v: want healed at t0+2s by r, to-client, no packet", h)
+	}
+	if v := p.Handle(dataSeg(false, 5), t0.Add(3*time.Second)); v.Action != rules.Accept || v.Rule != -1 {
+		t.Errorf("the server's packet after the heal: %+v, want accepted, no rule (its limit is used)", v.Decision)
+	}
+	if p.Summary().Stats.Healed != 1 || len(p.dark) != 0 {
+		t.Errorf("healed %d, %d dark left; want 1 and none", p.Summary().Stats.Healed, len(p.dark))
+	}
+
+	p, _ = resetPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Blackhole, Blackhole: rules.Both, For: time.Hour}))
+	p.Handle(dataSeg(true, 10), t0)
+	p.Expire(t0.Add(11 * time.Minute)) // the default idle timeout
+	if len(p.dark) != 0 {
+		t.Errorf("%d dark connections left after the tracker forgot the connection", len(p.dark))
+	}
+}
