@@ -65,7 +65,7 @@ func (l *lab) measureBlackhole(ctx context.Context) (run blackholeRun, err error
 
 func (r *report) renderBlackhole(b *strings.Builder, c *checks) {
 	d := r.dark
-	fmt.Fprintf(b, "\nBlackholed bulk transfer (bench/blackhole.yaml: dark both ways for 2 s from the server's 1000th data segment, "+
+	fmt.Fprintf(b, "Blackholed bulk transfer (bench/blackhole.yaml: dark both ways for 2 s from the server's 1000th data segment, "+
 		"then healed; one bulk connection, %s): the client received %.1f MB; of the dark connection's packets, "+
 		"%d (%.1f MB) were dropped in the kernel, %d reached tcpchaos (the matching one, those already queued); "+
 		"%d heal(s).\n\n", r.opts.bulk, float64(d.bulk.Bytes)/1e6, d.kernel, float64(d.kernelBytes)/1e6, d.user, d.healed)
@@ -76,4 +76,5 @@ func (r *report) renderBlackhole(b *strings.Builder, c *checks) {
 	c.check(d.kernel > 0 && d.user <= maxUserDark, fmt.Sprintf("a blackholed bulk transfer costs no user-space work: the kernel drops its dark packets, at most %d reach tcpchaos (its burst)", maxUserDark),
 		fmt.Sprintf("%d in the kernel, %d in user space", d.kernel, d.user))
 	c.check(d.healed == 1, "the blackhole heals", fmt.Sprintf("%d heals", d.healed))
+	b.WriteString("\n")
 }
