@@ -49,7 +49,7 @@ func (l *lab) measureBlackhole(ctx context.Context) (run blackholeRun, err error
 	if err != nil {
 		return run, err
 	}
-	err = l.client(ctx, &run.bulk, "-role", "bulk", "-d", l.opts.bulk.String())
+	err = l.client(ctx, &run.bulk, "-role", "bulk", "-addr", l.addr, "-d", l.opts.bulk.String())
 	if err = errors.Join(err, p.stop(), l.checkNoQueueRules()); err != nil {
 		return run, err
 	}
