@@ -350,3 +350,18 @@ func TestBlackholeLocalMode(t *testing.T) {
 		wantHealed(t, s)
 	})
 }
+
+// TestReloadBringingABlackholeRefused: a run whose rules had no blackhole
+// installed no kernel rules for one, so a reload that brings one is
+// refused with the reason; the old rule still loses the first SYN.
+func TestReloadBringingABlackholeRefused(t *testing.T) {
+	t.Parallel()
+	s := newSteered(t, plainConfig(t, config([]int{port}, loseFirstSyn)))
+	writeFile(t, s.config, config([]int{port}, "rules:\n  - name: vanish\n    match: {packet: data}\n    action: {blackhole: both}\n"))
+	code, _, errOut := s.ctlRun("reload")
+	if code != 1 || !strings.Contains(errOut, "a blackhole rule needs the kernel rules that keep connections dark") {
+		t.Errorf("ctl reload bringing a blackhole: exit %d, %q; want 1 and a restart needed", code, errOut)
+	}
+	s.wantConnect(port, true, "after the refused reload")
+	s.chaos.stop()
+}

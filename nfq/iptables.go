@@ -150,7 +150,21 @@ type InstallOptions struct {
 type Interception struct {
 	families []*family
 	quiet    bool // installed with InstallOptions.Quiet
+	dark     bool // installed with InstallOptions.Blackhole
 	gen      int  // Updates so far: names the ports chains
+}
+
+// Darkens reports whether the interception was installed with what keeps
+// blackholed connections dark in the kernel (InstallOptions.Blackhole).
+func (in *Interception) Darkens() bool { return in.dark }
+
+// head is how many rules Chain starts with before the quiet bypass: the
+// dark drops, when installed.
+func (in *Interception) head() int {
+	if in.dark {
+		return len(ctdirs)
+	}
+	return 0
 }
 
 // family is the installation in one address family, with what was done so
@@ -223,7 +237,7 @@ func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 	if err := netlab.CheckNetAdmin(); err != nil {
 		return nil, fmt.Errorf("install interception: %w", err)
 	}
-	in := &Interception{quiet: opts.Quiet}
+	in := &Interception{quiet: opts.Quiet, dark: opts.Blackhole}
 	for _, p := range plans {
 		ipt, err := newIPTables(p.proto, p.binary)
 		if err != nil {

@@ -35,7 +35,7 @@ func (in *Interception) SetBypass(on bool) error {
 		r := bypassRule
 		var err error
 		if on {
-			err = f.ipt.Insert(r.table, r.name, 1, r.spec...)
+			err = f.ipt.Insert(r.table, r.name, 1+in.head(), r.spec...)
 		} else {
 			err = f.ipt.Delete(r.table, r.name, r.spec...)
 		}
@@ -60,7 +60,7 @@ func (in *Interception) SetBypass(on bool) error {
 // removes an address family's interception is refused (it needs a
 // restart).
 func (in *Interception) Update(cfg Intercept) error {
-	plans, err := plan(cfg, InstallOptions{Quiet: in.quiet})
+	plans, err := plan(cfg, InstallOptions{Quiet: in.quiet, Blackhole: in.dark})
 	if err != nil {
 		return fmt.Errorf("update interception: %w", err)
 	}
@@ -77,7 +77,7 @@ func (in *Interception) Update(cfg Intercept) error {
 	hosts := make([][]rule, len(plans))
 	for i, f := range in.families {
 		hosts[i] = hostRules(plans[i].hosts, ports)
-		if err := f.addSelection(hosts[i], ports, cfg.Ports); err != nil {
+		if err := f.addSelection(hosts[i], ports, cfg.Ports, in.head()); err != nil {
 			for j := range i {
 				err = errors.Join(err, in.families[j].dropSelection(hosts[j], ports))
 			}
@@ -96,9 +96,10 @@ func (in *Interception) Update(cfg Intercept) error {
 }
 
 // addSelection creates the ports chain ports with the rules of the server
-// ports, then inserts hosts ahead of the family's host rules in Chain. On
+// ports, then inserts hosts ahead of the family's host rules in Chain,
+// which starts with head rules (the dark drops) before the bypass. On
 // failure it takes out what it added.
-func (f *family) addSelection(hosts []rule, ports string, serverPorts []uint16) error {
+func (f *family) addSelection(hosts []rule, ports string, serverPorts []uint16, head int) error {
 	f.created = append(f.created, chainRef{Table, ports})
 	err := f.ipt.NewChain(Table, ports)
 	for _, r := range portRules(ports, serverPorts) {
@@ -108,11 +109,11 @@ func (f *family) addSelection(hosts []rule, ports string, serverPorts []uint16) 
 			}
 		}
 	}
-	// Chain holds the bypass rule (when in place), the injected copies'
-	// RETURN, then the host rules.
-	pos := 2
+	// Chain holds the dark drops (head), the bypass rule (when in place),
+	// the injected copies' RETURN, then the host rules.
+	pos := head + 2
 	if f.bypass {
-		pos = 3
+		pos++
 	}
 	for i, r := range hosts {
 		if err == nil {

@@ -117,3 +117,32 @@ func TestBypassNeedsQuietInstall(t *testing.T) {
 		t.Errorf("SetBypass(true) without quiet succeeded")
 	}
 }
+
+// TestReloadKeepsTheDarkDropsFirst: with blackholes installed, a reload's
+// new host rules and the quiet bypass put back come after the dark drops
+// and in the same order as Install puts them.
+func TestReloadKeepsTheDarkDropsFirst(t *testing.T) {
+	ns := netlabtest.NewNamespace(t, "router")
+	in := install(t, ns, Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net}, Queue: 7}, InstallOptions{Quiet: true, Blackhole: true})
+	if !in.Darkens() {
+		t.Fatal("Darkens() = false after an install with Blackhole")
+	}
+	for _, step := range []func() error{
+		func() error { return in.SetBypass(false) },
+		func() error { return in.Update(Intercept{Ports: []uint16{9090}, Hosts: []netip.Prefix{v4net}, Queue: 7}) },
+		func() error { return in.SetBypass(true) },
+	} {
+		if err := ns.Do(step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `-A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x400000/0x400000 -m conntrack --ctdir ORIGINAL -j DROP
+-A TCPCHAOS -p tcp -m tcp --tcp-flags RST NONE -m connmark --mark 0x200000/0x200000 -m conntrack --ctdir REPLY -j DROP
+-A TCPCHAOS -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN
+-A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
+-A TCPCHAOS -s 198.19.2.0/24 -j TCPCHAOS-PORTS-1
+-A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS-1`
+	if got := entryLines(mangleRules(t, ns, "iptables")); got != want {
+		t.Errorf("chain TCPCHAOS after the reload:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -213,6 +213,9 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 	if set.NeedsPayload() && s.copyRange != 0 {
 		return ctlclient.Reload{}, errors.New("rules: a rule duplicates packets that carry payload, which needs whole packets copied from the kernel where this run copies headers only (restart tcpchaos run to apply it)")
 	}
+	if set.Darkens() && !s.in.Darkens() {
+		return ctlclient.Reload{}, errors.New("rules: a blackhole rule needs the kernel rules that keep connections dark, which this run did not install (its rules had no blackhole; restart tcpchaos run to apply it)")
+	}
 	for _, w := range rules.Warnings(next.Rules) {
 		fmt.Fprintf(s.status, "tcpchaos: warning: %s\n", w)
 	}

@@ -20,7 +20,10 @@ type darkConn struct {
 	dirs rules.Endpoints
 	// until is when the connection heals; zero: never.
 	until time.Time
-	rule  int
+	// rule and name are the darkening rule's index and name (the name
+	// outlives a reload that renumbers the rules).
+	rule int
+	name string
 	// client, server and states are the connection as last observed, for
 	// the healed event.
 	client, server netip.AddrPort
@@ -28,20 +31,21 @@ type darkConn struct {
 }
 
 // darkened reports whether the packet seen in o travels in a dark
-// direction of its connection at now, and if so, which rule darkened it.
-// A blackhole whose time ran out heals first.
-func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time) (rule int, ok bool) {
+// direction of its connection at now, and if so returns the decision
+// that drops it: Blackhole by the darkening rule, without Dark. A
+// blackhole whose time ran out heals first.
+func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time) (d rules.Decision, ok bool) {
 	dc, found := p.dark[o.ConnID]
 	if !found {
-		return 0, false
+		return d, false
 	}
 	if !dc.until.IsZero() && !now.Before(dc.until) {
 		p.heal(o.ConnID, dc)
-		return 0, false
+		return d, false
 	}
 	dc.states = o.After
 	p.dark[o.ConnID] = dc
-	return dc.rule, dc.dirs.Has(o.From.Other())
+	return rules.Decision{Action: rules.Blackhole, Rule: dc.rule, RuleName: dc.name}, dc.dirs.Has(o.From.Other())
 }
 
 // darken starts the blackhole decision d made on the packet seen in o at
@@ -53,7 +57,7 @@ func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time
 	}
 	dc := p.dark[o.ConnID]
 	dc.dirs |= d.Dark
-	dc.rule, dc.client, dc.server, dc.states = d.Rule, o.Client, o.Server, states
+	dc.rule, dc.name, dc.client, dc.server, dc.states = d.Rule, d.RuleName, o.Client, o.Server, states
 	dc.until = time.Time{}
 	if d.For > 0 {
 		dc.until = now.Add(d.For)
@@ -93,6 +97,6 @@ func (p *Pipeline) heal(id uint64, dc darkConn) {
 	p.sink.Emit(events.Event{
 		Time: dc.until, Client: dc.client, Server: dc.server, ConnID: id,
 		ClientState: dc.states[statetrack.Client], ServerState: dc.states[statetrack.Server],
-		Rule: p.names[dc.rule], Action: rules.Blackhole, Dark: dc.dirs, Reason: events.Healed,
+		Rule: dc.name, Action: rules.Blackhole, Dark: dc.dirs, Reason: events.Healed,
 	})
 }

@@ -21,7 +21,7 @@ func TestBlackholeDropsTheRestAndTracksTheRST(t *testing.T) {
 		t.Errorf("matching packet's event %+v: want it fired, blackhole both", e)
 	}
 	for _, s := range []*statetrack.Segment{dataSeg(false, 5), dataSeg(true, 10), seg(false, statetrack.RST, 506, 0)} {
-		if v := p.Handle(s, t0.Add(time.Second)); v.Action != rules.Blackhole || v.Dark != 0 || v.Rule != 0 {
+		if v := p.Handle(s, t0.Add(time.Second)); v.Action != rules.Blackhole || v.Dark != 0 || v.Rule != 0 || v.RuleName != "r" {
 			t.Errorf("packet of the dark connection: %+v, want blackhole by rule 0, no Dark", v.Decision)
 		}
 		if e := rec.last(); e.Fired() || e.Rule != "r" || e.Action != rules.Blackhole {
@@ -68,5 +68,20 @@ func TestBlackholeHealsOnExpire(t *testing.T) {
 	p.Expire(t0.Add(11 * time.Minute)) // the default idle timeout
 	if len(p.dark) != 0 {
 		t.Errorf("%d dark connections left after the tracker forgot the connection", len(p.dark))
+	}
+}
+
+// A reload keeps a dark connection dark (its rule gone or renumbered)
+// until it heals, under the name of the rule that darkened it.
+func TestBlackholeOutlivesAReload(t *testing.T) {
+	p, rec := resetPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Blackhole, Blackhole: rules.Both, For: time.Second}))
+	p.Handle(dataSeg(true, 10), t0)
+	p.Switch(rules.Compile([]rules.Rule{{Name: "other", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Syn}}, Action: rules.Action{Type: rules.Drop}, Probability: 1}}))
+	if v := p.Handle(dataSeg(false, 5), t0.Add(500*time.Millisecond)); v.Action != rules.Blackhole || v.RuleName != "r" {
+		t.Errorf("after the reload: %+v, want still dark, by r", v.Decision)
+	}
+	p.Expire(t0.Add(time.Second))
+	if h := rec.last(); h.Reason != events.Healed || h.Rule != "r" {
+		t.Errorf("heal after the reload: %+v, want healed by r", h)
 	}
 }

@@ -116,10 +116,8 @@ func (p *Pipeline) Each(f func(statetrack.ConnInfo) bool) { p.tracker.Each(f) }
 // no Dark).
 func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict {
 	o := p.tracker.Observe(seg, now)
-	var d rules.Decision
-	if rule, dark := p.darkened(&o, now); dark {
-		d = rules.Decision{Action: rules.Blackhole, Rule: rule}
-	} else {
+	d, dark := p.darkened(&o, now)
+	if !dark {
 		d = p.engine.Decide(&o)
 	}
 	v := rules.Verdict{Decision: d, Obs: o}
