@@ -129,7 +129,9 @@ func TestReloadKeepsTheDarkDropsFirst(t *testing.T) {
 	}
 	for _, step := range []func() error{
 		func() error { return in.SetBypass(false) },
-		func() error { return in.Update(Intercept{Ports: []uint16{9090}, Hosts: []netip.Prefix{v4net}, Queue: 7}) },
+		func() error {
+			return in.Update(Intercept{Ports: []uint16{9090}, Hosts: []netip.Prefix{v4net}, Queue: 7})
+		},
 		func() error { return in.SetBypass(true) },
 	} {
 		if err := ns.Do(step); err != nil {
