@@ -29,7 +29,7 @@ func TestBlackholeDecision(t *testing.T) {
 			fromServer(o)
 		}
 		got := NewEngine(s, 1).Decide(o)
-		want := Decision{Action: tc.want, Dark: tc.dark, For: 2 * time.Second, Rule: 0}
+		want := Decision{Action: tc.want, Dark: tc.dark, For: 2 * time.Second, Rule: 0, RuleName: "dark"}
 		if got != want {
 			t.Errorf("%s from server %v: got %+v, want %+v", tc.dark.Direction(), tc.fromServer, got, want)
 		}
