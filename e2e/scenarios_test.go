@@ -212,7 +212,11 @@ func TestLostFinalAck(t *testing.T) {
 		t.Errorf("ss never showed the server socket in LAST-ACK:\n%s", s.tp.Server.SS(t))
 	}
 	s.waitClosed()
-	waitFor(t, s.toServer, "the second final ACK", atLeast(2, from(s.server), isFin))
+	waitFor(t, s.toServer, "the server's FIN retransmission", atLeast(2, from(s.server), isFin))
+	if fins := pick(s.toServer.Packets(), from(s.server), isFin); len(fins) > 0 {
+		// The client answers the retransmission a moment later.
+		waitFor(t, s.toClient, "the second final ACK", atLeast(2, from(s.client), isPureAck, ackOf(uint32(fins[0].Seq)+1)))
+	}
 	atClient, atServer, evs := s.finish()
 
 	for _, side := range []struct {
