@@ -37,6 +37,22 @@ func (t *Tracker) Each(f func(ConnInfo) bool) {
 	}
 }
 
+// EachSlot calls f for the tracked connections among the table's slots
+// from, from+1, … from+max-1, in slot order, and returns the slot to go on
+// from and whether any is left: like CountStates, it lists the whole table
+// in several calls with packets observed in between (a connection created
+// or removed meanwhile is listed once or not at all), where Each holds the
+// caller for the whole table. f must not call back into the tracker.
+func (t *Tracker) EachSlot(from, max int, f func(ConnInfo)) (next int, more bool) {
+	end := min(from+max, int(t.used))
+	for i := from; i < end; i++ {
+		if t.at(int32(i)).flags&inUse != 0 {
+			f(t.info(int32(i)))
+		}
+	}
+	return end, end < int(t.used)
+}
+
 // info returns slot i's snapshot.
 func (t *Tracker) info(i int32) ConnInfo {
 	c := t.at(i)

@@ -73,3 +73,32 @@ func TestCountStatesSkipsFreeSlots(t *testing.T) {
 		t.Errorf("Add: %v, want the counts doubled", sum)
 	}
 }
+
+// TestEachSlotWalksTheTableInChunks: the table is listed a few slots at a
+// time (so that a caller can let packets through in between), in slot
+// order; a removed connection's slot is skipped.
+func TestEachSlotWalksTheTableInChunks(t *testing.T) {
+	tr := statetrack.New(statetrack.Config{IdleTimeout: time.Minute})
+	gone := newConn(tr, "198.18.0.3:40002", "198.18.1.1:80")
+	gone.handshake(3000, 9000) // slot 0, idle from t0 on
+	a := newConn(tr, "198.18.0.1:40000", "198.18.1.1:80")
+	b := newConn(tr, "198.18.0.2:40001", "198.18.1.1:80")
+	a.handshake(1000, 5000)
+	b.send(true, statetrack.SYN, 7000, 0, 0)
+	a.now, b.now = t0.Add(30*time.Second), t0.Add(30*time.Second)
+	a.send(true, statetrack.ACK, 1001, 5001, 0)
+	b.send(true, statetrack.SYN, 7000, 0, 0)
+	tr.Expire(t0.Add(70 * time.Second)) // the first connection goes
+	var got []statetrack.ConnInfo
+	add := func(ci statetrack.ConnInfo) { got = append(got, ci) }
+	next, more := tr.EachSlot(0, 2, add)
+	if next != 2 || !more || len(got) != 1 || got[0].Client != a.c {
+		t.Fatalf("first chunk: next %d, more %v, listed %+v; want 2, true, %v", next, more, got, a.c)
+	}
+	if next, more = tr.EachSlot(next, 2, add); next != 3 || more {
+		t.Fatalf("second chunk: next %d, more %v; want 3, no more", next, more)
+	}
+	if len(got) != 2 || got[1].Client != b.c || got[1].States != [2]statetrack.State{statetrack.SynSent, statetrack.SynRcvd} {
+		t.Errorf("listed %+v, want %v then %v SYN_SENT/SYN_RCVD", got, a.c, b.c)
+	}
+}

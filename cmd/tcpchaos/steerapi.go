@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -78,8 +79,8 @@ func (s *steering) Status() ctlclient.Status {
 	return st
 }
 
-// Conns lists the tracked connections f selects, each queue's most
-// recently active first.
+// Conns lists the tracked connections f selects, the most recently active
+// first.
 func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
 	var state statetrack.State
 	if f.State != "" {
@@ -102,19 +103,35 @@ func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
 	return cs, nil
 }
 
-// tracked returns the tracked connections that keep selects.
+// connSlots is how many slots of a connection table tracked reads while
+// the queue's packets wait (as the metrics' state counts do): a table of a
+// million connections never holds a queue up for the whole walk.
+const connSlots = 1 << 12
+
+// tracked returns the tracked connections that keep selects, the most
+// recently active first and quiet ones last. Each queue's table is read
+// connSlots slots at a time, the queue's packets handled in between.
 func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.ConnInfo {
 	var cis []statetrack.ConnInfo
-	for i, q := range s.queues {
-		q.Do(func() {
-			s.pipes[i].Each(func(ci statetrack.ConnInfo) bool {
-				if keep(ci) {
-					cis = append(cis, ci)
-				}
-				return true
-			})
-		})
+	add := func(ci statetrack.ConnInfo) {
+		if keep(ci) {
+			cis = append(cis, ci)
+		}
 	}
+	for i, q := range s.queues {
+		for from, more := 0, true; more; {
+			q.Do(func() { from, more = s.pipes[i].EachSlot(from, connSlots, add) })
+		}
+	}
+	slices.SortStableFunc(cis, func(a, b statetrack.ConnInfo) int {
+		if a.Quiet != b.Quiet {
+			if a.Quiet {
+				return 1
+			}
+			return -1
+		}
+		return b.Last.Compare(a.Last)
+	})
 	return cis
 }
 

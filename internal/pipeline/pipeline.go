@@ -105,8 +105,12 @@ func (p *Pipeline) Switch(set *rules.Set) bool {
 // Rules returns the set the pipeline decides with.
 func (p *Pipeline) Rules() *rules.Set { return p.set }
 
-// Each calls f for every tracked connection (statetrack.Tracker.Each).
-func (p *Pipeline) Each(f func(statetrack.ConnInfo) bool) { p.tracker.Each(f) }
+// EachSlot calls f for the tracked connections among up to max slots of
+// the connection table from slot from on (statetrack.Tracker.EachSlot): it
+// returns the slot to go on from and whether any is left.
+func (p *Pipeline) EachSlot(from, max int, f func(statetrack.ConnInfo)) (next int, more bool) {
+	return p.tracker.EachSlot(from, max, f)
+}
 
 // Handle observes one packet sent at now and decides its fate. An accepted
 // or duplicated packet counts as delivered at once; a dropped one never is;

@@ -35,7 +35,7 @@ func TestSwitchKeepsConnectionsAndRecomputesQuiet(t *testing.T) {
 		t.Errorf("Rules() is not the set switched to")
 	}
 	n := 0
-	e.p.Each(func(statetrack.ConnInfo) bool { n++; return true })
+	e.p.EachSlot(0, 1<<20, func(statetrack.ConnInfo) { n++ })
 	if n != 1 {
 		t.Errorf("tracked connections after the reload: %d, want the 1 from before", n)
 	}
