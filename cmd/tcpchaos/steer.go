@@ -236,6 +236,10 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			return ctlclient.Reload{}, err
 		}
 	}
+	// s.mu is held from the carry to the swap: a rule enabled or disabled
+	// meanwhile (SetRuleEnabled) is so in the old set before its flags are
+	// carried, or in the new one.
+	s.mu.Lock()
 	if change.Rules {
 		doAll(s.queues, func() {
 			set.Carry(old)
@@ -244,6 +248,8 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			}
 		})
 	}
+	s.cfg, s.set = next, set
+	s.mu.Unlock()
 	if !quiet && newQuiet {
 		// The new rules are in force: failing to let quiet connections
 		// bypass the queue again only costs speed.
@@ -253,7 +259,7 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 		}
 	}
 	s.mu.Lock()
-	s.cfg, s.set, s.quiet, s.loaded = next, set, newQuiet, time.Now()
+	s.quiet, s.loaded = newQuiet, time.Now()
 	res := ctlclient.Reload{Config: file, Loaded: s.loaded, Quiet: newQuiet, Changed: []string{}}
 	s.mu.Unlock()
 	if change.Rules {
