@@ -89,6 +89,10 @@ func Listen(path string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// idleTimeout is how long a client's connection may stay open, idle,
+// after an answer (a variable for the tests).
+var idleTimeout = time.Minute
+
 // Server answers the requests of one listener.
 type Server struct {
 	http *http.Server
@@ -114,7 +118,7 @@ func Serve(ln net.Listener, b Backend, log *slog.Logger) *Server {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s (see the README's control protocol)", r.Method, r.URL.Path))
 	})
 	s := &Server{
-		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
+		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		done: make(chan struct{}),
 	}
 	go func() {

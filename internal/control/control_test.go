@@ -1,15 +1,19 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcpchaos/tcpchaos/ctlclient"
 )
@@ -122,5 +126,50 @@ func TestServeThroughTheClient(t *testing.T) {
 	}
 	if resp != nil {
 		resp.Body.Close()
+	}
+}
+
+// TestIdleAndSilentClientsAreCut: a client that keeps its connection open
+// after an answer, or that sends a body too large, does not hold a
+// connection (a goroutine and a descriptor) for ever.
+func TestIdleAndSilentClientsAreCut(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 200 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "c.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := Serve(ln, &fake{on: true}, slog.New(slog.DiscardHandler))
+	defer srv.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/status: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("an idle connection after an answer: read %v, want EOF (closed by the server)", err)
+	}
+
+	hc := http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}}
+	body := `{"file": "/` + strings.Repeat("x", 1<<20) + `"}`
+	resp, err = hc.Post("http://x/v1/config", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST /v1/config of 1 MiB: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST /v1/config of 1 MiB: status %d, want 400", resp.StatusCode)
 	}
 }
