@@ -102,3 +102,16 @@ func TestEachSlotWalksTheTableInChunks(t *testing.T) {
 		t.Errorf("listed %+v, want %v then %v SYN_SENT/SYN_RCVD", got, a.c, b.c)
 	}
 }
+
+// TestSetServerPortsForMidstreamPickups: after a reload adds server port
+// 8080, a connection of that port picked up mid-stream by a server's
+// segment has its server told by the port, not by the packet's direction.
+func TestSetServerPortsForMidstreamPickups(t *testing.T) {
+	tr := statetrack.New(statetrack.Config{ServerPorts: []uint16{80}})
+	tr.SetServerPorts([]uint16{80, 8080})
+	k := newConn(tr, "198.18.0.1:40000", "198.18.1.1:8080")
+	o := k.send(false, ack, 5000, 1000, 100)
+	if o.From != statetrack.Server || o.Client != k.c || o.Server != k.s {
+		t.Errorf("mid-stream pickup by the server's data: from %v, client %v, server %v; want the server, %v, %v", o.From, o.Client, o.Server, k.c, k.s)
+	}
+}

@@ -2,6 +2,7 @@ package statetrack
 
 import (
 	"hash/maphash"
+	"slices"
 	"time"
 )
 
@@ -487,6 +488,11 @@ func (t *Tracker) create(h uint32, k *tupleKey, srcIsA bool, seg *Segment, now i
 func (t *Tracker) srcIsServer(seg *Segment) bool {
 	return t.serverPort(seg.Src.Port()) && !t.serverPort(seg.Dst.Port())
 }
+
+// SetServerPorts replaces Config.ServerPorts, for connections picked up
+// from now on (a reload that changes the intercepted ports). It copies
+// ports.
+func (t *Tracker) SetServerPorts(ports []uint16) { t.cfg.ServerPorts = slices.Clone(ports) }
 
 func (t *Tracker) serverPort(p uint16) bool {
 	for _, q := range t.cfg.ServerPorts {

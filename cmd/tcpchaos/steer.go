@@ -196,7 +196,8 @@ func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
 // the ports or hosts changed (new chains before the old ones go), the
 // quiet bypass taken out before rules that act on the data phase come in
 // (and put back after rules that allow it), the new rule set swapped into
-// every pipeline at once, with the old set's limits carried over by name.
+// every pipeline at once, with the old set's limits carried over by name
+// (and the trackers told the new server ports).
 func (s *steering) apply(file string) (ctlclient.Reload, error) {
 	next, err := s.source.load(file)
 	if err != nil {
@@ -240,11 +241,18 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 	// meanwhile (SetRuleEnabled) is so in the old set before its flags are
 	// carried, or in the new one.
 	s.mu.Lock()
-	if change.Rules {
+	if !change.None() {
 		doAll(s.queues, func() {
-			set.Carry(old)
+			if change.Rules {
+				set.Carry(old)
+			}
 			for _, p := range s.pipes {
-				p.Switch(set)
+				if change.Rules {
+					p.Switch(set)
+				}
+				if change.Intercept { // for the connections picked up mid-stream
+					p.SetServerPorts(next.Tracker.ServerPorts)
+				}
 			}
 		})
 	}

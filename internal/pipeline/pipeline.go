@@ -102,6 +102,10 @@ func (p *Pipeline) Switch(set *rules.Set) bool {
 	return p.quietable
 }
 
+// SetServerPorts tells the tracker the intercepted server ports from now on
+// (statetrack.Tracker.SetServerPorts), for a reload that changes them.
+func (p *Pipeline) SetServerPorts(ports []uint16) { p.tracker.SetServerPorts(ports) }
+
 // Rules returns the set the pipeline decides with.
 func (p *Pipeline) Rules() *rules.Set { return p.set }
 
