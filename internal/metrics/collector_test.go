@@ -3,8 +3,11 @@
 package metrics
 
 import (
+	"bufio"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"runtime"
@@ -214,5 +217,77 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 	if n < 15 {
 		t.Errorf("%d metrics described, want at least 15", n)
+	}
+}
+
+// blocking is a collector whose Collect waits for release.
+type blocking struct{ entered, release chan struct{} }
+
+func (blocking) Describe(chan<- *prometheus.Desc) {}
+func (b blocking) Collect(chan<- prometheus.Metric) {
+	b.entered <- struct{}{}
+	<-b.release
+}
+
+// TestServerBoundsScrapesAndIdleClients: scrapes beyond maxScrapes at once
+// are refused (each one holds every queue's packets up in turn), and a
+// client left idle after a scrape is disconnected.
+func TestServerBoundsScrapesAndIdleClients(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 200 * time.Millisecond
+	s, err := Listen(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := blocking{make(chan struct{}), make(chan struct{})}
+	s.Serve(b)
+	defer s.Close()
+	hc := http.Client{Timeout: 10 * time.Second}
+	get := func() (int, error) {
+		resp, err := hc.Get(s.URL())
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	codes := make(chan int, maxScrapes)
+	for range maxScrapes {
+		go func() { c, _ := get(); codes <- c }()
+		<-b.entered
+	}
+	if c, err := get(); err != nil || c != http.StatusServiceUnavailable {
+		t.Errorf("a scrape beyond %d at once: %d, %v; want 503", maxScrapes, c, err)
+	}
+	close(b.release)
+	for range maxScrapes {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("a scrape within the bound: %d, want 200", c)
+		}
+	}
+
+	c, err := net.Dial("tcp", s.l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		for range b.entered {
+		}
+	}()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("an idle client after a scrape: read %v, want EOF (closed by the server)", err)
 	}
 }

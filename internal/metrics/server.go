@@ -40,6 +40,16 @@ func ListenAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// maxScrapes bounds the scrapes served at once: each one holds every
+// queue's packets up in turn while it reads the queue's counters (a
+// client sending scrapes in a loop must not keep the queues waiting); one
+// more is answered 503 Service Unavailable.
+const maxScrapes = 2
+
+// idleTimeout is how long a client's connection may stay open, idle,
+// after a scrape (a variable for the tests).
+var idleTimeout = time.Minute
+
 // Server serves a registry's metrics at Path over HTTP.
 type Server struct {
 	srv  *http.Server
@@ -71,8 +81,8 @@ func (s *Server) Serve(c prometheus.Collector) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle(Path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle(Path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: maxScrapes}))
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 	s.done = make(chan error, 1)
 	go func() { s.done <- s.srv.Serve(s.l) }()
 }
