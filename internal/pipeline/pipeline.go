@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
@@ -276,20 +277,24 @@ func (p *Pipeline) Summary() Summary {
 	return s
 }
 
-// Add folds o into s: counters add up, rule hits add up by position (both
-// summaries must come from pipelines of the same rule set).
+// Add folds o into s: counters add up, and so do rule hits, by rule
+// (name and action; a rule of o that s lacks is appended): summaries of
+// several queues' pipelines taken one queue at a time may straddle a
+// reload that changed the rules.
 func (s *Summary) Add(o Summary) {
 	s.Tracker.Add(o.Tracker)
 	s.Tracked += o.Tracked
 	s.Stats.Add(o.Stats)
-	if s.Rules == nil {
-		s.Rules = make([]RuleHits, len(o.Rules))
-		for i, r := range o.Rules {
-			s.Rules[i].Name, s.Rules[i].Action = r.Name, r.Action
-		}
-	}
 	for i, r := range o.Rules {
-		s.Rules[i].Hits += r.Hits
+		j := i // the same rule set: the same position
+		if j >= len(s.Rules) || s.Rules[j].Name != r.Name || s.Rules[j].Action != r.Action {
+			j = slices.IndexFunc(s.Rules, func(h RuleHits) bool { return h.Name == r.Name && h.Action == r.Action })
+		}
+		if j < 0 {
+			s.Rules = append(s.Rules, r)
+			continue
+		}
+		s.Rules[j].Hits += r.Hits
 	}
 }
 

@@ -1,8 +1,10 @@
 package pipeline_test
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -44,5 +46,21 @@ func TestSwitchKeepsConnectionsAndRecomputesQuiet(t *testing.T) {
 	}
 	if !e.p.Switch(rules.Compile(nil)) {
 		t.Errorf("Switch back to no rules reports quiet not allowed")
+	}
+}
+
+// TestSummaryAddAcrossAReload: summaries taken of two queues' pipelines
+// on either side of a reload (as a scrape or `ctl status` reads them one
+// queue at a time) add up by rule, not by position: the reload added a
+// rule ahead of the old one.
+func TestSummaryAddAcrossAReload(t *testing.T) {
+	before := pipeline.Summary{Rules: []pipeline.RuleHits{{Name: "b", Action: rules.Drop, Hits: 1}}}
+	after := pipeline.Summary{Rules: []pipeline.RuleHits{{Name: "a", Action: rules.Delay, Hits: 2}, {Name: "b", Action: rules.Drop, Hits: 3}}}
+	var total pipeline.Summary
+	total.Add(before)
+	total.Add(after)
+	want := []pipeline.RuleHits{{Name: "b", Action: rules.Drop, Hits: 4}, {Name: "a", Action: rules.Delay, Hits: 2}}
+	if !slices.Equal(total.Rules, want) {
+		t.Errorf("rule hits %+v, want %+v", total.Rules, want)
 	}
 }
