@@ -35,9 +35,10 @@ func TestEachListsConnectionsByActivity(t *testing.T) {
 	}
 }
 
-// TestCountStatesSkipsFreeSlots: connections are counted by state pair,
-// in chunks of slots; a removed connection's slot is not counted.
-func TestCountStatesSkipsFreeSlots(t *testing.T) {
+// freedFirstSlot returns a table of three slots whose first is free again:
+// a, ESTABLISHED/ESTABLISHED, in slot 1 and b, SYN_SENT/SYN_RCVD, in slot 2.
+func freedFirstSlot(t *testing.T) (*statetrack.Tracker, *conn, *conn) {
+	t.Helper()
 	tr := statetrack.New(statetrack.Config{IdleTimeout: time.Minute})
 	gone := newConn(tr, "198.18.0.3:40002", "198.18.1.1:80")
 	gone.handshake(3000, 9000) // slot 0, idle from t0 on
@@ -52,6 +53,13 @@ func TestCountStatesSkipsFreeSlots(t *testing.T) {
 	if tr.Len() != 2 {
 		t.Fatalf("%d connections tracked, want 2", tr.Len())
 	}
+	return tr, a, b
+}
+
+// TestCountStatesSkipsFreeSlots: connections are counted by state pair,
+// in chunks of slots; a removed connection's slot is not counted.
+func TestCountStatesSkipsFreeSlots(t *testing.T) {
+	tr, _, _ := freedFirstSlot(t)
 	var n statetrack.StatePairs
 	next, more := tr.CountStates(0, 2, &n)
 	if next != 2 || !more {
@@ -78,17 +86,7 @@ func TestCountStatesSkipsFreeSlots(t *testing.T) {
 // time (so that a caller can let packets through in between), in slot
 // order; a removed connection's slot is skipped.
 func TestEachSlotWalksTheTableInChunks(t *testing.T) {
-	tr := statetrack.New(statetrack.Config{IdleTimeout: time.Minute})
-	gone := newConn(tr, "198.18.0.3:40002", "198.18.1.1:80")
-	gone.handshake(3000, 9000) // slot 0, idle from t0 on
-	a := newConn(tr, "198.18.0.1:40000", "198.18.1.1:80")
-	b := newConn(tr, "198.18.0.2:40001", "198.18.1.1:80")
-	a.handshake(1000, 5000)
-	b.send(true, statetrack.SYN, 7000, 0, 0)
-	a.now, b.now = t0.Add(30*time.Second), t0.Add(30*time.Second)
-	a.send(true, statetrack.ACK, 1001, 5001, 0)
-	b.send(true, statetrack.SYN, 7000, 0, 0)
-	tr.Expire(t0.Add(70 * time.Second)) // the first connection goes
+	tr, a, b := freedFirstSlot(t)
 	var got []statetrack.ConnInfo
 	add := func(ci statetrack.ConnInfo) { got = append(got, ci) }
 	next, more := tr.EachSlot(0, 2, add)

@@ -79,14 +79,22 @@ func (f *fake) Timeline(conn string) (ctlclient.Timeline, error) {
 	return ctlclient.Timeline{Ladder: "ladder of " + conn}, nil
 }
 
-func TestServeThroughTheClient(t *testing.T) {
+// serveFake serves a fake on a socket of its own until the test ends, and
+// returns the socket's path.
+func serveFake(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := Serve(ln, &fake{on: true}, slog.New(slog.DiscardHandler))
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return path
+}
+
+func TestServeThroughTheClient(t *testing.T) {
+	path := serveFake(t)
 	c := ctlclient.New(path)
 	defer c.Close()
 	ctx := context.Background()
@@ -135,13 +143,7 @@ func TestServeThroughTheClient(t *testing.T) {
 func TestIdleAndSilentClientsAreCut(t *testing.T) {
 	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
 	idleTimeout = 200 * time.Millisecond
-	path := filepath.Join(t.TempDir(), "c.sock")
-	ln, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := Serve(ln, &fake{on: true}, slog.New(slog.DiscardHandler))
-	defer srv.Close()
+	path := serveFake(t)
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
