@@ -48,6 +48,11 @@ func (in *Interception) SetBypass(on bool) error {
 	return errors.Join(errs...)
 }
 
+// ErrOldSelectionLeft: Update put the new selection in force, but failed
+// to take all of the old one out (a host rule, or its emptied ports chain,
+// is left; Remove tries the chain again).
+var ErrOldSelectionLeft = errors.New("the new selection is in force, removing the old one failed")
+
 // Update replaces which connections are intercepted by cfg's ports and
 // hosts (the mode and the queues stay those installed), in the calling
 // thread's network namespace, for a reload. In every address family the
@@ -56,7 +61,8 @@ func (in *Interception) SetBypass(on bool) error {
 // a moment a packet is selected by the new rules or, failing those, by
 // the old ones: none that both select escapes, and none is queued twice
 // (NFQUEUE ends its traversal). When installing fails, what was added is
-// taken out and the old selection stays. A change of hosts that adds or
+// taken out and the old selection stays; when taking the old selection out
+// fails, the error is ErrOldSelectionLeft. A change of hosts that adds or
 // removes an address family's interception is refused (it needs a
 // restart).
 func (in *Interception) Update(cfg Intercept) error {
@@ -90,7 +96,7 @@ func (in *Interception) Update(cfg Intercept) error {
 		f.hosts, f.ports = hosts[i], ports
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("update interception: the new selection is in force, removing the old one failed: %w", err)
+		return fmt.Errorf("update interception: %w: %w", ErrOldSelectionLeft, err)
 	}
 	return nil
 }
@@ -129,7 +135,8 @@ func (f *family) addSelection(hosts []rule, ports string, serverPorts []uint16, 
 }
 
 // dropSelection deletes host rules from Chain (those present) and the
-// ports chain they jump to.
+// ports chain they jump to; a chain that cannot be deleted stays among
+// the chains created.
 func (f *family) dropSelection(hosts []rule, ports string) error {
 	var errs []error
 	for _, r := range hosts {
@@ -139,7 +146,10 @@ func (f *family) dropSelection(hosts []rule, ports string) error {
 	}
 	ref := chainRef{Table, ports}
 	if ok, err := f.ipt.ChainExists(Table, ports); err == nil && ok {
-		errs = append(errs, deleteChains(f.ipt, f.plan.binary, []chainRef{ref}))
+		if err := deleteChains(f.ipt, f.plan.binary, []chainRef{ref}); err != nil {
+			// Kept among the chains created: Remove tries again.
+			return errors.Join(append(errs, err)...)
+		}
 	}
 	f.created = slices.DeleteFunc(f.created, func(c chainRef) bool { return c == ref })
 	return errors.Join(errs...)

@@ -3,6 +3,7 @@
 package nfq
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -146,5 +147,29 @@ func TestReloadKeepsTheDarkDropsFirst(t *testing.T) {
 -A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS-1`
 	if got := entryLines(mangleRules(t, ns, "iptables")); got != want {
 		t.Errorf("chain TCPCHAOS after the reload:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestUpdateWithTheOldSelectionStuck: when the old ports chain cannot be
+// removed (here a rule of someone else's jumps to it), the new selection is
+// in force all the same, and the error says so (ErrOldSelectionLeft), so
+// that a reload does not take the config as refused.
+func TestUpdateWithTheOldSelectionStuck(t *testing.T) {
+	ns := netlabtest.NewNamespace(t, "router")
+	in := install(t, ns, Intercept{Ports: []uint16{8080}, Queue: 7}, InstallOptions{})
+	ns.Run(t, "iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "udp", "-j", chainPorts)
+	err := ns.Do(func() error { return in.Update(Intercept{Ports: []uint16{9090}, Queue: 7}) })
+	if !errors.Is(err, ErrOldSelectionLeft) {
+		t.Fatalf("Update with the old ports chain referenced: %v, want ErrOldSelectionLeft", err)
+	}
+	if got := mangleRules(t, ns, "iptables"); !strings.Contains(got, "-A TCPCHAOS -j TCPCHAOS-PORTS-1\n") || strings.Contains(got, "-A TCPCHAOS -j TCPCHAOS-PORTS\n") {
+		t.Errorf("after the Update, the entry chain does not jump to the new ports chain only:\n%s", got)
+	}
+	ns.Run(t, "iptables", "-t", "mangle", "-D", "PREROUTING", "-p", "udp", "-j", chainPorts)
+	if err := ns.Do(in.Remove); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if got := mangleRules(t, ns, "iptables"); strings.Contains(got, "TCPCHAOS") {
+		t.Errorf("after Remove, the old ports chain is left:\n%s", got)
 	}
 }

@@ -221,7 +221,12 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 		fmt.Fprintf(s.status, "tcpchaos: warning: %s\n", w)
 	}
 	if change.Intercept {
-		if err := s.in.Update(next.Intercept); err != nil {
+		// With the old selection left behind, the new one is in force all
+		// the same: the reload goes on (the old config could not be put
+		// back either).
+		if err := s.in.Update(next.Intercept); errors.Is(err, nfq.ErrOldSelectionLeft) {
+			fmt.Fprintf(s.status, "tcpchaos: warning: %v\n", err)
+		} else if err != nil {
 			return ctlclient.Reload{}, err
 		}
 	}
