@@ -107,8 +107,9 @@ type Conn struct {
 	// ClientState and ServerState are the endpoints' states.
 	ClientState string `json:"client_state"`
 	ServerState string `json:"server_state"`
-	// First is the time of the connection's first event kept (zero when
-	// none is), Age the seconds since then; Last its last activity.
+	// First is the time of the connection's first event recorded (zero
+	// when none is; the kept events may start later), Age the seconds
+	// since then; Last its last activity.
 	First time.Time `json:"first"`
 	Age   float64   `json:"age_seconds"`
 	Last  time.Time `json:"last_activity"`

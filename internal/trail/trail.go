@@ -33,7 +33,8 @@ const (
 type Summary struct {
 	// Client and Server are the connection's endpoints, as in its events.
 	Client, Server netip.AddrPort
-	// First is the time of the connection's first event kept.
+	// First is the time of the connection's first event recorded (the
+	// ring may have dropped it since).
 	First time.Time
 	// Packets counts the connection's packet events by kind (indexed by
 	// statetrack.Kind), injected RSTs included.
