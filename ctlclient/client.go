@@ -40,6 +40,9 @@ type ConnFilter struct {
 	State string
 	// Port selects connections to this server port.
 	Port uint16
+	// Limit is the most connections listed, the most recently active
+	// first (0: every selected connection).
+	Limit int
 }
 
 // Status returns the instance's status.
@@ -57,6 +60,9 @@ func (c *Client) Conns(ctx context.Context, f ConnFilter) ([]Conn, error) {
 	}
 	if f.Port != 0 {
 		q.Set("port", strconv.Itoa(int(f.Port)))
+	}
+	if f.Limit != 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
 	}
 	path := "/v1/conns"
 	if len(q) > 0 {

@@ -8,7 +8,7 @@
 // `curl --unix-socket PATH http://tcpchaos/v1/status`):
 //
 //	GET  /v1/status                     Status
-//	GET  /v1/conns[?state=S&port=P]     []Conn (S: either endpoint's state; P: the server port)
+//	GET  /v1/conns[?state=S&port=P&limit=N] []Conn (S: either endpoint's state; P: the server port; N: at most N, the most recently active)
 //	GET  /v1/rules                      []Rule
 //	POST /v1/rules/NAME/enable          Rule (takes effect for the next packet)
 //	POST /v1/rules/NAME/disable         Rule

@@ -46,10 +46,11 @@ func ctlCommand() *cli.Command {
 		Flags: ctlFlags(),
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{Name: "status", Usage: "uptime, config and reloads, counts, queue and kernel counters", Action: ctlStatus}),
-			leaf(&cli.Command{Name: "conns", Usage: "the tracked connections", UsageText: "tcpchaos ctl conns [--state S] [--port P]", Action: ctlConns,
+			leaf(&cli.Command{Name: "conns", Usage: "the tracked connections, the most recently active first", UsageText: "tcpchaos ctl conns [--state S] [--port P] [--limit N]", Action: ctlConns,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "state", Usage: "only connections with an endpoint in state `S` (ESTABLISHED, TIME_WAIT, ...)"},
 					&cli.UintFlag{Name: "port", Usage: "only connections to the server port `P`"},
+					&cli.IntFlag{Name: "limit", Value: defaultConnsLimit, Usage: "at most `N` connections (0: all)"},
 				}}),
 			leaf(&cli.Command{Name: "rules", Usage: "the rules in force, or enable/disable one", UsageText: "tcpchaos ctl rules [enable NAME|disable NAME]", Action: ctlRules,
 				Subcommands: []*cli.Command{
@@ -178,6 +179,10 @@ func counts(m map[string]uint64) string {
 	return strings.Join(parts, ", ")
 }
 
+// defaultConnsLimit is how many connections ctl conns lists unless told:
+// a table of a million would be hundreds of megabytes of answer.
+const defaultConnsLimit = 1000
+
 func ctlConns(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
@@ -185,7 +190,10 @@ func ctlConns(c *cli.Context) error {
 	if p := c.Uint("port"); p > 65535 {
 		return usageError{fmt.Errorf("ctl conns: --port %d: want a port number 1-65535", p)}
 	}
-	f := ctlclient.ConnFilter{State: strings.ToUpper(c.String("state")), Port: uint16(c.Uint("port"))}
+	if n := c.Int("limit"); n < 0 {
+		return usageError{fmt.Errorf("ctl conns: --limit %d: want a number of connections, 0 for all", n)}
+	}
+	f := ctlclient.ConnFilter{State: strings.ToUpper(c.String("state")), Port: uint16(c.Uint("port")), Limit: c.Int("limit")}
 	return ctlDo(c, func(cl *ctlclient.Client) ([]ctlclient.Conn, error) { return cl.Conns(c.Context, f) }, writeConns)
 }
 

@@ -22,8 +22,9 @@ func (fakeRun) Status() ctlclient.Status {
 		Queues: []ctlclient.Queue{{Number: 100, Received: 7, KernelQueued: 7}}}
 }
 
+// Conns answers one connection, with the filter's limit for its ID.
 func (fakeRun) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
-	return []ctlclient.Conn{{ID: 9, Client: "198.18.0.1:40000", Server: fmt.Sprintf("198.19.0.1:%d", f.Port), ClientState: f.State,
+	return []ctlclient.Conn{{ID: uint64(f.Limit), Client: "198.18.0.1:40000", Server: fmt.Sprintf("198.19.0.1:%d", f.Port), ClientState: f.State,
 		ServerState: "ESTABLISHED", First: time.Now(), Last: time.Now(), Packets: map[string]uint64{"syn": 2}, Faults: 1}}, nil
 }
 
@@ -55,8 +56,13 @@ func TestCtlOutputAndFlags(t *testing.T) {
 	// The flags may follow the command.
 	out, err = runCLI(t, "ctl", "conns", "--json", "--control", sock, "--state", "established", "--port", "8080")
 	var cs []ctlclient.Conn
-	if err != nil || json.Unmarshal([]byte(out), &cs) != nil || len(cs) != 1 || cs[0].ClientState != "ESTABLISHED" || cs[0].Server != "198.19.0.1:8080" {
-		t.Errorf("ctl conns --json: %v\n%s", err, out)
+	if err != nil || json.Unmarshal([]byte(out), &cs) != nil || len(cs) != 1 || cs[0].ClientState != "ESTABLISHED" || cs[0].Server != "198.19.0.1:8080" ||
+		cs[0].ID != defaultConnsLimit {
+		t.Errorf("ctl conns --json (limit %d by default): %v\n%s", defaultConnsLimit, err, out)
+	}
+	out, err = runCLI(t, "ctl", "conns", "--json", "--control", sock, "--limit", "0")
+	if err != nil || json.Unmarshal([]byte(out), &cs) != nil || len(cs) != 1 || cs[0].ID != 0 {
+		t.Errorf("ctl conns --json --limit 0: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ctl", "--control", sock, "conns")
 	if err != nil || !strings.Contains(out, "ID  ") || !strings.Contains(out, "198.18.0.1:40000") {
@@ -80,6 +86,7 @@ func TestCtlExitCodes(t *testing.T) {
 		{[]string{"rules", "bogus"}, exitUsage, "unknown command"},
 		{[]string{"status", "extra"}, exitUsage, "unexpected arguments"},
 		{[]string{"conns", "--port", "70000"}, exitUsage, "want a port number"},
+		{[]string{"conns", "--limit", "-1"}, exitUsage, "--limit -1: want a number of connections"},
 		{[]string{"timeline"}, exitUsage, "want one CONN"},
 		{[]string{"set"}, exitUsage, "want -f FILE"},
 	} {

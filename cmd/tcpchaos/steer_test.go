@@ -6,10 +6,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // TestDisableSurvivesAConcurrentReload: a rule disabled through the
@@ -65,5 +68,29 @@ func TestDisableSurvivesAConcurrentReload(t *testing.T) {
 			lost++
 		}
 		s.mu.Unlock()
+	}
+}
+
+func TestConnListKeepsTheMostRecentlyActive(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for _, limit := range []int{0, 1, 3, 10} {
+		l := connList{limit: limit}
+		for i := range 10 { // activity 0..9 s, every third quiet
+			l.add(statetrack.ConnInfo{ConnID: uint64(i), Last: t0.Add(time.Duration(i) * time.Second), Quiet: i%3 == 0})
+			if limit > 0 && len(l.cis) >= 2*limit {
+				t.Fatalf("limit %d: %d connections held", limit, len(l.cis))
+			}
+		}
+		var got []uint64
+		for _, ci := range l.sorted() {
+			got = append(got, ci.ConnID)
+		}
+		want := []uint64{8, 7, 5, 4, 2, 1, 9, 6, 3, 0} // the most recent first, quiet ones last
+		if limit > 0 {
+			want = want[:min(limit, len(want))]
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("limit %d: got %v, want %v", limit, got, want)
+		}
 	}
 }

@@ -91,7 +91,7 @@ func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
 	}
 	now := time.Now()
 	var cs []ctlclient.Conn
-	for _, ci := range s.tracked(func(ci statetrack.ConnInfo) bool {
+	for _, ci := range s.tracked(f.Limit, func(ci statetrack.ConnInfo) bool {
 		return (f.State == "" || ci.States[0] == state || ci.States[1] == state) &&
 			(f.Port == 0 || ci.Server.Port() == f.Port)
 	}) {
@@ -109,13 +109,14 @@ func (s *steering) Conns(f ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
 const connSlots = 1 << 12
 
 // tracked returns the tracked connections that keep selects, the most
-// recently active first and quiet ones last. Each queue's table is read
-// connSlots slots at a time, the queue's packets handled in between.
-func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.ConnInfo {
-	var cis []statetrack.ConnInfo
+// recently active first and quiet ones last, at most limit of them (0: all).
+// Each queue's table is read connSlots slots at a time, the queue's packets
+// handled in between.
+func (s *steering) tracked(limit int, keep func(statetrack.ConnInfo) bool) []statetrack.ConnInfo {
+	l := connList{limit: limit}
 	add := func(ci statetrack.ConnInfo) {
 		if keep(ci) {
-			cis = append(cis, ci)
+			l.add(ci)
 		}
 	}
 	for i, q := range s.queues {
@@ -123,7 +124,34 @@ func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.Con
 			q.Do(func() { from, more = s.pipes[i].EachSlot(from, connSlots, add) })
 		}
 	}
-	slices.SortStableFunc(cis, func(a, b statetrack.ConnInfo) int {
+	return l.sorted()
+}
+
+// connList collects connections and keeps the limit most recently active
+// (all when limit is 0), holding no more than twice limit at any time.
+type connList struct {
+	limit int
+	cis   []statetrack.ConnInfo
+}
+
+func (l *connList) add(ci statetrack.ConnInfo) {
+	l.cis = append(l.cis, ci)
+	if l.limit > 0 && len(l.cis) >= 2*l.limit {
+		l.trim()
+	}
+}
+
+// sorted returns the connections kept, the most recently active first.
+func (l *connList) sorted() []statetrack.ConnInfo {
+	l.trim()
+	return l.cis
+}
+
+// trim sorts the connections, the most recently active first and quiet
+// ones (whose activity the tracker does not see) last, and drops those
+// beyond the limit.
+func (l *connList) trim() {
+	slices.SortStableFunc(l.cis, func(a, b statetrack.ConnInfo) int {
 		if a.Quiet != b.Quiet {
 			if a.Quiet {
 				return 1
@@ -132,7 +160,9 @@ func (s *steering) tracked(keep func(statetrack.ConnInfo) bool) []statetrack.Con
 		}
 		return b.Last.Compare(a.Last)
 	})
-	return cis
+	if l.limit > 0 && len(l.cis) > l.limit {
+		l.cis = l.cis[:l.limit]
+	}
 }
 
 // conn describes a tracked connection with what its trail counted.
@@ -213,7 +243,7 @@ func (s *steering) Timeline(conn string) (ctlclient.Timeline, error) {
 	} else {
 		return ctlclient.Timeline{}, fmt.Errorf("connection %q: want a conn id or the client's ADDR:PORT (IPv6 bracketed): %w", conn, control.ErrBadRequest)
 	}
-	cis := s.tracked(keep)
+	cis := s.tracked(1, keep)
 	if len(cis) == 0 {
 		return ctlclient.Timeline{}, fmt.Errorf("no tracked connection %s: %w", conn, control.ErrNotFound)
 	}

@@ -150,6 +150,14 @@ func (h handlers) conns(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Port = uint16(n)
 	}
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.ParseUint(l, 10, 31)
+		if err != nil {
+			fail(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number of connections, 0 for all", l))
+			return
+		}
+		f.Limit = int(n)
+	}
 	cs, err := h.b.Conns(f)
 	reply(w, cs, err)
 }

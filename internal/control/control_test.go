@@ -59,7 +59,11 @@ func (f *fake) Conns(c ctlclient.ConnFilter) ([]ctlclient.Conn, error) {
 	if c.State == "BOGUS" {
 		return nil, fmt.Errorf("state %q: %w", c.State, ErrBadRequest)
 	}
-	return []ctlclient.Conn{{ID: 7, Server: fmt.Sprintf("198.18.1.1:%d", c.Port)}}, nil
+	id := uint64(7)
+	if c.Limit > 0 {
+		id = uint64(c.Limit) // echoed, for the test of the limit's way through
+	}
+	return []ctlclient.Conn{{ID: id, Server: fmt.Sprintf("198.18.1.1:%d", c.Port)}}, nil
 }
 func (f *fake) Rules() []ctlclient.Rule { return []ctlclient.Rule{{Name: "r", Enabled: f.on}} }
 func (f *fake) SetRuleEnabled(name string, on bool) (ctlclient.Rule, error) {
@@ -108,6 +112,9 @@ func TestServeThroughTheClient(t *testing.T) {
 	if _, err := c.Conns(ctx, ctlclient.ConnFilter{State: "BOGUS"}); !errors.As(err, &e) || e.Status != http.StatusBadRequest {
 		t.Errorf("Conns(bogus state) error %v, want a 400", err)
 	}
+	if cs, err := c.Conns(ctx, ctlclient.ConnFilter{Limit: 5}); err != nil || len(cs) != 1 || cs[0].ID != 5 {
+		t.Errorf("Conns(limit 5) = %+v, %v; want the fake's echo of the limit", cs, err)
+	}
 	if r, err := c.SetRuleEnabled(ctx, "r", false); err != nil || r.Enabled {
 		t.Errorf("disable r = %+v, %v", r, err)
 	}
@@ -128,12 +135,17 @@ func TestServeThroughTheClient(t *testing.T) {
 	}
 	// Any language: plain HTTP over the socket.
 	hc := http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}}
-	resp, err := hc.Get("http://x/v1/nothing")
-	if err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /v1/nothing: %v %v, want 404", resp, err)
-	}
-	if resp != nil {
-		resp.Body.Close()
+	for _, tc := range []struct {
+		path string
+		code int
+	}{{"/v1/nothing", http.StatusNotFound}, {"/v1/conns?limit=-1", http.StatusBadRequest}, {"/v1/conns?limit=x", http.StatusBadRequest}} {
+		resp, err := hc.Get("http://x" + tc.path)
+		if err != nil || resp.StatusCode != tc.code {
+			t.Errorf("GET %s: %v %v, want %d", tc.path, resp, err, tc.code)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
 	}
 }
 
