@@ -135,7 +135,7 @@ const (
 )
 
 // at returns the connection in slot i.
-func (t *Tracker) at(i int32) *conn { return &t.pages[i>>pageBits][i&pageMask] }
+func (t *Tracker) at(i int32) *conn { return &t.pages[uint32(i)>>pageBits][i&pageMask] }
 
 // id returns the connection's ConnID: generation and slab index.
 func (t *Tracker) id(i int32) uint64 { return uint64(t.at(i).gen)<<32 | uint64(uint32(i)) }
@@ -181,7 +181,7 @@ func (t *Tracker) alloc(h uint32, k *tupleKey, now int64) int32 {
 		t.free = t.at(i).link[activityLinks].next
 	} else {
 		if t.used&pageMask == 0 {
-			t.pages = append(t.pages, make([]conn, pageSize))
+			t.pages = append(t.pages, new([pageSize]conn))
 		}
 		i = t.used
 		t.used++

@@ -68,7 +68,7 @@ type Tracker struct {
 	seed                maphash.Seed
 	// index maps a tuple's hash to the head of its chain of slots.
 	index map[uint32]int32
-	pages [][]conn
+	pages []*[pageSize]conn
 	used  int32 // slots handed out so far
 	// free heads the list of free slots, linked by their activity links.
 	free int32
