@@ -393,20 +393,25 @@ func (t *Tracker) Expire(now time.Time) { t.reap(now.UnixNano(), -1) }
 // negative limit), earliest deadline first.
 func (t *Tracker) reap(now int64, limit int) {
 	for n := 0; n != limit; n++ {
-		i, at, why := none, int64(0), GoneReason(0)
-		for _, j := range [...]int32{t.lru.tail, t.quiet.tail, t.timeWait.head} {
-			if j == none {
-				continue
-			}
-			if jat, jwhy := t.deadline(j); i == none || jat < at {
-				i, at, why = j, jat, jwhy
-			}
-		}
+		i, at, why := t.sooner(none, 0, 0, t.lru.tail)
+		i, at, why = t.sooner(i, at, why, t.quiet.tail)
+		i, at, why = t.sooner(i, at, why, t.timeWait.head)
 		if i == none || at > now {
 			return
 		}
 		t.remove(i, why, at)
 	}
+}
+
+// sooner returns slot j with its deadline and reason if it expires before
+// slot i (at, why) or i is none, else i, at, why; j may be none.
+func (t *Tracker) sooner(i int32, at int64, why GoneReason, j int32) (int32, int64, GoneReason) {
+	if j != none {
+		if jat, jwhy := t.deadline(j); i == none || jat < at {
+			return j, jat, jwhy
+		}
+	}
+	return i, at, why
 }
 
 // deadline returns when slot i expires and why.
