@@ -97,7 +97,11 @@ func (c *conn) ends(from Side) (s, r *half) {
 	if c.flags&selfConn != 0 {
 		return &c.h[Client], &c.h[Client]
 	}
-	return &c.h[from], &c.h[from.Other()]
+	s, r = &c.h[Client], &c.h[Server]
+	if from == Server {
+		s, r = r, s
+	}
+	return s, r
 }
 
 // states returns both endpoints' states.
