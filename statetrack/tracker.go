@@ -237,9 +237,9 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 		t.touch(i, ns)
 	}
 	c := t.at(i)
-	o.From = c.sideOf(srcIsA)
-	o.Client, o.Server = seg.Src, seg.Dst
-	if o.From == Server {
+	if o.From = c.sideOf(srcIsA); o.From == Client {
+		o.Client, o.Server = seg.Src, seg.Dst
+	} else {
 		o.Client, o.Server = seg.Dst, seg.Src
 	}
 	o.ConnID = t.id(i)
