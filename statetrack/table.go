@@ -1,7 +1,6 @@
 package statetrack
 
 import (
-	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
@@ -19,8 +18,10 @@ const famOff = 36
 // src is endpoint A. An IPv6 zone is not part of the key.
 func packKey(src, dst netip.AddrPort) (k tupleKey, srcIsA bool) {
 	s, d := src.Addr().As16(), dst.Addr().As16()
-	c := bytes.Compare(s[:], d[:])
-	srcIsA = c < 0 || (c == 0 && src.Port() <= dst.Port())
+	// The addresses compare as bytes.Compare would, a word at a time.
+	sh, dh := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(d[:8])
+	sl, dl := binary.BigEndian.Uint64(s[8:]), binary.BigEndian.Uint64(d[8:])
+	srcIsA = sh < dh || sh == dh && (sl < dl || sl == dl && src.Port() <= dst.Port())
 	a, b, pa, pb := s, d, src.Port(), dst.Port()
 	if !srcIsA {
 		a, b, pa, pb = d, s, dst.Port(), src.Port()
