@@ -222,7 +222,7 @@ func (t *Tracker) release(i int32) {
 			}
 		}
 	}
-	t.unlink(t.listOf(i), i)
+	t.unlink(t.listOf(c), i)
 	t.twUnlink(i)
 	c.flags = 0
 	if c.gen++; c.gen == 0 {
@@ -255,9 +255,9 @@ type list struct {
 
 func newList(kind linkKind) list { return list{head: none, tail: none, kind: kind} }
 
-// listOf returns the activity list slot i is on.
-func (t *Tracker) listOf(i int32) *list {
-	if t.at(i).flags&quiet != 0 {
+// listOf returns the activity list connection c is on.
+func (t *Tracker) listOf(c *conn) *list {
+	if c.flags&quiet != 0 {
 		return &t.quiet
 	}
 	return &t.lru
@@ -303,8 +303,9 @@ func (t *Tracker) unlink(l *list, i int32) {
 // touch records activity on slot i at now, moving it to the front of its
 // activity list.
 func (t *Tracker) touch(i int32, now int64) {
-	t.at(i).last = now
-	if l := t.listOf(i); l.head != i {
+	c := t.at(i)
+	c.last = now
+	if l := t.listOf(c); l.head != i {
 		t.unlink(l, i)
 		t.pushFront(l, i)
 	}
@@ -316,9 +317,9 @@ func (t *Tracker) setQuiet(i int32, on bool) {
 	if (c.flags&quiet != 0) == on {
 		return
 	}
-	t.unlink(t.listOf(i), i)
+	t.unlink(t.listOf(c), i)
 	c.flags ^= quiet
-	t.pushFront(t.listOf(i), i)
+	t.pushFront(t.listOf(c), i)
 }
 
 // twPushBack (re)starts slot i's TIME_WAIT timer at now: the TIME_WAIT

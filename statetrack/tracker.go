@@ -211,7 +211,7 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 	h := t.hash(&k)
 	i := t.find(h, &k)
 	if i != none {
-		if at, why := t.deadline(i); at <= ns {
+		if at, why := t.deadline(t.at(i)); at <= ns {
 			t.remove(i, why, at)
 			i = none
 		}
@@ -315,12 +315,12 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 		return after, false
 	}
 	ns := now.UnixNano()
-	if at, why := t.deadline(i); at <= ns {
+	c := t.at(i)
+	if at, why := t.deadline(c); at <= ns {
 		t.remove(i, why, at)
 		return after, false
 	}
 	t.touch(i, ns)
-	c := t.at(i)
 	s, r := c.ends(o.From)
 	s.reached(&o.Seg)
 	old := r.state
@@ -407,16 +407,15 @@ func (t *Tracker) reap(now int64, limit int) {
 // slot i (at, why) or i is none, else i, at, why; j may be none.
 func (t *Tracker) sooner(i int32, at int64, why GoneReason, j int32) (int32, int64, GoneReason) {
 	if j != none {
-		if jat, jwhy := t.deadline(j); i == none || jat < at {
+		if jat, jwhy := t.deadline(t.at(j)); i == none || jat < at {
 			return j, jat, jwhy
 		}
 	}
 	return i, at, why
 }
 
-// deadline returns when slot i expires and why.
-func (t *Tracker) deadline(i int32) (at int64, why GoneReason) {
-	c := t.at(i)
+// deadline returns when connection c expires and why.
+func (t *Tracker) deadline(c *conn) (at int64, why GoneReason) {
 	idle := t.idle
 	if c.flags&quiet != 0 {
 		idle = t.quietIdle
@@ -435,7 +434,9 @@ func (t *Tracker) syncTimeWait(i int32, now int64, restart bool) {
 	st := c.states()
 	switch {
 	case st[Client] != TimeWait && st[Server] != TimeWait:
-		t.twUnlink(i)
+		if c.flags&inTimeWait != 0 {
+			t.twUnlink(i)
+		}
 	case restart || c.flags&inTimeWait == 0:
 		t.twPushBack(i, now)
 	}
