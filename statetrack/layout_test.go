@@ -1,6 +1,7 @@
 package statetrack
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"unsafe"
@@ -24,12 +25,17 @@ func TestPackKeyRoundTrip(t *testing.T) {
 		{"[fd00::2]:1", "[fd00::1]:2"},
 		{"[::ffff:198.18.0.1]:5", "[::ffff:198.18.0.2]:6"},
 		{"198.18.0.1:7", "198.18.0.1:7"},
+		{"[fd01::1]:1", "[fd00::2]:1"},
 	} {
 		src, dst := mustAddrPort(t, c.src), mustAddrPort(t, c.dst)
 		k, srcIsA := packKey(src, dst)
 		r, rIsA := packKey(dst, src)
 		if k != r || (srcIsA == rIsA && src != dst) {
 			t.Errorf("%s %s: key depends on direction", c.src, c.dst)
+		}
+		s16, d16 := src.Addr().As16(), dst.Addr().As16()
+		if o := bytes.Compare(s16[:], d16[:]); srcIsA != (o < 0 || o == 0 && src.Port() <= dst.Port()) {
+			t.Errorf("%s %s: srcIsA = %v, not the order of the bytes", c.src, c.dst, srcIsA)
 		}
 		a, b := k.endpoints()
 		if !srcIsA {
