@@ -4,6 +4,7 @@
 //	go run ./bench            # or: make bench
 //	go run ./bench -smoke     # CI-sized: one short round, no target checks
 //	go run ./bench -live=false -offline=false   # the conntrack oracle alone
+//	go run ./bench -soak 10m  # the soak workload instead (make soak; soak.go)
 //
 // It builds bin/tcpchaos, bin/bench-reference (bench/reference) and, once,
 // Toxiproxy (toxiproxy.go), builds a client/router/server topology of
@@ -68,6 +69,10 @@ type options struct {
 	floodSYNs     int
 	twoQueues     bool
 	sources       int
+	soak          time.Duration // the soak's length (0: the suite instead)
+	soakEvery     time.Duration
+	soakRate      int
+	soakLong      int
 
 	root                           string   // the module's root directory
 	tcpchaos, reference, toxiproxy string   // the programs' paths
@@ -77,10 +82,10 @@ type options struct {
 func main() {
 	var o options
 	var ro roleOptions
-	flag.StringVar(&ro.role, "role", "", "internal: run one workload (server, warmup, bulk, conns, latency, flood, oracle-server, oracle-client)")
+	flag.StringVar(&ro.role, "role", "", "internal: run one workload (server, warmup, bulk, conns, latency, flood, oracle-server, oracle-client, soak-client)")
 	flag.StringVar(&ro.addr, "addr", "", "internal: the server's address")
 	flag.DurationVar(&ro.d, "d", 0, "internal: the workload's duration")
-	flag.IntVar(&ro.n, "n", 0, "internal: the number of connects (flood: of SYNs)")
+	flag.IntVar(&ro.n, "n", 0, "internal: the number of connects (flood: of SYNs; soak-client: short connections a second, -workers: long connections)")
 	flag.StringVar(&ro.from, "from", "", "internal: comma-separated source addresses of the short-connection workers")
 	flag.BoolVar(&o.smoke, "smoke", false, "CI-sized run: 1 round, 1 s measurements, 200 connects, 5,000 flood SYNs, -benchtime 100ms, 20,000 replayed packets; targets shown, not asserted")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every live column (medians over rounds)")
@@ -103,6 +108,10 @@ func main() {
 	flag.IntVar(&o.floodSYNs, "flood-syns", 200_000, "SYNs of the flood, sent as fast as the machine allows within "+floodLimit.String())
 	flag.BoolVar(&o.twoQueues, "two-queues", true, "measure short connections/s from many client addresses with intercept.queues 1 and 2")
 	flag.IntVar(&o.sources, "sources", 16, "client addresses of the two-queue figure")
+	flag.DurationVar(&o.soak, "soak", 0, "run the soak workload for `D` instead of the suite (at least 12s; make soak: 10m)")
+	flag.DurationVar(&o.soakEvery, "soak-every", 3*time.Second, "the soak's reload period; a rule is toggled as often, between reloads")
+	flag.IntVar(&o.soakRate, "soak-rate", 50, "the soak's short connections a second")
+	flag.IntVar(&o.soakLong, "soak-long", 4, "the soak's long connections open at a time")
 	flag.Parse()
 
 	if ro.role != "" {
@@ -119,6 +128,18 @@ func main() {
 		o.floodSYNs = 5_000
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if o.soak != 0 {
+		failed, err := soak(ctx, o)
+		stop()
+		if err == nil && failed > 0 {
+			err = fmt.Errorf("soak: %d checks failed", failed)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	missed, err := suite(ctx, o)
 	stop()
 	if err != nil {
@@ -172,6 +193,12 @@ func runRole(ro roleOptions) error {
 		return oracleServe(ro.addr, ro.d)
 	case "oracle-client":
 		return oracleClient(ro.addr, ro.n, ro.workers)
+	case "soak-client":
+		r, err := soakClient(ro.addr, ro.d, ro.n, ro.workers)
+		if err != nil {
+			return err
+		}
+		return printJSON(r)
 	}
 	return fmt.Errorf("unknown role %q", ro.role)
 }

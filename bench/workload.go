@@ -24,9 +24,12 @@ import (
 //
 //	'E'  echo: the server answers one byte, then waits for the client's close
 //	'B'  bulk: the server streams until the client shuts its side down
+//	'L'  long: the server echoes every byte until the client closes, each
+//	     within ioTimeout of the one before (beyond the connection life)
 const (
 	echoRequest = 'E'
 	bulkRequest = 'B'
+	longRequest = 'L'
 )
 
 // bulkChunk is the size of the bulk sender's writes.
@@ -96,6 +99,15 @@ func handle(conn net.Conn) {
 	case echoRequest:
 		if _, err := conn.Write(b[:]); err == nil {
 			_, _ = io.Copy(io.Discard, conn)
+		}
+	case longRequest:
+		for n := 1; n == 1; n, _ = conn.Read(b[:]) {
+			if conn.SetDeadline(time.Now().Add(ioTimeout)) != nil {
+				return
+			}
+			if _, err := conn.Write(b[:]); err != nil {
+				return
+			}
 		}
 	case bulkRequest:
 		done := make(chan struct{})
