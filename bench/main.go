@@ -283,14 +283,20 @@ func suite(ctx context.Context, o options) (int, error) {
 		r.oracle = &or
 	}
 	text, missed := r.render()
+	return missed, publish(text, o.out)
+}
+
+// publish prints the report text and writes it to out ("": nowhere else).
+func publish(text, out string) error {
 	fmt.Print(text)
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
-			return missed, fmt.Errorf("write report: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: report written to %s\n", o.out)
+	if out == "" {
+		return nil
 	}
-	return missed, nil
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "bench: report written to %s\n", out)
+	return nil
 }
 
 // build builds pkg into bin by way of a temporary file renamed into place,

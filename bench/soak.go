@@ -110,14 +110,7 @@ func soak(ctx context.Context, o options) (failed int, err error) {
 		return 0, err
 	}
 	text, failed := run.render(describeMachine(), time.Now().UTC())
-	fmt.Print(text)
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
-			return failed, fmt.Errorf("write report: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: report written to %s\n", o.out)
-	}
-	return failed, nil
+	return failed, publish(text, o.out)
 }
 
 // soak runs tcpchaos and the traffic in l for l.opts.soak, steering and
