@@ -71,8 +71,7 @@ type soakRun struct {
 	toggles     int
 	steerErrors []string // failed steering requests (the first few)
 	steerFailed int
-	exitErr     error // tcpchaos's exit (nil: status 0)
-	summary     string
+	exitErr     error    // tcpchaos's exit (nil: status 0)
 	rules       []string // the rules' names, in order
 }
 
@@ -132,30 +131,27 @@ func (l *lab) soak(ctx context.Context) (*soakRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = p.stop()
-		}
-	}()
+	err = l.drive(ctx, run, p, st)
+	run.exitErr = p.stop()
+	if err != nil {
+		return nil, errors.Join(err, run.exitErr)
+	}
+	return run, l.checkNoQueueRules()
+}
+
+// drive asks tcpchaos p for its metrics address, its pid and its rules,
+// runs the traffic, steers and samples until the traffic ends, and waits
+// for the queue to drain.
+func (l *lab) drive(ctx context.Context, run *soakRun, p *process, st *steerer) error {
+	o := l.opts
 	m := metricsURL.FindStringSubmatch(p.output())
 	if m == nil {
-		return nil, fmt.Errorf("no metrics address in tcpchaos's output:\n%s", p.output())
+		return fmt.Errorf("no metrics address in tcpchaos's output:\n%s", p.output())
 	}
 	url := m[1]
-	status, err := st.ctl.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+	if err := st.ask(ctx, run); err != nil {
+		return err
 	}
-	st.pid = status.PID
-	rules, err := st.ctl.Rules(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	for _, r := range rules {
-		run.rules = append(run.rules, r.Name)
-	}
-
 	clientDone := make(chan error, 1)
 	go func() {
 		argv := l.inNS(l.tp.Client, "-role", "soak-client", "-addr", l.addr, "-d", o.soak.String(),
@@ -172,13 +168,13 @@ func (l *lab) soak(ctx context.Context) (*soakRun, error) {
 		select {
 		case err := <-clientDone:
 			if err != nil {
-				return nil, fmt.Errorf("soak client: %w", err)
+				return fmt.Errorf("soak client: %w", err)
 			}
-			return run, l.soakEnd(ctx, run, p, url, st, &stopped)
+			return drain(ctx, run, url)
 		case <-p.done:
-			return nil, fmt.Errorf("tcpchaos exited during the soak (after %s): %v\n%s", time.Since(begin).Round(time.Second), p.err, p.output())
+			return fmt.Errorf("tcpchaos exited during the soak (after %s): %v\n%s", time.Since(begin).Round(time.Second), p.err, p.output())
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-steer.C:
 			if step%2 == 0 {
 				run.note(st.reload(ctx, step/2%3), &run.reloads[step/2%3])
@@ -189,7 +185,7 @@ func (l *lab) soak(ctx context.Context) (*soakRun, error) {
 		case <-sample.C:
 			s, err := scrapeSoak(url)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			s.at = time.Since(begin)
 			run.samples = append(run.samples, s)
@@ -205,9 +201,9 @@ func (l *lab) soak(ctx context.Context) (*soakRun, error) {
 // the last reload to be counted.
 const soakDrain = 10 * time.Second
 
-// soakEnd waits for the queue to drain and the reloads to be counted,
-// takes the final sample, and stops tcpchaos.
-func (l *lab) soakEnd(ctx context.Context, run *soakRun, p *process, url string, st *steerer, stopped *bool) error {
+// drain waits for the queue to drain and the reloads to be counted, and
+// takes the final sample.
+func drain(ctx context.Context, run *soakRun, url string) error {
 	want := float64(run.reloadsTriggered())
 	deadline := time.Now().Add(soakDrain)
 	for {
@@ -218,7 +214,7 @@ func (l *lab) soakEnd(ctx context.Context, run *soakRun, p *process, url string,
 		run.final = s
 		drained := s.waiting == 0 && s.held == 0 && s.reloadsOK+s.reloadsRefused >= want
 		if drained || time.Now().After(deadline) {
-			break
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -226,10 +222,6 @@ func (l *lab) soakEnd(ctx context.Context, run *soakRun, p *process, url string,
 		case <-time.After(soakSampleEvery / 4):
 		}
 	}
-	*stopped = true
-	run.exitErr = p.stop()
-	run.summary = p.output()
-	return l.checkNoQueueRules()
 }
 
 // note counts a steering request, or keeps its error.
@@ -283,6 +275,26 @@ func newSteerer(base, dir, socket string) (*steerer, error) {
 	}
 	st := &steerer{base: base, config: filepath.Join(dir, "soak.yaml"), socket: socket, ctl: ctlclient.New(socket)}
 	return st, os.WriteFile(st.config, []byte(base), 0o644)
+}
+
+// ask finds tcpchaos's pid (for SIGHUP) and its rules' names (for run)
+// through the control socket.
+func (st *steerer) ask(ctx context.Context, run *soakRun) error {
+	ctx, cancel := context.WithTimeout(ctx, soakRequestTimeout)
+	defer cancel()
+	status, err := st.ctl.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	st.pid = status.PID
+	rules, err := st.ctl.Rules(ctx)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	for _, r := range rules {
+		run.rules = append(run.rules, r.Name)
+	}
+	return nil
 }
 
 // soakRequestTimeout bounds a control request.
