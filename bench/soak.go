@@ -93,16 +93,11 @@ func soak(ctx context.Context, o options) (failed int, err error) {
 			return 0, err
 		}
 	}
-	w, err := newWorkspace("soak", "-soak 0", "tcpchaos-soak", "ip", "iptables", "iptables-save")
+	l, err := openLab(ctx, o, "soak", "-soak 0", "tcpchaos-soak", "ip", "iptables", "iptables-save")
 	if err != nil {
 		return 0, err
 	}
-	defer func() { err = errors.Join(err, w.close()) }()
-	l := &lab{opts: o, self: w.self, tmp: w.tmp}
-	if err := l.setUp(ctx, w.nl); err != nil {
-		return 0, err
-	}
-	defer func() { err = errors.Join(err, l.server.stop()) }()
+	defer func() { err = errors.Join(err, l.close()) }()
 	fmt.Fprintf(os.Stderr, "bench: soak for %s, %d short connections/s, %d long ones, steering every %s\n", o.soak, o.soakRate, o.soakLong, o.soakEvery)
 	run, err := l.soak(ctx)
 	if err != nil {
@@ -126,8 +121,7 @@ func (l *lab) soak(ctx context.Context) (*soakRun, error) {
 		return nil, err
 	}
 	defer st.ctl.Close()
-	argv := []string{o.tcpchaos, "run", "-c", st.config, "--netns", l.tp.Router.Name, "--metrics", "127.0.0.1:0", "--control", st.socket}
-	p, err := start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil)
+	p, err := l.startTcpchaos(ctx, st.config, "--metrics", "127.0.0.1:0", "--control", st.socket)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +351,7 @@ func (r *soakRun) render(machine string, date time.Time) (string, int) {
 		fmt.Fprintf(&b, "    %-14s %s  %.*f–%.*f\n", s.name, sparkline(xs, 60), s.prec, slices.Min(xs)/s.unit, s.prec, slices.Max(xs)/s.unit)
 	}
 	cl, f := r.client, r.final
-	failed := func(c connsResult) int64 { return c.Resets + c.Timeout + c.Other }
+	failed := func(c connsResult) int64 { return c.attempts() - c.OK }
 	fmt.Fprintf(&b, "\nClient: %d short connections ok, %d failed, %d ticks skipped; %d long connections ok, %d failed, %d exchanges. "+
 		"Rule hits: %s. Reloads: %d file rewrites, %d SIGHUPs, %d ctl reloads; %d toggles.\n\n",
 		cl.Short.OK, failed(cl.Short), cl.Skipped, cl.Long.OK, failed(cl.Long), cl.Exchanges,
