@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -877,6 +878,9 @@ rules:
   - name: lose-response
     match: {packet: [ack, data], from: server, nth: 1}
     action: drop
+  - name: lose-response-again # else the server's retransmission may beat the client's
+    match: {packet: data, from: server, nth: 2}
+    action: drop
   - name: reset-retransmission
     match: {packet: data, from: client, retransmission: true}
     action: {reset: server}
@@ -903,7 +907,8 @@ expect:
 	if len(reqs) < 2 || len(rsts) != 1 || rsts[0].Seq != reqs[0].Seq {
 		t.Fatalf("requests %v, RSTs to the server %v: want a retransmission and one RST at the request's seq", reqs, rsts)
 	}
-	if f := faults(evs); len(f) < 2 || f[len(f)-1].Rule != "reset-retransmission" || f[len(f)-1].Nth != 2 {
+	reset := slices.IndexFunc(faults(evs), func(e events.Event) bool { return e.Rule == "reset-retransmission" && e.Nth == 2 })
+	if f := faults(evs); len(f) < 3 || reset < 2 {
 		t.Errorf("faults %v, want the lost ACK and response, then the reset of the request's retransmission", f)
 	}
 	for _, e := range evs {
