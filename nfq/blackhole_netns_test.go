@@ -2,6 +2,10 @@ package nfq_test
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -122,6 +126,81 @@ func TestBlackholeBulkDarkInTheKernel(t *testing.T) {
 		}
 		if s.Healed != 1 || s.HealsFailed != 0 || sum.Stats.Healed != 1 {
 			t.Errorf("healed %d (%d failed) in the kernel, %d in the pipeline; want 1, 0, 1", s.Healed, s.HealsFailed, sum.Stats.Healed)
+		}
+	})
+}
+
+// echoOnce writes b over conn and waits up to wait for its echo.
+func echoOnce(conn net.Conn, b string, wait time.Duration) error {
+	if _, err := io.WriteString(conn, b); err != nil {
+		return fmt.Errorf("write %q: %w", b, err)
+	}
+	return readEcho(conn, b, wait)
+}
+
+// readEcho waits up to wait for b's echo.
+func readEcho(conn net.Conn, b string, wait time.Duration) error {
+	conn.SetReadDeadline(time.Now().Add(wait))
+	got := make([]byte, len(b))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		return fmt.Errorf("read the echo of %q: %w", b, err)
+	}
+	if string(got) != b {
+		return fmt.Errorf("echo %q, want %q", got, b)
+	}
+	return nil
+}
+
+// TestBlackholeMarksGoWithTheRules: a connection a run left dark forever
+// is not dark to the next run: removing the interception clears the dark
+// bits of conntrack's entries, or the next run's DROP rules would drop a
+// connection none of its rules darkened (a long-lived pooled connection
+// across two CI runs, say). So does `tcpchaos cleanup` after a killed run.
+func TestBlackholeMarksGoWithTheRules(t *testing.T) {
+	for _, remove := range []struct {
+		name string
+		fn   func(in *nfq.Interception) func() error
+	}{{"remove", func(in *nfq.Interception) func() error { return in.Remove }}, {"cleanup", func(*nfq.Interception) func() error { return nfq.Cleanup }}} {
+		t.Run(remove.name, func(t *testing.T) { darkAcrossRuns(t, remove.fn) })
+	}
+}
+
+// darkAcrossRuns is TestBlackholeMarksGoWithTheRules with the first run's
+// rules taken out by remove.
+func darkAcrossRuns(t *testing.T, remove func(in *nfq.Interception) func() error) {
+	families(t, func(t *testing.T, v6 bool) {
+		tp := netlabtest.NewTopology(t)
+		fromClient := func(nth uint32) []rules.Rule {
+			return []rules.Rule{{
+				Name:   "vanish",
+				Match:  rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: new(statetrack.Client), Nth: nth},
+				Action: rules.Action{Type: rules.Blackhole, Blackhole: rules.Both}, Probability: 1,
+			}}
+		}
+		r, _, in := startBlackhole(t, tp, fromClient(2))
+		netlabtest.Serve(t, tp.Server.Listen(t, "tcp", serverAddr(tp, v6)), 20*time.Second, func(c net.Conn) error {
+			_, err := io.Copy(c, c)
+			return err
+		})
+		conn := dialServer(t, tp, v6)
+		if err := echoOnce(conn, "a", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := echoOnce(conn, "b", 500*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the connection is not dark: %v", err)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.Router.Do(remove(in)); err != nil {
+			t.Fatal(err)
+		}
+		if err := readEcho(conn, "b", 10*time.Second); err != nil {
+			t.Fatalf("without tcpchaos's rules: %v", err)
+		}
+		startBlackhole(t, tp, fromClient(1000))
+		if err := echoOnce(conn, "c", 5*time.Second); err != nil {
+			t.Errorf("under the next run, whose rules darkened nothing: %v", err)
 		}
 	})
 }

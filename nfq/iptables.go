@@ -293,12 +293,17 @@ func (f *family) install() error {
 }
 
 // Remove deletes every rule and chain Install added, in the calling
-// thread's network namespace. It goes on past failures and returns them
+// thread's network namespace, and, when installed with
+// InstallOptions.Blackhole, then clears the dark bits of conntrack's
+// entries there (dark.go). It goes on past failures and returns them
 // all; a second call does nothing.
 func (in *Interception) Remove() error {
 	var errs []error
 	for _, f := range slices.Backward(in.families) {
 		errs = append(errs, f.remove())
+	}
+	if in.dark && in.families != nil {
+		errs = append(errs, clearDarkMarks())
 	}
 	in.families = nil
 	return errors.Join(errs...)
@@ -320,14 +325,17 @@ func (f *family) remove() error {
 
 // Cleanup removes every tcpchaos chain, and every rule jumping to one, from
 // the calling thread's network namespace, in IPv4 and IPv6: what a killed
-// run left behind. Nothing there is no error, so it is safe to run twice;
-// a family whose binary is missing is skipped (nothing can have been
-// installed through it).
+// run left behind, and when it removed a chain of the filter table (a run
+// with quiet connections or blackholes) the dark bits of conntrack's
+// entries too, as Remove does. Nothing there is no error, so it is safe
+// to run twice; a family whose binary is missing is skipped (nothing can
+// have been installed through it).
 func Cleanup() error {
 	if err := netlab.CheckNetAdmin(); err != nil {
 		return fmt.Errorf("clean up interception: %w", err)
 	}
 	var errs []error
+	marks := false // a filter chain was removed: clear the dark bits
 	for _, p := range []struct {
 		proto  iptables.Protocol
 		binary string
@@ -341,20 +349,26 @@ func Cleanup() error {
 			continue
 		}
 		for _, table := range tables {
-			if err := cleanupTable(ipt, p.binary, table); err != nil {
+			removed, err := cleanupTable(ipt, p.binary, table)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("clean up interception: %w", err))
 			}
+			marks = marks || removed && table == FilterTable
 		}
+	}
+	if marks {
+		errs = append(errs, clearDarkMarks())
 	}
 	return errors.Join(errs...)
 }
 
 // cleanupTable deletes the jumps into own chains from every other chain of
-// the table (by rule number, last first), then the own chains.
-func cleanupTable(ipt *iptables.IPTables, binary, table string) error {
+// the table (by rule number, last first), then the own chains; removed
+// reports that there were some.
+func cleanupTable(ipt *iptables.IPTables, binary, table string) (removed bool, err error) {
 	chains, err := ipt.ListChains(table)
 	if err != nil {
-		return fmt.Errorf("%s: list chains of table %s: %w", binary, table, err)
+		return false, fmt.Errorf("%s: list chains of table %s: %w", binary, table, err)
 	}
 	var own []chainRef
 	for _, c := range chains {
@@ -363,7 +377,7 @@ func cleanupTable(ipt *iptables.IPTables, binary, table string) error {
 		}
 	}
 	if len(own) == 0 {
-		return nil
+		return false, nil
 	}
 	var errs []error
 	for _, c := range chains {
@@ -393,7 +407,7 @@ func cleanupTable(ipt *iptables.IPTables, binary, table string) error {
 		}
 	}
 	errs = append(errs, deleteChains(ipt, binary, own))
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }
 
 // deleteChains flushes all the chains, then deletes them (a chain can only
