@@ -258,12 +258,17 @@ func (c *core) accept(id, mark uint32, conn uint64, quiet bool, read time.Time) 
 
 // acceptEntry is the accept verdict of a packet read at read (zero: a
 // held packet's release): with quiet connections its mark gets
-// VerdictMark (and QuietMark if quiet, when flushed) and keeps its other
-// bits.
+// VerdictMark (and QuietMark if quiet, when flushed), loses
+// DarkSameMark and DarkOppositeMark with blackholes (the filter chain
+// would darken its connection on them) and keeps its other bits.
 func (c *core) acceptEntry(id, mark uint32, conn uint64, quiet bool, read time.Time) verdictEntry {
 	e := verdictEntry{id: id, verdict: verdictAccept, conn: conn, read: read}
 	if c.quiet {
-		e.mark, e.setMark, e.quiet = mark&^(QuietMark|VerdictMark)|VerdictMark, true, quiet
+		clear := QuietMark | VerdictMark
+		if c.heals != nil {
+			clear |= DarkSameMark | DarkOppositeMark
+		}
+		e.mark, e.setMark, e.quiet = mark&^clear|VerdictMark, true, quiet
 	}
 	return e
 }

@@ -114,3 +114,20 @@ func TestParseEntry(t *testing.T) {
 		t.Error("a short message parsed")
 	}
 }
+
+// TestAcceptClearsDarkBits: with quiet connections and blackholes, every
+// accept verdict carries VerdictMark and so enters the filter chain that
+// darkens on DarkSameMark and DarkOppositeMark: a packet whose own mark
+// (another program's) has those bits must lose them, or the kernel would
+// darken its connection and drop it though no blackhole matched. Its
+// other bits are kept.
+func TestAcceptClearsDarkBits(t *testing.T) {
+	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Accept}, Obs: obs(1)})
+	f.c.quiet, f.c.heals = true, &heals{ct: &fakeMarker{}}
+	f.k.enqueue(1)
+	f.c.packet(1, f.pkt, len(f.pkt), DarkSameMark|DarkOppositeMark|0x5, f.at(0))
+	f.c.endBurst(false)
+	if got := f.k.marks[1]; got != VerdictMark|0x5 {
+		t.Errorf("accepted with mark %s, want %s", hex(got), hex(VerdictMark|0x5))
+	}
+}
