@@ -24,8 +24,8 @@ type darkConn struct {
 	// outlives a reload that renumbers the rules).
 	rule int
 	name string
-	// client, server and states are the connection as last observed, for
-	// the healed event.
+	// client, server and states are the connection as last delivered,
+	// for the healed event.
 	client, server netip.AddrPort
 	states         [2]statetrack.State
 }
@@ -43,8 +43,6 @@ func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time) (d rules.D
 		p.heal(o.ConnID, dc)
 		return d, false
 	}
-	dc.states = o.After
-	p.dark[o.ConnID] = dc
 	return rules.Decision{Action: rules.Blackhole, Rule: dc.rule, RuleName: dc.name}, dc.dirs.Has(o.From.Other())
 }
 
@@ -63,6 +61,15 @@ func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time
 		dc.until = now.Add(d.For)
 	}
 	p.dark[o.ConnID] = dc
+}
+
+// track keeps connection id's states as last delivered, if it is dark,
+// for its healed event.
+func (p *Pipeline) track(id uint64, states [2]statetrack.State) {
+	if dc, ok := p.dark[id]; ok {
+		dc.states = states
+		p.dark[id] = dc
+	}
 }
 
 // healDue heals every blackhole whose time ran out by now, earliest

@@ -85,3 +85,22 @@ func TestBlackholeOutlivesAReload(t *testing.T) {
 		t.Errorf("heal after the reload: %+v, want healed by r", h)
 	}
 }
+
+// The healed event carries the connection's states as last delivered: a
+// packet that passes in the direction that is not dark moves its
+// receiver, and the heal must not take that back (an expectation on the
+// states, like never, would see the receiver leave its state at the
+// heal).
+func TestBlackholeHealedStatesAsDelivered(t *testing.T) {
+	p, rec := resetPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Blackhole, Blackhole: rules.ToClient, For: 2 * time.Second}))
+	p.Handle(dataSeg(true, 10), t0)
+	if v := p.Handle(seg(true, statetrack.FIN|ack, 111, 501), t0.Add(time.Second)); v.Action != rules.Accept {
+		t.Fatalf("the client's FIN: %s, want accept (to-server is not dark)", v.Action)
+	}
+	fin := rec.last()
+	p.Expire(t0.Add(3 * time.Second))
+	h := rec.last()
+	if h.Reason != events.Healed || h.ClientState != fin.ClientState || h.ServerState != fin.ServerState {
+		t.Errorf("healed event %+v: want the states after the FIN (client %s, server %s)", h, fin.ClientState, fin.ServerState)
+	}
+}

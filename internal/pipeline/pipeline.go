@@ -136,6 +136,8 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	}
 	if d.Dark != 0 {
 		p.darken(&o, &d, now, states)
+	} else {
+		p.track(o.ConnID, states)
 	}
 	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 &&
 		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
@@ -173,6 +175,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 // statetrack.Tracker.Forge). Its event says injected.
 func (p *Pipeline) inject(seg *statetrack.Segment, exact bool, now time.Time) {
 	o, states := p.tracker.Forge(seg, now, exact)
+	p.track(o.ConnID, states)
 	p.stats.Injected++
 	if p.sink != nil {
 		e := packetEvent(&o, now, states)
@@ -186,6 +189,9 @@ func (p *Pipeline) inject(seg *statetrack.Segment, exact bool, now time.Time) {
 // is reported as a "state" event.
 func (p *Pipeline) Deliver(v *rules.Verdict, now time.Time) {
 	states, changed := p.tracker.Deliver(&v.Obs, now)
+	if changed {
+		p.track(v.Obs.ConnID, states)
+	}
 	if !changed || p.sink == nil {
 		return
 	}
