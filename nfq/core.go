@@ -182,13 +182,17 @@ func (c *core) darken(p *execute.Packet, v *rules.Verdict, now time.Time) {
 		mark |= DarkOppositeMark
 	}
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictAccept, mark: mark, setMark: true, conn: v.Obs.ConnID, read: now})
-	if v.For <= 0 {
-		return
+	var at time.Time // never
+	if v.For > 0 {
+		at = now.Add(v.For)
 	}
-	if !c.heals.add(now.Add(v.For), v.Obs.Seg.Src, v.Obs.Seg.Dst) {
+	if !c.heals.add(at, v.Obs.Seg.Src, v.Obs.Seg.Dst) {
 		if n := c.c.healsFailed.Add(1); execute.LogWorthy(n) {
 			c.log.Error("blackhole not healed: too many waiting", "waiting", maxHeals, "failures", n)
 		}
+		return
+	}
+	if at.IsZero() {
 		return
 	}
 	select { // the heal may be the earliest deadline

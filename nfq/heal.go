@@ -52,14 +52,49 @@ func (h *healHeap) Pop() any {
 type heals struct {
 	ct marker
 	h  healHeap
+	// last holds, for each connection with a heal waiting, when its last
+	// blackhole heals (zero: never) and how many of its heals wait: a
+	// connection darkened again heals when the last blackhole does, as
+	// in the pipeline, and its earlier heals are skipped.
+	last map[connKey]lastHeal
 }
 
-// add schedules the connection of the packet src→dst to heal at at; it
+// connKey names a connection by its packets' addresses, either way.
+type connKey struct{ a, b netip.AddrPort }
+
+// keyOf returns the connection of a packet src→dst.
+func keyOf(src, dst netip.AddrPort) connKey {
+	if src.Compare(dst) > 0 {
+		src, dst = dst, src
+	}
+	return connKey{src, dst}
+}
+
+// lastHeal is a connection's entry in heals.last.
+type lastHeal struct {
+	at      time.Time
+	waiting int
+}
+
+// add schedules the connection of the packet src→dst to heal at at (zero:
+// its last blackhole never heals, which cancels the heals waiting); it
 // reports false when maxHeals are waiting.
 func (hs *heals) add(at time.Time, src, dst netip.AddrPort) bool {
+	k := keyOf(src, dst)
+	l, waiting := hs.last[k]
+	if at.IsZero() {
+		if waiting {
+			hs.last[k] = lastHeal{waiting: l.waiting}
+		}
+		return true
+	}
 	if len(hs.h) >= maxHeals {
 		return false
 	}
+	if hs.last == nil {
+		hs.last = make(map[connKey]lastHeal)
+	}
+	hs.last[k] = lastHeal{at: at, waiting: l.waiting + 1}
 	heap.Push(&hs.h, heal{at: at, src: src, dst: dst})
 	return true
 }
@@ -74,10 +109,21 @@ func (hs *heals) next() (time.Time, bool) {
 
 // fire heals every connection due by now, and returns how many it healed
 // and the errors of those it could not (a connection conntrack forgot in
-// the meantime is healed).
+// the meantime is healed). A heal a later blackhole of its connection
+// replaced is skipped.
 func (hs *heals) fire(now time.Time) (healed int, errs []error) {
 	for len(hs.h) > 0 && !hs.h[0].at.After(now) {
 		h := heap.Pop(&hs.h).(heal)
+		k := keyOf(h.src, h.dst)
+		l := hs.last[k]
+		if l.waiting--; l.waiting == 0 {
+			delete(hs.last, k)
+		} else {
+			hs.last[k] = l
+		}
+		if !h.at.Equal(l.at) {
+			continue
+		}
 		if err := hs.ct.clearMark(h.src, h.dst, DarkOriginalMark|DarkReplyMark); err != nil {
 			errs = append(errs, err)
 			continue

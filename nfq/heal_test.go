@@ -34,8 +34,9 @@ func (m *fakeMarker) clearMark(src, dst netip.AddrPort, bits uint32) error {
 // direction is accepted with VerdictMark and DarkSameMark (and
 // DarkOppositeMark for both), for the kernel to darken the connection and
 // drop it, and counted dropped; one that starts it in the other direction
-// carries DarkOppositeMark only and is counted accepted. Each heal waits
-// for its time, then clears both connection mark bits.
+// carries DarkOppositeMark only and is counted accepted. The connection,
+// darkened twice, heals when the last blackhole does (1 s): its heal
+// waits for its time, then clears both connection mark bits.
 func TestBlackholeVerdictMarks(t *testing.T) {
 	c, s := netip.MustParseAddrPort("198.18.1.2:40000"), netip.MustParseAddrPort("198.19.2.2:8080")
 	fromClient := statetrack.Observation{From: statetrack.Client, ConnID: 1, Seg: statetrack.Segment{Src: c, Dst: s}}
@@ -69,8 +70,8 @@ func TestBlackholeVerdictMarks(t *testing.T) {
 		t.Error("a deadline is left after both heals")
 	}
 	want := "198.18.1.2:40000->198.19.2.2:8080 " + hex(DarkOriginalMark|DarkReplyMark)
-	if len(m.cleared) != 2 || m.cleared[0] != want || f.c.c.healed.Load() != 2 {
-		t.Errorf("cleared %q (healed %d), want twice %q", m.cleared, f.c.c.healed.Load(), want)
+	if len(m.cleared) != 1 || m.cleared[0] != want || f.c.c.healed.Load() != 1 {
+		t.Errorf("cleared %q (healed %d), want once %q", m.cleared, f.c.c.healed.Load(), want)
 	}
 }
 
@@ -129,5 +130,34 @@ func TestAcceptClearsDarkBits(t *testing.T) {
 	f.c.endBurst(false)
 	if got := f.k.marks[1]; got != VerdictMark|0x5 {
 		t.Errorf("accepted with mark %s, want %s", hex(got), hex(VerdictMark|0x5))
+	}
+}
+
+// TestDarkenedAgainHealsWithTheLast: a connection darkened again before
+// it healed heals when its last blackhole does, as the pipeline has it:
+// not at the first one's time (the kernel would let the dark packets
+// through to user space), and never when the last has no duration.
+func TestDarkenedAgainHealsWithTheLast(t *testing.T) {
+	c, s := netip.MustParseAddrPort("198.18.1.2:40000"), netip.MustParseAddrPort("198.19.2.2:8080")
+	m := &fakeMarker{}
+	hs := &heals{ct: m}
+	t0 := time.Unix(0, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	hs.add(at(1000), c, s)
+	hs.add(at(1500), s, c) // the server's packet, the other way
+	if healed, _ := hs.fire(at(1000)); healed != 0 || len(m.cleared) != 0 {
+		t.Errorf("at the first blackhole's end: healed %d, want none (darkened again until 1.5 s)", healed)
+	}
+	if healed, _ := hs.fire(at(1500)); healed != 1 {
+		t.Errorf("at the last blackhole's end: healed %d, want 1", healed)
+	}
+	hs.add(at(3000), c, s)
+	hs.add(time.Time{}, c, s) // for ever
+	if healed, _ := hs.fire(at(4000)); healed != 0 || len(hs.last) != 0 {
+		t.Errorf("darkened again for ever: healed %d, %d connections kept; want none", healed, len(hs.last))
+	}
+	hs.add(time.Time{}, c, s)
+	if len(hs.h) != 0 || len(hs.last) != 0 {
+		t.Errorf("a blackhole for ever with none waiting: %d heals, %d connections kept; want none", len(hs.h), len(hs.last))
 	}
 }
