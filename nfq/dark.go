@@ -109,9 +109,13 @@ type DarkStats struct {
 // DarkDrops returns the packets and bytes of blackholed connections the
 // kernel dropped before they could be queued, over both families, from
 // the DROP rules' counters. It must run in the namespace of Install,
-// before Remove. Without InstallOptions.Blackhole it returns zero.
+// before Remove. Without InstallOptions.Blackhole it returns zero at
+// once.
 func (in *Interception) DarkDrops() (DarkStats, error) {
 	var ds DarkStats
+	if !in.dark {
+		return ds, nil
+	}
 	var errs []error
 	for _, f := range in.families {
 		stats, err := f.ipt.StructuredStats(Table, Chain)
