@@ -204,3 +204,31 @@ func darkAcrossRuns(t *testing.T, remove func(in *nfq.Interception) func() error
 		}
 	})
 }
+
+// TestBlackholeHealsBehindNAT: the router masquerades the client, so
+// conntrack's tuples are client→server and server→router: a server's
+// packet seen in FORWARD (server→client, already translated back) is in
+// neither, and its connection must still heal (a lookup by the packet
+// alone found nothing, took that for a connection gone, and left it dark
+// for ever).
+func TestBlackholeHealsBehindNAT(t *testing.T) {
+	families(t, func(t *testing.T, v6 bool) {
+		tp := netlabtest.NewTopology(t)
+		binary, server := "iptables", tp.Server4.String()
+		if v6 {
+			binary, server = "ip6tables", tp.Server6.String()
+		}
+		tp.Router.Run(t, binary, "-t", "nat", "-A", "POSTROUTING", "-d", server, "-j", "MASQUERADE")
+		r, _, _ := startBlackhole(t, tp, []rules.Rule{{
+			Name:   "vanish",
+			Match:  rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: new(statetrack.Server), Nth: 20},
+			Action: rules.Action{Type: rules.Blackhole, Blackhole: rules.Both, For: time.Second}, Probability: 1,
+		}})
+		const body = 1 << 20
+		serve(t, tp.Server.Listen(t, "tcp", serverAddr(tp, v6)), body)
+		exchange(t, dialServer(t, tp, v6), body)
+		if s := settled(t, r.q); s.Healed != 1 || s.HealsFailed != 0 {
+			t.Errorf("healed %d (%d failed), want 1", s.Healed, s.HealsFailed)
+		}
+	})
+}

@@ -167,10 +167,28 @@ const (
 )
 
 // clearMark clears bits of the conntrack mark of the TCP connection with
-// a packet src→dst (conntrack finds it by either direction's tuple): an
-// update (IPCTNL_MSG_CT_NEW without NLM_F_CREATE) that changes only the
-// mark, new mark = (mark &^ bits) ^ 0.
+// a packet src→dst: an update (IPCTNL_MSG_CT_NEW without NLM_F_CREATE)
+// that changes only the mark, new mark = (mark &^ bits) ^ 0. Conntrack
+// finds an entry by either direction's tuple, which behind NAT the
+// packet as tcpchaos saw it need not be (a masqueraded client's: the
+// server's packet, translated back, is server→client while the reply
+// tuple is server→router); the tuple the other way round is then the
+// other direction's. A connection conntrack knows neither way is gone:
+// no error.
 func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
+	err := ct.updateMark(src, dst, bits)
+	if isNoEntry(err) {
+		err = ct.updateMark(dst, src, bits)
+	}
+	if err != nil && !isNoEntry(err) {
+		return fmt.Errorf("heal %s->%s: update the conntrack mark: %w", src, dst, err)
+	}
+	return nil
+}
+
+// updateMark clears bits of the mark of the conntrack entry with the
+// tuple src→dst (clearMark).
+func (ct *ctnetlink) updateMark(src, dst netip.AddrPort, bits uint32) error {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
@@ -181,7 +199,7 @@ func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
 	ae.Uint32(ctaMarkMask, bits)
 	attrs, err := ae.Encode()
 	if err != nil {
-		return fmt.Errorf("heal %s->%s: encode: %w", src, dst, err)
+		return fmt.Errorf("encode: %w", err)
 	}
 	family := uint8(unix.AF_INET6)
 	if src.Addr().Is4() {
@@ -193,10 +211,7 @@ func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
 		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtNew), Flags: netlink.Request | netlink.Acknowledge},
 		Data:   data,
 	})
-	if err != nil && !isNoEntry(err) {
-		return fmt.Errorf("heal %s->%s: update the conntrack mark: %w", src, dst, err)
-	}
-	return nil
+	return err
 }
 
 // encodeTuple writes the tuple (CTA_TUPLE_IP, CTA_TUPLE_PROTO) of a TCP
