@@ -325,17 +325,17 @@ func (f *family) remove() error {
 
 // Cleanup removes every tcpchaos chain, and every rule jumping to one, from
 // the calling thread's network namespace, in IPv4 and IPv6: what a killed
-// run left behind, and when it removed a chain of the filter table (a run
-// with quiet connections or blackholes) the dark bits of conntrack's
-// entries too, as Remove does. Nothing there is no error, so it is safe
-// to run twice; a family whose binary is missing is skipped (nothing can
-// have been installed through it).
+// run left behind, and when those held the dark drops of a run with
+// blackholes the dark bits of conntrack's entries too, as Remove does.
+// Nothing there is no error, so it is safe to run twice; a family whose
+// binary is missing is skipped (nothing can have been installed through
+// it).
 func Cleanup() error {
 	if err := netlab.CheckNetAdmin(); err != nil {
 		return fmt.Errorf("clean up interception: %w", err)
 	}
 	var errs []error
-	marks := false // a filter chain was removed: clear the dark bits
+	dark := false // a run with blackholes left its rules: clear the dark bits
 	for _, p := range []struct {
 		proto  iptables.Protocol
 		binary string
@@ -348,27 +348,40 @@ func Cleanup() error {
 			errs = append(errs, fmt.Errorf("clean up interception: %w", err))
 			continue
 		}
+		dark = dark || darkLeft(ipt)
 		for _, table := range tables {
-			removed, err := cleanupTable(ipt, p.binary, table)
-			if err != nil {
+			if err := cleanupTable(ipt, p.binary, table); err != nil {
 				errs = append(errs, fmt.Errorf("clean up interception: %w", err))
 			}
-			marks = marks || removed && table == FilterTable
 		}
 	}
-	if marks {
+	if dark {
 		errs = append(errs, clearDarkMarks())
 	}
 	return errors.Join(errs...)
 }
 
+// darkLeft reports whether Chain holds the dark drops of a run with
+// blackholes (the only DROP rules there).
+func darkLeft(ipt *iptables.IPTables) bool {
+	rs, err := ipt.List(Table, Chain)
+	if err != nil { // no such chain: nothing left
+		return false
+	}
+	for _, r := range rs {
+		if strings.HasSuffix(r, " -j DROP") {
+			return true
+		}
+	}
+	return false
+}
+
 // cleanupTable deletes the jumps into own chains from every other chain of
-// the table (by rule number, last first), then the own chains; removed
-// reports that there were some.
-func cleanupTable(ipt *iptables.IPTables, binary, table string) (removed bool, err error) {
+// the table (by rule number, last first), then the own chains.
+func cleanupTable(ipt *iptables.IPTables, binary, table string) error {
 	chains, err := ipt.ListChains(table)
 	if err != nil {
-		return false, fmt.Errorf("%s: list chains of table %s: %w", binary, table, err)
+		return fmt.Errorf("%s: list chains of table %s: %w", binary, table, err)
 	}
 	var own []chainRef
 	for _, c := range chains {
@@ -377,7 +390,7 @@ func cleanupTable(ipt *iptables.IPTables, binary, table string) (removed bool, e
 		}
 	}
 	if len(own) == 0 {
-		return false, nil
+		return nil
 	}
 	var errs []error
 	for _, c := range chains {
@@ -407,7 +420,7 @@ func cleanupTable(ipt *iptables.IPTables, binary, table string) (removed bool, e
 		}
 	}
 	errs = append(errs, deleteChains(ipt, binary, own))
-	return true, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // deleteChains flushes all the chains, then deletes them (a chain can only
