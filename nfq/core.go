@@ -216,11 +216,12 @@ func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 		return
 	}
 	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
-	if v.Resets.N > 0 {
+	rs := v.Resets()
+	if rs.N > 0 {
 		c.flush(false)
 	}
-	for i := range v.Resets.N {
-		if _, err := c.inj.Send(decode.AppendRST(c.rst[:0], &v.Resets.Seg[i])); err != nil {
+	for i := range rs.N {
+		if _, err := c.inj.Send(decode.AppendRST(c.rst[:0], &rs.Seg[i])); err != nil {
 			if n := c.c.resetsFailed.Add(1); execute.LogWorthy(n) {
 				c.log.Error("send reset", "failures", n, "err", err)
 			}

@@ -257,10 +257,11 @@ func (s *orderedSender) Send(pkt []byte) (int, error) {
 // sends each RST through the raw socket, once the verdicts batched before
 // it were written (packet 1, accepted in the same burst, goes first).
 func TestResetSendsRSTsAfterEarlierVerdicts(t *testing.T) {
-	f := newFixture(t, rulespkg.Verdict{}, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Reset}})
 	c, s := netip.MustParseAddrPort("198.18.1.2:40312"), netip.MustParseAddrPort("198.18.2.2:8080")
+	reset := rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Reset, Reset: rulespkg.Both}}
+	reset.Obs.From, reset.Obs.Seg = statetrack.Client, statetrack.Segment{Src: c, Dst: s, Seq: 5, Ack: 77, Flags: statetrack.ACK}
+	f := newFixture(t, rulespkg.Verdict{}, reset)
 	want := []statetrack.Segment{{Src: s, Dst: c, Seq: 77, Flags: statetrack.RST}, {Src: c, Dst: s, Seq: 5, Flags: statetrack.RST}}
-	f.h.next[1].Resets = rulespkg.Resets{Seg: [2]statetrack.Segment{want[0], want[1]}, N: 2}
 	os := &orderedSender{k: f.k}
 	f.c.inj = os
 	for id := uint32(1); id <= 2; id++ {

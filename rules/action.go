@@ -26,7 +26,7 @@ const (
 	// After later.
 	Duplicate
 	// Reset drops the packet and sends an RST to the endpoints in
-	// Action.Reset (Decision.Resets are the RSTs).
+	// Action.Reset (Verdict.Resets are the RSTs).
 	Reset
 	// Blackhole drops, from the packet on, every packet of its connection
 	// travelling in the directions of Action.Blackhole, until Action.For
@@ -125,7 +125,7 @@ func (t ActionType) Faulty() bool {
 func (t ActionType) Darkens() bool { return t.info().darkens }
 
 // SendsResets reports whether RSTs are sent in the packet's stead
-// (Decision.Resets apply).
+// (Verdict.Resets are the RSTs).
 func (t ActionType) SendsResets() bool { return t.info().resets }
 
 // Delivers reports whether the packet reaches its receiver (at once or

@@ -19,12 +19,11 @@ type Decision struct {
 	// copies of it are sent After later.
 	Copies uint32
 	After  time.Duration
-	// Reset and OutsideWindow are a reset's parameters, Resets the RSTs
-	// it sends (none when the packet shows no endpoint to reset, e.g. an
-	// RST).
+	// Reset and OutsideWindow are a reset's parameters (Verdict.Resets
+	// are the RSTs it sends). They are not kept here: a Decision is
+	// returned and copied on every packet, and only a reset needs them.
 	Reset         Endpoints
 	OutsideWindow bool
-	Resets        Resets
 	// Dark and For are a blackhole's directions and how long it lasts (0:
 	// forever), set on the packet that matched it: the connection is dark
 	// from this packet on. Action is Blackhole when the packet itself
@@ -77,7 +76,6 @@ func (e *Engine) Decide(o *statetrack.Observation) Decision {
 			d := e.act(i, r)
 			if d.Action.SendsResets() {
 				d.Reset, d.OutsideWindow = r.action.Reset, r.action.OutsideWindow
-				d.Resets = resets(o, d.Reset, d.OutsideWindow)
 			}
 			if d.Action.Darkens() {
 				d = darkens(d, o, &r.action)

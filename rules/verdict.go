@@ -18,3 +18,14 @@ type Verdict struct {
 	// Obs is the tracker's observation of the packet.
 	Obs statetrack.Observation
 }
+
+// Resets returns the RSTs that a reset verdict sends in the packet's
+// stead, as the packet seen in Obs shows their receivers expect them
+// (none for any other action, nor when the packet shows no endpoint to
+// reset, e.g. an RST).
+func (v *Verdict) Resets() Resets {
+	if !v.Action.SendsResets() {
+		return Resets{}
+	}
+	return resets(&v.Obs, v.Reset, v.OutsideWindow)
+}

@@ -269,7 +269,7 @@ func TestResetClientMovesOnlyTheClient(t *testing.T) {
 	r.Match.Nth = 1
 	p, rec := resetPipeline(t, r)
 	data := dataSeg(false, 10)
-	if v := p.Handle(data, t0); v.Action != rules.Reset || v.Resets.N != 1 {
+	if v := p.Handle(data, t0); v.Action != rules.Reset || v.Resets().N != 1 {
 		t.Fatalf("verdict = %+v, want a reset with one RST", v)
 	}
 	e := rec.last()

@@ -158,15 +158,23 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		}
 		p.sink.Emit(e)
 	}
-	for i := range d.Resets.N {
-		r, exact := &d.Resets.Seg[i], d.Resets.Exact[i]
-		p.inject(r, exact, now)
-		if r.Dst == seg.Src && exact {
-			// The packet's sender is reset: it never sends the packet again.
-			p.tracker.Retract(&o)
-		}
+	if d.Action.SendsResets() {
+		p.reset(&v, now)
 	}
 	return v
+}
+
+// reset injects the RSTs of reset verdict v at now (see inject).
+func (p *Pipeline) reset(v *rules.Verdict, now time.Time) {
+	rs := v.Resets()
+	for i := range rs.N {
+		r, exact := &rs.Seg[i], rs.Exact[i]
+		p.inject(r, exact, now)
+		if r.Dst == v.Obs.Seg.Src && exact {
+			// The packet's sender is reset: it never sends the packet again.
+			p.tracker.Retract(&v.Obs)
+		}
+	}
 }
 
 // inject observes an RST that the verdict sends (the driver sends it) and

@@ -99,8 +99,9 @@ func (r *runner) Accept(p *execute.Packet, _ *rules.Verdict, now time.Time) { r.
 // Ethernet with the addresses swapped for an RST going back to the
 // sender).
 func (r *runner) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
-	for i := range v.Resets.N {
-		f, err := decode.AppendRSTFrame(nil, p.Data, r.in.LinkType(), &v.Resets.Seg[i], &v.Obs.Seg)
+	rs := v.Resets()
+	for i := range rs.N {
+		f, err := decode.AppendRSTFrame(nil, p.Data, r.in.LinkType(), &rs.Seg[i], &v.Obs.Seg)
 		if err != nil {
 			return // DecodeFrame found the IP header, so this cannot fail
 		}

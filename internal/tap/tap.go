@@ -173,9 +173,10 @@ func (t queueTap) Arrived(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	if comment == "" {
 		return
 	}
-	for i := range v.Resets.N {
+	rs := v.Resets()
+	for i := range rs.N {
 		var err error
-		r.rst, err = decode.AppendRSTFrame(r.rst[:0], p.Data, r.opts.Link, &v.Resets.Seg[i], &v.Obs.Seg)
+		r.rst, err = decode.AppendRSTFrame(r.rst[:0], p.Data, r.opts.Link, &rs.Seg[i], &v.Obs.Seg)
 		if err == nil {
 			r.write(capture.Frame{Data: r.rst, TS: now, CaptureLen: len(r.rst), OrigLen: len(r.rst)}, "RST injected by "+name)
 		}

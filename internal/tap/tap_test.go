@@ -138,10 +138,8 @@ func TestResetWritesInjectedRSTs(t *testing.T) {
 	})
 	r := New(w, Options{All: true, Link: decode.LinkRaw})
 	client, server := netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.1.1:80")
-	v := &rules.Verdict{Decision: rules.Decision{Action: rules.Reset, Rule: 0, RuleName: "reset-on-fin"}, Obs: statetrack.Observation{ConnID: 1}}
-	v.Obs.Seg = statetrack.Segment{Src: client, Dst: server, Flags: statetrack.FIN | statetrack.ACK}
-	v.Resets.Seg[0] = statetrack.Segment{Src: client, Dst: server, Seq: 7, Flags: statetrack.RST}
-	v.Resets.N = 1
+	v := &rules.Verdict{Decision: rules.Decision{Action: rules.Reset, Reset: rules.ToServer, Rule: 0, RuleName: "reset-on-fin"}, Obs: statetrack.Observation{ConnID: 1}}
+	v.Obs.Seg = statetrack.Segment{Src: client, Dst: server, Seq: 7, Flags: statetrack.FIN | statetrack.ACK}
 	r.Queue(0).Arrived(&execute.Packet{Data: []byte("fin"), Len: 3}, v, t0)
 	if !slices.Equal(comments, []string{"reset by reset-on-fin", "RST injected by reset-on-fin"}) {
 		t.Fatalf("comments %q", comments)
