@@ -31,19 +31,23 @@ type darkConn struct {
 }
 
 // darkened reports whether the packet seen in o travels in a dark
-// direction of its connection at now, and if so returns the decision
+// direction of its connection at now, and if so sets *d to the decision
 // that drops it: Blackhole by the darkening rule, without Dark. A
 // blackhole whose time ran out heals first.
-func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time) (d rules.Decision, ok bool) {
+func (p *Pipeline) darkened(o *statetrack.Observation, now time.Time, d *rules.Decision) bool {
 	dc, found := p.dark[o.ConnID]
 	if !found {
-		return d, false
+		return false
 	}
 	if !dc.until.IsZero() && !now.Before(dc.until) {
 		p.heal(o.ConnID, dc)
-		return d, false
+		return false
 	}
-	return rules.Decision{Action: rules.Blackhole, Rule: dc.rule, RuleName: dc.name}, dc.dirs.Has(o.From.Other())
+	if !dc.dirs.Has(o.From.Other()) {
+		return false
+	}
+	*d = rules.Decision{Action: rules.Blackhole, Rule: dc.rule, RuleName: dc.name}
+	return true
 }
 
 // darken starts the blackhole decision d made on the packet seen in o at
@@ -66,6 +70,9 @@ func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time
 // track keeps connection id's states as last delivered, if it is dark,
 // for its healed event.
 func (p *Pipeline) track(id uint64, states [2]statetrack.State) {
+	if len(p.dark) == 0 {
+		return
+	}
 	if dc, ok := p.dark[id]; ok {
 		dc.states = states
 		p.dark[id] = dc

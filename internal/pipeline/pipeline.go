@@ -125,8 +125,9 @@ func (p *Pipeline) EachSlot(from, max int, f func(statetrack.ConnInfo)) (next in
 // no Dark).
 func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict {
 	o := p.tracker.Observe(seg, now)
-	d, dark := p.darkened(&o, now)
-	if !dark {
+	var d rules.Decision
+	// No connection is dark on most runs: no map lookup then.
+	if len(p.dark) == 0 || !p.darkened(&o, now, &d) {
 		d = p.engine.Decide(&o)
 	}
 	v := rules.Verdict{Decision: d, Obs: o}
