@@ -58,6 +58,11 @@ type runner struct {
 	counts Counts
 	// err is the first failed write; the replay ends with it.
 	err error
+	// pkt and v are the packet being carried out and its verdict, kept
+	// here so that handing them to the executor (which keeps neither)
+	// does not move them to the heap on every packet.
+	pkt execute.Packet
+	v   rules.Verdict
 }
 
 func (r *runner) run() error {
@@ -82,8 +87,9 @@ func (r *runner) run() error {
 			continue
 		}
 		r.counts.TCP++
-		v := r.p.Handle(&seg, f.TS)
-		r.x.Carry(&execute.Packet{Data: f.Data, Len: f.OrigLen}, &v, f.TS)
+		r.v = r.p.Handle(&seg, f.TS)
+		r.pkt = execute.Packet{Data: f.Data, Len: f.OrigLen}
+		r.x.Carry(&r.pkt, &r.v, f.TS)
 	}
 	if r.err == nil {
 		r.x.Finish()
