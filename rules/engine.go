@@ -8,20 +8,15 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// Decision is what to do with one packet.
+// Decision is what to do with one packet. It is returned and copied on
+// every packet, so its fields are ordered to pack it in 64 bytes: the
+// one-byte and four-byte ones first.
 type Decision struct {
 	// Action is Accept when no rule acted, or when an accept rule did.
 	Action ActionType
-	// Hold is how long a delayed packet is held: the rule's delay plus its
-	// jitter draw, never negative.
-	Hold time.Duration
-	// Copies and After: a duplicated packet is let through now, and Copies
-	// copies of it are sent After later.
-	Copies uint32
-	After  time.Duration
-	// Reset and OutsideWindow are a reset's parameters (Verdict.Resets
-	// are the RSTs it sends). They are not kept here: a Decision is
-	// returned and copied on every packet, and only a reset needs them.
+	// Reset and OutsideWindow are a reset's parameters; Verdict.Resets
+	// derives the RSTs it sends from them (a Decision does not carry
+	// them: only a reset needs them).
 	Reset         Endpoints
 	OutsideWindow bool
 	// Dark and For are a blackhole's directions and how long it lasts (0:
@@ -31,7 +26,14 @@ type Decision struct {
 	// the other way. A packet dropped because its connection was already
 	// dark has Action Blackhole and no Dark.
 	Dark Endpoints
-	For  time.Duration
+	// Copies and After: a duplicated packet is let through now, and Copies
+	// copies of it are sent After later.
+	Copies uint32
+	// Hold is how long a delayed packet is held: the rule's delay plus its
+	// jitter draw, never negative.
+	Hold  time.Duration
+	After time.Duration
+	For   time.Duration
 	// Rule is the index of the rule that acted, or -1 when none did: no
 	// rule matched, or the first rule that matched did not act because its
 	// probability draw failed or its limit was used up.
@@ -74,10 +76,13 @@ func (e *Engine) Decide(o *statetrack.Observation) Decision {
 		r := &e.set.rules[i]
 		if r.matches(o) && !e.set.disabled[i].Load() {
 			d := e.act(i, r)
-			if d.Action.SendsResets() {
+			if d.Rule < 0 {
+				return d
+			}
+			if r.resets {
 				d.Reset, d.OutsideWindow = r.action.Reset, r.action.OutsideWindow
 			}
-			if d.Action.Darkens() {
+			if r.darkens {
 				d = darkens(d, o, &r.action)
 			}
 			return d

@@ -64,8 +64,11 @@ type rule struct {
 	src    []netip.Prefix
 	dst    []netip.Prefix
 	action Action
-	prob   float64 // in [0,1]
-	limit  uint64  // 0 for none
+	// resets and darkens are action.Type's SendsResets and Darkens, for
+	// Decide to test without looking the type up on every packet.
+	resets, darkens bool
+	prob            float64 // in [0,1]
+	limit           uint64  // 0 for none
 }
 
 // portSet is a bitset of the 65536 TCP ports.
@@ -116,7 +119,8 @@ func compile(r Rule) rule {
 	c := rule{
 		kinds: allBits, states: allBits, closer: m.Closer, from: -1, rexmit: -1, nth: m.Nth, idle: m.Idle,
 		src: slices.Clone(m.Src), dst: slices.Clone(m.Dst),
-		action: r.Action, prob: r.Probability, limit: r.Limit,
+		action: r.Action, resets: r.Action.Type.SendsResets(), darkens: r.Action.Type.Darkens(),
+		prob: r.Probability, limit: r.Limit,
 	}
 	if len(m.Packets) > 0 {
 		c.kinds = 0
