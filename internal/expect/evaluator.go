@@ -71,6 +71,9 @@ func (ev *Evaluator) Emit(e events.Event) {
 	if p.at.After(ev.last) {
 		ev.last = p.at
 	}
+	if len(ev.tallies) == 0 {
+		return // no check to feed: only the span counts
+	}
 	c, ok := ev.conns[e.ConnID]
 	if !ok {
 		c = &conn{id: e.ConnID, name: e.Conn(), first: p.at}
@@ -187,7 +190,10 @@ type examples struct {
 	n    uint64
 }
 
-func (x *examples) add(c *conn, at time.Time, what string) {
+// add counts a counter-example at at on c, and lists it if it is among
+// the MaxListed earliest; what, which says what happened, is called only
+// then (most counter-examples of a long run are counted, not listed).
+func (x *examples) add(c *conn, at time.Time, what func() string) {
 	x.n++
 	i, _ := slices.BinarySearchFunc(x.list, at, func(ce CounterExample, t time.Time) int { return ce.At.Compare(t) })
 	for i < len(x.list) && x.list[i].At.Equal(at) {
@@ -196,7 +202,7 @@ func (x *examples) add(c *conn, at time.Time, what string) {
 	if i >= MaxListed {
 		return
 	}
-	x.list = slices.Insert(x.list, i, CounterExample{Conn: c.name, ConnID: c.id, At: at, What: what})
+	x.list = slices.Insert(x.list, i, CounterExample{Conn: c.name, ConnID: c.id, At: at, What: what()})
 	if len(x.list) > MaxListed {
 		x.list = x.list[:MaxListed]
 	}

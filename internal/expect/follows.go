@@ -102,11 +102,12 @@ func (t *followsTally) reacted(c *conn, fi firing, gap time.Duration) {
 
 // missed records a firing whose reaction was not seen by until.
 func (t *followsTally) missed(c *conn, fi firing, until time.Time) {
-	what := fmt.Sprintf("rule %s fired, then no reaction within %s", t.f.Rule, t.f.Within)
-	if waited := until.Sub(fi.at); waited < t.f.Within {
-		what = fmt.Sprintf("rule %s fired, then no reaction in the %s the connection was still seen", t.f.Rule, waited.Round(time.Microsecond))
-	}
-	t.x.add(c, fi.at, what)
+	t.x.add(c, fi.at, func() string {
+		if waited := until.Sub(fi.at); waited < t.f.Within {
+			return fmt.Sprintf("rule %s fired, then no reaction in the %s the connection was still seen", t.f.Rule, waited.Round(time.Microsecond))
+		}
+		return fmt.Sprintf("rule %s fired, then no reaction within %s", t.f.Rule, t.f.Within)
+	})
 }
 
 func (t *followsTally) gone(c *conn, at time.Time) {

@@ -68,7 +68,9 @@ func (t *neverTally) left(c *conn, side statetrack.Side, since, until time.Time,
 		t.longest, t.where = d, c.name
 	}
 	if d > t.n.LongerThan {
-		t.x.add(c, since, fmt.Sprintf("the %s stayed in %s for %s%s", side, t.n.State, d.Round(time.Microsecond), note))
+		t.x.add(c, since, func() string {
+			return fmt.Sprintf("the %s stayed in %s for %s%s", side, t.n.State, d.Round(time.Microsecond), note)
+		})
 	}
 }
 

@@ -56,7 +56,7 @@ func (t *reachesTally) gone(c *conn, _ time.Time) {
 	if t.r.From != nil {
 		where = "the " + t.r.From.String()
 	}
-	t.x.add(c, c.first, fmt.Sprintf("%s never reached %s", where, t.r.State))
+	t.x.add(c, c.first, func() string { return fmt.Sprintf("%s never reached %s", where, t.r.State) })
 }
 
 func (t *reachesTally) end(time.Time, facts) Outcome {
