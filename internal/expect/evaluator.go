@@ -1,6 +1,7 @@
 package expect
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -31,10 +32,15 @@ type Evaluator struct {
 
 // conn is what the evaluator knows of an open connection.
 type conn struct {
-	id    uint64
-	name  string // client:port->server:port
-	first time.Time
+	id             uint64
+	client, server netip.AddrPort
+	first          time.Time
 }
+
+// name returns the connection as client:port->server:port
+// (events.Event.Conn): only for what is reported, not on every new
+// connection.
+func (c *conn) name() string { return c.client.String() + "->" + c.server.String() }
 
 // point is the part of an event the checks read.
 type point struct {
@@ -76,7 +82,7 @@ func (ev *Evaluator) Emit(e events.Event) {
 	}
 	c, ok := ev.conns[e.ConnID]
 	if !ok {
-		c = &conn{id: e.ConnID, name: e.Conn(), first: p.at}
+		c = &conn{id: e.ConnID, client: e.Client, server: e.Server, first: p.at}
 		ev.conns[e.ConnID] = c
 	}
 	for _, t := range ev.tallies {
@@ -202,7 +208,7 @@ func (x *examples) add(c *conn, at time.Time, what func() string) {
 	if i >= MaxListed {
 		return
 	}
-	x.list = slices.Insert(x.list, i, CounterExample{Conn: c.name, ConnID: c.id, At: at, What: what()})
+	x.list = slices.Insert(x.list, i, CounterExample{Conn: c.name(), ConnID: c.id, At: at, What: what()})
 	if len(x.list) > MaxListed {
 		x.list = x.list[:MaxListed]
 	}

@@ -96,7 +96,7 @@ func (t *followsTally) reacted(c *conn, fi firing, gap time.Duration) {
 	m.GapMax = max(m.GapMax, gap)
 	m.Reactions++
 	if len(m.Gaps) < MaxListed {
-		m.Gaps = append(m.Gaps, Gap{Conn: c.name, At: fi.at, Gap: gap})
+		m.Gaps = append(m.Gaps, Gap{Conn: c.name(), At: fi.at, Gap: gap})
 	}
 }
 

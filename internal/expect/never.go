@@ -65,7 +65,7 @@ func (t *neverTally) observe(p *point, c *conn) {
 func (t *neverTally) left(c *conn, side statetrack.Side, since, until time.Time, note string) {
 	d := until.Sub(since)
 	if d > t.longest || t.where == "" {
-		t.longest, t.where = d, c.name
+		t.longest, t.where = d, c.name()
 	}
 	if d > t.n.LongerThan {
 		t.x.add(c, since, func() string {
