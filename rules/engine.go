@@ -72,8 +72,9 @@ func NewEngine(s *Set, seed uint64) *Engine {
 // depend only on its own packets, not on what other Engines sharing the
 // limit did. A delay with jitter J draws once more, uniformly in [-J, +J].
 func (e *Engine) Decide(o *statetrack.Observation) Decision {
-	for i := range e.set.rules {
-		r := &e.set.rules[i]
+	rs := e.set.rules // loaded once, not after every call of matches
+	for i := range rs {
+		r := &rs[i]
 		if r.matches(o) && !e.set.disabled[i].Load() {
 			d := e.act(i, r)
 			if d.Rule < 0 {
