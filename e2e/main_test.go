@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpchaos/tcpchaos/ctlclient"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -41,7 +42,19 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	removeStaleSockets()
 	os.Exit(code)
+}
+
+// removeStaleSockets removes the control sockets that runs killed by the
+// tests (SIGKILL, or a failed test's cleanup) left in ctlclient.DefaultDir.
+// Their namespaces, and so their sockets' names, carry this process's PID,
+// and every run the tests started has ended by now.
+func removeStaleSockets() {
+	stale, _ := filepath.Glob(filepath.Join(ctlclient.DefaultDir, fmt.Sprintf("tcx-*-%d-*.sock", os.Getpid())))
+	for _, path := range stale {
+		os.Remove(path)
+	}
 }
 
 // configPath is the path of a file under configs/.
