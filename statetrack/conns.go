@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// ConnInfo is a snapshot of one tracked connection, as Tracker.Each
+// ConnInfo is a snapshot of one tracked connection, as Tracker.EachSlot
 // reports it.
 type ConnInfo struct {
 	// ConnID is the ID the connection's observations and events carry.
@@ -24,30 +24,24 @@ type ConnInfo struct {
 	Quiet bool
 }
 
-// Each calls f for every tracked connection, the most recently active
-// first and quiet connections last, until f returns false. f must not call
-// back into the tracker. Each does not allocate.
-func (t *Tracker) Each(f func(ConnInfo) bool) {
-	for _, l := range [...]*list{&t.lru, &t.quiet} {
-		for i := l.head; i != none; i = t.at(i).link[activityLinks].next {
-			if !f(t.info(i)) {
-				return
-			}
-		}
-	}
-}
-
 // EachSlot calls f for the tracked connections among the table's slots
 // from, from+1, … from+max-1, in slot order, and returns the slot to go on
 // from and whether any is left: like CountStates, it lists the whole table
 // in several calls with packets observed in between (a connection created
-// or removed meanwhile is listed once or not at all), where Each holds the
-// caller for the whole table. f must not call back into the tracker.
+// or removed meanwhile is listed once or not at all), so that no call holds
+// the caller for the whole table. f must not call back into the tracker.
 func (t *Tracker) EachSlot(from, max int, f func(ConnInfo)) (next int, more bool) {
+	return t.slots(from, max, func(i int32, _ *conn) { f(t.info(i)) })
+}
+
+// slots calls f for each slot in use among from, from+1, … from+max-1,
+// and returns the slot to go on from and whether any is left: the walk
+// that EachSlot and CountStates share.
+func (t *Tracker) slots(from, max int, f func(i int32, c *conn)) (next int, more bool) {
 	end := min(from+max, int(t.used))
 	for i := from; i < end; i++ {
-		if t.at(int32(i)).flags&inUse != 0 {
-			f(t.info(int32(i)))
+		if c := t.at(int32(i)); c.flags&inUse != 0 {
+			f(int32(i), c)
 		}
 	}
 	return end, end < int(t.used)
@@ -87,14 +81,10 @@ func (n *StatePairs) Add(o *StatePairs) {
 // packets observed in between, counts a connection created or removed
 // meanwhile once or not at all; one call counts its slots exactly. It
 // reads the slab in order, without the lists: a million connections take
-// milliseconds, not a walk of Each.
+// milliseconds.
 func (t *Tracker) CountStates(from, max int, n *StatePairs) (next int, more bool) {
-	end := min(from+max, int(t.used))
-	for i := from; i < end; i++ {
-		if c := t.at(int32(i)); c.flags&inUse != 0 {
-			s := c.states()
-			n[s[Client]][s[Server]]++
-		}
-	}
-	return end, end < int(t.used)
+	return t.slots(from, max, func(_ int32, c *conn) {
+		s := c.states()
+		n[s[Client]][s[Server]]++
+	})
 }

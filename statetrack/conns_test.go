@@ -8,30 +8,26 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-func TestEachListsConnectionsByActivity(t *testing.T) {
+// TestEachSlotSnapshots: each tracked connection's snapshot has its
+// endpoints, both states, a connection ID of its own and its last activity.
+func TestEachSlotSnapshots(t *testing.T) {
 	tr := statetrack.New(statetrack.Config{})
 	a := newConn(tr, "198.18.0.1:40000", "198.18.1.1:80")
 	b := newConn(tr, "198.18.0.2:40001", "198.18.1.1:80")
 	a.handshake(1000, 5000)
 	b.send(true, statetrack.SYN, 7000, 0, 0)
 	var got []statetrack.ConnInfo
-	tr.Each(func(c statetrack.ConnInfo) bool { got = append(got, c); return true })
-	if len(got) != 2 {
-		t.Fatalf("Each listed %d connections, want 2", len(got))
+	if _, more := tr.EachSlot(0, 10, func(c statetrack.ConnInfo) { got = append(got, c) }); more || len(got) != 2 {
+		t.Fatalf("EachSlot listed %d connections (more: %v), want 2 and no more", len(got), more)
 	}
-	if got[0].Client != b.c || got[0].Server != b.s || got[0].States != [2]statetrack.State{statetrack.SynSent, statetrack.SynRcvd} {
-		t.Errorf("most recent first: got %+v, want %v→%v SYN_SENT/SYN_RCVD", got[0], b.c, b.s)
+	if got[0].Client != a.c || got[0].Server != a.s || got[0].States != [2]statetrack.State{statetrack.Established, statetrack.Established} {
+		t.Errorf("first slot: got %+v, want %v→%v ESTABLISHED/ESTABLISHED", got[0], a.c, a.s)
 	}
-	if got[1].Client != a.c || got[1].States != [2]statetrack.State{statetrack.Established, statetrack.Established} {
-		t.Errorf("second: got %+v, want %v ESTABLISHED/ESTABLISHED", got[1], a.c)
+	if got[1].Client != b.c || got[1].Server != b.s || got[1].States != [2]statetrack.State{statetrack.SynSent, statetrack.SynRcvd} {
+		t.Errorf("second slot: got %+v, want %v→%v SYN_SENT/SYN_RCVD", got[1], b.c, b.s)
 	}
-	if got[0].ConnID == 0 || got[0].ConnID == got[1].ConnID || !got[1].Last.Equal(a.now) {
-		t.Errorf("IDs %d, %d and Last %v: want distinct nonzero IDs, Last %v", got[0].ConnID, got[1].ConnID, got[1].Last, a.now)
-	}
-	n := 0
-	tr.Each(func(statetrack.ConnInfo) bool { n++; return false })
-	if n != 1 {
-		t.Errorf("Each went on after f returned false: %d calls", n)
+	if got[0].ConnID == 0 || got[0].ConnID == got[1].ConnID || !got[0].Last.Equal(a.now) {
+		t.Errorf("IDs %d, %d and Last %v: want distinct nonzero IDs, Last %v", got[0].ConnID, got[1].ConnID, got[0].Last, a.now)
 	}
 }
 
