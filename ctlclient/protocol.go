@@ -77,6 +77,14 @@ type Status struct {
 	Actions map[string]uint64 `json:"actions"`
 	// Queues are the NFQUEUE queues' counters, in queue number order.
 	Queues []Queue `json:"queues"`
+	// RulePackets is how many packets reached the NFQUEUE rules (both
+	// address families); QueueFullUnseen how many of them found their
+	// queue full and passed unseen without an id (fail-open), which no
+	// queue counter shows. QueueFullError says why both are unknown, if
+	// they are.
+	RulePackets     uint64 `json:"rule_packets"`
+	QueueFullUnseen uint64 `json:"queue_full_unseen"`
+	QueueFullError  string `json:"queue_full_error,omitempty"`
 }
 
 // Queue is one NFQUEUE queue's counters.

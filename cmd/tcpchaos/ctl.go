@@ -163,6 +163,18 @@ func writeStatus(w io.Writer, s ctlclient.Status) {
 		}
 		fmt.Fprintf(w, "kernel: %d queued, %d passed unseen (fail-open)\n", q.KernelQueued, q.KernelUnseen)
 	}
+	writeQueueFull(w, s.RulePackets, s.QueueFullUnseen, s.QueueFullError)
+}
+
+// writeQueueFull prints, for run's summary and ctl status, how many
+// packets reached the NFQUEUE rules and how many of them passed a full
+// queue unseen, or why that is unknown (errMsg not empty).
+func writeQueueFull(w io.Writer, rulePackets, unseen uint64, errMsg string) {
+	if errMsg != "" {
+		fmt.Fprintf(w, "interception: packets past a full queue unknown: %s\n", errMsg)
+		return
+	}
+	fmt.Fprintf(w, "interception: %d packets reached the NFQUEUE rules, %d passed the full queue unseen (fail-open, no id)\n", rulePackets, unseen)
 }
 
 // counts renders non-zero counts as "a 1, b 2", by name.

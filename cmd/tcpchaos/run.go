@@ -236,6 +236,12 @@ func (l live) run(ctx context.Context) error {
 		closeAll()
 		return err
 	}
+	full, err := interception.QueueFullCounter(queues)
+	if err != nil {
+		closeAll()
+		return errors.Join(err, interception.Remove())
+	}
+	defer full.Close()
 	fmt.Fprintf(l.status, "tcpchaos: intercepting TCP (%s mode, ports %s, hosts %s) on queue %d",
 		ic.Mode, listOrAny(ic.Ports), listOrAny(ic.Hosts), ic.Queue)
 	if ic.Queues > 1 {
@@ -246,7 +252,7 @@ func (l live) run(ctx context.Context) error {
 	if l.steer != nil {
 		reloads = l.steer.reloadCounts
 	}
-	stopWatch := l.watch.start(queues, pipes, reloads)
+	stopWatch := l.watch.start(queues, pipes, reloads, full.Read)
 	if l.steer != nil {
 		fmt.Fprintf(l.status, "tcpchaos: control socket %s (tcpchaos ctl --control %[1]s status)\n", l.steer.path)
 	}
@@ -265,13 +271,14 @@ func (l live) run(ctx context.Context) error {
 		g.Go(func() error { return q.Run(queuesCtx) })
 	}
 	if l.steer != nil {
-		l.steer.attach(set, pipes, queues, interception, quiet, copyRange)
+		l.steer.attach(set, pipes, queues, interception, full, quiet, copyRange)
 		l.steer.serve(ctx, l.log)
 	} else {
 		<-ctx.Done()
 	}
 	stopWatch()
 	kernelDark, kernelDarkErr := interception.DarkDrops() // before the rules and their counters go
+	queueFull, queueFullErr := full.Read()
 	removeErr := interception.Remove()
 	stopQueues()
 	runErr := g.Wait()
@@ -285,6 +292,11 @@ func (l live) run(ctx context.Context) error {
 	writeSummary(l.summary, total)
 	for _, q := range queues {
 		writeQueueStats(l.summary, q.Stats())
+	}
+	if queueFullErr != nil {
+		writeQueueFull(l.summary, 0, 0, queueFullErr.Error())
+	} else {
+		writeQueueFull(l.summary, queueFull.RulePackets, queueFull.Unseen, "")
 	}
 	if dark {
 		writeDarkStats(l.summary, kernelDark, kernelDarkErr, total, queues)

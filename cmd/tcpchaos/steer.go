@@ -61,8 +61,9 @@ type steering struct {
 	pipes          []*pipeline.Pipeline
 	queues         []*nfq.Queue
 	in             *nfq.Interception
-	quietInstalled bool   // the interception was installed with quiet connections
-	copyRange      uint32 // the queues' copy range (0: whole packets)
+	full           *nfq.QueueFullCounter // what passed the full queues, for status
+	quietInstalled bool                  // the interception was installed with quiet connections
+	copyRange      uint32                // the queues' copy range (0: whole packets)
 
 	mu        sync.Mutex // guards what follows; reloads change it
 	file      string     // the config file in force
@@ -119,9 +120,9 @@ func (s *steering) close() {
 }
 
 // attach hands over the running run's parts.
-func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*nfq.Queue, in *nfq.Interception, quiet bool, copyRange uint32) {
+func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*nfq.Queue, in *nfq.Interception, full *nfq.QueueFullCounter, quiet bool, copyRange uint32) {
 	s.started = time.Now()
-	s.set, s.pipes, s.queues, s.in = set, pipes, queues, in
+	s.set, s.pipes, s.queues, s.in, s.full = set, pipes, queues, in, full
 	s.quiet, s.quietInstalled, s.copyRange = quiet, quiet, copyRange
 }
 

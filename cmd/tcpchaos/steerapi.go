@@ -76,6 +76,11 @@ func (s *steering) Status() ctlclient.Status {
 		}
 		st.Queues = append(st.Queues, cq)
 	}
+	if qf, err := s.full.Read(); err != nil {
+		st.QueueFullError = err.Error()
+	} else {
+		st.RulePackets, st.QueueFullUnseen = qf.RulePackets, qf.Unseen
+	}
 	return st
 }
 

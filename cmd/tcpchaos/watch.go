@@ -65,17 +65,19 @@ func newWatchers(c *cli.Context) (*watchers, error) {
 func (w *watchers) timed() bool { return w != nil && w.metrics != nil }
 
 // start begins serving the metrics of queues and pipes (in the same
-// order) and of reloads (nil: none), and drawing the status line; the
-// returned stop ends the status line (the metrics are served until close).
-func (w *watchers) start(queues []*nfq.Queue, pipes []*pipeline.Pipeline, reloads func() metrics.Reloads) (stop func()) {
+// order), of reloads (nil: none) and of what passed the full queues, and
+// drawing the status line; the returned stop ends the status line (the
+// metrics are served until close).
+func (w *watchers) start(queues []*nfq.Queue, pipes []*pipeline.Pipeline, reloads func() metrics.Reloads, full func() (nfq.QueueFull, error)) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
 	if w.metrics != nil {
 		w.metrics.Serve(metrics.NewCollector(metrics.Source{
-			Queues:  func() []metrics.Queue { return metrics.Snapshot(queues, pipes, true) },
-			Reloads: reloads,
-			Version: moduleVersion(),
+			Queues:    func() []metrics.Queue { return metrics.Snapshot(queues, pipes, true) },
+			Reloads:   reloads,
+			QueueFull: full,
+			Version:   moduleVersion(),
 		}))
 	}
 	if w.status == nil {

@@ -44,6 +44,9 @@ type Source struct {
 	Queues func() []Queue
 	// Reloads returns the reload counts (nil: none, both 0).
 	Reloads func() Reloads
+	// QueueFull reads what passed the queues unseen because they were
+	// full (nil: not exposed; an error leaves it out of the scrape).
+	QueueFull func() (nfq.QueueFull, error)
 	// Version is tcpchaos's version, for tcpchaos_build_info.
 	Version string
 }
@@ -93,6 +96,7 @@ var (
 	errorsDesc    = desc("queue_errors_total", "Packets or messages the queue failed on, by error: decode (not IPv4/IPv6 TCP or malformed; accepted), handler_panic (accepted), verdict (a verdict the kernel refused or that could not be written), read (a failed or malformed read).", "queue", "error")
 	queuedDesc    = desc("queue_kernel_queued_total", "Packets the kernel queued since the queue was bound (id_sequence of /proc/net/netfilter/nfnetlink_queue; wraps at 2^32).", "queue")
 	unseenDesc    = desc("queue_unseen_total", "Packets the kernel queued that tcpchaos never read: with fail-open they passed unseen (id_sequence minus packets received).", "queue")
+	fullDesc      = desc("queue_full_unseen_total", "Packets that found their queue full and passed unseen, without an id (fail-open; the kernel counts them nowhere): the NFQUEUE rules' packet counters, both families, minus the queues' id_sequence.")
 	kDroppedDesc  = desc("queue_kernel_dropped_total", "Packets the kernel dropped because the queue was full (queue_dropped of /proc/net/netfilter/nfnetlink_queue; none with fail-open).", "queue")
 	uDroppedDesc  = desc("queue_user_dropped_total", "Packets the kernel failed to hand to tcpchaos's socket (user_dropped of /proc/net/netfilter/nfnetlink_queue).", "queue")
 	waitingDesc   = desc("queue_waiting_packets", "Packets in the kernel's queue awaiting a verdict, held ones included (queue_total of /proc/net/netfilter/nfnetlink_queue).", "queue")
@@ -111,7 +115,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		packetsDesc, ruleHitsDesc, connsDesc, trackedDesc, connsTotal, untracked, heldDesc, verdictDesc,
 		copiesDesc, resetsDesc, reloadsDesc, buildDesc,
-		receivedDesc, errorsDesc, queuedDesc, unseenDesc, kDroppedDesc, uDroppedDesc, waitingDesc, copyRangeDesc,
+		receivedDesc, errorsDesc, queuedDesc, unseenDesc, fullDesc, kDroppedDesc, uDroppedDesc, waitingDesc, copyRangeDesc,
 	} {
 		ch <- d
 	}
@@ -119,7 +123,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the source and sends the metrics: the pipelines' figures,
 // the held packets and the verdict histogram added up over the queues, the
-// queues' own counters and the kernel's per queue.
+// queues' own counters and the kernel's per queue, and what passed the
+// full queues unseen.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -169,6 +174,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var r Reloads
 	if c.src.Reloads != nil {
 		r = c.src.Reloads()
+	}
+	if c.src.QueueFull != nil {
+		if qf, err := c.src.QueueFull(); err == nil {
+			counter(fullDesc, qf.Unseen)
+		}
 	}
 	counter(reloadsDesc, r.OK, "ok")
 	counter(reloadsDesc, r.Refused, "refused")

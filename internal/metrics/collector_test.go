@@ -45,9 +45,10 @@ func twoQueues() Source {
 		return Queue{Number: n, Summary: s, States: st, Stats: stats}
 	}
 	return Source{
-		Queues:  func() []Queue { return []Queue{q(100, 5), q(101, 3)} },
-		Reloads: func() Reloads { return Reloads{OK: 2, Refused: 1} },
-		Version: "v1.2.3",
+		Queues:    func() []Queue { return []Queue{q(100, 5), q(101, 3)} },
+		Reloads:   func() Reloads { return Reloads{OK: 2, Refused: 1} },
+		QueueFull: func() (nfq.QueueFull, error) { return nfq.QueueFull{RulePackets: 40, Queued: 16, Unseen: 24}, nil },
+		Version:   "v1.2.3",
 	}
 }
 
@@ -85,9 +86,13 @@ tcpchaos_queue_user_dropped_total{queue="101"} 3
 # TYPE tcpchaos_queue_unseen_total counter
 tcpchaos_queue_unseen_total{queue="100"} 3
 tcpchaos_queue_unseen_total{queue="101"} 3
+# HELP tcpchaos_queue_full_unseen_total Packets that found their queue full and passed unseen, without an id (fail-open; the kernel counts them nowhere): the NFQUEUE rules' packet counters, both families, minus the queues' id_sequence.
+# TYPE tcpchaos_queue_full_unseen_total counter
+tcpchaos_queue_full_unseen_total 24
 `
 	names := []string{"tcpchaos_connections", "tcpchaos_connections_total", "tcpchaos_rule_hits_total", "tcpchaos_tracked_connections",
-		"tcpchaos_held_packets", "tcpchaos_config_reloads_total", "tcpchaos_queue_user_dropped_total", "tcpchaos_queue_unseen_total"}
+		"tcpchaos_held_packets", "tcpchaos_config_reloads_total", "tcpchaos_queue_user_dropped_total", "tcpchaos_queue_unseen_total",
+		"tcpchaos_queue_full_unseen_total"}
 	if err := testutil.CollectAndCompare(NewCollector(twoQueues()), strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
@@ -130,16 +135,21 @@ func TestCollectorLint(t *testing.T) {
 }
 
 // TestCollectorWithoutReloadsOrKernel: without a reload hook both results
-// read 0; a queue whose kernel line is missing has no kernel metrics.
+// read 0; a queue whose kernel line is missing has no kernel metrics; a
+// queue-full count that cannot be read is left out, the scrape goes on.
 func TestCollectorWithoutReloadsOrKernel(t *testing.T) {
 	src := twoQueues()
 	src.Reloads = nil
+	src.QueueFull = func() (nfq.QueueFull, error) { return nfq.QueueFull{}, errors.New("iptables: no chain") }
 	qs := src.Queues()
 	qs[1].Stats.KernelErr = errors.New("gone")
 	src.Queues = func() []Queue { return qs }
 	c := NewCollector(src)
 	if n := testutil.CollectAndCount(c, "tcpchaos_queue_kernel_queued_total"); n != 1 {
 		t.Errorf("%d kernel queued series, want 1 (queue 100 only)", n)
+	}
+	if n := testutil.CollectAndCount(c, "tcpchaos_queue_full_unseen_total"); n != 0 {
+		t.Errorf("%d queue-full series after a failed read, want none", n)
 	}
 	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "tcpchaos_config_reloads_total")
 	if err != nil {

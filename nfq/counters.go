@@ -1,0 +1,131 @@
+//go:build linux
+
+package nfq
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netns"
+
+	"github.com/tcpchaos/tcpchaos/internal/netlab"
+)
+
+// Packets that find a queue full pass unseen and uncounted: with the
+// queue's fail-open flag, the kernel (__nfqnl_enqueue_packet) lets a
+// packet through when queue_total has reached the queue's maximum length,
+// before it gives the packet an id, so neither id_sequence nor any drop
+// column of /proc/net/netfilter/nfnetlink_queue shows it
+// (Stats.Unreceived counts only the packets that had an id and found the
+// socket full). The NFQUEUE rule's packet counter does count it: every
+// packet that reached the rule was either queued (and had an id) or
+// passed so. The difference between the rules' counters and the queues'
+// id sequences is what passed a full queue.
+//
+// The rule counts a packet before the target queues it, so a read of the
+// counters followed by a read of the id sequences never counts more than
+// passed (packets that arrive between the two reads make it count
+// fewer); the id sequences count from the queues' binding, which comes
+// before the rules (nfq.Open before Install), so they hold nothing older.
+// They wrap at 2^32 packets: past that the figure is wrong.
+
+// QueueFull is what the kernel let through unseen because a queue was
+// full.
+type QueueFull struct {
+	// RulePackets is how many packets reached the NFQUEUE rules, over both
+	// address families; Queued how many packets the kernel queued (the
+	// queues' id sequences added up).
+	RulePackets, Queued uint64
+	// Unseen is RulePackets - Queued: the packets that passed a full
+	// queue. It never goes below 0 nor below an earlier read's.
+	Unseen uint64
+}
+
+// QueueFullCounter reads the interception's NFQUEUE rule counters and the
+// queues' id sequences, from any goroutine: it runs iptables in the
+// network namespace it was made in.
+type QueueFullCounter struct {
+	queues []*Queue
+	fams   []ruleCounter
+	ns     netlab.NS // the namespace of the rules (Path: its open descriptor's)
+
+	mu   sync.Mutex // serializes reads, guards high
+	high uint64     // the highest Unseen so far
+}
+
+// ruleCounter is one family's iptables.
+type ruleCounter struct {
+	ipt    *iptables.IPTables
+	binary string
+}
+
+// QueueFullCounter returns a counter of what passes the queues unseen
+// when they are full; queues are the queues the interception feeds. Call
+// it in the namespace of Install (the calling thread's is kept for the
+// reads); Close releases it.
+func (in *Interception) QueueFullCounter(queues []*Queue) (*QueueFullCounter, error) {
+	h, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("queue-full counter: open the current network namespace: %w", err)
+	}
+	c := &QueueFullCounter{queues: queues, ns: netlab.NS{Path: fmt.Sprintf("/proc/self/fd/%d", h), Handle: h}}
+	for _, f := range in.families {
+		c.fams = append(c.fams, ruleCounter{f.ipt, f.plan.binary})
+	}
+	return c, nil
+}
+
+// Close releases the counter's namespace handle.
+func (c *QueueFullCounter) Close() error { return c.ns.Handle.Close() }
+
+// Read reads the NFQUEUE rules' counters, then the queues' id sequences
+// (see above for why in that order). It runs one iptables command per
+// address family, each waiting at most iptablesWait seconds for the
+// xtables lock; reads are serialized. An error (the rules are gone, a
+// queue's kernel line is missing) leaves the figures unknown.
+func (c *QueueFullCounter) Read() (QueueFull, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var qf QueueFull
+	err := c.ns.Do(func() (err error) {
+		qf.RulePackets, err = c.rulePackets()
+		return err
+	})
+	if err != nil {
+		return QueueFull{}, fmt.Errorf("queue-full count: %w", err)
+	}
+	for _, q := range c.queues {
+		s := q.Stats()
+		if s.KernelErr != nil {
+			return QueueFull{}, fmt.Errorf("queue-full count: queue %d: %w", q.opts.Queue, s.KernelErr)
+		}
+		qf.Queued += uint64(s.Kernel.IDSequence)
+	}
+	if qf.RulePackets > qf.Queued {
+		c.high = max(c.high, qf.RulePackets-qf.Queued)
+	}
+	qf.Unseen = c.high
+	return qf, nil
+}
+
+// rulePackets adds up the packet counters of the NFQUEUE rules of every
+// family, in the calling thread's namespace.
+func (c *QueueFullCounter) rulePackets() (uint64, error) {
+	var n uint64
+	var errs []error
+	for _, f := range c.fams {
+		stats, err := f.ipt.StructuredStats(Table, chainQueue)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: read the counters of chain %s: %w", f.binary, chainQueue, err))
+			continue
+		}
+		for _, st := range stats {
+			if st.Target == "NFQUEUE" {
+				n += st.Packets
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
