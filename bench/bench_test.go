@@ -279,14 +279,18 @@ func TestParseMemory(t *testing.T) {
 func TestParseSummaryFigures(t *testing.T) {
 	out := "connections: 5000 seen, 3518 tracked at the end, 0 midstream, 0 new incarnations, 0 time-wait expired, 0 idle expired, 12 evicted; 0 packets of untracked tuples\n" +
 		"packets by kind:\n  syn             3507\n  syn-ack         3500\n" +
+		"queue: 9 received; kernel: 11 queued, 2 passed unseen (fail-open), copy range 256\n" +
+		"interception: 32 packets reached the NFQUEUE rules, 21 passed the full queue unseen (fail-open, no id)\n" +
 		"events: 10 written, 7 dropped (the writer fell behind its buffer of 8192)\n"
 	for name, got := range map[string][2]int64{
-		"events dropped":  {parseEventsDropped(out), 7},
-		"syns seen":       {sumMatches(synsSeenRE, out), 3507},
-		"tracked":         {sumMatches(trackedRE, out), 3518},
-		"evicted":         {sumMatches(evictedRE, out), 12},
-		"no events line":  {parseEventsDropped("queue: 1 received\n"), -1},
-		"max-connections": {sumMatches(maxConnsRE, "tracker: msl 30s (TIME_WAIT 1m0s), max-connections 2000, idle-timeout 10m0s\n"), 2000},
+		"unseen, socket full": {parseUnseen(out), 2},
+		"unseen, queue full":  {sumMatches(fullUnseenRE, out), 21},
+		"events dropped":      {parseEventsDropped(out), 7},
+		"syns seen":           {sumMatches(synsSeenRE, out), 3507},
+		"tracked":             {sumMatches(trackedRE, out), 3518},
+		"evicted":             {sumMatches(evictedRE, out), 12},
+		"no events line":      {parseEventsDropped("queue: 1 received\n"), -1},
+		"max-connections":     {sumMatches(maxConnsRE, "tracker: msl 30s (TIME_WAIT 1m0s), max-connections 2000, idle-timeout 10m0s\n"), 2000},
 	} {
 		if got[0] != got[1] {
 			t.Errorf("%s = %d, want %d", name, got[0], got[1])
@@ -295,6 +299,23 @@ func TestParseSummaryFigures(t *testing.T) {
 	f := floodRun{result: floodResult{Sent: 5000, Probe: latencyResult{Micros: make([]float64, 10), Failed: 1}}, synsSeen: 3507}
 	if got := f.synsUnseen(); got != 1504 {
 		t.Errorf("SYNs unseen = %d, want 1504", got)
+	}
+}
+
+// TestParseGCTrace reads the heap figures of gctrace lines among other
+// output.
+func TestParseGCTrace(t *testing.T) {
+	out := "tcpchaos: intercepting TCP\n" +
+		"gc 1 @1.123s 0%: 0.018+12+0.10 ms clock, 0.036+3.7/1.4/11+0.21 ms cpu, 5->6->4 MB, 5 MB goal, 0 MB stacks, 5 MB globals, 2 P\n" +
+		"gc 2 @1.208s 0%: 0.036+26+0.010 ms clock, 0.072+0.85/5.2/0+0.021 ms cpu, 11->13->12 MB, 14 MB goal, 1 MB stacks, 5 MB globals, 2 P\n" +
+		"gc 3 @1.318s 0%: 0.058+13+0.21 ms clock, 0.11+0.65/5.2/5.2+0.43 ms cpu, 24->25->10 MB, 29 MB goal, 0 MB stacks, 6 MB globals, 2 P\n" +
+		"queue: 10 received\n"
+	want := gcTrace{GCs: 3, FirstLive: 4, Live: 10, Peak: 25, Goal: 29, Globals: 6}
+	if got := parseGCTrace(out); got != want {
+		t.Errorf("parseGCTrace = %+v, want %+v", got, want)
+	}
+	if got := parseGCTrace("queue: 10 received\n"); got != (gcTrace{}) {
+		t.Errorf("parseGCTrace without a GC = %+v, want zero", got)
 	}
 }
 
@@ -340,18 +361,24 @@ func TestRenderFlood(t *testing.T) {
 	with := floodRun{
 		result: floodResult{Sent: 1000, Seconds: 0.5}, cost: cost{Queued: 2000, CPU: 0.01, Conns: 1000},
 		before: memory{RSS: 10 << 20}, after: memory{RSS: 11 << 20, Peak: 12 << 20},
-		tracked: 20001, evicted: 0, synsSeen: 1000,
+		tracked: 20001, evicted: 0, synsSeen: 0, fullUnseen: 7,
+		heap: gcTrace{GCs: 3, FirstLive: 4, Live: 5, Peak: 30, Goal: 31, Globals: 5},
 	}
 	r := &report{opts: options{floodSYNs: 1000, port: 8080}, flood: &floodReport{maxConns: 20000, rounds: [][2]floodRun{{{result: floodResult{Sent: 1000, Seconds: 1}, cost: cost{Queued: -1, CPU: math.NaN()}}, with}}}}
 	text, missed := r.render()
-	if missed != 1 {
-		t.Errorf("missed %d, want 1:\n%s", missed, text)
+	if missed != 3 {
+		t.Errorf("missed %d, want 3:\n%s", missed, text)
 	}
 	assertContains(t, text,
+		"| packets passed the full queue unseen (SYN-ACKs too), as tcpchaos counts them: NFQUEUE rule counters − id_sequence (total) | — | 7 |",
+		"| Go heap (gctrace): GCs, live at the first / the last, peak, largest goal, globals, MiB (last round) | — | 3: 4 / 5, 30, 31, 5 |",
+		"the tracker's slab 3.4 MiB", "the control socket's trails 2.0 MiB", "the event writer's buffer 1.4 MiB (8192 events): 6.7 MiB",
+		"- ✗ tcpchaos counts what passed it unseen: its counts (socket full + queue full, every packet) ≥ the SYNs it did not see (sent − seen): 7 ≥ 1000",
+		"- ✗ tcpchaos's Go heap stays within its bound over the flood (peak at a GC ≤ 2 × (live at the first GC + what the flood may add) + globals and stacks; no GC: under 4 MiB): 30 MiB ≤ 26.5 MiB",
 		"| SYNs sent per second | 1000 | 2000 |",
 		"| packets queued per SYN sent | — | 2.00 |",
 		"| tcpchaos RSS before / peak / after, MiB (last round) | — | 10.0 / 12.0 / 11.0 |",
-		"(peak − before): 2.0 MiB; the bound, max-connections × 200 bytes: 3.8 MiB",
+		"(peak − before): 2.0 MiB. What the flood may add",
 		"- ✗ connections tracked at the end of the flood ≤ tracker.max-connections (20000): 20001",
 	)
 }

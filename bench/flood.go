@@ -17,10 +17,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/trail"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 	"github.com/tcpchaos/tcpchaos/statetrack/seqnum"
 )
@@ -148,11 +151,14 @@ type floodRun struct {
 	// serverPackets is the server's IpInReceives over the flood.
 	serverPackets uint64
 	// With tcpchaos: what it cost, its memory before the flood and after
-	// it (Peak: the high-water mark), and its summary's figures (-1 when
-	// missing).
+	// it (Peak: the high-water mark), its Go heap over the run (gctrace),
+	// and its summary's figures (-1 when missing): fullUnseen is what it
+	// counted passing the full queue.
 	cost                               cost
 	before, after                      memory
+	heap                               gcTrace
 	unseen, synsSeen, tracked, evicted int64
+	fullUnseen                         int64
 }
 
 // floodReport is the flood workload's runs, by round.
@@ -227,13 +233,15 @@ func (l *lab) routeSpoofed() error {
 
 // floodOnce runs one flood, with tcpchaos on the router or without.
 func (l *lab) floodOnce(ctx context.Context, withTcpchaos bool) (run floodRun, err error) {
-	run.unseen, run.synsSeen, run.tracked, run.evicted = -1, -1, -1, -1
+	run.unseen, run.synsSeen, run.tracked, run.evicted, run.fullUnseen = -1, -1, -1, -1, -1
 	if err := l.checkNoQueueRules(); err != nil {
 		return run, err
 	}
 	var tool *process
 	if withTcpchaos {
-		if tool, err = l.startTcpchaos(ctx, filepath.Join(l.opts.root, "bench", floodConfig)); err != nil {
+		// GODEBUG=gctrace=1: the Go heap at each GC on its stderr.
+		argv := []string{"env", "GODEBUG=gctrace=1", l.opts.tcpchaos, "run", "-c", filepath.Join(l.opts.root, "bench", floodConfig), "--netns", l.tp.Router.Name}
+		if tool, err = start(ctx, "tcpchaos", argv, "tcpchaos: intercepting", nil); err != nil {
 			return run, err
 		}
 		defer func() {
@@ -241,6 +249,7 @@ func (l *lab) floodOnce(ctx context.Context, withTcpchaos bool) (run floodRun, e
 			out := tool.output()
 			run.unseen, run.synsSeen = parseUnseen(out), sumMatches(synsSeenRE, out)
 			run.tracked, run.evicted = sumMatches(trackedRE, out), sumMatches(evictedRE, out)
+			run.fullUnseen, run.heap = sumMatches(fullUnseenRE, out), parseGCTrace(out)
 		}()
 		if run.before, err = readMemory(tool.pid()); err != nil {
 			return run, err
@@ -277,14 +286,86 @@ func (l *lab) serverReceived() (uint64, error) {
 }
 
 var (
-	synsSeenRE = regexp.MustCompile(`(?m)^\s+syn\s+(\d+)$`)
-	trackedRE  = regexp.MustCompile(`(\d+) tracked at the end`)
-	evictedRE  = regexp.MustCompile(`(\d+) evicted`)
+	synsSeenRE   = regexp.MustCompile(`(?m)^\s+syn\s+(\d+)$`)
+	trackedRE    = regexp.MustCompile(`(\d+) tracked at the end`)
+	evictedRE    = regexp.MustCompile(`(\d+) evicted`)
+	fullUnseenRE = regexp.MustCompile(`(\d+) passed the full queue unseen`)
+	// gcTraceRE reads a GODEBUG=gctrace=1 line's heap figures ("MB" is
+	// MiB there): at the GC's start, end and the live heap, the goal,
+	// stacks and globals.
+	gcTraceRE = regexp.MustCompile(`(?m)^gc \d+ @.* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks, (\d+) MB globals`)
 )
 
-// bytesPerConnTarget is the tracker's memory target per connection, the
-// unit of the flood's memory bound.
-const bytesPerConnTarget = 200
+// gcTrace is what a run's gctrace lines say of its Go heap, in MiB: GCs
+// is how many ran (0: none, the heap stayed under the runtime's first
+// goal of 4 MiB, and the rest is 0); FirstLive the live heap after the
+// first, Live after the last; Peak the largest heap at a GC's start or
+// end, Goal the largest goal; Globals and Stacks the last figures.
+type gcTrace struct {
+	GCs                                          int
+	FirstLive, Live, Peak, Goal, Globals, Stacks int64
+}
+
+// parseGCTrace reads the gctrace lines of out.
+func parseGCTrace(out string) gcTrace {
+	var g gcTrace
+	for _, m := range gcTraceRE.FindAllStringSubmatch(out, -1) {
+		var v [6]int64
+		for i := range v {
+			v[i], _ = strconv.ParseInt(m[i+1], 10, 64)
+		}
+		if g.GCs == 0 {
+			g.FirstLive = v[2]
+		}
+		g.GCs++
+		g.Peak, g.Goal = max(g.Peak, v[0], v[1]), max(g.Goal, v[3])
+		g.Live, g.Stacks, g.Globals = v[2], v[4], v[5]
+	}
+	return g
+}
+
+// What a SYN flood can make tcpchaos keep, by part (statetrack's doc,
+// internal/trail, internal/events): the bound of the live heap's growth.
+const (
+	// slotBytes is a tracker slot; slabPage slots are allocated at once;
+	// indexBytes is the hash index's share per connection.
+	slotBytes, slabPage, indexBytes = 152, 4096, 21
+	// trailRing is the events a trail's ring starts with: a flood's
+	// connection is evicted with 2 or 3 (its SYN, the SYN-ACK, perhaps a
+	// retransmitted one); trailConnBytes the rest of a trail (its summary,
+	// order list element and map entry).
+	trailRing, trailConnBytes = 4, 320
+)
+
+// eventBytes is the size of one event, in a trail's ring and in the
+// writer's buffer.
+const eventBytes = int64(unsafe.Sizeof(events.Event{}))
+
+// floodBound is what the flood may add to tcpchaos's live heap, by part,
+// for a table of maxConns connections.
+type floodBound struct {
+	Slab, Trails, Events int64
+}
+
+func newFloodBound(maxConns int64) floodBound {
+	pages := (maxConns + slabPage - 1) / slabPage
+	return floodBound{
+		Slab:   pages*slabPage*slotBytes + maxConns*indexBytes,
+		Trails: min(maxConns, trail.DefaultConns) * (trailRing*eventBytes + trailConnBytes),
+		Events: events.Buffer * eventBytes,
+	}
+}
+
+// total is the sum of the parts.
+func (b floodBound) total() int64 { return b.Slab + b.Trails + b.Events }
+
+// heapBound is the largest Go heap the runtime lets grow before it
+// collects (GOGC 100): the live heap of a run that starts at firstLive
+// MiB and adds b, twice, plus globals and stacks (the goal counts them
+// once), in MiB.
+func (b floodBound) heapBound(g gcTrace) float64 {
+	return 2*(float64(g.FirstLive)+float64(b.total())/(1<<20)) + float64(g.Globals+g.Stacks)
+}
 
 // synsUnseen is how many SYNs the generator and the probe sent that
 // tcpchaos did not see (-1 when not known; never below 0).
@@ -348,18 +429,17 @@ func (r *report) renderFlood(b *strings.Builder, c *checks) {
 		return float64(f.cost.Queued) / float64(f.result.Sent)
 	})
 	spreadRow("CPU per crossing, µs", 1, func(f floodRun) float64 { return f.cost.cpuPerCrossing() })
-	row("packets passed unseen, fail-open counted by the queue (total)", func(i int) string {
-		if i == 0 {
-			return "—"
-		}
-		return fmt.Sprint(total(i, func(f floodRun) int64 { return f.unseen }))
-	})
-	row("SYNs sent that tcpchaos did not see (total)", func(i int) string {
-		if i == 0 {
-			return "—"
-		}
-		return fmt.Sprint(total(i, floodRun.synsUnseen))
-	})
+	tcpchaosTotal := func(name string, f func(floodRun) int64) {
+		row(name, func(i int) string {
+			if i == 0 {
+				return "—"
+			}
+			return fmt.Sprint(total(i, f))
+		})
+	}
+	tcpchaosTotal("packets passed unseen with an id, the socket full, as tcpchaos counts them (total)", func(f floodRun) int64 { return f.unseen })
+	tcpchaosTotal("packets passed the full queue unseen (SYN-ACKs too), as tcpchaos counts them: NFQUEUE rule counters − id_sequence (total)", func(f floodRun) int64 { return f.fullUnseen })
+	tcpchaosTotal("SYNs sent that tcpchaos did not see, sent − seen by the generator's count (total)", floodRun.synsUnseen)
 	tcpchaosRow("connections tracked at the end / evicted (last round)", func(f floodRun) string {
 		return fmt.Sprintf("%d / %d", f.tracked, f.evicted)
 	})
@@ -367,13 +447,24 @@ func (r *report) renderFlood(b *strings.Builder, c *checks) {
 	tcpchaosRow("tcpchaos RSS before / peak / after, MiB (last round)", func(f floodRun) string {
 		return fmt.Sprintf("%s / %s / %s", mib(f.before.RSS), mib(f.after.Peak), mib(f.after.RSS))
 	})
+	tcpchaosRow("Go heap (gctrace): GCs, live at the first / the last, peak, largest goal, globals, MiB (last round)", func(f floodRun) string {
+		h := f.heap
+		return fmt.Sprintf("%d: %d / %d, %d, %d, %d", h.GCs, h.FirstLive, h.Live, h.Peak, h.Goal, h.Globals)
+	})
 	var growth []float64
 	for _, rr := range fr.rounds {
 		growth = append(growth, float64(rr[1].after.Peak-rr[1].before.RSS)/(1<<20))
 	}
-	fmt.Fprintf(b, "\ntcpchaos's RSS growth over the flood (peak − before): %s MiB; the bound, max-connections × %d bytes: %s MiB; "+
-		"every SYN's connection kept would be %s MiB.\n",
-		summarize(growth).format(1), bytesPerConnTarget, mib(fr.maxConns*bytesPerConnTarget), mib(int64(r.opts.floodSYNs)*bytesPerConnTarget))
+	bd := newFloodBound(fr.maxConns)
+	fmt.Fprintf(b, "\ntcpchaos's RSS growth over the flood (peak − before): %s MiB. What the flood may add to its live heap: "+
+		"the tracker's slab %s MiB (%d-slot pages of %d bytes, and %d bytes of index per connection of max-connections), "+
+		"the control socket's trails %s MiB (min(max-connections, %d) connections × (a %d-event ring of %d-byte events + %d bytes)), "+
+		"the event writer's buffer %s MiB (%d events): %s MiB (every SYN's connection kept would be %s MiB in the slab alone). "+
+		"The Go runtime lets its heap grow to the GC goal before it collects (GOGC 100): twice the live heap, plus globals and stacks, "+
+		"and keeps the pages a while after, so the bound of the heap is 2 × (live heap at the first GC + %s MiB) + globals and stacks.\n",
+		summarize(growth).format(1), mib(bd.Slab), slabPage, slotBytes, indexBytes,
+		mib(bd.Trails), trail.DefaultConns, trailRing, eventBytes, trailConnBytes, mib(bd.Events), events.Buffer,
+		mib(bd.total()), mib(int64(r.opts.floodSYNs)*(slotBytes+indexBytes)), mib(bd.total()))
 	p99 := func(i int) spread {
 		return summarize(each(i, func(f floodRun) float64 { return percentile(f.result.Probe.Micros, 99) }))
 	}
@@ -383,5 +474,21 @@ func (r *report) renderFlood(b *strings.Builder, c *checks) {
 		tracked = max(tracked, rr[1].tracked)
 	}
 	c.check(tracked >= 0 && tracked <= fr.maxConns, fmt.Sprintf("connections tracked at the end of the flood ≤ tracker.max-connections (%d)", fr.maxConns), fmt.Sprint(tracked))
+	var counted, missing int64 // what tcpchaos counted passing unseen, the SYNs it did not see
+	for _, rr := range fr.rounds {
+		counted += max(rr[1].unseen, 0) + max(rr[1].fullUnseen, 0)
+		missing += max(rr[1].synsUnseen(), 0)
+	}
+	c.check(counted >= missing, "tcpchaos counts what passed it unseen: its counts (socket full + queue full, every packet) ≥ the SYNs it did not see (sent − seen)",
+		fmt.Sprintf("%d ≥ %d", counted, missing))
+	worst, worstBound := int64(0), 0.0 // the round whose peak heap came closest to its bound
+	for _, rr := range fr.rounds {
+		h := rr[1].heap
+		if bound := bd.heapBound(h); h.GCs > 0 && (worstBound == 0 || float64(h.Peak)-bound > float64(worst)-worstBound) {
+			worst, worstBound = h.Peak, bound
+		}
+	}
+	c.check(float64(worst) <= worstBound, "tcpchaos's Go heap stays within its bound over the flood (peak at a GC ≤ 2 × (live at the first GC + what the flood may add) + globals and stacks; no GC: under 4 MiB)",
+		fmt.Sprintf("%d MiB ≤ %.1f MiB", worst, worstBound))
 	b.WriteString("\n")
 }
