@@ -14,6 +14,18 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
+// serveEchoByte serves on addr in the server namespace, for timeout:
+// each connection's first byte is echoed.
+func serveEchoByte(t *testing.T, tp *netlabtest.Topology, addr string, timeout time.Duration) {
+	netlabtest.Serve(t, tp.Server.Listen(t, "tcp", addr), timeout, func(c net.Conn) error {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil {
+			c.Write(b[:])
+		}
+		return nil
+	})
+}
+
 // TestQueueFullUnseenCounted: a queue of 2 packets, both held by the
 // Handler (the first two SYNs, for 3 s): the connections made meanwhile
 // find it full and pass unseen, uncounted by the queue (no id, so
@@ -40,13 +52,7 @@ func TestQueueFullUnseenCounted(t *testing.T) {
 	}
 	defer full.Close()
 	addr := serverAddr(tp, false)
-	netlabtest.Serve(t, tp.Server.Listen(t, "tcp", addr), 20*time.Second, func(c net.Conn) error {
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err == nil {
-			c.Write(b[:])
-		}
-		return nil
-	})
+	serveEchoByte(t, tp, addr, 20*time.Second)
 	wire := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
 
 	var wg sync.WaitGroup

@@ -3,7 +3,6 @@ package nfq_test
 import (
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -144,13 +143,7 @@ func TestQuietShortConnectionsNoReset(t *testing.T) {
 		Probability: 1,
 	}})
 	addr := serverAddr(tp, false)
-	netlabtest.Serve(t, tp.Server.Listen(t, "tcp", addr), 10*time.Second, func(c net.Conn) error {
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err == nil {
-			c.Write(b[:])
-		}
-		return nil
-	})
+	serveEchoByte(t, tp, addr, 10*time.Second)
 	before := map[*netlabtest.NS]map[string]uint64{tp.Client: tp.Client.Nstat(t), tp.Server: tp.Server.Nstat(t)}
 	const conns, workers = 2000, 4
 	var (
