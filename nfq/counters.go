@@ -51,9 +51,13 @@ type QueueFullCounter struct {
 	fams   []ruleCounter
 	ns     netlab.NS // the namespace of the rules (Path: its open descriptor's)
 
-	mu   sync.Mutex // serializes reads, guards high
-	high uint64     // the highest Unseen so far
+	mu     sync.Mutex // serializes reads, guards what follows
+	high   uint64     // the highest Unseen so far
+	closed bool       // Close released ns
 }
+
+// errCounterClosed: Read after Close.
+var errCounterClosed = errors.New("queue-full count: the counter is closed")
 
 // ruleCounter is one family's iptables.
 type ruleCounter struct {
@@ -77,8 +81,16 @@ func (in *Interception) QueueFullCounter(queues []*Queue) (*QueueFullCounter, er
 	return c, nil
 }
 
-// Close releases the counter's namespace handle.
-func (c *QueueFullCounter) Close() error { return c.ns.Handle.Close() }
+// Close releases the counter's namespace handle; a Read after it fails.
+func (c *QueueFullCounter) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.ns.Handle.Close()
+}
 
 // Read reads the NFQUEUE rules' counters, then the queues' id sequences
 // (see above for why in that order). It runs one iptables command per
@@ -88,6 +100,9 @@ func (c *QueueFullCounter) Close() error { return c.ns.Handle.Close() }
 func (c *QueueFullCounter) Read() (QueueFull, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return QueueFull{}, errCounterClosed
+	}
 	var qf QueueFull
 	err := c.ns.Do(func() (err error) {
 		qf.RulePackets, err = c.rulePackets()

@@ -50,7 +50,7 @@ func TestQueueFullUnseenCounted(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer full.Close()
+	defer full.Close() // a second Close does nothing
 	addr := serverAddr(tp, false)
 	serveEchoByte(t, tp, addr, 20*time.Second)
 	wire := tp.Router.Capture(t, tp.RouterServerIf, "tcp port 8080")
@@ -105,6 +105,12 @@ func TestQueueFullUnseenCounted(t *testing.T) {
 	}
 	if want := crossed - s.Received; qf.Unseen != want || qf.RulePackets != crossed || qf.Queued != s.Received {
 		t.Errorf("queue full: %+v; want %d packets at the rule (the wire), %d queued (received), %d unseen", qf, crossed, s.Received, want)
+	}
+	if err := full.Close(); err != nil {
+		t.Error(err)
+	}
+	if _, err := full.Read(); err == nil {
+		t.Error("Read after Close: no error")
 	}
 	if qf.Unseen < passing*5 { // at least SYN, SYN-ACK, ACK, data, echo each
 		t.Errorf("%d packets passed the full queue unseen, want at least %d: was it full?", qf.Unseen, passing*5)
