@@ -19,7 +19,7 @@ type fakeRun struct{ control.Backend }
 
 func (fakeRun) Status() ctlclient.Status {
 	return ctlclient.Status{PID: 42, Config: "/etc/tcpchaos.yaml", Rules: 1, Packets: map[string]uint64{"syn": 2, "data": 0},
-		Queues: []ctlclient.Queue{{Number: 100, Received: 7, KernelQueued: 7}}}
+		Queues: []ctlclient.Queue{{Number: 100, Received: 7, KernelQueued: 7}}, RulePackets: 10, QueueFullUnseen: 3}
 }
 
 // Conns answers one connection, with the filter's limit for its ID.
@@ -50,7 +50,8 @@ func startFakeRun(t *testing.T) string {
 func TestCtlOutputAndFlags(t *testing.T) {
 	sock := startFakeRun(t)
 	out, err := runCLI(t, "ctl", "--control", sock, "status")
-	if err != nil || !strings.Contains(out, "pid 42") || !strings.Contains(out, "packets: syn 2\n") || !strings.Contains(out, "queue 100: 7 received") {
+	if err != nil || !strings.Contains(out, "pid 42") || !strings.Contains(out, "packets: syn 2\n") || !strings.Contains(out, "queue 100: 7 received") ||
+		!strings.Contains(out, "interception: 10 packets reached the NFQUEUE rules, 3 passed the full queue unseen (fail-open, no id)\n") {
 		t.Errorf("ctl status: %v\n%s", err, out)
 	}
 	// The flags may follow the command.
@@ -98,5 +99,15 @@ func TestCtlExitCodes(t *testing.T) {
 	_, err := runCLI(t, "ctl", "--control", filepath.Join(t.TempDir(), "none.sock"), "status")
 	if err == nil || exitCode(err) != exitFailure {
 		t.Errorf("ctl status without a run: %v, want exit 1", err)
+	}
+}
+
+// TestStatusQueueFullUnknown: a status whose queue-full count could not
+// be read says why instead of a count.
+func TestStatusQueueFullUnknown(t *testing.T) {
+	var b strings.Builder
+	writeStatus(&b, ctlclient.Status{QueueFullError: "queue-full count: iptables: exit status 1"})
+	if want := "interception: packets past a full queue unknown: queue-full count: iptables: exit status 1\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("status ends %q, want %q", b.String(), want)
 	}
 }
