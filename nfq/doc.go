@@ -26,6 +26,8 @@
 //	queue.go                    a Queue's socket setup and its life (Open, Run)
 //	queue_read.go               the reader loop and the drain at close
 //	queue_stats.go              counters, and the kernel's /proc view of a queue
+//	counters.go                 what passes a full queue unseen: the NFQUEUE
+//	                            rules' counters against the queues' id sequences
 //	netlink.go                  the nfnetlink_queue wire format: packet messages, bind
 //	verdict.go                  verdict messages and their batching
 //	core.go                     the executor's live output: verdicts, copies, timer
