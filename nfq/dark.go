@@ -75,7 +75,7 @@ func darkDropRules() []rule {
 	rs := make([]rule, 0, len(ctdirs))
 	for _, d := range ctdirs {
 		rs = append(rs, mangle(Chain, "-p", "tcp", "--tcp-flags", "RST", "NONE",
-			"-m", "connmark", "--mark", hex(d.bit)+"/"+hex(d.bit), "-m", "conntrack", "--ctdir", d.name, "-j", "DROP"))
+			"-m", "connmark", "--mark", masked(d.bit, d.bit), "-m", "conntrack", "--ctdir", d.name, "-j", "DROP"))
 	}
 	return rs
 }
@@ -94,11 +94,11 @@ func darkenRules() []rule {
 			if m.opposite {
 				bit = ctdirs[1-i].bit
 			}
-			rs = append(rs, filter(Chain, "-m", "mark", "--mark", hex(m.mark)+"/"+hex(m.mark),
-				"-m", "conntrack", "--ctdir", d.name, "-j", "CONNMARK", "--set-xmark", hex(bit)+"/"+hex(bit)))
+			rs = append(rs, filter(Chain, "-m", "mark", "--mark", masked(m.mark, m.mark),
+				"-m", "conntrack", "--ctdir", d.name, "-j", "CONNMARK", "--set-xmark", masked(bit, bit)))
 		}
 	}
-	return append(rs, filter(Chain, "-m", "mark", "--mark", hex(DarkSameMark)+"/"+hex(DarkSameMark), "-j", "DROP"))
+	return append(rs, filter(Chain, "-m", "mark", "--mark", masked(DarkSameMark, DarkSameMark), "-j", "DROP"))
 }
 
 // DarkStats count what the kernel dropped of blackholed connections.

@@ -31,40 +31,88 @@ import (
 // mangle runs before filter, so a packet tcpchaos drops never reaches the
 // host's firewall rules, and it is where connmark rules live.
 //
-// Quiet connections: the data phase of a quiet connection bypasses the
-// queue, with two mark bits of tcpchaos's own: QuietMark in the
-// connection mark (the connection is quiet), VerdictMark in the packet
-// mark (tcpchaos gave this packet its verdict). TCPCHAOS starts with
+// Quiet connections: the data phase of a quiet connection, and the rest
+// of a close that the verdict of its first FIN lets go quiet (a quiet
+// close), bypass the queue, with mark bits of tcpchaos's own: in the
+// connection mark QuietMark (Q: the connection is quiet), EndingMark (E:
+// it sent its first FIN since its last SYN) and FinalMark (F: a FIN after
+// the first, or an RST); in the packet mark VerdictMark (V: tcpchaos gave
+// this packet its verdict), and Q again (the verdict's decision). TCPCHAOS
+// starts with
 //
 //	-p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark Q/Q -j RETURN
 //
-// (first, so that a quiet data phase costs one match) and TCPCHAOS-QUEUE
+// (first, so that a quiet phase costs one match) and TCPCHAOS-QUEUE
 // becomes:
 //
-//	-p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0/Q|E
-//	-p tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark E/Q|E
+//	-p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0/Q|E|F
+//	-p tcp --tcp-flags RST RST -j CONNMARK --set-xmark E|F/Q|E|F
+//	-p tcp --tcp-flags FIN FIN -m connmark --mark E/E -j CONNMARK --set-xmark F/Q|F
+//	-p tcp --tcp-flags FIN FIN -j CONNMARK --set-xmark E/Q|E
 //	-j NFQUEUE ...
 //
-// so a quiet connection's packets pass unqueued until its first SYN, FIN
-// or RST, which clears the quiet bit in the kernel itself before it is
-// queued: the packets after it in its direction are queued behind it and
-// cannot overtake it. A FIN or an RST also sets EndingMark (E), which
-// only a SYN clears: the verdict of a packet queued before the FIN but
-// re-injected after it must not make the connection quiet again, or the
-// peer's packets after the FIN would bypass the queue (seen in 3 of
-// 10,000 connections before E existed). A closing connection never goes
-// quiet anyway: both ends must be ESTABLISHED. Every accept verdict carries VerdictMark, with
-// QuietMark when the pipeline let the connection go quiet, and the filter
+// so a quiet connection's packets pass unqueued until its next SYN, FIN
+// or RST, which clears Q in the kernel itself before it is queued: the
+// packets after it in its direction are queued behind it and cannot
+// overtake it. A SYN starts afresh (a new incarnation of the tuple); the
+// first FIN sets E; a FIN when E is set (the peer's, or a retransmission)
+// and an RST set F, which only a SYN clears. Every accept verdict carries
+// V, with Q when the pipeline let the connection go quiet, and the filter
 // table (which runs after mangle, on the same hook, when the verdict
 // re-injects the packet) copies the decision into the connection mark and
 // clears tcpchaos's bits from the packet mark:
 //
 //	filter FORWARD (or OUTPUT, INPUT ! -i lo) -m mark --mark V/V -j TCPCHAOS
 //	filter TCPCHAOS  -m connmark ! --mark E/E -j CONNMARK --save-mark --nfmask Q --ctmask Q
+//	                 -p tcp --tcp-flags FIN FIN -m connmark --mark E/E|F -j CONNMARK --save-mark --nfmask Q --ctmask Q
+//	                 -m connmark --mark E/E -m mark --mark 0/Q -j CONNMARK --set-xmark 0/Q
 //	                 -j MARK --set-xmark 0/Q|V
 //
 // (This kernel cannot set the connection mark from a verdict:
-// NETFILTER_NETLINK_GLUE_CT is not built.)
+// NETFILTER_NETLINK_GLUE_CT is not built.) Before the first FIN every
+// verdict sets or clears Q. After it, only the verdict of a FIN while F is
+// clear, that is of the first FIN itself, can set Q again; any other
+// verdict without Q clears it. Which packets the pipeline lets go quiet
+// is its decision (rules.Verdict.Quiet); the chains hold whatever it
+// decides to these orders:
+//
+//   - A quiet close: the first FIN is queued with Q cleared, and its
+//     verdict with Q sets it before the FIN leaves the router, so the
+//     peer's ACK of it, sent after, bypasses the queue, and so do the
+//     data and ACKs of a half-close, both ways. The second FIN sets F and
+//     clears Q before it is queued; the final ACK, sent after it was
+//     delivered, and everything after are queued. A close whose first
+//     FIN's verdict carries no Q is queued from the FIN on, as before any
+//     quiet close existed.
+//   - A stale verdict: the verdict of a packet queued before the FIN but
+//     re-injected after it must not make the connection quiet again, or
+//     the peer's packets after the FIN would bypass the queue (seen in 3
+//     of 10,000 connections before E existed): it is not a FIN, so with E
+//     set it cannot set Q.
+//   - A FIN retransmission (or a duplicate) finds E set and sets F: from
+//     then on the close is queued, and neither the retransmission's
+//     verdict nor the first FIN's, if re-injected after it, can make it
+//     quiet again.
+//   - A simultaneous close: of two FINs crossing, the second to pass
+//     mangle sets F, whether or not the first one's verdict came before
+//     it: a verdict re-injected later finds F and leaves Q clear.
+//   - A verdict without Q after a quiet first FIN ends the quiet close,
+//     as one does the quiet data phase before any FIN: a packet of the
+//     connection queued between the FIN and its verdict (a streaming
+//     peer's; in the FIN's own burst it keeps the FIN's verdict from
+//     carrying Q at all) wakes the connection in the tracker, and in the
+//     kernel too once its verdict comes; and a reload that takes out the
+//     bypass (SetBypass) wakes a quiet close as it wakes a quiet data
+//     phase.
+//   - Two CPUs: xt_connmark reads and writes the connection mark without
+//     an atomic operation, so the second FIN going through mangle on one
+//     CPU while the first FIN's verdict goes through filter on another
+//     can leave Q set after the second FIN cleared it, with F or without
+//     (a lost update); the window is one rule's evaluation and none was
+//     seen. The second FIN's own verdict, without Q (the pipeline does
+//     not let a connection go quiet there), then clears it before the
+//     final ACK is sent; if tcpchaos drops that FIN, its retransmission
+//     clears Q in mangle.
 //
 // A quiet connection's gaps cannot be told: its data phase, keepalives
 // included, passes unseen, and the kernel does not know the gap either
@@ -89,10 +137,14 @@ const (
 	chainQueue = Chain + "-QUEUE"
 )
 
-// The mark bits of quiet connections. All are clear in InjectMark, so
-// the exact match of injected copies never takes a verdict mark for one,
-// and neither bit is set in a copy. Packet marks of other programs keep
-// their other bits through tcpchaos.
+// The mark bits of quiet connections. Those of the packet mark
+// (VerdictMark, and QuietMark in a verdict) are clear in InjectMark, so
+// the exact match of injected copies never takes a verdict's mark for
+// one, and neither is set in a copy; those of the connection mark only
+// (EndingMark, FinalMark) are set in InjectMark, which no rule compares
+// with a connection mark (none copies the connection mark into a packet
+// mark). Packet marks of other programs keep their other bits through
+// tcpchaos.
 const (
 	// QuietMark, in a connection mark, lets the connection's packets
 	// without SYN, FIN or RST bypass the queue (bit 27).
@@ -102,9 +154,13 @@ const (
 	// connection (bit 25).
 	VerdictMark uint32 = 0x02000000
 	// EndingMark, in a connection mark, says that the connection sent a
-	// FIN or an RST since its last SYN: no verdict makes it quiet again
-	// (bit 26).
+	// FIN or an RST since its last SYN: no verdict but that of its first
+	// FIN makes it quiet again (bit 26).
 	EndingMark uint32 = 0x04000000
+	// FinalMark, in a connection mark, says that the connection sent a
+	// FIN after its first (the peer's, or a retransmission) or an RST
+	// since its last SYN: no verdict makes it quiet again (bit 28).
+	FinalMark uint32 = 0x10000000
 )
 
 // tables lists the tables tcpchaos puts chains in.
@@ -528,11 +584,7 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 		p.rules = append(p.rules, hostRules(fam.hosts, chainPorts)...)
 		p.rules = append(p.rules, portRules(chainPorts, cfg.Ports)...)
 		if opts.Quiet {
-			p.rules = append(p.rules,
-				mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN", "SYN",
-					"-j", "CONNMARK", "--set-xmark", "0x0/"+hex(QuietMark|EndingMark)),
-				mangle(chainQueue, "-p", "tcp", "!", "--tcp-flags", "FIN,RST", "NONE",
-					"-j", "CONNMARK", "--set-xmark", hex(EndingMark)+"/"+hex(QuietMark|EndingMark)))
+			p.rules = append(p.rules, endQuietRules()...)
 		}
 		p.queueRule = len(p.rules)
 		p.rules = append(p.rules, mangle(chainQueue, queueSpec(cfg.Queue, queues)...))
@@ -541,17 +593,15 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 			// Only packets with a verdict of tcpchaos's enter the chain.
 			clear := VerdictMark
 			if opts.Quiet {
-				p.rules = append(p.rules,
-					filter(Chain, "-m", "connmark", "!", "--mark", hex(EndingMark)+"/"+hex(EndingMark),
-						"-j", "CONNMARK", "--save-mark", "--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)))
+				p.rules = append(p.rules, saveQuietRules()...)
 				clear |= QuietMark
 			}
 			if opts.Blackhole {
 				p.rules = append(p.rules, darkenRules()...)
 				clear |= DarkSameMark | DarkOppositeMark
 			}
-			p.rules = append(p.rules, filter(Chain, "-j", "MARK", "--set-xmark", "0x0/"+hex(clear)))
-			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode, "-m", "mark", "--mark", hex(VerdictMark)+"/"+hex(VerdictMark))...)
+			p.rules = append(p.rules, filter(Chain, "-j", "MARK", "--set-xmark", masked(0, clear)))
+			p.jumps = append(p.jumps, jumps(FilterTable, cfg.Mode, "-m", "mark", "--mark", masked(VerdictMark, VerdictMark))...)
 		}
 		plans = append(plans, p)
 	}
@@ -560,10 +610,45 @@ func plan(cfg Intercept, opts InstallOptions) ([]familyPlan, error) {
 
 // bypassRule lets the data phase of quiet connections bypass the queue.
 var bypassRule = mangle(Chain, "-p", "tcp", "--tcp-flags", "SYN,FIN,RST", "NONE",
-	"-m", "connmark", "--mark", hex(QuietMark)+"/"+hex(QuietMark), "-j", "RETURN")
+	"-m", "connmark", "--mark", masked(QuietMark, QuietMark), "-j", "RETURN")
+
+// endQuietRules, in the queue chain ahead of the NFQUEUE rule, end a quiet
+// phase in the connection mark before its packet is queued: a SYN starts
+// afresh, an RST ends it for good, a FIN after the first (E set) ends it
+// for good, the first FIN ends it until its own verdict.
+func endQuietRules() []rule {
+	const all = QuietMark | EndingMark | FinalMark
+	return []rule{
+		mangle(chainQueue, "-p", "tcp", "--tcp-flags", "SYN", "SYN",
+			"-j", "CONNMARK", "--set-xmark", masked(0, all)),
+		mangle(chainQueue, "-p", "tcp", "--tcp-flags", "RST", "RST",
+			"-j", "CONNMARK", "--set-xmark", masked(EndingMark|FinalMark, all)),
+		mangle(chainQueue, "-p", "tcp", "--tcp-flags", "FIN", "FIN", "-m", "connmark", "--mark", masked(EndingMark, EndingMark),
+			"-j", "CONNMARK", "--set-xmark", masked(FinalMark, QuietMark|FinalMark)),
+		mangle(chainQueue, "-p", "tcp", "--tcp-flags", "FIN", "FIN",
+			"-j", "CONNMARK", "--set-xmark", masked(EndingMark, QuietMark|EndingMark)),
+	}
+}
+
+// saveQuietRules, in the filter chain, copy a verdict's decision into the
+// connection mark: every verdict's before the first FIN, then the first
+// FIN's own; after it, any verdict without QuietMark clears the bit.
+func saveQuietRules() []rule {
+	save := []string{"-j", "CONNMARK", "--save-mark", "--nfmask", hex(QuietMark), "--ctmask", hex(QuietMark)}
+	return []rule{
+		filter(Chain, slices.Concat([]string{"-m", "connmark", "!", "--mark", masked(EndingMark, EndingMark)}, save)...),
+		filter(Chain, slices.Concat([]string{"-p", "tcp", "--tcp-flags", "FIN", "FIN",
+			"-m", "connmark", "--mark", masked(EndingMark, EndingMark|FinalMark)}, save)...),
+		filter(Chain, "-m", "connmark", "--mark", masked(EndingMark, EndingMark), "-m", "mark", "--mark", masked(0, QuietMark),
+			"-j", "CONNMARK", "--set-xmark", masked(0, QuietMark)),
+	}
+}
 
 // hex renders a mark as iptables prints it.
 func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
+
+// masked renders a mark value and its mask as iptables prints them.
+func masked(v, mask uint32) string { return hex(v) + "/" + hex(mask) }
 
 // jumps are the rules that send TCP into Chain of table: FORWARD in
 // forward mode; OUTPUT and INPUT except from loopback in local mode, so

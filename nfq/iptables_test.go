@@ -95,10 +95,14 @@ func TestPlan(t *testing.T) {
 -A TCPCHAOS -s 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS -d 198.19.2.0/24 -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
--A TCPCHAOS-QUEUE -p tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags RST RST -j CONNMARK --set-xmark 0x14000000/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x4000000 -j CONNMARK --set-xmark 0x10000000/0x18000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags FIN FIN -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
 -A -t filter TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -p tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x14000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -m connmark --mark 0x4000000/0x4000000 -m mark --mark 0x0/0x8000000 -j CONNMARK --set-xmark 0x0/0x8000000
 -A -t filter TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`,
 		},
 	}, {
@@ -116,10 +120,14 @@ func TestPlan(t *testing.T) {
 -A TCPCHAOS -s fd00:2::/64 -j TCPCHAOS-PORTS
 -A TCPCHAOS -d fd00:2::/64 -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
--A TCPCHAOS-QUEUE -p tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags RST RST -j CONNMARK --set-xmark 0x14000000/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x4000000 -j CONNMARK --set-xmark 0x10000000/0x18000000
+-A TCPCHAOS-QUEUE -p tcp --tcp-flags FIN FIN -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 100 --queue-bypass
 -A -t filter TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -p tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x14000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A -t filter TCPCHAOS -m connmark --mark 0x4000000/0x4000000 -m mark --mark 0x0/0x8000000 -j CONNMARK --set-xmark 0x0/0x8000000
 -A -t filter TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x400000/0x400000
 -A -t filter TCPCHAOS -m mark --mark 0x1000000/0x1000000 -m conntrack --ctdir REPLY -j CONNMARK --set-xmark 0x200000/0x200000
 -A -t filter TCPCHAOS -m mark --mark 0x800000/0x800000 -m conntrack --ctdir ORIGINAL -j CONNMARK --set-xmark 0x200000/0x200000
@@ -289,12 +297,16 @@ func TestInstallQuietRules(t *testing.T) {
 -A TCPCHAOS -m mark --mark 0x74636301 -j RETURN
 -A TCPCHAOS -j TCPCHAOS-PORTS
 -A TCPCHAOS-PORTS -p tcp -m multiport --ports 8080 -j TCPCHAOS-QUEUE
--A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
--A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags RST RST -j CONNMARK --set-xmark 0x14000000/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x4000000 -j CONNMARK --set-xmark 0x10000000/0x18000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN FIN -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 5 --queue-bypass`, `-N TCPCHAOS
 -A INPUT ! -i lo -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A OUTPUT -m mark --mark 0x2000000/0x2000000 -j TCPCHAOS
 -A TCPCHAOS -m connmark ! --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A TCPCHAOS -p tcp -m tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x14000000 -j CONNMARK --save-mark --nfmask 0x8000000 --ctmask 0x8000000
+-A TCPCHAOS -m connmark --mark 0x4000000/0x4000000 -m mark --mark 0x0/0x8000000 -j CONNMARK --set-xmark 0x0/0x8000000
 -A TCPCHAOS -j MARK --set-xmark 0x0/0xa000000`)
 }
 

@@ -19,8 +19,10 @@ func TestUpdateAndBypass(t *testing.T) {
 	ns := netlabtest.NewNamespace(t, "router")
 	in := install(t, ns, Intercept{Ports: []uint16{8080}, Hosts: []netip.Prefix{v4net, v6net}, Queue: 7}, InstallOptions{Quiet: true})
 	const bypass = "-A TCPCHAOS -p tcp -m tcp --tcp-flags FIN,SYN,RST NONE -m connmark --mark 0x8000000/0x8000000 -j RETURN\n"
-	const queue = `-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0xc000000
--A TCPCHAOS-QUEUE -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j CONNMARK --set-xmark 0x4000000/0xc000000
+	const queue = `-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --set-xmark 0x0/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags RST RST -j CONNMARK --set-xmark 0x14000000/0x1c000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN FIN -m connmark --mark 0x4000000/0x4000000 -j CONNMARK --set-xmark 0x10000000/0x18000000
+-A TCPCHAOS-QUEUE -p tcp -m tcp --tcp-flags FIN FIN -j CONNMARK --set-xmark 0x4000000/0xc000000
 -A TCPCHAOS-QUEUE -j NFQUEUE --queue-num 7 --queue-bypass`
 	check := func(step, withBypass, selection string) {
 		t.Helper()
