@@ -23,7 +23,10 @@ type Handler interface {
 	// carrying QuietMark for a packet of it (Verdict.Obs.ConnID) was
 	// written to the kernel. A Verdict.Quiet the queue could not honour
 	// (another packet of the connection was still waiting, or the queue
-	// was opened without Options.Quiet) is not reported.
+	// was opened without Options.Quiet) is not reported. After the
+	// connection's first FIN the kernel honours QuietMark only on that
+	// FIN's own verdict, and a verdict without it ends a quiet close
+	// (see iptables.go).
 	Quieted(connID uint64, now time.Time)
 	// Expire reaps the handler's state over time (the tracker's TIME_WAIT
 	// and idle expiry); a running Queue calls it every second.

@@ -15,11 +15,13 @@ import (
 // with InstallOptions.Quiet has that rule; for another, SetBypass(true)
 // is an error and SetBypass(false) does nothing.
 //
-// Taking it out wakes the connections that are quiet in the kernel: their
-// next packets are queued again, so the tracker takes each up where it
-// left it (statetrack.Tracker.Quiet), and the verdicts on them, which no
-// longer let the connection go quiet, clear its QuietMark (the filter
-// table's chain copies the verdict's bit into the connection mark).
+// Taking it out wakes the connections that are quiet in the kernel, in
+// their data phase or in a quiet close: their next packets are queued
+// again, so the tracker takes each up where it left it
+// (statetrack.Tracker.Quiet), and the verdicts on them, which no longer
+// let the connection go quiet, clear its QuietMark (the filter table's
+// chain copies the verdict's bit into the connection mark, or after the
+// first FIN clears it).
 func (in *Interception) SetBypass(on bool) error {
 	if !in.quiet {
 		if on {
