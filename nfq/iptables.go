@@ -89,10 +89,11 @@ import (
 //     the peer's packets after the FIN would bypass the queue (seen in 3
 //     of 10,000 connections before E existed): it is not a FIN, so with E
 //     set it cannot set Q.
-//   - A FIN retransmission (or a duplicate) finds E set and sets F: from
-//     then on the close is queued, and neither the retransmission's
-//     verdict nor the first FIN's, if re-injected after it, can make it
-//     quiet again.
+//   - A FIN retransmission finds E set and sets F: from then on the
+//     close is queued, and neither the retransmission's verdict nor the
+//     first FIN's, if re-injected after it, can make it quiet again.
+//     (tcpchaos's own copies of a duplicated FIN return at InjectMark,
+//     before the queue chain: they change no mark.)
 //   - A simultaneous close: of two FINs crossing, the second to pass
 //     mangle sets F, whether or not the first one's verdict came before
 //     it: a verdict re-injected later finds F and leaves Q clear.
@@ -185,15 +186,16 @@ var (
 
 // InstallOptions tunes which packets are queued.
 type InstallOptions struct {
-	// Quiet lets the data phase of quiet connections bypass the queue
-	// (see the chain layout above): the Queue must mark its verdicts
-	// (Options.Quiet). It loses nothing the rules need: the handshake
-	// and the close are always queued, and a connection goes quiet only
-	// when no rule can act on its data phase or on idle gaps. (Queueing only SYN, FIN and
-	// RST instead would lose the handshake's and the close's ACKs and
-	// reorder them behind queued FINs: a few ECONNRESET in tens of
-	// thousands of connections were measured so.) The zero value queues
-	// every packet.
+	// Quiet lets the data phase of quiet connections bypass the queue,
+	// and a quiet close after its first FIN (see the chain layout
+	// above): the Queue must mark its verdicts (Options.Quiet). It loses
+	// nothing the rules need: the handshake, every FIN and the final ACK
+	// are always queued, and a connection goes quiet only when no rule
+	// can act on its data phase or on idle gaps (and its close only when
+	// the first FIN's verdict says so). (Queueing only SYN, FIN and RST
+	// instead would lose the handshake's and the close's ACKs and reorder
+	// them behind queued FINs: a few ECONNRESET in tens of thousands of
+	// connections were measured so.) The zero value queues every packet.
 	Quiet bool
 	// Blackhole installs what keeps blackholed connections dark in the
 	// kernel (see the chain layout above): the Queue must mark the
