@@ -109,11 +109,13 @@ import (
 //     an atomic operation, so the second FIN going through mangle on one
 //     CPU while the first FIN's verdict goes through filter on another
 //     can leave Q set after the second FIN cleared it, with F or without
-//     (a lost update); the window is one rule's evaluation and none was
-//     seen. The second FIN's own verdict, without Q (the pipeline does
-//     not let a connection go quiet there), then clears it before the
-//     final ACK is sent; if tcpchaos drops that FIN, its retransmission
-//     clears Q in mangle.
+//     (a lost update); so can two FINs crossing mangle at once, each
+//     finding E clear (no F). The window is one rule's evaluation and
+//     none was seen. The second FIN's own verdict, without Q (the
+//     pipeline does not let a connection go quiet there), then clears Q;
+//     the final ACK is sent after that verdict, but in the crossing an
+//     ACK of the first FIN may pass before it. If tcpchaos drops that
+//     FIN, its retransmission clears Q in mangle.
 //
 // A quiet connection's gaps cannot be told: its data phase, keepalives
 // included, passes unseen, and the kernel does not know the gap either
