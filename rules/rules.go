@@ -40,6 +40,9 @@ type Set struct {
 	faulty uint16
 	// duplicated has the bit of every kind that some rule may duplicate.
 	duplicated uint16
+	// states has the bit of every sender state that some rule that may
+	// act selects on (Match.States; a rule without it adds nothing).
+	states uint16
 	// idle reports that some rule that may act selects on Match.Idle.
 	idle bool
 	// darkens reports that some rule that may act is a blackhole.
@@ -104,6 +107,9 @@ func Compile(rs []Rule) *Set {
 		if c.action.Type.Faulty() && c.prob > 0 {
 			s.faulty |= c.kinds
 			s.idle = s.idle || c.idle > 0
+			if c.states != allBits {
+				s.states |= c.states
+			}
 			s.darkens = s.darkens || c.action.Type.Darkens()
 			if c.action.Type.SendsCopies() {
 				s.duplicated |= c.kinds
@@ -188,7 +194,8 @@ func (s *Set) Darkens() bool { return s.darkens }
 // connection's data phase (kinds data, ack, keepalive and keepalive-ack)
 // and none selects on Match.Idle: the live path may then let that phase
 // bypass the queue. The handshake and the close are queued whatever it
-// reports.
+// reports, unless QuietHandshake or QuietClose lets part of them bypass
+// too.
 func (s *Set) Quietable() bool {
 	for _, k := range dataPhaseKinds {
 		if s.MayMatch(k) {
@@ -196,6 +203,26 @@ func (s *Set) Quietable() bool {
 		}
 	}
 	return !s.idle
+}
+
+// QuietHandshake reports whether the live path may also leave a
+// handshake's third ACK unseen (the quiet handshake): the data phase is
+// quiet (Quietable), no rule may act on a handshake-ack, and none that
+// may act selects on the sender state SYN_RCVD (the tracker takes the
+// server for ESTABLISHED from the SYN-ACK's verdict on).
+func (s *Set) QuietHandshake() bool {
+	return s.Quietable() && !s.MayMatch(statetrack.HandshakeAck) && s.states&bit(statetrack.SynRcvd) == 0
+}
+
+// QuietClose reports whether the live path may also leave unseen what
+// passes between a connection's first FIN and the second (the quiet
+// close: the ACK of the first FIN, a half-close's data and ACKs): the
+// data phase is quiet (Quietable), no rule may act on a fin-ack, and none
+// that may act selects on the sender state FIN_WAIT_1 or FIN_WAIT_2 (the
+// tracker keeps the closer in FIN_WAIT_1 until the peer's FIN, where the
+// closer may be in FIN_WAIT_2).
+func (s *Set) QuietClose() bool {
+	return s.Quietable() && !s.MayMatch(statetrack.FinAck) && s.states&(bit(statetrack.FinWait1)|bit(statetrack.FinWait2)) == 0
 }
 
 // payloadKinds are the kinds a packet with payload can have: data, and the

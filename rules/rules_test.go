@@ -448,6 +448,44 @@ func TestQuietableAndNeedsPayload(t *testing.T) {
 	}
 }
 
+func TestQuietPhases(t *testing.T) {
+	rule := func(a ActionType, p float64, kinds ...statetrack.Kind) Rule {
+		return Rule{Match: Match{Packets: kinds}, Action: Action{Type: a}, Probability: p}
+	}
+	inState := func(r Rule, states ...statetrack.State) Rule {
+		r.Match.States = states
+		return r
+	}
+	for _, c := range []struct {
+		name             string
+		rules            []Rule
+		handshake, close bool
+	}{
+		{"none", nil, true, true},
+		{"control", []Rule{rule(Drop, 1, statetrack.Syn), rule(Drop, 1, statetrack.FinalAck), rule(Delay, 1, statetrack.Fin)}, true, true},
+		{"data drop", []Rule{rule(Drop, 1, statetrack.Data)}, false, false},
+		{"handshake-ack drop", []Rule{rule(Drop, 1, statetrack.HandshakeAck)}, false, true},
+		{"handshake-ack accept", []Rule{rule(Accept, 1, statetrack.HandshakeAck)}, true, true},
+		{"handshake-ack off", []Rule{rule(Drop, 0, statetrack.HandshakeAck)}, true, true},
+		{"fin-ack delay", []Rule{rule(Delay, 1, statetrack.FinAck)}, true, false},
+		{"fin-ack dup", []Rule{rule(Duplicate, 1, statetrack.FinAck)}, true, false},
+		{"syn-ack from SYN_RCVD", []Rule{inState(rule(Drop, 1, statetrack.SynAck), statetrack.SynRcvd)}, false, true},
+		{"rst in FIN_WAIT_2", []Rule{inState(rule(Drop, 1, statetrack.Rst), statetrack.FinWait2)}, true, false},
+		{"fin in FIN_WAIT_1", []Rule{inState(rule(Drop, 1, statetrack.Fin), statetrack.FinWait1)}, true, false},
+		{"fin in CLOSE_WAIT", []Rule{inState(rule(Drop, 1, statetrack.Fin), statetrack.CloseWait)}, true, true},
+		{"rst in FIN_WAIT_2 accept", []Rule{inState(rule(Accept, 1, statetrack.Rst), statetrack.FinWait2)}, true, true},
+		{"any kind", []Rule{rule(Drop, 1)}, false, false},
+	} {
+		s := Compile(c.rules)
+		if got := s.QuietHandshake(); got != c.handshake {
+			t.Errorf("%s: QuietHandshake() = %v, want %v", c.name, got, c.handshake)
+		}
+		if got := s.QuietClose(); got != c.close {
+			t.Errorf("%s: QuietClose() = %v, want %v", c.name, got, c.close)
+		}
+	}
+}
+
 func TestDecideDoesNotAllocate(t *testing.T) {
 	s := Compile(benchRules())
 	e := NewEngine(s, 1)
