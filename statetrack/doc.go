@@ -188,9 +188,14 @@
 // incarnation. Connections closed by an RST stay until one of those.
 //
 // A quiet connection (Tracker.Quiet: the live path stopped queueing its
-// established data phase) expires after QuietTimeout instead of
-// IdleTimeout, is evicted only after every connection that is not quiet,
-// and resynchronizes its sequence numbers on its next observed packet.
+// established data phase, or its third ACK and data phase after a quiet
+// handshake, or what follows its first FIN until the second in a quiet
+// close) expires after QuietTimeout instead of IdleTimeout, is evicted
+// only after every connection that is not quiet, and resynchronizes its
+// sequence numbers on its next observed packet. A quiet handshake takes
+// the third ACK as delivered (the server ESTABLISHED at once) until a
+// retransmission of the SYN-ACK or the SYN shows it lost; a quiet close
+// assumes nothing (the closer stays FIN_WAIT_1 until the peer's FIN).
 //
 // Entries live in a paged slab of 152-byte slots indexed by a map from 32
 // bits of a seeded hash of the tuple to a slot, with intrusive int32 links

@@ -90,6 +90,10 @@ const (
 	// quiet: the connection's data phase bypasses the tracker (see
 	// Tracker.Quiet); the slot is on the quiet list, not the lru list.
 	quiet
+	// assumedAck: the connection went quiet after its SYN-ACK, and the
+	// tracker took the client's third ACK as delivered (a quiet
+	// handshake, see Tracker.Quiet) with no packet of it observed since.
+	assumedAck
 )
 
 // ends returns the sender's and the receiver's halves for a packet from

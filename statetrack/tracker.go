@@ -247,7 +247,9 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 	s, r := c.ends(o.From)
 	if c.flags&quiet != 0 {
 		t.setQuiet(i, false)
-		resync(s, r, seg)
+		if !c.unassume(o.From, seg) {
+			resync(s, r, seg)
+		}
 	}
 	tw := false
 	if s.move != 0 || s.state == SynSent {
@@ -335,10 +337,33 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 }
 
 // Quiet records that the connection connID stops reaching the tracker at
-// now while it stays ESTABLISHED: the live path lets its data phase bypass
-// the queue (only when no rule could act on it). What the unseen packets
-// would have taught is then missing, so the connection is handled thus
-// until its next observed packet, which wakes it:
+// now: the live path lets some of its packets bypass the queue (only when
+// no rule could act on them). Three moments are meant:
+//
+//   - both endpoints ESTABLISHED (the data phase): nothing is assumed;
+//   - after a SYN-ACK, the client ESTABLISHED and the server SYN_RCVD (a
+//     quiet handshake: the client's third ACK passes unseen): the third
+//     ACK is taken as delivered, from the client's next sequence number
+//     and acknowledging the server's SYN, so the server goes ESTABLISHED
+//     at once, with its sequence bookkeeping as if that ACK had arrived
+//     (it is not counted: Nth of a later handshake-ack counts only the
+//     ones observed). While no other packet of the connection has been
+//     observed, a retransmission of the server's SYN-ACK (the third ACK
+//     was lost), of the client's SYN (the SYN-ACK was lost beyond the
+//     middle) or the third ACK itself (queued before the bypass began)
+//     takes that back: the server is SYN_RCVD again, nothing is
+//     resynchronized, and the packet is classified as it would be had the
+//     connection not gone quiet;
+//   - after a connection's first FIN, the closer FIN_WAIT_1 and its peer
+//     CLOSE_WAIT (a quiet close: the ACK of the FIN, and the data and
+//     ACKs of a half-close, pass unseen): nothing is assumed, the closer
+//     stays FIN_WAIT_1 until the next observed packet, in the common case
+//     the peer's FIN, which acknowledges the first and takes the closer
+//     to TIME_WAIT directly (FIN_WAIT_2 goes unseen).
+//
+// What the unseen packets would have taught is then missing, so the
+// connection is handled thus until its next observed packet, which wakes
+// it:
 //
 //   - it expires after Config.QuietTimeout without observed packets
 //     instead of IdleTimeout (its data keeps flowing unseen), and a full
@@ -347,10 +372,14 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 //     phase may have moved them by more than 2^31, past any wrap-safe
 //     comparison): the sender's next sequence number is taken from the
 //     waking packet, the receiver's from its acknowledgment, so that a
-//     FIN after a long transfer is not taken for a retransmission. An RST
-//     that wakes the connection cannot be checked (its own sequence
-//     number is the only one known): it is accepted, as it is after a
-//     mid-stream pickup;
+//     FIN after a long transfer is not taken for a retransmission; an
+//     endpoint that sent its FIN has sent nothing since, so its next
+//     sequence number stays (a retransmission of its FIN is one), and so
+//     does a move a FIN made (see the sender correction: a FIN of the
+//     peer crossing the first FIN still makes a simultaneous close). An
+//     RST that wakes the connection cannot be checked against an endpoint
+//     whose data went unseen (its own sequence number is the only one
+//     known): it is accepted, as it is after a mid-stream pickup;
 //   - Nth of data and ack counts only the packets observed.
 //
 // Observe reports every packet of a quiet connection as of the same
@@ -358,30 +387,92 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 // for a connection that is gone; it reports whether the connection is
 // (now) quiet.
 func (t *Tracker) Quiet(connID uint64, now time.Time) bool {
+	_, _, ok := t.QuietInfo(connID, now)
+	return ok
+}
+
+// QuietInfo is Quiet reporting also the connection after it (info) and
+// whether a quiet handshake moved the server to ESTABLISHED (moved); ok
+// is Quiet's answer (info is zero when it is false).
+func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved, ok bool) {
 	i, ok := t.byID(connID)
 	if !ok {
-		return false
+		return ConnInfo{}, false, false
 	}
-	if t.at(i).flags&quiet == 0 {
+	c := t.at(i)
+	if c.flags&quiet == 0 {
 		t.stats.Quieted++
 		t.setQuiet(i, true)
+		moved = c.assumeAck()
 	}
 	t.touch(i, now.UnixNano())
+	return t.info(i), moved, true
+}
+
+// assumeAck takes the client's third ACK as delivered when the connection
+// goes quiet after its SYN-ACK (see Tracker.Quiet), and reports whether it
+// did: only with the client ESTABLISHED and the server SYN_RCVD waiting
+// for the ACK of its SYN-ACK, with nothing else pending.
+func (c *conn) assumeAck() bool {
+	cl, sv := &c.h[Client], &c.h[Server]
+	if c.flags&selfConn != 0 || cl.state != Established || sv.state != SynRcvd || cl.move|sv.move != 0 ||
+		!cl.has(hasNxt) || !sv.has(hasISN) || !sv.has(synUnacked) || sv.has(ackSeen|acked) {
+		return false
+	}
+	seg := Segment{Flags: ACK, Seq: cl.nxt, Ack: sv.isn.Add(1)}
+	n := cl.ctl[HandshakeAck-1]
+	send(cl, sv, &seg)
+	cl.ctl[HandshakeAck-1] = n
+	receive(sv, cl, &seg)
+	if sv.state != Established {
+		return false
+	}
+	c.flags |= assumedAck
+	return true
+}
+
+// unassume takes back the third ACK that a quiet handshake took as
+// delivered (assumeAck), when seg, sent by the endpoint from and the
+// first packet observed since, shows that it never arrived or has yet to
+// (see Tracker.Quiet), and reports whether it did: the connection then
+// stands as it did after the SYN-ACK, with nothing to resynchronize.
+func (c *conn) unassume(from Side, seg *Segment) bool {
+	if c.flags&assumedAck == 0 {
+		return false
+	}
+	c.flags &^= assumedAck
+	cl, sv := &c.h[Client], &c.h[Server]
+	switch f := seg.Flags & (SYN | ACK | FIN | RST); {
+	case from == Server && f == SYN|ACK && seg.Seq == sv.isn: // the third ACK was lost
+	case from == Client && f == SYN && seg.Seq == cl.isn: // the SYN-ACK was lost beyond the middle
+	case from == Client && f == ACK && seg.Len == 0 && seg.Seq == cl.nxt && seg.Ack == sv.isn.Add(1): // the third ACK, late
+	default:
+		return false
+	}
+	sv.state = SynRcvd
+	sv.bits = sv.bits&^(ackSeen|acked) | synUnacked
 	return true
 }
 
 // resync forgets the sequence numbers that a quiet connection's unseen
-// data phase made stale (see Quiet): s sent seg, r receives it.
+// packets made stale (see Quiet): s sent seg, r receives it. An endpoint
+// that sent its FIN keeps its own, and a move made by a FIN is kept: that
+// FIN is where it was.
 func resync(s, r *half, seg *Segment) {
-	if s.has(hasNxt) && seg.Flags&SYN == 0 {
+	if s.has(hasNxt) && !s.has(finSent) && seg.Flags&SYN == 0 {
 		s.nxt = seg.Seq
 		s.bits &^= acked
 	}
-	if r.has(hasNxt) && seg.Flags&ACK != 0 {
+	if r.has(hasNxt) && !r.has(finSent) && seg.Flags&ACK != 0 {
 		r.nxt = seg.Ack
 		r.bits |= loose
 	}
-	s.move, r.move = 0, 0
+	if s.move&mvFin == 0 {
+		s.move = 0
+	}
+	if r.move&mvFin == 0 {
+		r.move = 0
+	}
 }
 
 // Expire removes every connection whose TIME_WAIT (2×MSL after an endpoint
