@@ -94,10 +94,10 @@ func (e *Event) Fired() bool {
 
 // HasPacket reports whether e concerns a packet: a packet event, or a held
 // packet released or a copy arriving. A connection leaving the table has
-// no sender and no flags.
+// no sender and no flags, and so has a heal or a quiet handshake.
 func (e *Event) HasPacket() bool {
 	_, gone := e.Reason.Gone()
-	return !gone && e.Reason != Healed
+	return !gone && e.Reason != Healed && e.Reason != QuietHandshake
 }
 
 // Conn returns the connection as "client:port->server:port", as written in
@@ -116,6 +116,10 @@ const (
 	Released
 	// Duplicate: a copy of a duplicated packet arrived.
 	Duplicate
+	// QuietHandshake: the connection went quiet after its SYN-ACK, and
+	// the server is taken to be ESTABLISHED without its third ACK being
+	// seen (no packet: the event has no sender and no flags).
+	QuietHandshake
 	// Healed: a blackhole's time ran out; the connection's packets pass
 	// again (no packet: the event has no sender and no flags).
 	Healed
@@ -136,7 +140,7 @@ func (r Reason) Gone() (g statetrack.GoneReason, ok bool) {
 }
 
 // String returns the reason as written in the "reason" field: "released",
-// "duplicate", "healed", or a statetrack.GoneReason's name ("time-wait-expired",
+// "duplicate", "quiet-handshake", "healed", or a statetrack.GoneReason's name ("time-wait-expired",
 // ...); "" for NoReason.
 func (r Reason) String() string {
 	switch r {
@@ -146,6 +150,8 @@ func (r Reason) String() string {
 		return "released"
 	case Duplicate:
 		return "duplicate"
+	case QuietHandshake:
+		return "quiet-handshake"
 	case Healed:
 		return "healed"
 	}
@@ -155,7 +161,7 @@ func (r Reason) String() string {
 
 // ParseReason parses a reason as String returns it (not NoReason).
 func ParseReason(name string) (Reason, error) {
-	rs := []Reason{Released, Duplicate, Healed}
+	rs := []Reason{Released, Duplicate, QuietHandshake, Healed}
 	for _, g := range statetrack.GoneReasons() {
 		rs = append(rs, Gone(g))
 	}

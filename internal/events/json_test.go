@@ -68,7 +68,9 @@ func sampleEvents() []Event {
 	dark.Rule, dark.Action, dark.Dark = "vanish", rules.Accept, rules.ToClient
 	healed := Event{Time: at, Client: c, Server: s, ConnID: 1, Reason: Healed, Rule: "vanish", Action: rules.Blackhole,
 		Dark: rules.Both, ClientState: statetrack.Established, ServerState: statetrack.Established}
-	return append(evs, dark, healed)
+	quieted := Event{Time: at, Client: c, Server: s, ConnID: 3, Reason: QuietHandshake,
+		ClientState: statetrack.Established, ServerState: statetrack.Established}
+	return append(evs, quieted, dark, healed)
 }
 
 // TestBlackholeLines: the packet that starts a blackhole names its
@@ -213,7 +215,7 @@ func TestUnmarshalBadInput(t *testing.T) {
 }
 
 func TestReasons(t *testing.T) {
-	for _, r := range []Reason{Released, Duplicate, Gone(statetrack.TimeWaitExpired), Gone(statetrack.Replaced)} {
+	for _, r := range []Reason{Released, Duplicate, QuietHandshake, Healed, Gone(statetrack.TimeWaitExpired), Gone(statetrack.Replaced)} {
 		if got, err := ParseReason(r.String()); err != nil || got != r {
 			t.Errorf("ParseReason(%q) = %v, %v", r, got, err)
 		}
@@ -226,8 +228,10 @@ func TestReasons(t *testing.T) {
 			t.Errorf("Gone(%s).Gone() = %v, %v", g, got, ok)
 		}
 	}
-	if _, ok := Released.Gone(); ok {
-		t.Error("released is a connection leaving the table")
+	for _, r := range []Reason{Released, QuietHandshake, Healed} {
+		if _, ok := r.Gone(); ok {
+			t.Errorf("%s is a connection leaving the table", r)
+		}
 	}
 	if NoReason.String() != "" {
 		t.Errorf("NoReason is spelled %q", NoReason)
@@ -297,4 +301,20 @@ func FuzzUnmarshalJSON(f *testing.F) {
 			t.Errorf("%s decoded to %+v, whose line %s decodes to %+v, %v", b, e, line, again, err)
 		}
 	})
+}
+
+// TestQuietHandshakeLine: the server taken for ESTABLISHED by a quiet
+// handshake is a state event without a packet.
+func TestQuietHandshakeLine(t *testing.T) {
+	evs := sampleEvents()
+	b, err := json.Marshal(evs[len(evs)-3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := `"conn_id":3,"kind":"state","seq":0,"ack":0,"len":0,"client_state":"ESTABLISHED","server_state":"ESTABLISHED","reason":"quiet-handshake"}`; !strings.Contains(string(b), w) {
+		t.Errorf("quiet-handshake line %s lacks %s", b, w)
+	}
+	if strings.Contains(string(b), `"from"`) || strings.Contains(string(b), `"flags"`) {
+		t.Errorf("quiet-handshake line %s has a packet's fields", b)
+	}
 }

@@ -24,6 +24,9 @@ type Pipeline struct {
 	// quietable: Handle may set Verdict.Quiet (allowQuiet, and the rules
 	// cannot act on the data phase).
 	quietable, allowQuiet bool
+	// phases are the quiet phases Handle may start besides the data
+	// phase: those of allowPhases that the rules permit, when quietable.
+	phases, allowPhases QuietPhases
 	set                   *rules.Set
 	// onGone is the tracker config's own OnGone (nil: none).
 	onGone func(statetrack.Gone)
@@ -86,20 +89,59 @@ func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *P
 // never calls it: there every packet is seen.
 func (p *Pipeline) AllowQuiet() bool {
 	p.allowQuiet = true
-	p.quietable = p.set.Quietable()
+	p.decideQuiet()
 	return p.quietable
+}
+
+// QuietPhases are the parts of a connection's handshake and close that
+// may bypass the queue besides its data phase (see README "What is
+// queued").
+type QuietPhases struct {
+	// Handshake: the third ACK, after the verdict of a SYN-ACK
+	// (rules.Set.QuietHandshake; statetrack.Tracker.Quiet takes the ACK
+	// as delivered).
+	Handshake bool
+	// Close: what passes between the first FIN and the second (the ACK
+	// of the first FIN, a half-close's data and ACKs), after the verdict
+	// of the first FIN (rules.Set.QuietClose).
+	Close bool
+}
+
+// AllowQuietPhases lets Handle also start the quiet phases of allowed
+// (those that no expectation needs to see, say) that the rules permit,
+// once AllowQuiet has allowed the data phase and the rules let it go
+// quiet. It reports the phases Handle may start from now on; Switch
+// decides them again for its set.
+func (p *Pipeline) AllowQuietPhases(allowed QuietPhases) QuietPhases {
+	p.allowPhases = allowed
+	p.decideQuiet()
+	return p.phases
+}
+
+// QuietPhases reports the quiet phases Handle may start (see
+// AllowQuietPhases).
+func (p *Pipeline) QuietPhases() QuietPhases { return p.phases }
+
+// decideQuiet decides what Handle may let go quiet with the current set.
+func (p *Pipeline) decideQuiet() {
+	p.quietable = p.allowQuiet && p.set.Quietable()
+	p.phases = QuietPhases{
+		Handshake: p.quietable && p.allowPhases.Handshake && p.set.QuietHandshake(),
+		Close:     p.quietable && p.allowPhases.Close && p.set.QuietClose(),
+	}
 }
 
 // Switch makes the pipeline decide with set from the next packet on (a
 // reload): the tracked connections stay, the engine's random source goes
 // on, its hits follow the rules by name (rules.Engine.Switch), and whether
-// Handle may let connections go quiet is decided again for set. It reports
-// that answer, as AllowQuiet does. Carry set's limits over from the old
+// Handle may let connections go quiet is decided again for set, with the
+// quiet phases (see QuietPhases). It reports whether the data phase may
+// go quiet, as AllowQuiet does. Carry set's limits over from the old
 // set (rules.Set.Carry) before the first pipeline switches.
 func (p *Pipeline) Switch(set *rules.Set) bool {
 	p.engine.Switch(set)
 	p.names, p.set = set.Names(), set
-	p.quietable = p.allowQuiet && set.Quietable()
+	p.decideQuiet()
 	return p.quietable
 }
 
@@ -140,8 +182,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	} else {
 		p.track(o.ConnID, states)
 	}
-	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 &&
-		states[statetrack.Client] == statetrack.Established && states[statetrack.Server] == statetrack.Established
+	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 && p.quietAfter(&o, states)
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
 	p.stats.KindActions[o.Kind][d.Action]++
@@ -163,6 +204,26 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 		p.reset(&v, now)
 	}
 	return v
+}
+
+// quietAfter reports whether the connection of the packet seen in o may
+// go quiet after its accepted verdict, which left the endpoints in states:
+// both ESTABLISHED (the data phase); the client ESTABLISHED and the server
+// SYN_RCVD after the server's SYN-ACK (a quiet handshake); the sender
+// FIN_WAIT_1 and the receiver CLOSE_WAIT after a first FIN that found both
+// ESTABLISHED (a quiet close).
+func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.State) bool {
+	const est = statetrack.Established
+	switch {
+	case states == [2]statetrack.State{est, est}:
+		return true
+	case o.Kind == statetrack.SynAck:
+		return p.phases.Handshake && o.From == statetrack.Server && states == [2]statetrack.State{est, statetrack.SynRcvd}
+	case o.Kind == statetrack.Fin:
+		return p.phases.Close && !o.Retransmission && o.Before == [2]statetrack.State{est, est} &&
+			states[o.From] == statetrack.FinWait1 && states[o.From.Other()] == statetrack.CloseWait
+	}
+	return false
 }
 
 // reset injects the RSTs of reset verdict v at now (see inject).
@@ -213,10 +274,30 @@ func (p *Pipeline) Deliver(v *rules.Verdict, now time.Time) {
 }
 
 // Quieted reports that the connection connID went quiet at now: a verdict
-// that lets its data phase bypass the queue reached the kernel (the live
-// path may decline a rules.Verdict.Quiet, e.g. while more of its packets
-// wait).
-func (p *Pipeline) Quieted(connID uint64, now time.Time) { p.tracker.Quiet(connID, now) }
+// that lets its data phase (or its third ACK, or what follows its first
+// FIN) bypass the queue reached the kernel (the live path may decline a
+// rules.Verdict.Quiet, e.g. while more of its packets wait). After a
+// SYN-ACK the tracker takes the third ACK as delivered
+// (statetrack.Tracker.Quiet): the server's move to ESTABLISHED is
+// reported as a state event with reason quiet-handshake.
+func (p *Pipeline) Quieted(connID uint64, now time.Time) {
+	info, moved, _ := p.tracker.QuietInfo(connID, now)
+	if !moved {
+		return
+	}
+	p.track(connID, info.States)
+	if p.sink != nil {
+		p.sink.Emit(events.Event{
+			Time:        now,
+			Client:      info.Client,
+			Server:      info.Server,
+			ConnID:      connID,
+			ClientState: info.States[statetrack.Client],
+			ServerState: info.States[statetrack.Server],
+			Reason:      events.QuietHandshake,
+		})
+	}
+}
 
 // Expire heals the blackholes whose time ran out by now, and reaps
 // connections whose TIME_WAIT or idle time ran out.

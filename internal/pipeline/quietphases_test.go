@@ -1,0 +1,140 @@
+package pipeline
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// shortConn is a short connection as a live path with both quiet phases
+// queues it: SYN, SYN-ACK, (third ACK unseen), the client's FIN, (its ACK
+// unseen), the server's FIN, the final ACK.
+func shortConn() []*statetrack.Segment {
+	return []*statetrack.Segment{
+		seg(true, syn, 100, 0), seg(false, synAck, 300, 101),
+		seg(true, finAck, 101, 301), seg(false, finAck, 301, 102), seg(true, ack, 102, 302),
+	}
+}
+
+// run hands p the segments, reporting each proposed quiet back as carried
+// out, and returns the Quiet of each verdict.
+func run(p *Pipeline, segs []*statetrack.Segment) []bool {
+	var q []bool
+	for _, s := range segs {
+		v := p.Handle(s, t0)
+		if v.Quiet {
+			p.Quieted(v.Obs.ConnID, t0)
+		}
+		q = append(q, v.Quiet)
+	}
+	return q
+}
+
+func TestQuietPhases(t *testing.T) {
+	both := QuietPhases{Handshake: true, Close: true}
+	p, rec := newPipeline(t, rule(statetrack.FinalAck, rules.Action{Type: rules.Drop}))
+	if got := p.AllowQuietPhases(both); got != (QuietPhases{}) {
+		t.Errorf("phases %+v before AllowQuiet, want none", got)
+	}
+	p.AllowQuiet()
+	if got := p.QuietPhases(); got != both {
+		t.Fatalf("phases %+v, want both", got)
+	}
+	segs := shortConn()
+	segs[4] = seg(true, ack, 102, 302) // not dropped: the rule needs a final-ack, and this is one
+	q := run(p, segs[:2])
+	if !q[1] || q[0] {
+		t.Fatalf("quiet per packet %v, want the SYN-ACK's only", q)
+	}
+	e := rec.last()
+	if e.Reason != events.QuietHandshake || e.ClientState != statetrack.Established || e.ServerState != statetrack.Established || e.HasPacket() {
+		t.Errorf("after the SYN-ACK's quiet: %+v, want a quiet-handshake state event, both ESTABLISHED", e)
+	}
+	if e.Client != client || e.Server != server || e.ConnID == 0 {
+		t.Errorf("quiet-handshake event of %s->%s #%d", e.Client, e.Server, e.ConnID)
+	}
+	q = run(p, segs[2:4])
+	if !q[0] || q[1] {
+		t.Errorf("quiet per packet %v, want the first FIN's only", q)
+	}
+	if e := rec.last(); e.Kind != statetrack.Fin || e.ClientState != statetrack.TimeWait || e.ServerState != statetrack.LastAck {
+		t.Errorf("the server's FIN: %s %s/%s, want fin TIME_WAIT/LAST_ACK (FIN_WAIT_2 unseen)", e.Kind, e.ClientState, e.ServerState)
+	}
+	s := p.Summary().Stats
+	if s.Packets[statetrack.HandshakeAck] != 0 || s.Packets[statetrack.FinAck] != 0 {
+		t.Errorf("handshake-acks %d, fin-acks %d seen, want none", s.Packets[statetrack.HandshakeAck], s.Packets[statetrack.FinAck])
+	}
+	if p.Summary().Tracker.Quieted != 2 {
+		t.Errorf("quieted %d times, want 2", p.Summary().Tracker.Quieted)
+	}
+
+	for _, c := range []struct {
+		name    string
+		rules   []rules.Rule
+		allowed QuietPhases
+		want    QuietPhases
+	}{
+		{"handshake-ack rule", []rules.Rule{rule(statetrack.HandshakeAck, rules.Action{Type: rules.Duplicate, Copies: 1})}, both, QuietPhases{Close: true}},
+		{"fin-ack rule", []rules.Rule{rule(statetrack.FinAck, rules.Action{Type: rules.Delay})}, both, QuietPhases{Handshake: true}},
+		{"data rule", []rules.Rule{rule(statetrack.Data, rules.Action{Type: rules.Drop})}, both, QuietPhases{}},
+		{"expectation on the handshake", nil, QuietPhases{Close: true}, QuietPhases{Close: true}},
+		{"expectation on the close", nil, QuietPhases{Handshake: true}, QuietPhases{Handshake: true}},
+	} {
+		p, _ := newPipeline(t, c.rules...)
+		p.AllowQuiet()
+		if got := p.AllowQuietPhases(c.allowed); got != c.want {
+			t.Errorf("%s: phases %+v, want %+v", c.name, got, c.want)
+		}
+		segs := shortConn()
+		if !c.want.Handshake { // the third ACK is queued
+			segs = append(segs[:2], append([]*statetrack.Segment{seg(true, ack, 101, 301)}, segs[2:]...)...)
+		}
+		q := run(p, segs)
+		if !c.want.Handshake {
+			q = append(q[:2], q[3:]...) // the third ACK's is the data phase's
+		}
+		if q[1] != c.want.Handshake || q[2] != c.want.Close {
+			t.Errorf("%s: quiet per packet %v, want the SYN-ACK's %v, the FIN's %v", c.name, q, c.want.Handshake, c.want.Close)
+		}
+	}
+
+	// Faulted packets never go quiet.
+	p, _ = newPipeline(t, rule(statetrack.SynAck, rules.Action{Type: rules.Duplicate, Copies: 1}), rule(statetrack.Fin, rules.Action{Type: rules.Duplicate, Copies: 1}))
+	p.AllowQuiet()
+	if got := p.AllowQuietPhases(both); got != both {
+		t.Fatalf("phases %+v, want both", got)
+	}
+	if q := run(p, shortConn()); q[1] || q[2] {
+		t.Errorf("quiet per packet %v with the SYN-ACK and the FINs duplicated, want none", q)
+	}
+
+	// A retransmitted FIN, the packets queued behind the first FIN, and a
+	// FIN that does not find both ends ESTABLISHED do not.
+	p, _ = newPipeline(t)
+	p.AllowQuiet()
+	p.AllowQuietPhases(QuietPhases{Close: true})
+	q = run(p, []*statetrack.Segment{
+		seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301),
+		seg(true, finAck, 101, 301), seg(false, ack|statetrack.PSH, 301, 102), seg(true, finAck, 101, 301),
+		seg(false, finAck, 311, 102),
+	})
+	if want := []bool{false, false, true, true, false, false, false}; !slices.Equal(q, want) {
+		t.Errorf("quiet per packet %v, want %v", q, want)
+	}
+
+	// A reload decides the phases again.
+	p, _ = newPipeline(t)
+	p.AllowQuiet()
+	p.AllowQuietPhases(both)
+	p.Switch(rules.Compile([]rules.Rule{{Name: "f", Match: rules.Match{Packets: []statetrack.Kind{statetrack.FinAck}}, Action: rules.Action{Type: rules.Drop}, Probability: 1}}))
+	if got := p.QuietPhases(); got != (QuietPhases{Handshake: true}) {
+		t.Errorf("after a reload adding a fin-ack rule: phases %+v, want the handshake only", got)
+	}
+	p.Switch(rules.Compile(nil))
+	if got := p.QuietPhases(); got != both {
+		t.Errorf("after a reload removing it: phases %+v, want both", got)
+	}
+}
