@@ -67,9 +67,14 @@ type Status struct {
 	LastError   string     `json:"last_reload_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_reload_error_at,omitempty"`
 	// Rules is how many rules are in force. Quiet reports whether the
-	// data phase of established connections bypasses the queue.
-	Rules int  `json:"rules"`
-	Quiet bool `json:"quiet"`
+	// data phase of established connections bypasses the queue;
+	// QuietHandshake whether a handshake's third ACK does too, QuietClose
+	// whether what passes between a connection's first FIN and its second
+	// does (README "What is queued").
+	Rules          int  `json:"rules"`
+	Quiet          bool `json:"quiet"`
+	QuietHandshake bool `json:"quiet_handshake"`
+	QuietClose     bool `json:"quiet_close"`
 	// Tracked is how many connections the tracker holds.
 	Tracked int `json:"tracked"`
 	// Packets counts the packets seen by kind, Actions by action taken.
@@ -158,8 +163,12 @@ type Reload struct {
 	// Changed lists what changed: "rules", "intercept" (ports or hosts);
 	// empty when the file changed nothing.
 	Changed []string `json:"changed"`
-	// Quiet reports whether the data phase bypasses the queue from now on.
-	Quiet bool `json:"quiet"`
+	// Quiet reports whether the data phase bypasses the queue from now on,
+	// QuietHandshake and QuietClose whether the quiet handshake and the
+	// quiet close do (as in Status).
+	Quiet          bool `json:"quiet"`
+	QuietHandshake bool `json:"quiet_handshake"`
+	QuietClose     bool `json:"quiet_close"`
 }
 
 // SetConfig is the body of POST /v1/config.

@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpchaos/tcpchaos/ctlclient"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 )
 
 // ctlFlags are the flags of `ctl` and of each of its commands, so that
@@ -148,7 +149,7 @@ func writeStatus(w io.Writer, s ctlclient.Status) {
 	}
 	data := "queued"
 	if s.Quiet {
-		data = "bypasses the queue (quiet connections)"
+		data = "bypasses the queue (quiet connections)" + quietPhases(pipeline.QuietPhases{Handshake: s.QuietHandshake, Close: s.QuietClose})
 	}
 	fmt.Fprintf(w, "rules: %d in force; data phase %s\n", s.Rules, data)
 	fmt.Fprintf(w, "connections: %d tracked\n", s.Tracked)
@@ -318,4 +319,18 @@ func ctlTimeline(c *cli.Context) error {
 	}
 	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Timeline, error) { return cl.Timeline(c.Context, conn) },
 		func(w io.Writer, t ctlclient.Timeline) { io.WriteString(w, t.Ladder) })
+}
+
+// quietPhases names the quiet phases in force after the data phase's
+// bypass ("" for none).
+func quietPhases(q pipeline.QuietPhases) string {
+	switch {
+	case q.Handshake && q.Close:
+		return ", and so do the third ACK (quiet handshake) and what passes between the first FIN and the second (quiet close)"
+	case q.Handshake:
+		return ", and so does the third ACK (quiet handshake)"
+	case q.Close:
+		return ", and so does what passes between the first FIN and the second (quiet close)"
+	}
+	return ""
 }

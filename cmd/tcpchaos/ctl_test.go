@@ -111,3 +111,24 @@ func TestStatusQueueFullUnknown(t *testing.T) {
 		t.Errorf("status ends %q, want %q", b.String(), want)
 	}
 }
+
+// TestWriteStatusQuietPhases: the status says which parts of a
+// connection bypass the queue.
+func TestWriteStatusQuietPhases(t *testing.T) {
+	for _, c := range []struct {
+		s    ctlclient.Status
+		want string
+	}{
+		{ctlclient.Status{}, "rules: 0 in force; data phase queued\n"},
+		{ctlclient.Status{Quiet: true}, "rules: 0 in force; data phase bypasses the queue (quiet connections)\n"},
+		{ctlclient.Status{Quiet: true, QuietHandshake: true}, "data phase bypasses the queue (quiet connections), and so does the third ACK (quiet handshake)\n"},
+		{ctlclient.Status{Quiet: true, QuietClose: true}, "(quiet connections), and so does what passes between the first FIN and the second (quiet close)\n"},
+		{ctlclient.Status{Quiet: true, QuietHandshake: true, QuietClose: true}, "and so do the third ACK (quiet handshake) and what passes between the first FIN and the second (quiet close)\n"},
+	} {
+		var b strings.Builder
+		writeStatus(&b, c.s)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("status %+v:\n%s\nlacks %q", c.s, b.String(), c.want)
+		}
+	}
+}

@@ -208,11 +208,13 @@ func (l live) run(ctx context.Context) error {
 	evs := events.NewAsync(sink, events.Buffer)
 	pipes := make([]*pipeline.Pipeline, ic.Queues)
 	quiet, dark := false, set.Darkens()
+	var phases pipeline.QuietPhases
 	for i := range pipes {
 		tc := l.cfg.Tracker
 		tc.OnGone = rec.onGone(i)
 		pipes[i] = pipeline.New(tc, set, l.cfg.Seed+uint64(i), evs)
-		quiet = pipes[i].AllowQuiet() // the same answer for every pipeline of set
+		quiet = pipes[i].AllowQuiet() // the same answers for every pipeline of set
+		phases = pipes[i].AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once
@@ -247,7 +249,7 @@ func (l live) run(ctx context.Context) error {
 	if ic.Queues > 1 {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
-	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, copyRange))
+	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, phases, copyRange))
 	var reloads func() metrics.Reloads
 	if l.steer != nil {
 		reloads = l.steer.reloadCounts
@@ -271,7 +273,7 @@ func (l live) run(ctx context.Context) error {
 		g.Go(func() error { return q.Run(queuesCtx) })
 	}
 	if l.steer != nil {
-		l.steer.attach(set, pipes, queues, interception, full, quiet, copyRange)
+		l.steer.attach(set, pipes, queues, interception, full, quiet, phases, copyRange)
 		l.steer.serve(ctx, l.log)
 	} else {
 		<-ctx.Done()
@@ -312,11 +314,11 @@ func (l live) run(ctx context.Context) error {
 }
 
 // queueing describes what the queue sees: every packet or the handshake
-// and the close only, whole packets or headers.
-func queueing(quiet bool, copyRange uint32) string {
+// and the close only (less the quiet phases), whole packets or headers.
+func queueing(quiet bool, phases pipeline.QuietPhases, copyRange uint32) string {
 	what := "every packet queued"
 	if quiet {
-		what = "handshake and close queued, data phase bypasses the queue"
+		what = "handshake and close queued, data phase bypasses the queue" + quietPhases(phases)
 	}
 	if copyRange == 0 {
 		return what + ", whole packets copied"

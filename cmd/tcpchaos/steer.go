@@ -65,12 +65,14 @@ type steering struct {
 	quietInstalled bool                  // the interception was installed with quiet connections
 	copyRange      uint32                // the queues' copy range (0: whole packets)
 
-	mu        sync.Mutex // guards what follows; reloads change it
-	file      string     // the config file in force
-	sum       [sha256.Size]byte
-	cfg       config.Config
-	set       *rules.Set
-	quiet     bool // quiet connections' data phase bypasses the queue
+	mu    sync.Mutex // guards what follows; reloads change it
+	file  string     // the config file in force
+	sum   [sha256.Size]byte
+	cfg   config.Config
+	set   *rules.Set
+	quiet bool // quiet connections' data phase bypasses the queue
+	// phases are the quiet phases in force (none unless quiet).
+	phases    pipeline.QuietPhases
 	loaded    time.Time
 	reloaded  uint64
 	refused   uint64
@@ -120,10 +122,10 @@ func (s *steering) close() {
 }
 
 // attach hands over the running run's parts.
-func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*nfq.Queue, in *nfq.Interception, full *nfq.QueueFullCounter, quiet bool, copyRange uint32) {
+func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*nfq.Queue, in *nfq.Interception, full *nfq.QueueFullCounter, quiet bool, phases pipeline.QuietPhases, copyRange uint32) {
 	s.started = time.Now()
 	s.set, s.pipes, s.queues, s.in, s.full = set, pipes, queues, in, full
-	s.quiet, s.quietInstalled, s.copyRange = quiet, quiet, copyRange
+	s.quiet, s.phases, s.quietInstalled, s.copyRange = quiet, phases, quiet, copyRange
 }
 
 // serve answers the control socket and carries out reloads until ctx is
@@ -189,7 +191,7 @@ func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
 	if len(res.Changed) > 0 {
 		changed = fmt.Sprintf("changed %v", res.Changed)
 	}
-	fmt.Fprintf(s.status, "tcpchaos: reloaded %s (%s): %s; %d rules (%s)\n", file, why, changed, s.set.Len(), queueing(s.quiet, s.copyRange))
+	fmt.Fprintf(s.status, "tcpchaos: reloaded %s (%s): %s; %d rules (%s)\n", file, why, changed, s.set.Len(), queueing(s.quiet, s.phases, s.copyRange))
 	return res, nil
 }
 
@@ -205,7 +207,7 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 		return ctlclient.Reload{}, err
 	}
 	s.mu.Lock()
-	cur, old, quiet := s.cfg, s.set, s.quiet
+	cur, old, quiet, phases := s.cfg, s.set, s.quiet, s.phases
 	s.mu.Unlock()
 	change, err := reload.Diff(cur, next)
 	if err != nil {
@@ -255,6 +257,7 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			for _, p := range s.pipes {
 				if change.Rules {
 					p.Switch(set)
+					phases = p.QuietPhases() // the same for every pipeline
 				}
 				if change.Intercept { // for the connections picked up mid-stream
 					p.SetServerPorts(next.Tracker.ServerPorts)
@@ -272,9 +275,12 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: %v\n", err)
 		}
 	}
+	if !newQuiet {
+		phases = pipeline.QuietPhases{}
+	}
 	s.mu.Lock()
-	s.quiet, s.loaded = newQuiet, time.Now()
-	res := ctlclient.Reload{Config: file, Loaded: s.loaded, Quiet: newQuiet, Changed: []string{}}
+	s.quiet, s.phases, s.loaded = newQuiet, phases, time.Now()
+	res := ctlclient.Reload{Config: file, Loaded: s.loaded, Quiet: newQuiet, QuietHandshake: phases.Handshake, QuietClose: phases.Close, Changed: []string{}}
 	s.mu.Unlock()
 	if change.Rules {
 		res.Changed = append(res.Changed, "rules")

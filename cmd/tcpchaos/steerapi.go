@@ -47,7 +47,7 @@ func (s *steering) Status() ctlclient.Status {
 	st := ctlclient.Status{
 		PID: os.Getpid(), Started: s.started, Uptime: time.Since(s.started).Seconds(),
 		Config: s.file, Loaded: s.loaded, Reloads: s.reloaded, Refused: s.refused,
-		LastError: s.lastErr, Rules: s.set.Len(), Quiet: s.quiet, Tracked: total.Tracked,
+		LastError: s.lastErr, Rules: s.set.Len(), Quiet: s.quiet, QuietHandshake: s.phases.Handshake, QuietClose: s.phases.Close, Tracked: total.Tracked,
 		Packets: map[string]uint64{}, Actions: map[string]uint64{},
 	}
 	if s.lastErr != "" {
