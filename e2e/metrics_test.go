@@ -79,8 +79,9 @@ func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) floa
 // request and a close by the client. A scrape from the namespace tcpchaos
 // was started in (not the router's) shows the rule's N drops (each
 // connection's first SYN), the SYNs the wire carried (2N: each one
-// retransmitted) less those, N of each other handshake and close packet,
-// N new connections all in TIME_WAIT/CLOSED, and a verdict timed for each
+// retransmitted) less those, N of each other handshake and close packet
+// that is queued (at most N handshake-acks: the quiet handshake lets the
+// third ACK bypass the queue), N new connections all in TIME_WAIT/CLOSED, and a verdict timed for each
 // packet read.
 func TestMetricsCountTheTraffic(t *testing.T) {
 	t.Parallel()
@@ -119,7 +120,6 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 		{"tcpchaos_packets_total", []string{"kind=syn", "action=drop"}, n},
 		{"tcpchaos_packets_total", []string{"kind=syn", "action=accept"}, float64(clientSyns - n)},
 		{"tcpchaos_packets_total", []string{"kind=syn-ack", "action=accept"}, n},
-		{"tcpchaos_packets_total", []string{"kind=handshake-ack", "action=accept"}, n},
 		{"tcpchaos_packets_total", []string{"kind=fin", "action=accept"}, 2 * n},
 		{"tcpchaos_packets_total", []string{"kind=final-ack", "action=accept"}, n},
 		{"tcpchaos_packets_total", []string{"kind=fin", "action=drop"}, 0},
@@ -137,13 +137,23 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
+	// The config has no rule and no expectation on the third ACK: after
+	// the SYN-ACK's verdict it bypasses the queue (the quiet handshake),
+	// unless that verdict was written while more packets waited in the
+	// queue (then the connection did not go quiet yet).
+	if got := value(mfs, "tcpchaos_packets_total", "kind=handshake-ack", "action=accept"); got > n {
+		t.Errorf("%v handshake-acks queued, want at most %d (quiet handshake)", got, n)
+	}
 	var packets float64
 	for _, m := range mfs["tcpchaos_packets_total"].GetMetric() {
 		packets += m.GetCounter().GetValue()
 	}
 	received := value(mfs, "tcpchaos_queue_received_total")
-	if received != packets || value(mfs, "tcpchaos_verdict_seconds") != received || received < 7*n {
-		t.Errorf("%v packets received, %v by kind, %v verdicts timed: want equal, at least %d", received, packets, value(mfs, "tcpchaos_verdict_seconds"), 7*n)
+	// At least the two SYNs, the SYN-ACK, both FINs and the final ACK of
+	// each connection (the third ACK and, under a quiet close, the ACK of
+	// the first FIN may bypass the queue).
+	if received != packets || value(mfs, "tcpchaos_verdict_seconds") != received || received < 6*n {
+		t.Errorf("%v packets received, %v by kind, %v verdicts timed: want equal, at least %d", received, packets, value(mfs, "tcpchaos_verdict_seconds"), 6*n)
 	}
 	if q := value(mfs, "tcpchaos_queue_kernel_queued_total"); q != received {
 		t.Errorf("kernel queued %v packets, tcpchaos received %v", q, received)

@@ -124,7 +124,13 @@ type manifestRow struct{ file, ss string }
 
 func readManifest(t *testing.T) []manifestRow {
 	t.Helper()
-	f, err := os.Open(filepath.Join(captureDir, "MANIFEST.tsv"))
+	return readManifestIn(t, captureDir)
+}
+
+// readManifestIn reads the MANIFEST.tsv of the captures in dir.
+func readManifestIn(t *testing.T, dir string) []manifestRow {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "MANIFEST.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,288 @@
+package statetrack_test
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/tcpchaos/tcpchaos/internal/decode"
+	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
+)
+
+// sharedCaptureDir holds kernel captures shared with other tools; those
+// not in captureDir too are replayed as well.
+const sharedCaptureDir = "../../shared/testdata/kernel-captures"
+
+// fewerCrossings are the captures where the quiet phases must save
+// crossings of user space: a handshake completed by a pure ACK, or a
+// close whose first FIN is acknowledged by a pure ACK before the second.
+var fewerCrossings = []string{
+	"close-local-close-then-remote-fin.pcap", "crossing-fins.pcap", "keepalive.pcap",
+	"rfc5961-syn-established.pcap", "shutdown-wr-close.pcap",
+}
+
+// quietDataPhaseSpots are checkpoints where the quiet data phase (not the
+// quiet handshake or close) infers otherwise than the kernel: the test
+// asserts what it infers there, so that a change is noticed.
+var quietDataPhaseSpots = map[string][]struct {
+	afterPkt int
+	tracker  statetrack.State
+	reason   string
+}{
+	"rfc5961-rst-in-window.pcap": {
+		{6, statetrack.Closed, "the RST 1 GiB ahead wakes a connection whose data went unseen: it cannot be checked and is accepted (see Tracker.Quiet)"},
+		{8, statetrack.Closed, "closed by that RST"},
+	},
+}
+
+// TestQuietPhasesReplay replays each kernel capture twice through a
+// pipeline without rules: once with every packet queued, once as the
+// kernel's quiet chains would queue it (see quietChains) with the quiet
+// data phase, handshake and close allowed. At the kernel's ss checkpoints
+// and at the end the quiet run must infer what the full one does, and
+// what the kernel says, but for the documented differences: right after
+// the verdict of a quiet handshake's SYN-ACK the server is ESTABLISHED
+// where the kernel is SYN_RCVD until the unseen third ACK reaches it;
+// while a quiet close leaves the ACK of the first FIN unseen, the closer
+// is FIN_WAIT_1 where the kernel has FIN_WAIT_2; and quietDataPhaseSpots.
+func TestQuietPhasesReplay(t *testing.T) {
+	type capture struct{ dir, file, ss string }
+	var caps []capture
+	seen := map[string]bool{}
+	for _, dir := range []string{captureDir, sharedCaptureDir} {
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST.tsv")); err != nil && dir == sharedCaptureDir {
+			t.Logf("no shared captures: %v", err)
+			continue
+		}
+		for _, row := range readManifestIn(t, dir) {
+			if !seen[row.file] {
+				seen[row.file] = true
+				caps = append(caps, capture{dir, row.file, row.ss})
+			}
+		}
+	}
+	var full, quiet int
+	for _, c := range caps {
+		t.Run(strings.TrimSuffix(c.file, ".pcap"), func(t *testing.T) {
+			checks, err := parseCheckpoints(c.ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(c.dir, c.file)
+			all := replayQuiet(t, path, false)
+			q := replayQuiet(t, path, true)
+			full += all.crossings
+			quiet += q.crossings
+			t.Logf("crossings: %d queueing everything, %d with the quiet phases", all.crossings, q.crossings)
+			switch {
+			case q.crossings > all.crossings:
+				t.Errorf("%d crossings with the quiet phases, more than %d queueing everything", q.crossings, all.crossings)
+			case q.crossings == all.crossings && slices.Contains(fewerCrossings, c.file):
+				t.Errorf("%d crossings either way, want fewer with the quiet phases", q.crossings)
+			}
+			for _, ck := range checks {
+				i := ck.afterPkt - 1
+				a, b := all.after[i].of(ck.kernel), q.after[i].of(ck.kernel)
+				documented := (q.assumed[i] && b == statetrack.Established && a == statetrack.SynRcvd) ||
+					(q.closing[i] && b == statetrack.FinWait1 && a == statetrack.FinWait2)
+				if spot, ok := dataPhaseSpot(c.file, ck.afterPkt); ok {
+					if b != spot.tracker {
+						t.Errorf("after packet %d: inferred %s with the quiet phases, want %s (%s)", ck.afterPkt, b, spot.tracker, spot.reason)
+					}
+					continue
+				}
+				if a != b && !documented {
+					t.Errorf("after packet %d: kernel endpoint %s inferred %s with the quiet phases, %s queueing everything", ck.afterPkt, ck.kernel, b, a)
+				}
+				if b != ck.want && !documented && !blind(c.file, ck.afterPkt) {
+					t.Errorf("after packet %d: kernel endpoint %s inferred %s with the quiet phases, ss says %s", ck.afterPkt, ck.kernel, b, ck.want)
+				}
+			}
+			for k, st := range all.end {
+				if q.end[k] != st {
+					t.Errorf("at the end: %s inferred %v with the quiet phases, %v queueing everything", k, q.end[k], st)
+				}
+			}
+		})
+	}
+	if quiet >= full {
+		t.Errorf("%d crossings in all with the quiet phases, %d queueing everything: want fewer", quiet, full)
+	}
+	t.Logf("%d captures: %d crossings queueing everything, %d with the quiet phases", len(caps), full, quiet)
+}
+
+// dataPhaseSpot returns the quietDataPhaseSpots entry of the capture
+// after packet n.
+func dataPhaseSpot(file string, n int) (spot struct {
+	afterPkt int
+	tracker  statetrack.State
+	reason   string
+}, ok bool) {
+	for _, s := range quietDataPhaseSpots[file] {
+		if s.afterPkt == n {
+			return s, true
+		}
+	}
+	return spot, false
+}
+
+// blind reports whether the capture has a blind spot after packet n (see
+// blindSpots): the full run's inference stands there.
+func blind(file string, n int) bool {
+	for _, b := range blindSpots[file] {
+		if b.afterPkt == n {
+			return true
+		}
+	}
+	return false
+}
+
+// quietChains keeps, per connection, the connection mark bits that the
+// kernel's chains keep for quiet connections: Q (its packets without
+// SYN, FIN and RST bypass the queue), E (a FIN passed: the data phase is
+// over) and F (the second FIN or an RST passed: the close is queued).
+type quietChains map[[2]netip.AddrPort]uint8
+
+const (
+	markQ uint8 = 1 << iota
+	markE
+	markF
+)
+
+func connKey(seg *statetrack.Segment) [2]netip.AddrPort {
+	a, b := seg.Src, seg.Dst
+	if b.Addr().Less(a.Addr()) || (a.Addr() == b.Addr() && b.Port() < a.Port()) {
+		a, b = b, a
+	}
+	return [2]netip.AddrPort{a, b}
+}
+
+// arrive updates the bits for seg on its way into the queue, and reports
+// whether it bypasses it: a SYN clears all, the first FIN clears Q and
+// sets E, a later FIN or any RST sets F and clears Q.
+func (m quietChains) arrive(seg *statetrack.Segment) (bypass bool) {
+	k, f := connKey(seg), seg.Flags
+	bits := m[k]
+	switch {
+	case f&statetrack.SYN != 0:
+		bits = 0
+	case f&statetrack.RST != 0:
+		bits = bits&^markQ | markF
+	case f&statetrack.FIN != 0 && bits&markE != 0:
+		bits = bits&^markQ | markF
+	case f&statetrack.FIN != 0:
+		bits = bits&^markQ | markE
+	default:
+		return bits&markQ != 0
+	}
+	m[k] = bits
+	return false
+}
+
+// quietVerdict applies a verdict with Quiet to seg's connection: Q is set
+// if E is clear, or for a FIN with E set and F clear.
+func (m quietChains) quietVerdict(seg *statetrack.Segment) {
+	k := connKey(seg)
+	bits := m[k]
+	if bits&markE == 0 || (seg.Flags&statetrack.FIN != 0 && bits&markF == 0) {
+		m[k] = bits | markQ
+	}
+}
+
+// lastStates keeps each connection's states as its latest event reports
+// them.
+type lastStates map[[2]netip.AddrPort]events.Event
+
+func (l lastStates) Emit(e events.Event) {
+	l[connKey(&statetrack.Segment{Src: e.Client, Dst: e.Server})] = e
+}
+
+// replayed is one run of a capture: the inference after each packet
+// (seen or not), whether the packet's connection was in a quiet
+// handshake's assumption (assumed: nothing of it seen since) or in a
+// quiet close (closing: Q and E set), each connection's states at the
+// end, and how many packets crossed user space.
+type replayed struct {
+	after            []inferred
+	assumed, closing []bool
+	end              map[string][2]statetrack.State
+	crossings        int
+}
+
+// replayQuiet replays a capture through a pipeline without rules, every
+// packet queued or (quiet) as quietChains lets them through, reporting
+// each verdict's Quiet back as carried out, as the live path does.
+func replayQuiet(t *testing.T, path string, quiet bool) replayed {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	last := lastStates{}
+	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(nil), 1, last)
+	if quiet {
+		p.AllowQuiet()
+		if got := p.AllowQuietPhases(pipeline.QuietPhases{Handshake: true, Close: true}); !got.Handshake || !got.Close {
+			t.Fatalf("quiet phases %+v without rules, want both", got)
+		}
+	}
+	chains := quietChains{}
+	dec := decode.NewParser()
+	var out replayed
+	for n := 1; ; n++ {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s packet %d: %v", path, n, err)
+		}
+		var seg statetrack.Segment
+		if err := dec.Decode(data, &seg); err != nil {
+			t.Fatalf("%s packet %d: %v", path, n, err)
+		}
+		seen := "queued"
+		if quiet && chains.arrive(&seg) {
+			seen = "bypassed"
+		} else {
+			out.crossings++
+			v := p.Handle(&seg, ci.Timestamp)
+			if v.Quiet {
+				chains.quietVerdict(&seg)
+				p.Quieted(v.Obs.ConnID, ci.Timestamp)
+				seen += ", quiet"
+			}
+		}
+		var in inferred
+		e, ok := last[connKey(&seg)]
+		out.assumed = append(out.assumed, ok && e.Reason == events.QuietHandshake)
+		out.closing = append(out.closing, chains[connKey(&seg)]&(markQ|markE) == markQ|markE)
+		if ok && e.ConnID != 0 {
+			in.client, in.server = e.Client.Addr(), e.Server.Addr()
+			in.states = [2]statetrack.State{e.ClientState, e.ServerState}
+		}
+		t.Logf("quiet %v: %2d %s>%s %-4s seq=%d ack=%d len=%d %s: client %s server %s",
+			quiet, n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, seen, in.states[statetrack.Client], in.states[statetrack.Server])
+		out.after = append(out.after, in)
+	}
+	out.end = map[string][2]statetrack.State{}
+	for _, e := range last {
+		out.end[e.Conn()] = [2]statetrack.State{e.ClientState, e.ServerState}
+	}
+	return out
+}
