@@ -17,7 +17,7 @@ import (
 // conntrack sees packets as they reach the router, before tcpchaos acts)
 // and the tracker's reading of them is right. The handshake follows the
 // tracker's kinds: syn opens (SYN_SENT), syn-ack answers (SYN_RECV),
-// handshake-ack establishes. The close follows its states: the first fin
+// handshake-ack (or a quiet handshake's state event) establishes. The close follows its states: the first fin
 // starts it (FIN_WAIT), the first FIN being acknowledged (its sender in
 // FIN_WAIT_2) is CLOSE_WAIT, the other side's fin LAST_ACK, and the
 // second FIN being acknowledged (its sender in TIME_WAIT or CLOSED)
@@ -27,7 +27,7 @@ func Project(evs []events.Event) []Step {
 	state := "NONE"
 	var first statetrack.Side // the first fin's sender, from FIN_WAIT on
 	for _, e := range evs {
-		if e.IsState() {
+		if e.IsState() && e.Reason != events.QuietHandshake {
 			continue
 		}
 		next := state
@@ -38,8 +38,9 @@ func Project(evs []events.Event) []Step {
 			next = "SYN_SENT"
 		case e.Kind == statetrack.SynAck && state == "SYN_SENT":
 			next = "SYN_RECV"
-		case state == "SYN_RECV" && e.From == statetrack.Client && e.ServerState == statetrack.Established:
-			// the third ACK, or the client's data in its place
+		case state == "SYN_RECV" && (e.From == statetrack.Client || e.Reason == events.QuietHandshake) && e.ServerState == statetrack.Established:
+			// the third ACK, or the client's data in its place, or the
+			// third ACK unseen after a quiet handshake
 			next = "ESTABLISHED"
 		case e.Kind == statetrack.Fin && state == "ESTABLISHED":
 			next, first = "FIN_WAIT", e.From

@@ -123,6 +123,30 @@ func TestProjectDataCompletesHandshake(t *testing.T) {
 	}
 }
 
+// TestProjectQuietHandshake: after a quiet handshake the third ACK is
+// unseen; the state event that takes the server for ESTABLISHED
+// establishes the connection, as the third ACK does for conntrack.
+func TestProjectQuietHandshake(t *testing.T) {
+	got := stateNames(Project(script(ab, 1,
+		"client syn SYN_SENT SYN_RCVD",
+		"server syn-ack ESTABLISHED SYN_RCVD",
+		"state quiet-handshake ESTABLISHED ESTABLISHED",
+		"client fin FIN_WAIT_1 CLOSE_WAIT",
+		"server fin TIME_WAIT LAST_ACK",
+		"client final-ack TIME_WAIT CLOSED")))
+	if want := "SYN_SENT,SYN_RECV,ESTABLISHED,FIN_WAIT,LAST_ACK,TIME_WAIT"; got != want {
+		t.Errorf("Project = %s, want %s", got, want)
+	}
+	// Other state events establish nothing.
+	got = stateNames(Project(script(ab, 1,
+		"client syn SYN_SENT SYN_RCVD",
+		"server syn-ack ESTABLISHED SYN_RCVD",
+		"state released ESTABLISHED ESTABLISHED")))
+	if want := "SYN_SENT,SYN_RECV"; got != want {
+		t.Errorf("Project = %s, want %s", got, want)
+	}
+}
+
 // ct turns "TYPE STATE" lines into one conntrack entry's events.
 func ct(conn string, id uint64, lines ...string) []CTEvent {
 	src, dst, _ := strings.Cut(conn, "->")
