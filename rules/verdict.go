@@ -9,11 +9,14 @@ import "github.com/tcpchaos/tcpchaos/statetrack"
 type Verdict struct {
 	Decision
 	// Quiet reports that the packet's connection may go quiet: the packet
-	// was accepted, both endpoints are ESTABLISHED after it and the rules
-	// cannot act on the data phase (Set.Quietable). A live path that
-	// lets quiet connections bypass the queue may then stop queueing the
-	// connection's packets until its next SYN, FIN or RST; one that does
-	// not ignores it.
+	// was accepted, the rules cannot act on the data phase (Set.Quietable)
+	// and both endpoints are ESTABLISHED after it, or it is a SYN-ACK that
+	// left the client ESTABLISHED and the server SYN_RCVD (a quiet
+	// handshake, Set.QuietHandshake), or a connection's first FIN (a quiet
+	// close, Set.QuietClose). A live path that lets quiet connections
+	// bypass the queue may then stop queueing the connection's packets
+	// without SYN, FIN or RST (after a first FIN: until the second FIN or
+	// an RST); one that does not ignores it.
 	Quiet bool
 	// Obs is the tracker's observation of the packet.
 	Obs statetrack.Observation

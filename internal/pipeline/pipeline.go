@@ -27,7 +27,7 @@ type Pipeline struct {
 	// phases are the quiet phases Handle may start besides the data
 	// phase: those of allowPhases that the rules permit, when quietable.
 	phases, allowPhases QuietPhases
-	set                   *rules.Set
+	set                 *rules.Set
 	// onGone is the tracker config's own OnGone (nil: none).
 	onGone func(statetrack.Gone)
 	// dark holds the connections blackholes darkened, by ConnID, until
