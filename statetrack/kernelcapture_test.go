@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket/pcapgo"
 
@@ -217,32 +218,11 @@ func (in inferred) of(addr netip.Addr) statetrack.State {
 // returns what the tracker infers after each one.
 func replayKernelStates(t *testing.T, path string) []inferred {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
 	tr := statetrack.New(statetrack.Config{ServerPorts: []uint16{8080}})
-	p := decode.NewParser()
 	var out []inferred
-	for n := 1; ; n++ {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s packet %d: %v", path, n, err)
-		}
-		var seg statetrack.Segment
-		if err := p.Decode(data, &seg); err != nil {
-			t.Fatalf("%s packet %d: %v", path, n, err)
-		}
-		o := tr.Observe(&seg, ci.Timestamp)
-		after, _ := tr.Deliver(&o, ci.Timestamp)
+	eachPacket(t, path, func(n int, seg *statetrack.Segment, at time.Time) {
+		o := tr.Observe(seg, at)
+		after, _ := tr.Deliver(&o, at)
 		in := inferred{kind: o.Kind, nth: o.Nth, retx: o.Retransmission}
 		if o.ConnID != 0 {
 			in.client, in.server, in.states = o.Client.Addr(), o.Server.Addr(), after
@@ -254,5 +234,36 @@ func replayKernelStates(t *testing.T, path string) []inferred {
 		t.Logf("%2d %s>%s %-4s seq=%d ack=%d len=%d: %s n=%d%s, before %v, client %s server %s",
 			n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, o.Kind, o.Nth, closer, o.Before, after[statetrack.Client], after[statetrack.Server])
 		out = append(out, in)
+	})
+	return out
+}
+
+// eachPacket calls f with every packet of a capture, decoded, with its
+// number (from 1) and capture time.
+func eachPacket(t *testing.T, path string, f func(n int, seg *statetrack.Segment, at time.Time)) {
+	t.Helper()
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	r, err := pcapgo.NewReader(file)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	p := decode.NewParser()
+	for n := 1; ; n++ {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s packet %d: %v", path, n, err)
+		}
+		var seg statetrack.Segment
+		if err := p.Decode(data, &seg); err != nil {
+			t.Fatalf("%s packet %d: %v", path, n, err)
+		}
+		f(n, &seg, ci.Timestamp)
 	}
 }

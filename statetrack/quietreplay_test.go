@@ -1,18 +1,14 @@
 package statetrack_test
 
 import (
-	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/google/gopacket/pcapgo"
-
-	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -224,15 +220,6 @@ type replayed struct {
 // each verdict's Quiet back as carried out, as the live path does.
 func replayQuiet(t *testing.T, path string, quiet bool) replayed {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
 	last := lastStates{}
 	p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(nil), 1, last)
 	if quiet {
@@ -242,36 +229,24 @@ func replayQuiet(t *testing.T, path string, quiet bool) replayed {
 		}
 	}
 	chains := quietChains{}
-	dec := decode.NewParser()
 	var out replayed
-	for n := 1; ; n++ {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s packet %d: %v", path, n, err)
-		}
-		var seg statetrack.Segment
-		if err := dec.Decode(data, &seg); err != nil {
-			t.Fatalf("%s packet %d: %v", path, n, err)
-		}
+	eachPacket(t, path, func(n int, seg *statetrack.Segment, at time.Time) {
 		seen := "queued"
-		if quiet && chains.arrive(&seg) {
+		if quiet && chains.arrive(seg) {
 			seen = "bypassed"
 		} else {
 			out.crossings++
-			v := p.Handle(&seg, ci.Timestamp)
+			v := p.Handle(seg, at)
 			if v.Quiet {
-				chains.quietVerdict(&seg)
-				p.Quieted(v.Obs.ConnID, ci.Timestamp)
+				chains.quietVerdict(seg)
+				p.Quieted(v.Obs.ConnID, at)
 				seen += ", quiet"
 			}
 		}
 		var in inferred
-		e, ok := last[connKey(&seg)]
+		e, ok := last[connKey(seg)]
 		out.assumed = append(out.assumed, ok && e.Reason == events.QuietHandshake)
-		out.closing = append(out.closing, chains[connKey(&seg)]&(markQ|markE) == markQ|markE)
+		out.closing = append(out.closing, chains[connKey(seg)]&(markQ|markE) == markQ|markE)
 		if ok && e.ConnID != 0 {
 			in.client, in.server = e.Client.Addr(), e.Server.Addr()
 			in.states = [2]statetrack.State{e.ClientState, e.ServerState}
@@ -279,7 +254,7 @@ func replayQuiet(t *testing.T, path string, quiet bool) replayed {
 		t.Logf("quiet %v: %2d %s>%s %-4s seq=%d ack=%d len=%d %s: client %s server %s",
 			quiet, n, seg.Src, seg.Dst, seg.Flags, seg.Seq, seg.Ack, seg.Len, seen, in.states[statetrack.Client], in.states[statetrack.Server])
 		out.after = append(out.after, in)
-	}
+	})
 	out.end = map[string][2]statetrack.State{}
 	for _, e := range last {
 		out.end[e.Conn()] = [2]statetrack.State{e.ClientState, e.ServerState}
