@@ -126,8 +126,9 @@ type Conn struct {
 	First time.Time `json:"first"`
 	Age   float64   `json:"age_seconds"`
 	Last  time.Time `json:"last_activity"`
-	// Midstream: picked up after its handshake. Quiet: its data phase
-	// bypasses the queue.
+	// Midstream: picked up after its handshake. Quiet: its packets
+	// without SYN, FIN and RST bypass the queue (its data phase, or after
+	// a quiet handshake or during a quiet close).
 	Midstream bool `json:"midstream"`
 	Quiet     bool `json:"quiet"`
 	// Packets counts its packets by kind, Faults the packets a rule

@@ -19,8 +19,8 @@ type ConnInfo struct {
 	Last time.Time
 	// Midstream: the connection was picked up after its handshake.
 	Midstream bool
-	// Quiet: the connection's data phase bypasses the tracker (see
-	// Tracker.Quiet).
+	// Quiet: the connection's data phase (or third ACK, or close) bypasses
+	// the tracker (see Tracker.Quiet).
 	Quiet bool
 }
 

@@ -87,8 +87,9 @@ const (
 	selfConn
 	midstream
 	inTimeWait
-	// quiet: the connection's data phase bypasses the tracker (see
-	// Tracker.Quiet); the slot is on the quiet list, not the lru list.
+	// quiet: the connection's data phase (or third ACK, or close)
+	// bypasses the tracker (see Tracker.Quiet); the slot is on the quiet
+	// list, not the lru list.
 	quiet
 	// assumedAck: the connection went quiet after its SYN-ACK, and the
 	// tracker took the client's third ACK as delivered (a quiet
