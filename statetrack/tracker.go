@@ -342,7 +342,8 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 //
 //   - both endpoints ESTABLISHED (the data phase): nothing is assumed;
 //   - after a SYN-ACK, the client ESTABLISHED and the server SYN_RCVD (a
-//     quiet handshake: the client's third ACK passes unseen): the third
+//     quiet handshake, see QuietHandshake: the client's third ACK passes
+//     unseen): the third
 //     ACK is taken as delivered, from the client's next sequence number
 //     and acknowledging the server's SYN, so the server goes ESTABLISHED
 //     at once, with its sequence bookkeeping as if that ACK had arrived
@@ -411,16 +412,34 @@ func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved,
 	return t.info(i), moved, true
 }
 
+// QuietHandshake reports whether the connection connID may go quiet after
+// the SYN-ACK just observed (a quiet handshake, see Quiet): the client is
+// ESTABLISHED, the server SYN_RCVD waiting for the ACK of its SYN-ACK with
+// nothing else pending, and no retransmission of the client's SYN has been
+// seen. The server answers each SYN retransmission with one more SYN-ACK,
+// which, seen after the third ACK had passed unseen and reached it, would
+// take the assumption back where the server is ESTABLISHED (and its data
+// unseen): such a handshake is queued to its end.
+func (t *Tracker) QuietHandshake(connID uint64) bool {
+	i, ok := t.byID(connID)
+	return ok && t.at(i).ackAssumable()
+}
+
+// ackAssumable is QuietHandshake's test of the connection.
+func (c *conn) ackAssumable() bool {
+	cl, sv := &c.h[Client], &c.h[Server]
+	return c.flags&selfConn == 0 && cl.state == Established && sv.state == SynRcvd && cl.move|sv.move == 0 &&
+		cl.has(hasNxt) && sv.has(hasISN) && sv.has(synUnacked) && !sv.has(ackSeen|acked) && cl.count(Syn) == 1
+}
+
 // assumeAck takes the client's third ACK as delivered when the connection
 // goes quiet after its SYN-ACK (see Tracker.Quiet), and reports whether it
-// did: only with the client ESTABLISHED and the server SYN_RCVD waiting
-// for the ACK of its SYN-ACK, with nothing else pending.
+// did: only where QuietHandshake allows it.
 func (c *conn) assumeAck() bool {
-	cl, sv := &c.h[Client], &c.h[Server]
-	if c.flags&selfConn != 0 || cl.state != Established || sv.state != SynRcvd || cl.move|sv.move != 0 ||
-		!cl.has(hasNxt) || !sv.has(hasISN) || !sv.has(synUnacked) || sv.has(ackSeen|acked) {
+	if !c.ackAssumable() {
 		return false
 	}
+	cl, sv := &c.h[Client], &c.h[Server]
 	seg := Segment{Flags: ACK, Seq: cl.nxt, Ack: sv.isn.Add(1)}
 	n := cl.ctl[HandshakeAck-1]
 	send(cl, sv, &seg)

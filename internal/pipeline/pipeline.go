@@ -209,7 +209,8 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 // quietAfter reports whether the connection of the packet seen in o may
 // go quiet after its accepted verdict, which left the endpoints in states:
 // both ESTABLISHED (the data phase); the client ESTABLISHED and the server
-// SYN_RCVD after the server's SYN-ACK (a quiet handshake); the sender
+// SYN_RCVD after the server's SYN-ACK, the client's SYN not retransmitted
+// (a quiet handshake, statetrack.Tracker.QuietHandshake); the sender
 // FIN_WAIT_1 and the receiver CLOSE_WAIT after a first FIN that found both
 // ESTABLISHED (a quiet close).
 func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.State) bool {
@@ -218,7 +219,8 @@ func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.St
 	case states == [2]statetrack.State{est, est}:
 		return true
 	case o.Kind == statetrack.SynAck:
-		return p.phases.Handshake && o.From == statetrack.Server && states == [2]statetrack.State{est, statetrack.SynRcvd}
+		return p.phases.Handshake && o.From == statetrack.Server && states == [2]statetrack.State{est, statetrack.SynRcvd} &&
+			p.tracker.QuietHandshake(o.ConnID)
 	case o.Kind == statetrack.Fin:
 		return p.phases.Close && !o.Retransmission && o.Before == [2]statetrack.State{est, est} &&
 			states[o.From] == statetrack.FinWait1 && states[o.From.Other()] == statetrack.CloseWait

@@ -125,6 +125,16 @@ func TestQuietPhases(t *testing.T) {
 		t.Errorf("quiet per packet %v, want %v", q, want)
 	}
 
+	// After a retransmission of the client's SYN no SYN-ACK goes quiet:
+	// the server's answer to it could come after the third ACK.
+	p, _ = newPipeline(t)
+	p.AllowQuiet()
+	p.AllowQuietPhases(both)
+	q = run(p, []*statetrack.Segment{seg(true, syn, 100, 0), seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(false, synAck, 300, 101)})
+	if slices.Contains(q, true) {
+		t.Errorf("quiet per packet %v after a SYN retransmission, want none", q)
+	}
+
 	// A reload decides the phases again.
 	p, _ = newPipeline(t)
 	p.AllowQuiet()
