@@ -81,8 +81,8 @@ func legalSets() (correct, observe, deliver map[edge]bool) {
 }
 
 // FuzzTracker feeds arbitrary packet sequences on a few tuples (one a
-// self-connect), with drops, delays, duplicates, resets (Forge, Retract)
-// and clock jumps, and checks that every state change is a legal edge,
+// self-connect), with drops, delays, duplicates, resets (Forge, Retract),
+// quiet connections (Quiet after a delivery) and clock jumps, and checks that every state change is a legal edge,
 // that nothing changes states behind the caller's back, and that the
 // table stays bounded.
 func FuzzTracker(f *testing.F) {
@@ -90,6 +90,10 @@ func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0x00, 0x02, 0, 0, 0x04, 0x92, 0, 4, 0x00, 0x90, 1, 4, 0x00, 0x98, 1, 5, 0x04, 0x91, 0, 8, 0x00, 0x90, 2, 8, 0xe0, 0xff, 0, 0})
 	f.Add([]byte{0x03, 0x02, 0, 0, 0x03, 0x12, 0, 4, 0x0b, 0x81, 1, 4, 0x13, 0x81, 2, 0, 0xc0, 0, 0, 0, 0x01, 0x84, 0, 0})
 	f.Add([]byte(strings.Repeat("\x01\x02\x03\x04\x85\x91\x10\x33", 8)))
+	// A quiet handshake taken back by the SYN's retransmission, and one
+	// taken back by the SYN-ACK's.
+	f.Add([]byte{0x00, 0x02, 0, 0, 0x24, 0x82, 0, 0x04, 0x00, 0x02, 0, 0, 0x04, 0x82, 0, 0x04})
+	f.Add([]byte{0x00, 0x02, 0, 0, 0x24, 0x82, 0, 0x04, 0x04, 0x82, 0, 0x04, 0x00, 0x80, 1, 0x04})
 	correctOK, observeOK, deliverOK := legalSets()
 	tuples := []struct{ c, s netip.AddrPort }{
 		{netip.MustParseAddrPort("198.18.0.1:1000"), netip.MustParseAddrPort("198.18.1.1:80")},
@@ -100,6 +104,10 @@ func FuzzTracker(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const maxConns = 3
 		live := map[uint64][2]statetrack.State{}
+		// assumed holds the connections whose quiet handshake took the
+		// third ACK as delivered, until their next packet, which may take
+		// it back (the server SYN_RCVD again before the packet).
+		assumed := map[uint64]bool{}
 		checkGone := func(g statetrack.Gone) {
 			if prev, ok := live[g.ConnID]; ok && prev != g.Before {
 				t.Fatalf("Gone %v: Before %v, last seen %v", g.Reason, g.Before, prev)
@@ -206,12 +214,35 @@ func FuzzTracker(f *testing.F) {
 			seg.Len = uint32(b3 & 3)
 			o := tr.Observe(&seg, now)
 			if o.ConnID != 0 {
+				if assumed[o.ConnID] && live[o.ConnID][statetrack.Server] == sEstab && o.Before[statetrack.Server] == sSynRcvd {
+					prev := live[o.ConnID]
+					prev[statetrack.Server] = sSynRcvd // taken back
+					live[o.ConnID] = prev
+				}
+				delete(assumed, o.ConnID)
 				checkObserve(t, &o, live, correctOK, observeOK)
 				live[o.ConnID] = o.After
 			}
 			switch (b0 >> 3) & 3 {
 			case 0:
 				deliver(&o)
+				if b0&0x20 == 0 {
+					break
+				}
+				prev, alive := live[o.ConnID]
+				info, moved, ok := tr.QuietInfo(o.ConnID, now)
+				if ok != alive || (ok && info.ConnID != o.ConnID) {
+					t.Fatalf("Quiet on connection %d (live %v): %v, %+v", o.ConnID, alive, ok, info)
+				}
+				switch {
+				case !ok:
+				case moved && (prev != [2]statetrack.State{sEstab, sSynRcvd} || info.States != [2]statetrack.State{sEstab, sEstab}):
+					t.Fatalf("quiet handshake moved %v -> %v", prev, info.States)
+				case !moved && info.States != prev:
+					t.Fatalf("Quiet changed %v -> %v", prev, info.States)
+				case moved:
+					live[o.ConnID], assumed[o.ConnID] = info.States, true
+				}
 			case 1:
 				if b0&0x20 != 0 {
 					reset(&o, b2&1 == 0)
