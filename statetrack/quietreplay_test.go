@@ -186,14 +186,20 @@ func (m quietChains) arrive(seg *statetrack.Segment) (bypass bool) {
 	return false
 }
 
-// quietVerdict applies a verdict with Quiet to seg's connection: Q is set
-// if E is clear, or for a FIN with E set and F clear.
-func (m quietChains) quietVerdict(seg *statetrack.Segment) {
+// verdict applies an accepted verdict on seg, with Quiet or not, as nfq's
+// filter chain does: before any FIN the verdict's Q becomes the
+// connection's; after the first FIN a verdict without Q clears it, and
+// only a FIN's own (F clear) sets it.
+func (m quietChains) verdict(seg *statetrack.Segment, quiet bool) {
 	k := connKey(seg)
 	bits := m[k]
-	if bits&markE == 0 || (seg.Flags&statetrack.FIN != 0 && bits&markF == 0) {
-		m[k] = bits | markQ
+	switch {
+	case bits&markE == 0 && quiet, bits&markE != 0 && quiet && seg.Flags&statetrack.FIN != 0 && bits&markF == 0:
+		bits |= markQ
+	case !quiet:
+		bits &^= markQ
 	}
+	m[k] = bits
 }
 
 // lastStates keeps each connection's states as its latest event reports
@@ -239,8 +245,10 @@ func replayQuiet(t *testing.T, path string, quiet bool, allowed pipeline.QuietPh
 		} else {
 			out.crossings++
 			v := p.Handle(seg, at)
+			if quiet && !v.Action.Faulty() {
+				chains.verdict(seg, v.Quiet)
+			}
 			if v.Quiet {
-				chains.quietVerdict(seg)
 				p.Quieted(v.Obs.ConnID, at)
 				seen += ", quiet"
 			}

@@ -95,6 +95,10 @@ const (
 	// tracker took the client's third ACK as delivered (a quiet
 	// handshake, see Tracker.Quiet) with no packet of it observed since.
 	assumedAck
+	// quietClosing: the connection went quiet after its first FIN (a
+	// quiet close, see Tracker.QuietClosing) and no FIN, RST or SYN of it
+	// has been observed since.
+	quietClosing
 )
 
 // ends returns the sender's and the receiver's halves for a packet from

@@ -251,6 +251,9 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 			resync(s, r, seg)
 		}
 	}
+	if seg.Flags&(SYN|FIN|RST) != 0 {
+		c.flags &^= quietClosing
+	}
 	tw := false
 	if s.move != 0 || s.state == SynSent {
 		tw = precorrect(s, r, seg)
@@ -407,9 +410,22 @@ func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved,
 		t.stats.Quieted++
 		t.setQuiet(i, true)
 		moved = c.assumeAck()
+		if cl, sv := c.h[Client].state, c.h[Server].state; cl == FinWait1 && sv == CloseWait || cl == CloseWait && sv == FinWait1 {
+			c.flags |= quietClosing
+		}
 	}
 	t.touch(i, now.UnixNano())
 	return t.info(i), moved, true
+}
+
+// QuietClosing reports whether the connection connID is in a quiet close:
+// it went quiet after its first FIN (see Quiet) and no FIN, RST or SYN of
+// it has been observed since. The packets of it observed meanwhile were
+// queued before the kernel let the rest bypass (the ACK of that FIN, say):
+// their verdicts must keep the close quiet, or the kernel wakes it.
+func (t *Tracker) QuietClosing(connID uint64) bool {
+	i, ok := t.byID(connID)
+	return ok && t.at(i).flags&quietClosing != 0
 }
 
 // QuietHandshake reports whether the connection connID may go quiet after

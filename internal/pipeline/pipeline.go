@@ -212,7 +212,9 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 // SYN_RCVD after the server's SYN-ACK, the client's SYN not retransmitted
 // (a quiet handshake, statetrack.Tracker.QuietHandshake); the sender
 // FIN_WAIT_1 and the receiver CLOSE_WAIT after a first FIN that found both
-// ESTABLISHED (a quiet close).
+// ESTABLISHED (a quiet close), and any packet without SYN, FIN or RST
+// observed in a quiet close until its next FIN (statetrack.Tracker.
+// QuietClosing).
 func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.State) bool {
 	const est = statetrack.Established
 	switch {
@@ -224,6 +226,11 @@ func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.St
 	case o.Kind == statetrack.Fin:
 		return p.phases.Close && !o.Retransmission && o.Before == [2]statetrack.State{est, est} &&
 			states[o.From] == statetrack.FinWait1 && states[o.From.Other()] == statetrack.CloseWait
+	case o.Seg.Flags&(statetrack.SYN|statetrack.FIN|statetrack.RST) == 0:
+		// Queued behind a quiet close's first FIN (its ACK, say): a
+		// verdict without the quiet bit would wake the close in the
+		// kernel (nfq's filter chain clears it after a first FIN).
+		return p.phases.Close && p.tracker.QuietClosing(o.ConnID)
 	}
 	return false
 }
