@@ -1,6 +1,6 @@
 # The test command of README.md. As root it first installs the programs the
 # namespace tests drive (scripts/test-deps); outside root those tests skip.
-.PHONY: test test-deps build lint fuzz bench bench-smoke bench-oracle soak demo
+.PHONY: test test-deps build lint fuzz bench bench-smoke bench-oracle bench-bypass soak demo
 
 build:
 	go build -o bin/tcpchaos ./cmd/tcpchaos
@@ -41,6 +41,13 @@ bench:
 # 10,000 connections compared with nf_conntrack's event stream.
 bench-oracle:
 	go run ./bench -live=false -offline=false -out bin/bench-oracle.md
+
+# The quiet bypass's cost per data packet, xt connmark match against a
+# native nft rule (README "Benchmarks"; root; scripts/bench-bypass):
+# ROUNDS rounds of one bulk connection per variant, perf when installed.
+ROUNDS ?= 7
+bench-bypass:
+	ROUNDS=$(ROUNDS) scripts/bench-bypass
 
 # The soak workload alone (README "Benchmarks"; root): SOAK of steady
 # traffic, reloads and rule toggles through one tcpchaos; it fails when a
