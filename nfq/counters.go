@@ -29,7 +29,8 @@ import (
 // passed (packets that arrive between the two reads make it count
 // fewer); the id sequences count from the queues' binding, which comes
 // before the rules (nfq.Open before Install), so they hold nothing older.
-// They wrap at 2^32 packets: past that the figure is wrong.
+// They wrap at 2^32 packets: each is counted on from the packets the
+// queue received (Stats.Received + Stats.Unreceived).
 
 // QueueFull is what the kernel let through unseen because a queue was
 // full.
@@ -103,26 +104,38 @@ func (c *QueueFullCounter) Read() (QueueFull, error) {
 	if c.closed {
 		return QueueFull{}, errCounterClosed
 	}
-	var qf QueueFull
+	var rulePackets uint64
 	err := c.ns.Do(func() (err error) {
-		qf.RulePackets, err = c.rulePackets()
+		rulePackets, err = c.rulePackets()
 		return err
 	})
 	if err != nil {
 		return QueueFull{}, fmt.Errorf("queue-full count: %w", err)
 	}
-	for _, q := range c.queues {
-		s := q.Stats()
-		if s.KernelErr != nil {
-			return QueueFull{}, fmt.Errorf("queue-full count: queue %d: %w", q.opts.Queue, s.KernelErr)
+	stats := make([]Stats, len(c.queues))
+	for i, q := range c.queues {
+		if stats[i] = q.Stats(); stats[i].KernelErr != nil {
+			return QueueFull{}, fmt.Errorf("queue-full count: queue %d: %w", q.opts.Queue, stats[i].KernelErr)
 		}
-		qf.Queued += uint64(s.Kernel.IDSequence)
+	}
+	return c.tally(rulePackets, stats), nil
+}
+
+// tally works out what passed the full queues from the rules' packet
+// count and the queues' stats, keeping Unseen at its highest; c.mu is
+// held.
+func (c *QueueFullCounter) tally(rulePackets uint64, stats []Stats) QueueFull {
+	qf := QueueFull{RulePackets: rulePackets}
+	for _, s := range stats {
+		// id_sequence wraps at 2^32; what was received (64 bits) plus
+		// what was not yet is the same count, unwrapped.
+		qf.Queued += s.Received + s.Unreceived()
 	}
 	if qf.RulePackets > qf.Queued {
 		c.high = max(c.high, qf.RulePackets-qf.Queued)
 	}
 	qf.Unseen = c.high
-	return qf, nil
+	return qf
 }
 
 // rulePackets adds up the packet counters of the NFQUEUE rules of every
