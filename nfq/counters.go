@@ -30,7 +30,10 @@ import (
 // fewer); the id sequences count from the queues' binding, which comes
 // before the rules (nfq.Open before Install), so they hold nothing older.
 // They wrap at 2^32 packets: each is counted on from the packets the
-// queue received (Stats.Received + Stats.Unreceived).
+// queue received (Stats.Received + Stats.Unreceived). A rule counter
+// that goes back (zeroed by iptables -Z) is counted on from what the last
+// read found: the packets between that read and the zeroing are lost,
+// so the figure still never counts more than passed.
 
 // QueueFull is what the kernel let through unseen because a queue was
 // full.
@@ -60,10 +63,13 @@ type QueueFullCounter struct {
 // errCounterClosed: Read after Close.
 var errCounterClosed = errors.New("queue-full count: the counter is closed")
 
-// ruleCounter is one family's iptables.
+// ruleCounter is one family's iptables, and its NFQUEUE rule's count:
+// last is the count the last read found, zeroed what the counter had
+// reached each time it was found zeroed (iptables -Z) since, added up.
 type ruleCounter struct {
-	ipt    *iptables.IPTables
-	binary string
+	ipt          *iptables.IPTables
+	binary       string
+	last, zeroed uint64
 }
 
 // QueueFullCounter returns a counter of what passes the queues unseen
@@ -77,7 +83,7 @@ func (in *Interception) QueueFullCounter(queues []*Queue) (*QueueFullCounter, er
 	}
 	c := &QueueFullCounter{queues: queues, ns: netlab.NS{Path: fmt.Sprintf("/proc/self/fd/%d", h), Handle: h}}
 	for _, f := range in.families {
-		c.fams = append(c.fams, ruleCounter{f.ipt, f.plan.binary})
+		c.fams = append(c.fams, ruleCounter{ipt: f.ipt, binary: f.plan.binary})
 	}
 	return c, nil
 }
@@ -104,7 +110,7 @@ func (c *QueueFullCounter) Read() (QueueFull, error) {
 	if c.closed {
 		return QueueFull{}, errCounterClosed
 	}
-	var rulePackets uint64
+	var rulePackets []uint64
 	err := c.ns.Do(func() (err error) {
 		rulePackets, err = c.rulePackets()
 		return err
@@ -122,10 +128,18 @@ func (c *QueueFullCounter) Read() (QueueFull, error) {
 }
 
 // tally works out what passed the full queues from the rules' packet
-// count and the queues' stats, keeping Unseen at its highest; c.mu is
-// held.
-func (c *QueueFullCounter) tally(rulePackets uint64, stats []Stats) QueueFull {
-	qf := QueueFull{RulePackets: rulePackets}
+// counts (one per family, in c.fams' order) and the queues' stats,
+// keeping Unseen at its highest; c.mu is held.
+func (c *QueueFullCounter) tally(rulePackets []uint64, stats []Stats) QueueFull {
+	var qf QueueFull
+	for i, n := range rulePackets {
+		f := &c.fams[i]
+		if n < f.last { // zeroed since the last read: count on from there
+			f.zeroed += f.last
+		}
+		f.last = n
+		qf.RulePackets += f.zeroed + n
+	}
 	for _, s := range stats {
 		// id_sequence wraps at 2^32; what was received (64 bits) plus
 		// what was not yet is the same count, unwrapped.
@@ -138,12 +152,12 @@ func (c *QueueFullCounter) tally(rulePackets uint64, stats []Stats) QueueFull {
 	return qf
 }
 
-// rulePackets adds up the packet counters of the NFQUEUE rules of every
-// family, in the calling thread's namespace.
-func (c *QueueFullCounter) rulePackets() (uint64, error) {
-	var n uint64
+// rulePackets reads the packet counters of the NFQUEUE rules of every
+// family, in the calling thread's namespace: one count per family.
+func (c *QueueFullCounter) rulePackets() ([]uint64, error) {
+	n := make([]uint64, len(c.fams))
 	var errs []error
-	for _, f := range c.fams {
+	for i, f := range c.fams {
 		stats, err := f.ipt.StructuredStats(Table, chainQueue)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: read the counters of chain %s: %w", f.binary, chainQueue, err))
@@ -151,7 +165,7 @@ func (c *QueueFullCounter) rulePackets() (uint64, error) {
 		}
 		for _, st := range stats {
 			if st.Target == "NFQUEUE" {
-				n += st.Packets
+				n[i] += st.Packets
 			}
 		}
 	}
