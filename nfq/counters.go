@@ -52,8 +52,8 @@ type QueueFull struct {
 // network namespace it was made in.
 type QueueFullCounter struct {
 	queues []*Queue
-	fams   []ruleCounter
-	ns     netlab.NS // the namespace of the rules (Path: its open descriptor's)
+	fams   []ruleCounter // their counts guarded by mu
+	ns     netlab.NS     // the namespace of the rules (Path: its open descriptor's)
 
 	mu     sync.Mutex // serializes reads, guards what follows
 	high   uint64     // the highest Unseen so far
