@@ -46,6 +46,10 @@ type Intercept struct {
 	// Queues is how many queues, Queue to Queue+Queues-1, share the
 	// connections (flow-consistent). Default DefaultQueues; 0 counts as 1.
 	Queues uint16
+	// QueueLength is how many packets each queue keeps waiting for a
+	// verdict before the kernel lets more pass unseen (Options.MaxQueueLen;
+	// 0: the kernel's default, 1024).
+	QueueLength uint32
 }
 
 // DefaultIntercept returns the Intercept of a config that names none:

@@ -226,7 +226,7 @@ func (l live) run(ctx context.Context) error {
 		rec.close()
 	}
 	for i, p := range pipes {
-		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), Logger: l.log, CopyRange: copyRange, Quiet: quiet, Blackhole: dark, Tap: rec.tap(i), TimeVerdicts: l.watch.timed()}, p)
+		q, err := nfq.Open(nfq.Options{Queue: ic.Queue + uint16(i), MaxQueueLen: ic.QueueLength, Logger: l.log, CopyRange: copyRange, Quiet: quiet, Blackhole: dark, Tap: rec.tap(i), TimeVerdicts: l.watch.timed()}, p)
 		if err != nil {
 			closeAll()
 			return err

@@ -25,6 +25,9 @@ func validateCommand() *cli.Command {
 			if cfg.Intercept.Queues > 1 {
 				fmt.Fprintf(w, "-%d", cfg.Intercept.LastQueue())
 			}
+			if cfg.Intercept.QueueLength > 0 {
+				fmt.Fprintf(w, " (length %d)", cfg.Intercept.QueueLength)
+			}
 			fmt.Fprintf(w, ", ports %s, hosts %s\n", listOrAny(cfg.Intercept.Ports), listOrAny(cfg.Intercept.Hosts))
 			fmt.Fprintf(w, "tracker: msl %s (TIME_WAIT %s), max-connections %d, idle-timeout %s, quiet-timeout %s\n",
 				cfg.Tracker.MSL, 2*cfg.Tracker.MSL, cfg.Tracker.MaxConnections, cfg.Tracker.IdleTimeout, cfg.Tracker.QuietTimeout)

@@ -124,9 +124,14 @@ func (d *decoder) config(tree map[string]any) Config {
 	return c
 }
 
+// maxQueueLength bounds intercept.queue-length: a queue of packets
+// awaiting a verdict longer than this only adds latency (each packet holds
+// an skb in the kernel meanwhile).
+const maxQueueLength = 1 << 20
+
 func (d *decoder) intercept(path string, v any) nfq.Intercept {
 	in := nfq.DefaultIntercept()
-	m, _ := d.object(path, v, "mode", "ports", "hosts", "queue", "queues")
+	m, _ := d.object(path, v, "mode", "ports", "hosts", "queue", "queues", "queue-length")
 	if v, ok := m.get("mode"); ok {
 		modes := []nfq.Mode{nfq.Forward, nfq.Local}
 		if i, ok := d.oneOf(join(path, "mode"), v, "mode", modes[0].String(), modes[1].String()); ok {
@@ -152,6 +157,10 @@ func (d *decoder) intercept(path string, v any) nfq.Intercept {
 	}
 	if last := in.LastQueue(); queueOK && queuesOK && last > math.MaxUint16 {
 		d.fail(join(path, "queues"), "queues %d to %d go past 65535", in.Queue, last)
+	}
+	if v, ok := m.get("queue-length"); ok {
+		n, _ := d.uint(join(path, "queue-length"), v, 1, maxQueueLength)
+		in.QueueLength = uint32(n)
 	}
 	return in
 }

@@ -103,6 +103,7 @@ Intercept:
   hosts: [198.18.0.0/15, "fd00::/8", 198.18.7.9, 10.1.2.3/8]
   queue: "200"
   queues: 4.0
+  queue-length: 256
 tracker: {msl: 1s, max-connections: "5", idle-timeout: 2m, quiet-timeout: 48h}
 seed: 18446744073709551615
 rules:
@@ -139,7 +140,7 @@ rules:
 				netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("fd00::/8"),
 				netip.MustParsePrefix("198.18.7.9/32"), netip.MustParsePrefix("10.0.0.0/8"),
 			},
-			Queue: 200, Queues: 4,
+			Queue: 200, Queues: 4, QueueLength: 256,
 		},
 		Tracker: statetrack.Config{MSL: time.Second, MaxConnections: 5, IdleTimeout: 2 * time.Minute, QuietTimeout: 48 * time.Hour, ServerPorts: []uint16{8080, 9090}},
 		Seed:    18446744073709551615,
@@ -306,6 +307,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad mode", `intercept: {mode: inline}`, []string{`intercept.mode: unknown mode "inline" (want forward or local)`}},
 		{"queue range", `intercept: {queue: 65536}`, []string{`intercept.queue: 65536 is out of range 0-65535`}},
 		{"queues zero", `intercept: {queues: 0}`, []string{`intercept.queues: 0 is out of range 1-65535`}},
+		{"queue-length zero", `intercept: {queue-length: 0}`, []string{`intercept.queue-length: 0 is out of range 1-1048576`}},
+		{"queue-length too long", `intercept: {queue-length: 2000000}`, []string{`intercept.queue-length: 2000000 is out of range 1-1048576`}},
 		{"queues past 16 bits", `intercept: {queue: 65535, queues: 2}`, []string{`intercept.queues: queues 65535 to 65536 go past 65535`}},
 		{"intercept not map", `intercept: forward`, []string{`intercept: want a map, got "forward"`}},
 	} {

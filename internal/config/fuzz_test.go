@@ -61,6 +61,8 @@ func insane(c Config) string {
 		return "bad mode"
 	case in.Queues == 0 || uint32(in.Queue)+uint32(in.Queues)-1 > math.MaxUint16:
 		return "queues out of range"
+	case in.QueueLength > 1<<20:
+		return "queue length out of range"
 	case c.Tracker.MSL <= 0 || c.Tracker.IdleTimeout <= 0 || c.Tracker.MaxConnections <= 0:
 		return "tracker limit not positive"
 	case len(c.Tracker.ServerPorts) != len(in.Ports):

@@ -52,6 +52,7 @@ func Diff(old, next config.Config) (Change, error) {
 	differ("intercept.mode", oi.Mode, ni.Mode)
 	differ("intercept.queue", oi.Queue, ni.Queue)
 	differ("intercept.queues", oi.Queues, ni.Queues)
+	differ("intercept.queue-length", oi.QueueLength, ni.QueueLength)
 	ot, nt := old.Tracker, next.Tracker
 	differ("tracker.msl", ot.MSL, nt.MSL)
 	differ("tracker.max-connections", ot.MaxConnections, nt.MaxConnections)

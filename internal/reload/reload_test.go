@@ -63,6 +63,7 @@ func TestDiffRefusesWhatNeedsARestart(t *testing.T) {
 	tree := base()
 	tree["intercept"].(map[string]any)["mode"] = "local"
 	tree["intercept"].(map[string]any)["queue"] = 200
+	tree["intercept"].(map[string]any)["queue-length"] = 64
 	tree["tracker"].(map[string]any)["max-connections"] = 10
 	tree["seed"] = 7
 	_, err := Diff(old, decode(t, tree))
@@ -70,10 +71,10 @@ func TestDiffRefusesWhatNeedsARestart(t *testing.T) {
 	if !errors.As(err, &re) {
 		t.Fatalf("Diff error = %v, want a *RestartError", err)
 	}
-	if want := []string{"intercept.mode", "intercept.queue", "tracker.max-connections", "seed"}; !reflect.DeepEqual(re.Keys, want) {
+	if want := []string{"intercept.mode", "intercept.queue", "intercept.queue-length", "tracker.max-connections", "seed"}; !reflect.DeepEqual(re.Keys, want) {
 		t.Errorf("keys %v, want %v", re.Keys, want)
 	}
-	if want := "intercept.mode, intercept.queue, tracker.max-connections, seed cannot change in a running instance (restart tcpchaos run to apply it)"; err.Error() != want {
+	if want := "intercept.mode, intercept.queue, intercept.queue-length, tracker.max-connections, seed cannot change in a running instance (restart tcpchaos run to apply it)"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }
