@@ -355,7 +355,7 @@ func (t *Tracker) Deliver(o *Observation, now time.Time) (after [2]State, change
 //     observed, a retransmission of the server's SYN-ACK (the third ACK
 //     was lost), of the client's SYN (the SYN-ACK was lost beyond the
 //     middle), the third ACK itself (queued before the bypass began) or
-//     an RST of the server before its sequence space (the answer of
+//     a bare RST of the server before its sequence space (the answer of
 //     SYN_RCVD to an unacceptable ACK, such as an old connection's)
 //     takes that back: the server is SYN_RCVD again, nothing is
 //     resynchronized, and the packet is classified as it would be had the
@@ -483,10 +483,12 @@ func (c *conn) unassume(from Side, seg *Segment) bool {
 	case from == Server && f == SYN|ACK && seg.Seq == sv.isn: // the third ACK was lost
 	case from == Client && f == SYN && seg.Seq == cl.isn: // the SYN-ACK was lost beyond the middle
 	case from == Client && f == ACK && seg.Len == 0 && seg.Seq == cl.nxt && seg.Ack == sv.isn.Add(1): // the third ACK, late
-	case from == Server && f&RST != 0 && !seg.Seq.InWindow(sv.isn.Add(1), 1<<31):
-		// Before the server's own sequence space: the RST answers an
+	case from == Server && f == RST && !seg.Seq.InWindow(sv.isn.Add(1), 1<<31):
+		// A bare RST before the server's own sequence space: it answers an
 		// unacceptable ACK (<SEQ=SEG.ACK><CTL=RST>) in SYN_RCVD, such as an
-		// old connection's from a client in TIME_WAIT (a stale SYN).
+		// old connection's from a client in TIME_WAIT (a stale SYN). An
+		// abort of an ESTABLISHED server carries ACK, and after more than
+		// 2 GiB of unseen data its sequence number may lie anywhere.
 	default:
 		return false
 	}
