@@ -245,11 +245,17 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 	o.ConnID = t.id(i)
 	o.Midstream = c.flags&midstream != 0
 	s, r := c.ends(o.From)
-	if c.flags&quiet != 0 {
+	switch {
+	case c.flags&quiet != 0:
 		t.setQuiet(i, false)
 		if !c.unassume(o.From, seg) {
 			resync(s, r, seg)
 		}
+	case c.flags&quietClosing != 0:
+		// The connection's previous packet left it awake: its verdict was
+		// written without the quiet bit, or will be (it shares a burst with
+		// this one), and the kernel's quiet close is over (see QuietClosing).
+		c.flags &^= quietClosing
 	}
 	if seg.Flags&(SYN|FIN|RST) != 0 {
 		c.flags &^= quietClosing
@@ -419,10 +425,14 @@ func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved,
 }
 
 // QuietClosing reports whether the connection connID is in a quiet close:
-// it went quiet after its first FIN (see Quiet) and no FIN, RST or SYN of
-// it has been observed since. The packets of it observed meanwhile were
-// queued before the kernel let the rest bypass (the ACK of that FIN, say):
-// their verdicts must keep the close quiet, or the kernel wakes it.
+// it went quiet after its first FIN (see Quiet), no FIN, RST or SYN of it
+// has been observed since, and each packet of it observed meanwhile was
+// followed by Quiet again. Those packets were queued before the kernel let
+// the rest bypass (the ACK of that FIN, say): their verdicts must keep the
+// close quiet, or the kernel wakes it. Once one of them is not followed by
+// Quiet (the live path declined it), the kernel has woken the close for
+// good (after a first FIN only the FIN's own verdict makes a connection
+// quiet), and QuietClosing reports false.
 func (t *Tracker) QuietClosing(connID uint64) bool {
 	i, ok := t.byID(connID)
 	return ok && t.at(i).flags&quietClosing != 0

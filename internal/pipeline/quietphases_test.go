@@ -150,3 +150,33 @@ func TestQuietPhases(t *testing.T) {
 		t.Errorf("after a reload removing it: phases %+v, want both", got)
 	}
 }
+
+// TestQuietCloseDeclined: once a verdict after a quiet first FIN went
+// without the quiet bit (the live path declined it: its burst was not
+// read dry, or a later packet of the connection was in the same burst),
+// the kernel's filter chain has cleared the bit, and after a first FIN no
+// verdict but the FIN's own sets it again: the connection's later packets
+// are all queued, and their verdicts must not propose Quiet (the live
+// path would report them quiet, and the tracker would take a connection
+// it sees whole for one whose packets pass unseen).
+func TestQuietCloseDeclined(t *testing.T) {
+	p, _ := newPipeline(t)
+	p.AllowQuiet()
+	p.AllowQuietPhases(QuietPhases{Close: true})
+	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
+		p.Handle(s, t0)
+	}
+	v := p.Handle(seg(true, finAck, 101, 301), t0)
+	if !v.Quiet {
+		t.Fatal("the first FIN's verdict is not quiet")
+	}
+	p.Quieted(v.Obs.ConnID, t0)
+	if v := p.Handle(seg(false, ack, 301, 102), t0); !v.Quiet {
+		t.Fatal("the ACK queued behind the quiet first FIN is not quiet")
+	} // declined: Quieted is not called
+	data := seg(false, ack|statetrack.PSH, 301, 102)
+	data.Len = 100
+	if v := p.Handle(data, t0); v.Quiet {
+		t.Errorf("data after a declined quiet verdict of a quiet close proposes Quiet")
+	}
+}
