@@ -37,6 +37,7 @@ type oracleRun struct {
 	bad            int      // how many there were
 	impossible     int      // events with an impossible pair of states
 	kept           string   // where the events were kept ("" when not)
+	quietClose     bool     // tcpchaos had the quiet close in force
 	ctEvents       int
 	trEvents       int
 }
@@ -128,6 +129,7 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 	if err != nil {
 		return r, err
 	}
+	r.quietClose = strings.Contains(chaos.output(), "(quiet close)") // its status line
 	chaosStopped := false
 	defer func() {
 		if !chaosStopped {
@@ -162,10 +164,10 @@ func oracleOnce(ctx context.Context, o options) (r oracleRun, err error) {
 	if err != nil {
 		return r, err
 	}
-	vs := oracle.Compare(evs, cts)
+	vs := oracle.Compare(evs, cts, r.quietClose)
 	r.summary, r.ctEvents, r.trEvents = oracle.Summarize(vs), len(cts), len(evs)
 	for _, v := range vs {
-		if !v.Class.Coarse() {
+		if !v.Class.Explained() {
 			if r.bad < maxErrors {
 				r.disagreements = append(r.disagreements, v.String())
 			}
@@ -210,11 +212,15 @@ func readEventsFile(path string) ([]events.Event, error) {
 func (r *report) renderOracle(b *strings.Builder, c *checks) {
 	or := r.oracle
 	ok, failed := or.result.Total()
+	quiet := "in force"
+	if !or.quietClose {
+		quiet = "not in force"
+	}
 	fmt.Fprintf(b, "\nConntrack oracle: %d connections of mixed shapes (%d at a time, %s), IPv4, "+
-		"tcpchaos on the router with the lost-packet rules of internal/oracle; %d completed, %d failed; "+
+		"tcpchaos on the router with the lost-packet rules of internal/oracle, the quiet close %s; %d completed, %d failed; "+
 		"%d conntrack events, %d tracker events. Conntrack's states against the tracker's, per connection "+
 		"(README \"Tests\" has the classes in full):\n\n%s\n%s\n",
-		or.conns, or.workers, or.took.Round(time.Millisecond), ok, failed, or.ctEvents, or.trEvents, or.summary.Table(), or.summary.Legend())
+		or.conns, or.workers, or.took.Round(time.Millisecond), quiet, ok, failed, or.ctEvents, or.trEvents, or.summary.Table(), or.summary.Legend())
 	for _, d := range or.disagreements {
 		fmt.Fprintf(b, "    %s\n", d)
 	}

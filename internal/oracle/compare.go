@@ -93,8 +93,9 @@ func Observed(cts []CTEvent) (steps []Step, destroyed bool) {
 // Class is how conntrack's view of a connection relates to the tracker's.
 type Class int
 
-// The classes. Those that Coarse reports true for are documented
-// coarseness of conntrack; the others are disagreements.
+// The classes. Those that Explained reports true for are documented
+// coarseness of conntrack or, for QuietClose, what the tracker leaves
+// unseen by design; the others are disagreements.
 const (
 	// Agree: conntrack reported exactly the states the tracker's
 	// classification implies, and ended the entry.
@@ -123,11 +124,24 @@ const (
 	// two CPUs, each through conntrack's hook and then the queue, so one
 	// may pass conntrack second and the queue first (or bypass the queue
 	// unseen as part of a quiet data phase, its mark read before the
-	// FIN's cleared it). No segment acknowledging the FIN can be unseen:
-	// it is sent after the FIN went through the queue. Otherwise as agree
-	// or coalesced. conntrack is wrong here; the tracker keeps the closer
-	// in FIN_WAIT_1 until its FIN is acknowledged.
+	// FIN's cleared it). Outside a quiet close (QuietClose) no segment
+	// acknowledging the FIN can be unseen: it is sent after the FIN went
+	// through the queue. Otherwise as agree or coalesced. conntrack is
+	// wrong here; the tracker keeps the closer in FIN_WAIT_1 until its FIN
+	// is acknowledged.
 	EarlyCloseWait
+	// QuietClose: conntrack went to CLOSE_WAIT where the tracker's view
+	// has none, and the first FIN's verdict made the close quiet (it was
+	// accepted, not a retransmission, and found both endpoints
+	// ESTABLISHED, in a run with the quiet close in force): what the other side sent before its own FIN or RST (the ACK of
+	// the first FIN, a half-close's data and ACKs) bypassed the queue
+	// unseen, by design, and conntrack, which sees every packet, moved
+	// FIN_WAIT → CLOSE_WAIT on it. The tracker keeps the closer in
+	// FIN_WAIT_1 until the other side's FIN (README "What is queued").
+	// Whether the segment conntrack took did cover the FIN (or was an
+	// early close-wait's) the unseen packets cannot tell. Otherwise as
+	// agree or coalesced.
+	QuietClose
 	// Unmatched: a connection one side has and the other has not.
 	Unmatched
 	// Differ: any other difference.
@@ -141,7 +155,7 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"agree", "coalesced", "reopened", "early close-wait", "unmatched", "differ", "not destroyed", "not ended"}
+var classNames = [numClasses]string{"agree", "coalesced", "reopened", "early close-wait", "quiet close", "unmatched", "differ", "not destroyed", "not ended"}
 
 // classWhy says in a line what each class is and why it comes about (the
 // README's "Tests" has the long form).
@@ -156,6 +170,9 @@ var classWhy = [numClasses]string{
 		"(an ACK written before the FIN arrived, seen after it, or seen before it by the tracker: two packets of opposite directions " +
 		"that reach the router at once pass conntrack and the queue on two CPUs, in either order), without comparing sequence numbers; " +
 		"the other side acknowledged the FIN only with its own, and the tracker keeps the closer in FIN_WAIT_1",
+	QuietClose: "the tracker's quiet close: the first FIN's verdict let what the other side sent before its own FIN " +
+		"(the FIN's ACK, a half-close's data) bypass the queue unseen, by design, and conntrack, which sees every packet, " +
+		"moved to CLOSE_WAIT on it, where the tracker keeps the closer in FIN_WAIT_1 until the other side's FIN",
 	Unmatched:    "a disagreement: a connection one tracker has and the other has not",
 	Differ:       "a disagreement: other states, or another last state",
 	NotDestroyed: "a disagreement: the states agree but conntrack did not end the entry",
@@ -169,9 +186,9 @@ func (c Class) String() string { return classNames[c] }
 // Why says in a line what the class is and why it comes about.
 func (c Class) Why() string { return classWhy[c] }
 
-// Coarse reports whether c is conntrack being coarser than the tracker,
-// not a disagreement.
-func (c Class) Coarse() bool { return c <= EarlyCloseWait }
+// Explained reports whether c is not a disagreement: conntrack being
+// coarser than the tracker, or the tracker's quiet close.
+func (c Class) Explained() bool { return c <= QuietClose }
 
 // Verdict is the comparison of one connection.
 type Verdict struct {
@@ -190,8 +207,10 @@ func (v Verdict) String() string {
 }
 
 // Compare matches the tracker's connections with conntrack's entries (by
-// tuple, incarnations in order) and classifies each.
-func Compare(evs []events.Event, cts []CTEvent) []Verdict {
+// tuple, incarnations in order) and classifies each. quietClose says
+// whether the run had the quiet close in force (its status line says so):
+// only then can the ACK of a first FIN pass unseen (QuietClose).
+func Compare(evs []events.Event, cts []CTEvent, quietClose bool) []Verdict {
 	byConn := map[string][][]events.Event{}
 	order := map[uint64]int{} // conn id → index in byConn[conn]
 	for _, e := range evs {
@@ -256,9 +275,12 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 				if v.Class == Differ && !slices.Contains(names(v.Tracker), "CLOSE_WAIT") && !finAckedAlone(tr[i]) {
 					if c := classify(v.Tracker, without(v.CT, "CLOSE_WAIT"), v.Destroy || again, v.Ended); c == Agree || c == Coalesced {
 						v.Class = EarlyCloseWait
+						if quietClose && quietClosed(tr[i]) {
+							v.Class = QuietClose
+						}
 					}
 				}
-				if again && v.Class.Coarse() {
+				if again && v.Class.Explained() {
 					v.Class = Reopened
 				}
 			}
@@ -269,20 +291,23 @@ func Compare(evs []events.Event, cts []CTEvent) []Verdict {
 	return out
 }
 
+// firstFin returns the index of the connection's first fin event in evs
+// (-1 for none).
+func firstFin(evs []events.Event) int {
+	return slices.IndexFunc(evs, func(e events.Event) bool { return !e.IsState() && e.Kind == statetrack.Fin })
+}
+
 // finAckedAlone reports whether, after the first FIN, the other side sent
 // a segment acknowledging it before its own FIN or RST (or without one).
 func finAckedAlone(evs []events.Event) bool {
-	var (
-		fin   bool // the first fin was seen
-		first statetrack.Side
-		end   uint32
-	)
-	for _, e := range evs {
+	i := firstFin(evs)
+	if i < 0 {
+		return false
+	}
+	first, end := evs[i].From, evs[i].Seq+evs[i].Len+1
+	for _, e := range evs[i+1:] {
 		switch {
-		case e.IsState():
-		case !fin && e.Kind == statetrack.Fin:
-			fin, first, end = true, e.From, e.Seq+e.Len+1
-		case !fin || e.From == first:
+		case e.IsState() || e.From == first:
 		case e.Kind == statetrack.Fin || e.Kind == statetrack.Rst:
 			return false
 		case e.Flags.Has(statetrack.ACK) && int32(end-e.Ack) <= 0:
@@ -290,6 +315,20 @@ func finAckedAlone(evs []events.Event) bool {
 		}
 	}
 	return false
+}
+
+// quietClosed reports whether the connection's first FIN made its close
+// quiet, as the pipeline decides it when the quiet close is in force: the FIN
+// was accepted (no fault), is no retransmission, and found both endpoints
+// ESTABLISHED (the states after the event before it).
+func quietClosed(evs []events.Event) bool {
+	i := firstFin(evs)
+	if i < 1 {
+		return false
+	}
+	fin, before := evs[i], evs[i-1]
+	return !fin.Retransmission && !fin.Faulted() &&
+		before.ClientState == statetrack.Established && before.ServerState == statetrack.Established
 }
 
 // without returns steps without those in state, repeats merged.

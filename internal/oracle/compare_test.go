@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
@@ -170,7 +171,7 @@ func TestCompare(t *testing.T) {
 	add(6, closed, []string{"NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE LAST_ACK", "UPDATE CLOSE_WAIT", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT"})
 	want := []Class{Agree, Coalesced, Unmatched, Differ, NotDestroyed, NotEnded, Differ}
 
-	vs := Compare(evs, cts)
+	vs := Compare(evs, cts, true)
 	if len(vs) != len(want) {
 		t.Fatalf("%d verdicts, want %d: %v", len(vs), len(want), vs)
 	}
@@ -183,7 +184,7 @@ func TestCompare(t *testing.T) {
 	if s.Counts[ClientClose][Agree] != 1 || s.Counts[ClientClose][Differ] != 2 {
 		t.Errorf("summary %v", s.Counts[ClientClose])
 	}
-	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 0 | 1 | 2 | 1 | 1 |") {
+	if tab := s.Table(); !strings.Contains(tab, "| client-close | 1 | 1 | 0 | 0 | 0 | 1 | 2 | 1 | 1 |") {
 		t.Errorf("table lacks the client-close row:\n%s", tab)
 	}
 	leg := s.Legend()
@@ -198,7 +199,8 @@ func TestCompare(t *testing.T) {
 }
 
 // TestCompareEarlyCloseWait: after the client's FIN the server's delayed
-// ACK of data (not of the FIN) passes; conntrack reads it as the FIN's ACK.
+// ACK of data (not of the FIN) passes; conntrack reads it as the FIN's ACK
+// (a run without the quiet close: its ACK cannot pass unseen).
 func TestCompareEarlyCloseWait(t *testing.T) {
 	c := "198.18.1.2:40000->198.19.2.2:8086"
 	lines := append(slices.Clone(handshake),
@@ -207,13 +209,11 @@ func TestCompareEarlyCloseWait(t *testing.T) {
 	evs := script(c, 1, lines...)
 	evs[3].Seq, evs[3].Len = 1000, 0                // the FIN: its ACK is 1001
 	evs[4].Ack, evs[4].Flags = 1000, statetrack.ACK // acks the data before it
-	cts := ct(c, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE CLOSE_WAIT",
-		"UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT")
-	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+	if vs := Compare(evs, closeWaitCT(c), false); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
 		t.Errorf("verdicts %v, want early close-wait", vs)
 	}
 	evs[4].Ack = 1001 // now it does ack the FIN: the tracker's projection lacks CLOSE_WAIT wrongly
-	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != Differ {
+	if vs := Compare(evs, closeWaitCT(c), false); len(vs) != 1 || vs[0].Class != Differ {
 		t.Errorf("verdicts %v, want differ", vs)
 	}
 	// The two trackers saw the server's ACK and the client's FIN in
@@ -221,12 +221,60 @@ func TestCompareEarlyCloseWait(t *testing.T) {
 	// phase): the server acknowledged the FIN only with its own.
 	evs[4].Ack = 1000
 	evs[3], evs[4] = evs[4], evs[3]
-	if vs := Compare(evs, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+	if vs := Compare(evs, closeWaitCT(c), false); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
 		t.Errorf("ACK before the FIN: verdicts %v, want early close-wait", vs)
 	}
 	unseen := slices.Delete(slices.Clone(evs), 3, 4)
-	if vs := Compare(unseen, cts); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
+	if vs := Compare(unseen, closeWaitCT(c), false); len(vs) != 1 || vs[0].Class != EarlyCloseWait {
 		t.Errorf("ACK unseen: verdicts %v, want early close-wait", vs)
+	}
+}
+
+// closeWaitCT is a conntrack entry's four-way close: FIN_WAIT, then
+// CLOSE_WAIT on a segment of the other side.
+func closeWaitCT(conn string) []CTEvent {
+	return ct(conn, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE FIN_WAIT", "UPDATE CLOSE_WAIT",
+		"UPDATE LAST_ACK", "UPDATE TIME_WAIT", "DESTROY TIME_WAIT")
+}
+
+// TestCompareQuietClose: a quiet close leaves the ACK of the first FIN
+// and a half-close's data unseen; conntrack sees them and goes to
+// CLOSE_WAIT. That is the quiet close's class only when the run had it in
+// force and the first FIN could start one: accepted, not a
+// retransmission, both endpoints ESTABLISHED before it.
+func TestCompareQuietClose(t *testing.T) {
+	c := "198.18.1.2:40000->198.19.2.2:8084"
+	quietHandshake := []string{"client syn SYN_SENT LISTEN", "server syn-ack ESTABLISHED SYN_RCVD",
+		"state quiet-handshake ESTABLISHED ESTABLISHED"}
+	closing := []string{"client fin FIN_WAIT_1 CLOSE_WAIT", "server fin TIME_WAIT LAST_ACK",
+		"client final-ack TIME_WAIT CLOSED", "state time-wait-expired CLOSED CLOSED"}
+	evs := script(c, 1, append(quietHandshake, closing...)...)
+	cases := []struct {
+		name       string
+		edit       func([]events.Event) []events.Event
+		quietClose bool
+		want       Class
+	}{
+		{"quiet", func(evs []events.Event) []events.Event { return evs }, true, QuietClose},
+		{"quiet close not in force", func(evs []events.Event) []events.Event { return evs }, false, EarlyCloseWait},
+		{"the FIN retransmitted", func(evs []events.Event) []events.Event {
+			evs[3].Retransmission = true
+			return evs
+		}, true, EarlyCloseWait},
+		{"the first FIN dropped", func(evs []events.Event) []events.Event {
+			dropped := evs[3]
+			dropped.Rule, dropped.Action, dropped.ServerState = "lost-fin", rules.Drop, statetrack.Established
+			return slices.Insert(evs, 3, dropped)
+		}, true, EarlyCloseWait},
+	}
+	for _, k := range cases {
+		vs := Compare(k.edit(slices.Clone(evs)), closeWaitCT(c), k.quietClose)
+		if len(vs) != 1 || vs[0].Class != k.want {
+			t.Errorf("%s: verdicts %v, want %s", k.name, vs, k.want)
+		}
+	}
+	if !QuietClose.Explained() || Unmatched.Explained() {
+		t.Error("the quiet close must be explained, unmatched not")
 	}
 }
 
@@ -246,7 +294,7 @@ func TestCompareReopened(t *testing.T) {
 	lines = append(lines, "UPDATE SYN_SENT")
 	lines = append(lines, story...)
 	lines = append(lines, "DESTROY TIME_WAIT")
-	vs := Compare(evs, ct(c, 7, lines...))
+	vs := Compare(evs, ct(c, 7, lines...), true)
 	if len(vs) != 2 || vs[0].Class != Reopened || vs[1].Class != Agree || vs[0].Shape != ServerClose {
 		t.Errorf("verdicts %v, want reopened, then agree", vs)
 	}
@@ -258,7 +306,7 @@ func TestCompareIncarnationsInOrder(t *testing.T) {
 	evs := append(script(c, 1, abort...), script(c, 2, handshake...)...)
 	cts := append(ct(c, 7, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED", "UPDATE CLOSE", "DESTROY CLOSE"),
 		ct(c, 8, "NEW SYN_SENT", "UPDATE SYN_RECV", "UPDATE ESTABLISHED")...)
-	vs := Compare(evs, cts)
+	vs := Compare(evs, cts, true)
 	if len(vs) != 2 || vs[0].Class != Agree || vs[1].Class != NotDestroyed || vs[0].Shape != Abort {
 		t.Errorf("verdicts %v, want abort agree, then the second incarnation not destroyed", vs)
 	}
