@@ -33,7 +33,7 @@ type oracleRun struct {
 	took           time.Duration
 	result         oracle.Result
 	summary        oracle.Summary
-	disagreements  []string // up to maxErrors verdicts that are not coarseness
+	disagreements  []string // up to maxErrors verdicts that are disagreements (not Explained)
 	bad            int      // how many there were
 	impossible     int      // events with an impossible pair of states
 	kept           string   // where the events were kept ("" when not)

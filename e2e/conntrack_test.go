@@ -25,7 +25,8 @@ const (
 // connections of every shape of oracle.Shape, lost packets included (the
 // rules of oracle.Config); conntrack's event stream (conntrack -E) and the
 // tracker's events must tell the same story of every connection, but for
-// conntrack's documented coarseness (oracle.Class).
+// conntrack's documented coarseness and what the quiet close leaves unseen
+// (oracle.Class.Explained).
 //
 // When conntrack -E reports that it lost events (oracle.ErrLostEvents) the
 // comparison would be blind; the measurement is repeated once, in a fresh

@@ -70,7 +70,9 @@ const HalfCloseBytes = 64 << 10
 
 // Config returns the tcpchaos config of the workload: every shape's port
 // intercepted, the lossy shapes' packets dropped once per connection, and
-// TIME_WAIT lasting 2×msl.
+// TIME_WAIT lasting 2×msl. No rule acts on the data phase, a
+// handshake-ack or a fin-ack: the quiet handshake and the quiet close are
+// in force (see QuietClose).
 func Config(msl time.Duration) string {
 	var b strings.Builder
 	b.WriteString("# The conntrack oracle's workload (internal/oracle): one port per shape.\nintercept:\n  ports: [")
