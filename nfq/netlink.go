@@ -110,8 +110,17 @@ func align4(n int) int { return (n + 3) &^ 3 }
 
 // recvFrom reads one datagram from fd without allocating (unix.Recvfrom
 // allocates the source address). flags: 0 or unix.MSG_DONTWAIT.
+//
+// A read with MSG_DONTWAIT returns at once and is made around the Go
+// scheduler's bookkeeping of system calls (RawSyscall6), as the verdicts'
+// writes are (fdKernel.Write); a blocking read leaves the scheduler free
+// to give the reader's P to another goroutine while it sleeps.
 func recvFrom(fd int, b []byte, flags int) (int, unix.Errno) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
+	call := unix.Syscall6
+	if flags&unix.MSG_DONTWAIT != 0 {
+		call = unix.RawSyscall6
+	}
+	n, _, e := call(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
 	return int(n), e
 }
 

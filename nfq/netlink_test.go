@@ -2,7 +2,9 @@ package nfq
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,4 +54,59 @@ func packetMessage(id, mark uint32, pkt []byte, wireLen int) []byte {
 	b = binary.NativeEndian.AppendUint16(b, 0)
 	b = binary.NativeEndian.AppendUint64(b, 0)
 	return append(b, body...)
+}
+
+// TestRecvFromAndWrite: the reader's system calls, the non-blocking ones
+// made around the scheduler's bookkeeping (RawSyscall), on a socket pair:
+// a non-blocking read of an empty socket is EAGAIN and a blocking one
+// waits out its receive timeout; a write returns a nil error and its
+// length, and a failed write its error.
+func TestRecvFromAndWrite(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	const timeout = 20 * time.Millisecond
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fds[0], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if _, e := recvFrom(fds[0], buf, unix.MSG_DONTWAIT); e != unix.EAGAIN {
+		t.Errorf("non-blocking read of an empty socket: %v, want EAGAIN", e)
+	}
+	start := time.Now()
+	if _, e := recvFrom(fds[0], buf, 0); e != unix.EAGAIN {
+		t.Errorf("blocking read of an empty socket: %v, want EAGAIN", e)
+	}
+	if waited := time.Since(start); waited < timeout/2 {
+		t.Errorf("blocking read returned after %v, before its %v timeout", waited, timeout)
+	}
+	k := fdKernel{fds[1]}
+	for _, msg := range []string{"verdict", "another verdict"} {
+		if n, err := k.Write([]byte(msg)); n != len(msg) || err != nil {
+			t.Fatalf("write %q: %d, %v; want %d, nil", msg, n, err, len(msg))
+		}
+	}
+	for _, want := range []string{"verdict", "another verdict"} {
+		if n, e := recvFrom(fds[0], buf, unix.MSG_DONTWAIT); e != 0 || string(buf[:n]) != want {
+			t.Errorf("read %q, %v; want %q", buf[:max(n, 0)], e, want)
+		}
+	}
+	if err := unix.SetNonblock(fds[1], true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ { // the peer's queue fills: EAGAIN
+		_, err := k.Write([]byte("verdict"))
+		if err != nil {
+			if !errors.Is(err, unix.EAGAIN) {
+				t.Errorf("write to a full socket: %v, want EAGAIN", err)
+			}
+			break
+		}
+		if i == 1<<20 {
+			t.Fatal("a socket pair took a million datagrams unread")
+		}
+	}
 }
