@@ -441,11 +441,14 @@ func (t *Tracker) QuietClosing(connID uint64) bool {
 // QuietHandshake reports whether the connection connID may go quiet after
 // the SYN-ACK just observed (a quiet handshake, see Quiet): the client is
 // ESTABLISHED, the server SYN_RCVD waiting for the ACK of its SYN-ACK with
-// nothing else pending, and no retransmission of the client's SYN has been
-// seen. The server answers each SYN retransmission with one more SYN-ACK,
-// which, seen after the third ACK had passed unseen and reached it, would
-// take the assumption back where the server is ESTABLISHED (and its data
-// unseen): such a handshake is queued to its end.
+// nothing else pending, and no retransmission of the client's SYN or of
+// the server's SYN-ACK has been seen. The server answers each SYN
+// retransmission with one more SYN-ACK, which, seen after the third ACK
+// had passed unseen and reached it, would take the assumption back where
+// the server is ESTABLISHED (and its data unseen); and a retransmitted
+// SYN-ACK races the client's own SYN retransmission (both timers start
+// at the first SYN-ACK's loss), which may reach the server after the
+// unseen third ACK: such a handshake is queued to its end.
 func (t *Tracker) QuietHandshake(connID uint64) bool {
 	i, ok := t.byID(connID)
 	return ok && t.at(i).ackAssumable()
@@ -455,7 +458,7 @@ func (t *Tracker) QuietHandshake(connID uint64) bool {
 func (c *conn) ackAssumable() bool {
 	cl, sv := &c.h[Client], &c.h[Server]
 	return c.flags&selfConn == 0 && cl.state == Established && sv.state == SynRcvd && cl.move|sv.move == 0 &&
-		cl.has(hasNxt) && sv.has(hasISN) && sv.has(synUnacked) && !sv.has(ackSeen|acked) && cl.count(Syn) == 1
+		cl.has(hasNxt) && sv.has(hasISN) && sv.has(synUnacked) && !sv.has(ackSeen|acked) && cl.count(Syn) == 1 && sv.count(SynAck) == 1
 }
 
 // assumeAck takes the client's third ACK as delivered when the connection

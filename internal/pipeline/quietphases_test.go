@@ -137,6 +137,17 @@ func TestQuietPhases(t *testing.T) {
 		t.Errorf("quiet per packet %v after a SYN retransmission, want none", q)
 	}
 
+	// Nor does a retransmitted SYN-ACK (the first one dropped): the
+	// client's SYN retransmission races it and may reach the server after
+	// the third ACK.
+	p, _ = newPipeline(t, rules.Rule{Name: "lose-syn-ack", Match: rules.Match{Packets: []statetrack.Kind{statetrack.SynAck}, Nth: 1}, Action: rules.Action{Type: rules.Drop}, Probability: 1})
+	p.AllowQuiet()
+	p.AllowQuietPhases(both)
+	q = run(p, []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(false, synAck, 300, 101)})
+	if slices.Contains(q, true) {
+		t.Errorf("quiet per packet %v with the first SYN-ACK lost, want none", q)
+	}
+
 	// A reload decides the phases again.
 	p, _ = newPipeline(t)
 	p.AllowQuiet()
