@@ -95,15 +95,28 @@ func TestQuietCloseCrossings(t *testing.T) {
 			}
 			queued := value(mfs, "tcpchaos_queue_kernel_queued_total")
 			_, _, evs := s.finish()
-			retransmitted := 0
+			// Past the five, a connection is queued again for each
+			// retransmission, and for a quiet verdict the queue declined
+			// (its burst was not read dry, or a later packet of the
+			// connection was in it: on a loaded machine), which leaves
+			// the packet after it queued: a third ACK, the ACK of the
+			// first FIN, data. A few connections may have those; more
+			// would mean the quiet phases do not work.
+			retransmitted, declined := 0, 0
 			for _, e := range evs {
-				if e.Retransmission {
+				switch {
+				case e.IsState() || e.Injected:
+				case e.Retransmission:
 					retransmitted++
+				case e.Kind != statetrack.Syn && e.Kind != statetrack.SynAck && e.Kind != statetrack.Fin && e.Kind != statetrack.FinalAck:
+					declined++
 				}
 			}
-			t.Logf("%d connections, %v packets queued (%.2f a connection), %d retransmissions", conns, queued, queued/float64(conns), retransmitted)
-			if c.quiet && queued > float64(5*conns+retransmitted) {
-				t.Errorf("%v packets queued for %d connections with %d retransmissions, want at most %d (5 a connection)", queued, conns, retransmitted, 5*conns+retransmitted)
+			t.Logf("%d connections, %v packets queued (%.2f a connection), %d retransmissions, %d packets after a declined quiet verdict",
+				conns, queued, queued/float64(conns), retransmitted, declined)
+			if c.quiet && (queued > float64(5*conns+retransmitted+declined) || declined > conns/4) {
+				t.Errorf("%v packets queued for %d connections with %d retransmissions and %d packets after a declined quiet verdict, want at most %d (5 a connection) and at most %d such packets",
+					queued, conns, retransmitted, declined, 5*conns+retransmitted+declined, conns/4)
 			}
 			if !c.quiet && queued < float64(6*conns) {
 				t.Errorf("%v packets queued for %d connections, want at least %d (the ACK of each first FIN too)", queued, conns, 6*conns)
