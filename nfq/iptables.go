@@ -35,8 +35,8 @@ import (
 // of a close that the verdict of its first FIN lets go quiet (a quiet
 // close), bypass the queue, with mark bits of tcpchaos's own: in the
 // connection mark QuietMark (Q: the connection is quiet), EndingMark (E:
-// it sent its first FIN since its last SYN) and FinalMark (F: a FIN after
-// the first, or an RST); in the packet mark VerdictMark (V: tcpchaos gave
+// it sent its first FIN, or an RST, since its last SYN) and FinalMark (F:
+// a FIN after the first, or an RST); in the packet mark VerdictMark (V: tcpchaos gave
 // this packet its verdict), and Q again (the verdict's decision). TCPCHAOS
 // starts with
 //
@@ -191,10 +191,11 @@ type InstallOptions struct {
 	// Quiet lets the data phase of quiet connections bypass the queue,
 	// and a quiet close after its first FIN (see the chain layout
 	// above): the Queue must mark its verdicts (Options.Quiet). It loses
-	// nothing the rules need: the handshake, every FIN and the final ACK
-	// are always queued, and a connection goes quiet only when no rule
-	// can act on its data phase or on idle gaps (and its close only when
-	// the first FIN's verdict says so). (Queueing only SYN, FIN and RST
+	// nothing the rules need: every SYN, SYN-ACK and FIN and the final
+	// ACK are always queued, and a connection goes quiet only when no
+	// rule can act on its data phase or on idle gaps (from its SYN-ACK,
+	// letting its third ACK pass too, and in its close, only when that
+	// packet's verdict says so). (Queueing only SYN, FIN and RST
 	// instead would lose the handshake's and the close's ACKs and reorder
 	// them behind queued FINs: a few ECONNRESET in tens of thousands of
 	// connections were measured so.) The zero value queues every packet.
