@@ -31,6 +31,7 @@ const (
 	finNever       finQuiet = iota // none: the close is queued from the first FIN on
 	finFirst                       // the first FIN's
 	finUntilSecond                 // the first FIN's and every one after it until the second FIN
+	finAlways                      // every verdict's, the second FIN's and the final ACK's too
 )
 
 // closeHandler accepts every packet and records them by connection.
@@ -125,6 +126,8 @@ func (h *closeHandler) Handle(seg *statetrack.Segment, _ time.Time) rules.Verdic
 		quiet = quiet || fin && c.fins == 0
 	case finUntilSecond:
 		quiet = quiet || fin && c.fins == 0 || !fin && c.fins == 1
+	case finAlways:
+		quiet = true
 	}
 	if fin {
 		c.fins++
@@ -429,7 +432,9 @@ func peerNstat(t *testing.T, tp *netlabtest.Topology) map[*netlabtest.NS]map[str
 // crosses the queue five times (SYN, SYN-ACK, first FIN, second FIN,
 // final ACK): the third ACK, the data and the ACK of the first FIN bypass
 // it. With FIN verdicts that never let the connection go quiet, the ACK of
-// the first FIN is queued too.
+// the first FIN is queued too. With every verdict letting it go quiet, as
+// a stale one might, the second FIN's and the final ACK's included, the
+// final ACK is still queued.
 func TestQuietClose(t *testing.T) {
 	const n = 20
 	for _, tc := range []struct {
@@ -439,6 +444,7 @@ func TestQuietClose(t *testing.T) {
 	}{
 		{"quiet-first-fin", finFirst, quietCloseSeen},
 		{"quiet-until-second-fin", finUntilSecond, quietCloseSeen},
+		{"quiet-always", finAlways, quietCloseSeen},
 		{"fins-not-quiet", finNever, queuedCloseSeen},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
