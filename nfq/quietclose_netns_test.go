@@ -190,6 +190,7 @@ const (
 	serverCloses = 's' // the server answers and closes first
 	drain        = 'd' // the client closes first; the server then sends drainLen and closes
 	download     = 'l' // the server sends drainLen and closes first
+	crossing     = 'x' // the server answers and closes, the client closes on reading the answer: the FINs may cross
 )
 
 const (
@@ -212,12 +213,12 @@ func closeServer(t *testing.T, tp *netlabtest.Topology, v6 bool) {
 		case download:
 			_, err := c.Write(responseBody(drainLen))
 			return err
-		case clientCloses, serverCloses:
+		case clientCloses, serverCloses, crossing:
 			if _, err := c.Write(responseBody(answerLen)); err != nil {
 				return fmt.Errorf("write answer: %w", err)
 			}
 		}
-		if req[0] == serverCloses {
+		if req[0] == serverCloses || req[0] == crossing {
 			return nil
 		}
 		if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
@@ -250,13 +251,13 @@ func closeOnce(tp *netlabtest.Topology, v6 bool, req byte) (uint16, error) {
 		return port, fmt.Errorf("write request: %w", err)
 	}
 	want := responseBody(answerLen)
-	if req == clientCloses {
+	if req == clientCloses || req == crossing {
 		if _, err := io.ReadFull(c, make([]byte, answerLen)); err != nil {
 			return port, fmt.Errorf("read answer: %w", err)
 		}
 		want = nil
 	}
-	if req == clientCloses || req == drain {
+	if req == clientCloses || req == drain || req == crossing {
 		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 			return port, err
 		}
@@ -268,7 +269,7 @@ func closeOnce(tp *netlabtest.Topology, v6 bool, req byte) (uint16, error) {
 	if err != nil || !bytes.Equal(got, want) {
 		return port, fmt.Errorf("read to the server's FIN: %d bytes, want %d; %v", len(got), len(want), err)
 	}
-	if req == serverCloses || req == download {
+	if req == serverCloses || req == download || req == crossing {
 		time.Sleep(secondCloseDelay)
 	}
 	return port, nil
@@ -711,5 +712,39 @@ func TestQuietCloseWokenByReload(t *testing.T) {
 	next <- struct{}{}
 	if rest, err := io.ReadAll(conn); len(rest) != 0 || err != nil {
 		t.Errorf("after the last chunk: %d bytes, %v; want the server's FIN", len(rest), err)
+	}
+}
+
+// TestQuietCloseCrossing: 20 connections whose FINs may cross (the
+// client closes as soon as it has read the answer that the server sent
+// just before its FIN), with a Handler that lets the first FIN go quiet
+// and one that lets every verdict go quiet (as stale verdicts might).
+// Whichever FIN passes the router second, each FIN is acknowledged by a
+// packet that crossed the queue: the ACK of the second FIN, or of both
+// crossing FINs, never bypasses it.
+func TestQuietCloseCrossing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fins finQuiet
+	}{{"quiet-first-fin", finFirst}, {"quiet-always", finAlways}} {
+		t.Run(tc.name, func(t *testing.T) {
+			families(t, func(t *testing.T, v6 bool) {
+				tp, h, r := closeLab(t, tc.fins, v6)
+				ports := closeRuns(t, tp, v6, 20, crossing)
+				settled(t, r.q)
+				seen := h.byPort()
+				crossed := 0
+				for _, p := range ports[crossing] {
+					c := seen[p]
+					if c.crossedFin() {
+						crossed++
+					}
+					if !c.finAcked(true) || !c.finAcked(false) {
+						t.Errorf("connection from port %d: seen %q, want each FIN acknowledged by a packet handed", p, c.seen())
+					}
+				}
+				t.Logf("%d connections, %d with a packet (the second FIN, mostly) crossing the first FIN", len(ports[crossing]), crossed)
+			})
+		})
 	}
 }
