@@ -70,16 +70,22 @@ func startQuiet(t *testing.T, tp *netlabtest.Topology, poll time.Duration, rs []
 // with install and runs a queue opened with qo for h, as `tcpchaos run` does.
 func startInstalled(t *testing.T, tp *netlabtest.Topology, h nfq.Handler, install nfq.InstallOptions, qo nfq.Options) (*running, *nfq.Interception) {
 	t.Helper()
+	return startInstalledIn(t, tp.Router, nfq.Forward, h, install, qo)
+}
+
+// startInstalledIn is startInstalled in namespace ns and the given mode.
+func startInstalledIn(t *testing.T, ns *netlabtest.NS, mode nfq.Mode, h nfq.Handler, install nfq.InstallOptions, qo nfq.Options) (*running, *nfq.Interception) {
+	t.Helper()
 	var in *nfq.Interception
-	err := tp.Router.Do(func() (err error) {
-		in, err = nfq.Install(nfq.Intercept{Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1}, install)
+	err := ns.Do(func() (err error) {
+		in, err = nfq.Install(nfq.Intercept{Mode: mode, Ports: []uint16{serverPort}, Queue: queueNum, Queues: 1}, install)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var q *nfq.Queue
-	err = tp.Router.Do(func() (err error) {
+	err = ns.Do(func() (err error) {
 		q, err = nfq.Open(qo, h)
 		return err
 	})

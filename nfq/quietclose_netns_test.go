@@ -169,7 +169,13 @@ func (h *closeHandler) byPort() map[uint16]closeConn {
 // for h with quiet verdicts and header copies, as `tcpchaos run` does.
 func startClose(t *testing.T, tp *netlabtest.Topology, h nfq.Handler) (*running, *nfq.Interception) {
 	t.Helper()
-	return startInstalled(t, tp, h, nfq.InstallOptions{Quiet: true},
+	return startCloseIn(t, tp.Router, nfq.Forward, h)
+}
+
+// startCloseIn is startClose in namespace ns and the given mode.
+func startCloseIn(t *testing.T, ns *netlabtest.NS, mode nfq.Mode, h nfq.Handler) (*running, *nfq.Interception) {
+	t.Helper()
+	return startInstalledIn(t, ns, mode, h, nfq.InstallOptions{Quiet: true},
 		nfq.Options{Queue: queueNum, Quiet: true, CopyRange: nfq.HeaderCopyRange})
 }
 
@@ -744,6 +750,31 @@ func TestQuietCloseCrossing(t *testing.T) {
 					}
 				}
 				t.Logf("%d connections, %d with a packet (the second FIN, mostly) crossing the first FIN", len(ports[crossing]), crossed)
+			})
+		})
+	}
+}
+
+// TestQuietCloseLocalMode: the short closes of TestQuietClose with the
+// interception on the client itself (local mode: OUTPUT, and INPUT but
+// from loopback), with the first FIN's verdict quiet and with every
+// verdict quiet: each crosses the queue five times, the final ACK
+// included.
+func TestQuietCloseLocalMode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fins finQuiet
+	}{{"quiet-first-fin", finFirst}, {"quiet-always", finAlways}} {
+		t.Run(tc.name, func(t *testing.T) {
+			families(t, func(t *testing.T, v6 bool) {
+				tp := netlabtest.NewTopology(t)
+				h := newCloseHandler(tc.fins)
+				r, _ := startCloseIn(t, tp.Client, nfq.Local, h)
+				closeServer(t, tp, v6)
+				ports := closeRuns(t, tp, v6, 20, clientCloses, serverCloses)
+				settled(t, r.q)
+				packets, conns := checkSeen(t, h, ports, quietCloseSeen)
+				t.Logf("%d connections: %d packets handled", conns, packets)
 			})
 		})
 	}
