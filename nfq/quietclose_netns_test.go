@@ -34,6 +34,20 @@ const (
 	finAlways                      // every verdict's, the second FIN's and the final ACK's too
 )
 
+// String names the subtests.
+func (f finQuiet) String() string {
+	return [...]string{"fins-not-quiet", "quiet-first-fin", "quiet-until-second-fin", "quiet-always"}[f]
+}
+
+// eachFins runs fn as a subtest for each of fins, in IPv4 and IPv6.
+func eachFins(t *testing.T, fn func(t *testing.T, fins finQuiet, v6 bool), fins ...finQuiet) {
+	for _, f := range fins {
+		t.Run(f.String(), func(t *testing.T) {
+			families(t, func(t *testing.T, v6 bool) { fn(t, f, v6) })
+		})
+	}
+}
+
 // closeHandler accepts every packet and records them by connection.
 type closeHandler struct {
 	fins finQuiet
@@ -517,54 +531,47 @@ func (c *closeConn) finAcked(client bool) bool {
 // quiet, every packet from the FIN on is queued. Every packet on the wire
 // is either handed to the Handler or counted by the bypass rule.
 func TestQuietHalfCloseDrain(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fins finQuiet
-	}{{"quiet-first-fin", finFirst}, {"fins-not-quiet", finNever}} {
-		t.Run(tc.name, func(t *testing.T) {
-			families(t, func(t *testing.T, v6 bool) {
-				c, onWire, passed, rsts := drainRun(t, tc.fins, v6)
-				for try := 2; try <= 3 && c.unchecked() != ""; try++ {
-					t.Logf("%s (%s): try %d", c.unchecked(), c.seen(), try)
-					c, onWire, passed, rsts = drainRun(t, tc.fins, v6)
-				}
-				got := c.seen()
-				for _, r := range rsts {
-					if c.resent(statetrack.FIN) {
-						// The client ACKs each copy of the server's FIN, and
-						// the closed server answers the late one with an
-						// RST, on the direct path too.
-						t.Logf("%s: the server's FIN was sent again (%s)", r, got)
-						continue
-					}
-					t.Error(r)
-				}
-				if handed := len(c.segs); handed+passed != onWire {
-					t.Errorf("%d packets handed (%s) and %d bypassed, %d on the wire", handed, got, passed, onWire)
-				}
-				if tc.fins == finNever {
-					// The handshake's third ACK and the request before
-					// the FIN; perhaps the server's ACK of the request.
-					if passed > 3 {
-						t.Errorf("%d packets bypassed the queue, want the drain queued (at most 3 before the FIN): %s", passed, got)
-					}
-					t.Logf("drain of %d bytes: %d packets on the wire, %d bypassed the queue", drainLen, onWire, passed)
-					return
-				}
-				// Nothing of the drain is handed between the FINs.
-				if !strings.HasPrefix(got, "c:S s:S. c:F. s:F.") {
-					t.Errorf("seen %q, want SYN, SYN-ACK, the client's FIN, then the server's FIN", got)
-				}
-				if !c.finAcked(false) {
-					t.Errorf("seen %q: no final ACK (of the server's FIN) handed", got)
-				}
-				if passed < drainLen/(64<<10) {
-					t.Errorf("%d packets bypassed the queue, want the drain's (at least %d)", passed, drainLen/(64<<10))
-				}
-				t.Logf("drain of %d bytes: %d packets on the wire, %d bypassed the queue, %d handed (%s)", drainLen, onWire, passed, len(c.segs), got)
-			})
-		})
-	}
+	eachFins(t, func(t *testing.T, fins finQuiet, v6 bool) {
+		c, onWire, passed, rsts := drainRun(t, fins, v6)
+		for try := 2; try <= 3 && c.unchecked() != ""; try++ {
+			t.Logf("%s (%s): try %d", c.unchecked(), c.seen(), try)
+			c, onWire, passed, rsts = drainRun(t, fins, v6)
+		}
+		got := c.seen()
+		for _, r := range rsts {
+			if c.resent(statetrack.FIN) {
+				// The client ACKs each copy of the server's FIN, and
+				// the closed server answers the late one with an
+				// RST, on the direct path too.
+				t.Logf("%s: the server's FIN was sent again (%s)", r, got)
+				continue
+			}
+			t.Error(r)
+		}
+		if handed := len(c.segs); handed+passed != onWire {
+			t.Errorf("%d packets handed (%s) and %d bypassed, %d on the wire", handed, got, passed, onWire)
+		}
+		if fins == finNever {
+			// The handshake's third ACK and the request before
+			// the FIN; perhaps the server's ACK of the request.
+			if passed > 3 {
+				t.Errorf("%d packets bypassed the queue, want the drain queued (at most 3 before the FIN): %s", passed, got)
+			}
+			t.Logf("drain of %d bytes: %d packets on the wire, %d bypassed the queue", drainLen, onWire, passed)
+			return
+		}
+		// Nothing of the drain is handed between the FINs.
+		if !strings.HasPrefix(got, "c:S s:S. c:F. s:F.") {
+			t.Errorf("seen %q, want SYN, SYN-ACK, the client's FIN, then the server's FIN", got)
+		}
+		if !c.finAcked(false) {
+			t.Errorf("seen %q: no final ACK (of the server's FIN) handed", got)
+		}
+		if passed < drainLen/(64<<10) {
+			t.Errorf("%d packets bypassed the queue, want the drain's (at least %d)", passed, drainLen/(64<<10))
+		}
+		t.Logf("drain of %d bytes: %d packets on the wire, %d bypassed the queue, %d handed (%s)", drainLen, onWire, passed, len(c.segs), got)
+	}, finFirst, finNever)
 }
 
 // drainRun runs one drain in a lab of its own and returns what the
@@ -729,30 +736,23 @@ func TestQuietCloseWokenByReload(t *testing.T) {
 // packet that crossed the queue: the ACK of the second FIN, or of both
 // crossing FINs, never bypasses it.
 func TestQuietCloseCrossing(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fins finQuiet
-	}{{"quiet-first-fin", finFirst}, {"quiet-always", finAlways}} {
-		t.Run(tc.name, func(t *testing.T) {
-			families(t, func(t *testing.T, v6 bool) {
-				tp, h, r := closeLab(t, tc.fins, v6)
-				ports := closeRuns(t, tp, v6, 20, crossing)
-				settled(t, r.q)
-				seen := h.byPort()
-				crossed := 0
-				for _, p := range ports[crossing] {
-					c := seen[p]
-					if c.crossedFin() {
-						crossed++
-					}
-					if !c.finAcked(true) || !c.finAcked(false) {
-						t.Errorf("connection from port %d: seen %q, want each FIN acknowledged by a packet handed", p, c.seen())
-					}
-				}
-				t.Logf("%d connections, %d with a packet (the second FIN, mostly) crossing the first FIN", len(ports[crossing]), crossed)
-			})
-		})
-	}
+	eachFins(t, func(t *testing.T, fins finQuiet, v6 bool) {
+		tp, h, r := closeLab(t, fins, v6)
+		ports := closeRuns(t, tp, v6, 20, crossing)
+		settled(t, r.q)
+		seen := h.byPort()
+		crossed := 0
+		for _, p := range ports[crossing] {
+			c := seen[p]
+			if c.crossedFin() {
+				crossed++
+			}
+			if !c.finAcked(true) || !c.finAcked(false) {
+				t.Errorf("connection from port %d: seen %q, want each FIN acknowledged by a packet handed", p, c.seen())
+			}
+		}
+		t.Logf("%d connections, %d with a packet (the second FIN, mostly) crossing the first FIN", len(ports[crossing]), crossed)
+	}, finFirst, finAlways)
 }
 
 // TestQuietCloseLocalMode: the short closes of TestQuietClose with the
@@ -761,21 +761,14 @@ func TestQuietCloseCrossing(t *testing.T) {
 // verdict quiet: each crosses the queue five times, the final ACK
 // included.
 func TestQuietCloseLocalMode(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fins finQuiet
-	}{{"quiet-first-fin", finFirst}, {"quiet-always", finAlways}} {
-		t.Run(tc.name, func(t *testing.T) {
-			families(t, func(t *testing.T, v6 bool) {
-				tp := netlabtest.NewTopology(t)
-				h := newCloseHandler(tc.fins)
-				r, _ := startCloseIn(t, tp.Client, nfq.Local, h)
-				closeServer(t, tp, v6)
-				ports := closeRuns(t, tp, v6, 20, clientCloses, serverCloses)
-				settled(t, r.q)
-				packets, conns := checkSeen(t, h, ports, quietCloseSeen)
-				t.Logf("%d connections: %d packets handled", conns, packets)
-			})
-		})
-	}
+	eachFins(t, func(t *testing.T, fins finQuiet, v6 bool) {
+		tp := netlabtest.NewTopology(t)
+		h := newCloseHandler(fins)
+		r, _ := startCloseIn(t, tp.Client, nfq.Local, h)
+		closeServer(t, tp, v6)
+		ports := closeRuns(t, tp, v6, 20, clientCloses, serverCloses)
+		settled(t, r.q)
+		packets, conns := checkSeen(t, h, ports, quietCloseSeen)
+		t.Logf("%d connections: %d packets handled", conns, packets)
+	}, finFirst, finAlways)
 }
