@@ -735,10 +735,15 @@ func TestQuietCloseWokenByReload(t *testing.T) {
 // TestQuietCloseCrossing: 20 connections whose FINs may cross (the
 // client closes as soon as it has read the answer that the server sent
 // just before its FIN), with a Handler that lets the first FIN go quiet
-// and one that lets every verdict go quiet (as stale verdicts might).
-// Whichever FIN passes the router second, each FIN is acknowledged by a
-// packet that crossed the queue: the ACK of the second FIN, or of both
-// crossing FINs, never bypasses it.
+// and one that lets the packets up to the second FIN go quiet, as the
+// pipeline does. Whichever FIN passes the router second, each FIN is
+// acknowledged by a packet that crossed the queue: the ACK of the second
+// FIN, or of both crossing FINs, never bypasses it. (Not with every
+// verdict quiet, the second FIN's too: two FINs crossing mangle on two
+// CPUs at once may both find EndingMark clear, and the second FIN's
+// verdict, which the pipeline never lets go quiet, is what clears
+// QuietMark then: a final ACK bypassed the queue once in some 700 closes,
+// a third of them crossing.)
 func TestQuietCloseCrossing(t *testing.T) {
 	eachFins(t, func(t *testing.T, fins finQuiet, v6 bool) {
 		tp, h, r := closeLab(t, fins, v6)
@@ -756,7 +761,7 @@ func TestQuietCloseCrossing(t *testing.T) {
 			}
 		}
 		t.Logf("%d connections, %d with a packet (the second FIN, mostly) crossing the first FIN", len(ports[crossing]), crossed)
-	}, finFirst, finAlways)
+	}, finFirst, finUntilSecond)
 }
 
 // TestQuietCloseLocalMode: the short closes of TestQuietClose with the
