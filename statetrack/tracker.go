@@ -245,19 +245,19 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 	o.ConnID = t.id(i)
 	o.Midstream = c.flags&midstream != 0
 	s, r := c.ends(o.From)
-	switch {
-	case c.flags&quiet != 0:
+	woke := c.flags&quiet != 0
+	if woke {
 		t.setQuiet(i, false)
 		if !c.unassume(o.From, seg) {
 			resync(s, r, seg)
 		}
-	case c.flags&quietClosing != 0:
-		// The connection's previous packet left it awake: its verdict was
-		// written without the quiet bit, or will be (it shares a burst with
-		// this one), and the kernel's quiet close is over (see QuietClosing).
-		c.flags &^= quietClosing
 	}
-	if seg.Flags&(SYN|FIN|RST) != 0 {
+	if !woke || seg.Flags&(SYN|FIN|RST) != 0 {
+		// A quiet close ends at its next FIN, RST or SYN, and when the
+		// connection's previous packet left it awake: that verdict was
+		// written without the quiet bit, or will be (it shares a burst
+		// with this one), and the kernel's quiet close is over (see
+		// QuietClosing).
 		c.flags &^= quietClosing
 	}
 	tw := false
