@@ -108,9 +108,7 @@ func (p *Pipeline) heal(id uint64, dc darkConn) {
 	if p.sink == nil {
 		return
 	}
-	p.sink.Emit(events.Event{
-		Time: dc.until, Client: dc.client, Server: dc.server, ConnID: id,
-		ClientState: dc.states[statetrack.Client], ServerState: dc.states[statetrack.Server],
-		Rule: dc.name, Action: rules.Blackhole, Dark: dc.dirs, Reason: events.Healed,
-	})
+	e := stateEvent(dc.until, dc.client, dc.server, id, dc.states, events.Healed)
+	e.Rule, e.Action, e.Dark = dc.name, rules.Blackhole, dc.dirs
+	p.sink.Emit(e)
 }

@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -296,15 +297,7 @@ func (p *Pipeline) Quieted(connID uint64, now time.Time) {
 	}
 	p.track(connID, info.States)
 	if p.sink != nil {
-		p.sink.Emit(events.Event{
-			Time:        now,
-			Client:      info.Client,
-			Server:      info.Server,
-			ConnID:      connID,
-			ClientState: info.States[statetrack.Client],
-			ServerState: info.States[statetrack.Server],
-			Reason:      events.QuietHandshake,
-		})
+		p.sink.Emit(stateEvent(now, info.Client, info.Server, connID, info.States, events.QuietHandshake))
 	}
 }
 
@@ -320,18 +313,20 @@ func (p *Pipeline) Expire(now time.Time) {
 func (p *Pipeline) gone(g statetrack.Gone) {
 	delete(p.dark, g.ConnID)
 	if p.sink != nil {
-		p.sink.Emit(events.Event{
-			Time:        g.At,
-			Client:      g.Client,
-			Server:      g.Server,
-			ConnID:      g.ConnID,
-			ClientState: g.After[statetrack.Client],
-			ServerState: g.After[statetrack.Server],
-			Reason:      events.Gone(g.Reason),
-		})
+		p.sink.Emit(stateEvent(g.At, g.Client, g.Server, g.ConnID, g.After, events.Gone(g.Reason)))
 	}
 	if p.onGone != nil {
 		p.onGone(g)
+	}
+}
+
+// stateEvent is the state event of connection id (client to server) at
+// at, for reason, with no packet: the endpoints are in states.
+func stateEvent(at time.Time, client, server netip.AddrPort, id uint64, states [2]statetrack.State, reason events.Reason) events.Event {
+	return events.Event{
+		Time: at, Client: client, Server: server, ConnID: id,
+		ClientState: states[statetrack.Client], ServerState: states[statetrack.Server],
+		Reason: reason,
 	}
 }
 
