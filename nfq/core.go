@@ -99,18 +99,18 @@ func (c *core) packet(id uint32, pkt []byte, wireLen int, mark uint32, now time.
 		c.flush(false)
 	}
 	if c.x.Stopped() {
-		c.accept(id, mark, 0, false, now)
+		c.accept(id, mark, now)
 		return
 	}
 	if err := c.dec.DecodeWire(pkt, wireLen, &c.seg); err != nil {
 		if n := c.c.decodeFailures.Add(1); execute.LogWorthy(n) {
 			c.log.Debug("packet not decoded, accepted", "id", id, "failures", n, "err", err)
 		}
-		c.accept(id, mark, 0, false, now)
+		c.accept(id, mark, now)
 		return
 	}
 	if !c.handle(now) {
-		c.accept(id, mark, 0, false, now)
+		c.accept(id, mark, now)
 		return
 	}
 	c.p = execute.Packet{ID: id, Mark: mark, Data: pkt, Len: wireLen}
@@ -167,7 +167,22 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
 		c.darken(p, v, now)
 		return
 	}
-	c.accept(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
+	e := c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
+	e.anchor = e.quiet && v.Obs.Seg.Flags&statetrack.FIN != 0
+	c.c.accepted.Add(1)
+	c.add(e)
+}
+
+// add collects a verdict; c.mu is held. A quiet verdict of the same
+// connection that it declines is reported to the handler at once: the
+// connection's next packet may be in the same burst.
+func (c *core) add(e verdictEntry) {
+	if c.w.add(e) {
+		var ok bool
+		defer c.recoverHandler(&ok)
+		c.h.Declined(e.conn)
+		ok = true
+	}
 }
 
 // darken accepts the packet that starts a blackhole with the marks that
@@ -181,7 +196,7 @@ func (c *core) darken(p *execute.Packet, v *rules.Verdict, now time.Time) {
 	if v.Dark.Has(v.Obs.From) {
 		mark |= DarkOppositeMark
 	}
-	c.w.add(verdictEntry{id: p.ID, verdict: verdictAccept, mark: mark, setMark: true, conn: v.Obs.ConnID, read: now})
+	c.add(verdictEntry{id: p.ID, verdict: verdictAccept, mark: mark, setMark: true, conn: v.Obs.ConnID, read: now})
 	var at time.Time // never
 	if v.For > 0 {
 		at = now.Add(v.For)
@@ -215,7 +230,7 @@ func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 		c.darken(p, v, now)
 		return
 	}
-	c.w.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
+	c.add(verdictEntry{id: p.ID, verdict: verdictDrop, conn: v.Obs.ConnID, read: now})
 	rs := v.Resets()
 	if rs.N > 0 {
 		c.flush(false)
@@ -236,7 +251,7 @@ func (c *core) Release(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	if c.w.full() {
 		c.flush(false)
 	}
-	c.w.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false, time.Time{}))
+	c.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false, time.Time{}))
 }
 
 // SendCopy sends one copy through the raw socket (execute.Output).
@@ -254,11 +269,10 @@ func (c *core) Delivered(v *rules.Verdict, now time.Time) {
 	ok = true
 }
 
-// accept lets a packet of connection conn (0: none known), read at read,
-// through; quiet lets the connection go quiet.
-func (c *core) accept(id, mark uint32, conn uint64, quiet bool, read time.Time) {
+// accept lets a packet of no known connection, read at read, through.
+func (c *core) accept(id, mark uint32, read time.Time) {
 	c.c.accepted.Add(1)
-	c.w.add(c.acceptEntry(id, mark, conn, quiet, read))
+	c.w.add(c.acceptEntry(id, mark, 0, false, read))
 }
 
 // acceptEntry is the accept verdict of a packet read at read (zero: a
@@ -289,7 +303,8 @@ func (c *core) endBurst(drained bool) {
 }
 
 // flush writes the collected verdicts and tells the handler which
-// connections went quiet; c.mu is held.
+// connections went quiet and which quiet verdicts it declined; c.mu is
+// held.
 func (c *core) flush(quietOK bool) {
 	n := len(c.w.entries)
 	if err := c.w.flush(quietOK, c.x.Holding() == 0); err != nil {
@@ -297,10 +312,13 @@ func (c *core) flush(quietOK bool) {
 			c.log.Error("set verdicts", "errors", e, "err", err)
 		}
 	}
-	if len(c.w.quieted) > 0 {
+	if len(c.w.quieted)+len(c.w.declined) > 0 {
 		now := time.Now()
 		var done bool
 		defer c.recoverHandler(&done)
+		for _, conn := range c.w.declined {
+			c.h.Declined(conn)
+		}
 		for _, conn := range c.w.quieted {
 			c.h.Quieted(conn, now)
 		}

@@ -72,6 +72,7 @@ func (h *scripted) Deliver(v *rulespkg.Verdict, now time.Time) {
 func (h *scripted) Expire(now time.Time) { h.expired = append(h.expired, now) }
 
 func (h *scripted) Quieted(uint64, time.Time) {}
+func (h *scripted) Declined(uint64)           {}
 
 // tcpSpec describes a test packet; build serializes it with gopacket.
 type tcpSpec struct {
@@ -632,6 +633,7 @@ func (dropAll) Handle(*statetrack.Segment, time.Time) rulespkg.Verdict {
 }
 func (dropAll) Deliver(*rulespkg.Verdict, time.Time) {}
 func (dropAll) Quieted(uint64, time.Time)            {}
+func (dropAll) Declined(uint64)                      {}
 func (dropAll) Expire(time.Time)                     {}
 
 // BenchmarkPacketPath measures the per-packet path without the kernel:
@@ -703,6 +705,51 @@ func TestQuietedOnlyWhenTheMarkIsWritten(t *testing.T) {
 	c.endBurst(true)
 	if q := quieted(); q != 2 || k.last.mark&QuietMark == 0 {
 		t.Errorf("burst read dry: quieted %d, last mark %#x; want 2 and QuietMark", q, k.last.mark)
+	}
+}
+
+// TestQuietCloseInOneBurst: a first FIN and the ACK of it read in one
+// burst both carry QuietMark (after a first FIN the kernel takes the bit
+// from the FIN's own verdict only), and the tracker hears that the
+// connection went quiet; in a burst not read dry neither carries it.
+func TestQuietCloseInOneBurst(t *testing.T) {
+	for _, drained := range []bool{true, false} {
+		set := rulespkg.Compile([]rulespkg.Rule{
+			{Name: "final-ack", Match: rulespkg.Match{Packets: []statetrack.Kind{statetrack.FinalAck}}, Action: rulespkg.Action{Type: rulespkg.Drop}, Probability: 1, Limit: 1},
+		})
+		p := pipeline.New(statetrack.Config{ServerPorts: []uint16{8080}}, set, 1, nil)
+		p.AllowQuiet()
+		if got := p.AllowQuietPhases(pipeline.QuietPhases{Close: true}); !got.Close {
+			t.Fatal("a final-ack rule kept the close from going quiet")
+		}
+		k := newFakeKernel()
+		c := newCore(p, decode.NewParser(), newVerdictWriter(100, k), &fakeSender{}, true, nil, slog.New(slog.DiscardHandler), nil)
+		var m packetMsg
+		now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i, spec := range []tcpSpec{
+			{syn: true, seq: 99},
+			{syn: true, ack: true, reply: true, seq: 299, ackNum: 100},
+			{ack: true, seq: 100, ackNum: 300},
+			{fin: true, ack: true, seq: 100, ackNum: 300},
+			{ack: true, reply: true, seq: 300, ackNum: 101},
+		} {
+			id := uint32(i + 1)
+			k.enqueue(id)
+			c.messages(packetMessage(id, 0, spec.build(t), 0), &m, now)
+			if id != 4 { // the FIN and its ACK in one burst
+				c.endBurst(drained || id < 4)
+			}
+		}
+		quieted := p.Summary().Tracker.Quieted
+		for id := uint32(4); id <= 5; id++ {
+			k.verdict(t, id)
+			if got := k.marks[id]&QuietMark != 0; got != drained {
+				t.Errorf("drained %t: packet %d carries QuietMark: %t", drained, id, got)
+			}
+		}
+		if want := map[bool]uint64{true: 2, false: 1}[drained]; quieted != want {
+			t.Errorf("drained %t: quieted %d times, want %d (the third ACK's data phase, then the close)", drained, quieted, want)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ func (dropSyns) Handle(seg *statetrack.Segment, _ time.Time) rules.Verdict {
 
 func (dropSyns) Deliver(*rules.Verdict, time.Time) {}
 func (dropSyns) Quieted(uint64, time.Time)         {}
+func (dropSyns) Declined(uint64)                   {}
 func (dropSyns) Expire(time.Time)                  {}
 
 // An outside program binds a queue with its own Handler and runs it until

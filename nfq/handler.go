@@ -28,6 +28,15 @@ type Handler interface {
 	// FIN's own verdict, and a verdict without it ends a quiet close
 	// (see iptables.go).
 	Quieted(connID uint64, now time.Time)
+	// Declined reports that the queue will write, or wrote, a
+	// Verdict.Quiet of connection connID without QuietMark (the burst
+	// did not read the queue dry, a later verdict of the connection in
+	// the same burst does not let it go quiet, or the write failed),
+	// possibly before more packets of the connection are handled. A
+	// Verdict.Quiet is either Quieted or Declined, or superseded by a
+	// later one of its connection, once the queue was opened with
+	// Options.Quiet.
+	Declined(connID uint64)
 	// Expire reaps the handler's state over time (the tracker's TIME_WAIT
 	// and idle expiry); a running Queue calls it every second.
 	Expire(now time.Time)

@@ -56,6 +56,7 @@ func (h *fakeHandler) Deliver(v *rules.Verdict, now time.Time) {
 }
 
 func (h *fakeHandler) Quieted(uint64, time.Time) {}
+func (h *fakeHandler) Declined(uint64)           {}
 func (h *fakeHandler) Expire(time.Time)          {}
 
 func (h *fakeHandler) counts() (calls, delivered int) {

@@ -150,11 +150,12 @@ func (h *closeHandler) Handle(seg *statetrack.Segment, _ time.Time) rules.Verdic
 		c.asked++
 	}
 	c.segs = append(c.segs, *seg)
-	return rules.Verdict{Quiet: quiet, Obs: statetrack.Observation{ConnID: c.id}}
+	return rules.Verdict{Quiet: quiet, Obs: statetrack.Observation{ConnID: c.id, Seg: *seg}}
 }
 
 func (h *closeHandler) Deliver(*rules.Verdict, time.Time) {}
 func (h *closeHandler) Expire(time.Time)                  {}
+func (h *closeHandler) Declined(uint64)                   {}
 
 func (h *closeHandler) Quieted(conn uint64, _ time.Time) {
 	h.mu.Lock()

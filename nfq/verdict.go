@@ -20,6 +20,11 @@ type verdictEntry struct {
 	mark    uint32
 	setMark bool
 	quiet   bool
+	// anchor: the entry is quiet and its packet a FIN. After a
+	// connection's first FIN the kernel takes the quiet bit from that
+	// FIN's verdict only (see iptables.go): a later verdict of the
+	// connection cannot carry it in the FIN's stead.
+	anchor bool
 	// conn is the packet's connection (0: none known).
 	conn uint64
 	// read is when the packet was read from the queue, for a verdict
@@ -52,8 +57,10 @@ type verdictWriter struct {
 	out     kernel
 	entries []verdictEntry
 	buf     []byte
-	// quieted lists the connections whose QuietMark the last flush wrote.
-	quieted []uint64
+	// quieted lists the connections whose QuietMark the last flush wrote,
+	// declined those of the quiet entries it wrote without (the burst
+	// had not read the queue dry).
+	quieted, declined []uint64
 	// laterMin[i] is the least id of entries[i:] (flush's scratch).
 	laterMin [maxBurst + 1]uint32
 	// latency, if not nil, records for each verdict with a read time how
@@ -66,11 +73,12 @@ const maxBurst = 128
 
 func newVerdictWriter(queue uint16, out kernel) *verdictWriter {
 	return &verdictWriter{
-		queue:   queue,
-		out:     out,
-		entries: make([]verdictEntry, 0, maxBurst),
-		quieted: make([]uint64, 0, maxBurst),
-		buf:     make([]byte, 0, maxBurst*(verdictMsgLen+markAttrLen)),
+		queue:    queue,
+		out:      out,
+		entries:  make([]verdictEntry, 0, maxBurst),
+		quieted:  make([]uint64, 0, maxBurst),
+		declined: make([]uint64, 0, maxBurst),
+		buf:      make([]byte, 0, maxBurst*(verdictMsgLen+markAttrLen)),
 	}
 }
 
@@ -80,16 +88,24 @@ func (w *verdictWriter) full() bool { return len(w.entries) == cap(w.entries) }
 // add collects one verdict. A quiet entry of the same connection collected
 // earlier loses its quiet: only the connection's last packet in a burst
 // may let the rest of its packets bypass the queue, or a packet still
-// waiting in the queue would be overtaken. The caller flushes when full.
-func (w *verdictWriter) add(e verdictEntry) {
+// waiting in the queue would be overtaken. When e is quiet it carries the
+// connection's quiet in their stead, except for an anchor, which keeps
+// its quiet (no later verdict can carry it): then the packets let bypass
+// between the anchor's verdict and e's, which follows it in the same
+// write, may overtake e's packet, as a packet may overtake any verdict's
+// (see QuietMark). When e is not quiet, the earlier quiet is declined:
+// add reports so. The caller flushes when full.
+func (w *verdictWriter) add(e verdictEntry) (declined bool) {
 	if e.conn != 0 {
 		for i := range w.entries {
-			if w.entries[i].conn == e.conn {
-				w.entries[i].quiet = false
+			if q := &w.entries[i]; q.conn == e.conn && q.quiet && !(e.quiet && q.anchor) {
+				q.quiet = false
+				declined = declined || !e.quiet
 			}
 		}
 	}
 	w.entries = append(w.entries, e)
+	return declined
 }
 
 // flush writes the collected verdicts in one buffer and forgets them.
@@ -108,7 +124,7 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 	}
 	b := w.buf[:0]
 	es := w.entries
-	w.quieted = w.quieted[:0]
+	w.quieted, w.declined = w.quieted[:0], w.declined[:0]
 	w.laterMin[len(es)] = ^uint32(0)
 	for i := len(es) - 1; i >= 0; i-- {
 		w.laterMin[i] = min(es[i].id, w.laterMin[i+1])
@@ -127,11 +143,13 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 			}
 		}
 		b = appendVerdict(b, w.queue, es[last].id, e.verdict, mark, e.setMark, last > i)
-		if mark&QuietMark != 0 { // every entry of a batch has the same mark
-			for _, q := range es[i : last+1] {
-				if q.conn != 0 {
-					w.quieted = append(w.quieted, q.conn)
-				}
+		for _, q := range es[i : last+1] { // every entry of a batch has the same mark
+			switch {
+			case q.conn == 0 || !q.quiet:
+			case mark&QuietMark != 0:
+				w.quieted = append(w.quieted, q.conn)
+			default:
+				w.declined = append(w.declined, q.conn)
 			}
 		}
 		i = last
@@ -139,7 +157,7 @@ func (w *verdictWriter) flush(quietOK, batchOK bool) error {
 	w.buf = b
 	w.entries = w.entries[:0]
 	if _, err := w.out.Write(b); err != nil {
-		w.quieted = w.quieted[:0]
+		w.declined, w.quieted = append(w.declined, w.quieted...), w.quieted[:0]
 		return fmt.Errorf("write %d verdicts: %w", len(es), err)
 	}
 	if w.latency != nil {

@@ -255,6 +255,72 @@ func TestWriterQuietOnlyOnLastOfConnection(t *testing.T) {
 	}
 }
 
+// TestWriterAnchorKeepsQuiet: a quiet FIN's entry (an anchor) keeps its
+// quiet when a later quiet entry of its connection follows in the burst
+// (after a first FIN only the FIN's verdict can make the connection
+// quiet), and loses it, declined, when a later one is not quiet.
+func TestWriterAnchorKeepsQuiet(t *testing.T) {
+	q := func(id uint32, conn uint64, anchor bool) verdictEntry {
+		return verdictEntry{id: id, verdict: verdictAccept, mark: VerdictMark, setMark: true, quiet: true, anchor: anchor, conn: conn}
+	}
+	k := newFakeKernel()
+	for id := range uint32(6) {
+		k.enqueue(id + 1)
+	}
+	w := newVerdictWriter(100, k)
+	for _, e := range []verdictEntry{q(1, 10, true), q(2, 10, false), q(3, 10, false), q(4, 20, true)} {
+		if w.add(e) {
+			t.Errorf("packet %d: add declined an earlier quiet verdict", e.id)
+		}
+	}
+	notQuiet := accept(5, VerdictMark)
+	notQuiet.conn = 20
+	if !w.add(notQuiet) {
+		t.Error("a verdict without quiet after connection 20's quiet FIN: add did not report the decline")
+	}
+	if err := w.flush(true, true); err != nil {
+		t.Fatal(err)
+	}
+	for id, mark := range map[uint32]uint32{1: VerdictMark | QuietMark, 2: VerdictMark, 3: VerdictMark | QuietMark, 4: VerdictMark, 5: VerdictMark} {
+		k.verdict(t, id)
+		if k.marks[id] != mark {
+			t.Errorf("packet %d: mark %#x, want %#x", id, k.marks[id], mark)
+		}
+	}
+	if want := []uint64{10, 10}; !slices.Equal(w.quieted, want) || len(w.declined) != 0 {
+		t.Errorf("quieted %v, declined %v; want %v and none", w.quieted, w.declined, want)
+	}
+}
+
+// TestWriterReportsDeclined: the quiet entries of a burst that did not
+// read the queue dry, or whose write failed, are reported declined.
+func TestWriterReportsDeclined(t *testing.T) {
+	q := verdictEntry{id: 1, verdict: verdictAccept, mark: VerdictMark, setMark: true, quiet: true, anchor: true, conn: 10}
+	k := newFakeKernel()
+	k.enqueue(1)
+	w := newVerdictWriter(100, k)
+	w.add(q)
+	if err := w.flush(false, true); err != nil {
+		t.Fatal(err)
+	}
+	if k.marks[1] != VerdictMark || len(w.quieted) != 0 || !slices.Equal(w.declined, []uint64{10}) {
+		t.Errorf("burst not drained: mark %#x, quieted %v, declined %v; want %#x, none, [10]", k.marks[1], w.quieted, w.declined, VerdictMark)
+	}
+	w = newVerdictWriter(100, failingKernel{})
+	w.add(q)
+	if err := w.flush(true, true); err == nil {
+		t.Fatal("a failed write reported no error")
+	}
+	if len(w.quieted) != 0 || !slices.Equal(w.declined, []uint64{10}) {
+		t.Errorf("failed write: quieted %v, declined %v; want none and [10]", w.quieted, w.declined)
+	}
+}
+
+// failingKernel refuses every write.
+type failingKernel struct{}
+
+func (failingKernel) Write([]byte) (int, error) { return 0, errors.New("refused") }
+
 func BenchmarkVerdictWriter(b *testing.B) {
 	w := newVerdictWriter(100, &countingKernel{})
 	b.ReportAllocs()

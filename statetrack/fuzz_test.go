@@ -82,9 +82,10 @@ func legalSets() (correct, observe, deliver map[edge]bool) {
 
 // FuzzTracker feeds arbitrary packet sequences on a few tuples (one a
 // self-connect), with drops, delays, duplicates, resets (Forge, Retract),
-// quiet connections (Quiet after a delivery) and clock jumps, and checks that every state change is a legal edge,
-// that nothing changes states behind the caller's back, and that the
-// table stays bounded.
+// quiet connections (Quieting after a delivery, then Quiet or
+// QuietDeclined) and clock jumps, and checks that every state change is a
+// legal edge, that nothing changes states behind the caller's back, and
+// that the table stays bounded.
 func FuzzTracker(f *testing.F) {
 	// A handshake, data, a four-way close and a clock jump, then garbage.
 	f.Add([]byte{0x00, 0x02, 0, 0, 0x04, 0x92, 0, 4, 0x00, 0x90, 1, 4, 0x00, 0x98, 1, 5, 0x04, 0x91, 0, 8, 0x00, 0x90, 2, 8, 0xe0, 0xff, 0, 0})
@@ -227,6 +228,14 @@ func FuzzTracker(f *testing.F) {
 			case 0:
 				deliver(&o)
 				if b0&0x20 == 0 {
+					break
+				}
+				tr.Quieting(o.ConnID)
+				if b1&0x40 != 0 { // the live path declined the quiet verdict
+					tr.QuietDeclined(o.ConnID)
+					if tr.QuietClosing(o.ConnID) {
+						t.Fatalf("connection %d in a quiet close after its verdict was declined", o.ConnID)
+					}
 					break
 				}
 				prev, alive := live[o.ConnID]

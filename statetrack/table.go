@@ -79,7 +79,7 @@ type conn struct {
 	h [2]half
 }
 
-type connFlags uint8
+type connFlags uint16
 
 const (
 	inUse connFlags = 1 << iota
@@ -95,10 +95,14 @@ const (
 	// tracker took the client's third ACK as delivered (a quiet
 	// handshake, see Tracker.Quiet) with no packet of it observed since.
 	assumedAck
-	// quietClosing: the connection went quiet after its first FIN (a
-	// quiet close, see Tracker.QuietClosing) and no FIN, RST or SYN of it
-	// has been observed since.
+	// quietClosing: the connection's first FIN was let go quiet (a quiet
+	// close, see Tracker.QuietClosing) and no FIN, RST or SYN of it has
+	// been observed since.
 	quietClosing
+	// quietPending: the verdict of the connection's last observed packet
+	// asks to let it go quiet (Tracker.Quieting) and has been neither
+	// written (Tracker.Quiet) nor declined (Tracker.QuietDeclined).
+	quietPending
 )
 
 // ends returns the sender's and the receiver's halves for a packet from

@@ -252,14 +252,15 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 			resync(s, r, seg)
 		}
 	}
-	if !woke || seg.Flags&(SYN|FIN|RST) != 0 {
+	if !woke && c.flags&quietPending == 0 || seg.Flags&(SYN|FIN|RST) != 0 {
 		// A quiet close ends at its next FIN, RST or SYN, and when the
 		// connection's previous packet left it awake: that verdict was
-		// written without the quiet bit, or will be (it shares a burst
-		// with this one), and the kernel's quiet close is over (see
-		// QuietClosing).
+		// written without the quiet bit, or will be, and the kernel's
+		// quiet close is over (see QuietClosing). A verdict still
+		// pending (this packet shares its burst) asks for the quiet bit.
 		c.flags &^= quietClosing
 	}
+	c.flags &^= quietPending
 	tw := false
 	if s.move != 0 || s.state == SynSent {
 		tw = precorrect(s, r, seg)
@@ -412,27 +413,58 @@ func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved,
 		return ConnInfo{}, false, false
 	}
 	c := t.at(i)
+	c.flags &^= quietPending
 	if c.flags&quiet == 0 {
 		t.stats.Quieted++
 		t.setQuiet(i, true)
 		moved = c.assumeAck()
-		if cl, sv := c.h[Client].state, c.h[Server].state; cl == FinWait1 && sv == CloseWait || cl == CloseWait && sv == FinWait1 {
-			c.flags |= quietClosing
-		}
 	}
 	t.touch(i, now.UnixNano())
 	return t.info(i), moved, true
 }
 
+// Quieting records that the verdict of the packet of connection connID
+// just observed asks to let the connection go quiet: the live path
+// collects verdicts and writes them a burst at a time, so the verdict may
+// reach the kernel (Quiet) or be declined (QuietDeclined) only after more
+// packets of the connection are observed. Until then those packets count
+// as following a quiet verdict (see QuietClosing). A verdict asking so
+// after the connection's first FIN, which left the sender FIN_WAIT_1 and
+// its peer CLOSE_WAIT, starts a quiet close. Quieting does nothing for a
+// connection that is gone.
+func (t *Tracker) Quieting(connID uint64) {
+	i, ok := t.byID(connID)
+	if !ok {
+		return
+	}
+	c := t.at(i)
+	c.flags |= quietPending
+	if cl, sv := c.h[Client].state, c.h[Server].state; cl == FinWait1 && sv == CloseWait || cl == CloseWait && sv == FinWait1 {
+		c.flags |= quietClosing
+	}
+}
+
+// QuietDeclined records that the verdict Quieting announced for the
+// connection connID will not carry the quiet bit (the live path declined
+// it: more packets waited unread in the queue, or a later verdict of the
+// connection does not let it go quiet): the connection stays awake, and a
+// quiet close it started is over.
+func (t *Tracker) QuietDeclined(connID uint64) {
+	if i, ok := t.byID(connID); ok {
+		t.at(i).flags &^= quietPending | quietClosing
+	}
+}
+
 // QuietClosing reports whether the connection connID is in a quiet close:
-// it went quiet after its first FIN (see Quiet), no FIN, RST or SYN of it
-// has been observed since, and each packet of it observed meanwhile was
-// followed by Quiet again. Those packets were queued before the kernel let
-// the rest bypass (the ACK of that FIN, say): their verdicts must keep the
-// close quiet, or the kernel wakes it. Once one of them is not followed by
-// Quiet (the live path declined it), the kernel has woken the close for
-// good (after a first FIN only the FIN's own verdict makes a connection
-// quiet), and QuietClosing reports false.
+// the verdict of its first FIN asked to let it go quiet (see Quieting), no
+// FIN, RST or SYN of it has been observed since, that verdict was not
+// declined, and each packet of it observed meanwhile was followed by
+// Quieting again. Those packets were queued before the kernel let the rest
+// bypass (the ACK of that FIN, say), some perhaps in the FIN's own burst:
+// their verdicts must keep the close quiet, or the kernel wakes it. Once
+// one of them is not followed by Quieting, or is declined, the kernel has
+// woken the close for good (after a first FIN only the FIN's own verdict
+// makes a connection quiet), and QuietClosing reports false.
 func (t *Tracker) QuietClosing(connID uint64) bool {
 	i, ok := t.byID(connID)
 	return ok && t.at(i).flags&quietClosing != 0

@@ -183,7 +183,9 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	} else {
 		p.track(o.ConnID, states)
 	}
-	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 && p.quietAfter(&o, states)
+	if v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 && p.quietAfter(&o, states); v.Quiet {
+		p.tracker.Quieting(o.ConnID)
+	}
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
 	p.stats.KindActions[o.Kind][d.Action]++
@@ -300,6 +302,11 @@ func (p *Pipeline) Quieted(connID uint64, now time.Time) {
 		p.sink.Emit(stateEvent(now, info.Client, info.Server, connID, info.States, events.QuietHandshake))
 	}
 }
+
+// Declined reports that the live path declined a Verdict.Quiet of the
+// connection connID: its verdict reaches the kernel without the quiet bit
+// (statetrack.Tracker.QuietDeclined).
+func (p *Pipeline) Declined(connID uint64) { p.tracker.QuietDeclined(connID) }
 
 // Expire heals the blackholes whose time ran out by now, and reaps
 // connections whose TIME_WAIT or idle time ran out.

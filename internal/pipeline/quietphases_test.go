@@ -162,32 +162,78 @@ func TestQuietPhases(t *testing.T) {
 	}
 }
 
+// establishedQuietClose returns a pipeline that may let closes go quiet,
+// with one connection ESTABLISHED.
+func establishedQuietClose(t *testing.T) (*Pipeline, *recorder) {
+	p, rec := newPipeline(t)
+	p.AllowQuiet()
+	p.AllowQuietPhases(QuietPhases{Close: true})
+	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
+		p.Handle(s, t0)
+	}
+	return p, rec
+}
+
 // TestQuietCloseDeclined: once a verdict after a quiet first FIN went
 // without the quiet bit (the live path declined it: its burst was not
-// read dry, or a later packet of the connection was in the same burst),
+// read dry, or a later packet of the connection in the same burst was not
+// quiet),
 // the kernel's filter chain has cleared the bit, and after a first FIN no
 // verdict but the FIN's own sets it again: the connection's later packets
 // are all queued, and their verdicts must not propose Quiet (the live
 // path would report them quiet, and the tracker would take a connection
 // it sees whole for one whose packets pass unseen).
 func TestQuietCloseDeclined(t *testing.T) {
-	p, _ := newPipeline(t)
-	p.AllowQuiet()
-	p.AllowQuietPhases(QuietPhases{Close: true})
-	for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
-		p.Handle(s, t0)
-	}
+	p, _ := establishedQuietClose(t)
 	v := p.Handle(seg(true, finAck, 101, 301), t0)
 	if !v.Quiet {
 		t.Fatal("the first FIN's verdict is not quiet")
 	}
 	p.Quieted(v.Obs.ConnID, t0)
-	if v := p.Handle(seg(false, ack, 301, 102), t0); !v.Quiet {
+	v = p.Handle(seg(false, ack, 301, 102), t0)
+	if !v.Quiet {
 		t.Fatal("the ACK queued behind the quiet first FIN is not quiet")
-	} // declined: Quieted is not called
+	}
+	p.Declined(v.Obs.ConnID)
 	data := seg(false, ack|statetrack.PSH, 301, 102)
 	data.Len = 100
 	if v := p.Handle(data, t0); v.Quiet {
 		t.Errorf("data after a declined quiet verdict of a quiet close proposes Quiet")
+	}
+}
+
+// TestQuietCloseInOneBurst: the packets queued behind a quiet first FIN
+// may be read in the FIN's own burst, before its verdict is written (and
+// Quieted): they keep the close quiet all the same, until a verdict is
+// declined or the second FIN comes.
+func TestQuietCloseInOneBurst(t *testing.T) {
+	p, rec := establishedQuietClose(t)
+	data := seg(false, ack|statetrack.PSH, 301, 102)
+	data.Len = 100
+	var burst []uint64
+	for i, s := range []*statetrack.Segment{seg(true, finAck, 101, 301), seg(false, ack, 301, 102), data} {
+		v := p.Handle(s, t0)
+		if !v.Quiet {
+			t.Fatalf("packet %d of the first FIN's burst: not quiet", i)
+		}
+		burst = append(burst, v.Obs.ConnID)
+	}
+	for _, id := range burst { // the burst's verdicts are written
+		p.Quieted(id, t0)
+	}
+	if v := p.Handle(seg(false, finAck, 401, 102), t0); v.Quiet {
+		t.Error("the second FIN proposes Quiet")
+	}
+	if e := rec.last(); e.Kind != statetrack.Fin || e.ClientState != statetrack.TimeWait || e.ServerState != statetrack.LastAck {
+		t.Errorf("the second FIN: %s %s/%s, want fin TIME_WAIT/LAST_ACK", e.Kind, e.ClientState, e.ServerState)
+	}
+
+	// The same burst with the FIN's verdict declined at once (a packet of
+	// the connection whose verdict cannot be quiet came in between).
+	p, _ = establishedQuietClose(t)
+	v := p.Handle(seg(true, finAck, 101, 301), t0)
+	p.Declined(v.Obs.ConnID)
+	if v := p.Handle(seg(false, ack, 301, 102), t0); v.Quiet {
+		t.Error("the ACK after a declined first FIN's verdict proposes Quiet")
 	}
 }
