@@ -141,9 +141,7 @@ func (c *QueueFullCounter) tally(rulePackets []uint64, stats []Stats) QueueFull 
 		qf.RulePackets += f.zeroed + n
 	}
 	for _, s := range stats {
-		// id_sequence wraps at 2^32; what was received (64 bits) plus
-		// what was not yet is the same count, unwrapped.
-		qf.Queued += s.Received + s.Unreceived()
+		qf.Queued += s.Queued() // id_sequence, unwrapped
 	}
 	if qf.RulePackets > qf.Queued {
 		c.high = max(c.high, qf.RulePackets-qf.Queued)

@@ -72,6 +72,16 @@ func (s Stats) Unreceived() uint64 {
 	return uint64(s.Kernel.IDSequence - uint32(s.Received))
 }
 
+// Queued returns how many packets the kernel queued for us since the
+// queue was bound: Received + Unreceived, which, unlike
+// Kernel.IDSequence, does not wrap at 2^32 (0 when KernelErr is set).
+func (s Stats) Queued() uint64 {
+	if s.KernelErr != nil {
+		return 0
+	}
+	return s.Received + s.Unreceived()
+}
+
 // KernelStats is one queue's line in /proc/net/netfilter/nfnetlink_queue.
 type KernelStats struct {
 	// PortID is the netlink port bound to the queue.

@@ -23,7 +23,11 @@ func TestParseKernelStats(t *testing.T) {
 		t.Errorf("unreceived %d, want 9", u)
 	}
 	s = Stats{Received: 1<<32 + 5, Kernel: KernelStats{IDSequence: 7}}
-	if u := s.Unreceived(); u != 2 {
-		t.Errorf("unreceived across the id wrap %d, want 2", u)
+	if u, q := s.Unreceived(), s.Queued(); u != 2 || q != 1<<32+7 {
+		t.Errorf("across the id wrap: unreceived %d, queued %d; want 2 and %d", u, q, uint64(1<<32+7))
+	}
+	s.KernelErr = errNoKernelLine
+	if q := s.Queued(); q != 0 {
+		t.Errorf("queued %d without the kernel's line, want 0", q)
 	}
 }

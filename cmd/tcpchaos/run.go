@@ -336,7 +336,7 @@ func writeQueueStats(w io.Writer, s nfq.Stats) {
 			s.DecodeFailures, s.HandlerPanics, s.VerdictErrors, s.ReadErrors)
 	}
 	if s.KernelErr == nil {
-		fmt.Fprintf(w, "; kernel: %d queued, %d passed unseen (fail-open), copy range %d", s.Kernel.IDSequence, s.Unreceived(), s.Kernel.CopyRange)
+		fmt.Fprintf(w, "; kernel: %d queued, %d passed unseen (fail-open), copy range %d", s.Queued(), s.Unreceived(), s.Kernel.CopyRange)
 	}
 	fmt.Fprintln(w)
 }

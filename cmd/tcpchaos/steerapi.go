@@ -69,7 +69,7 @@ func (s *steering) Status() ctlclient.Status {
 		cq := ctlclient.Queue{
 			Number: first + uint16(i), Received: qs.Received, Accepted: qs.Accepted, Dropped: qs.Dropped,
 			Delayed: qs.Delayed, Held: uint64(max(qs.Held, 0)), Duplicated: qs.Duplicated,
-			KernelQueued: uint64(qs.Kernel.IDSequence), KernelUnseen: qs.Unreceived(),
+			KernelQueued: qs.Queued(), KernelUnseen: qs.Unreceived(),
 		}
 		if qs.KernelErr != nil {
 			cq.KernelError = qs.KernelErr.Error()

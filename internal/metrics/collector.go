@@ -94,7 +94,7 @@ var (
 	copiesDesc    = desc("queue_copies_total", "Copies of duplicated packets by result: sent, failed (the raw socket refused), cancelled (not due when the run stopped), skipped (the packet was copied from the kernel in part).", "queue", "result")
 	resetsDesc    = desc("queue_resets_total", "RSTs of reset actions by result: sent, failed (the raw socket refused).", "queue", "result")
 	errorsDesc    = desc("queue_errors_total", "Packets or messages the queue failed on, by error: decode (not IPv4/IPv6 TCP or malformed; accepted), handler_panic (accepted), verdict (a verdict the kernel refused or that could not be written), read (a failed or malformed read).", "queue", "error")
-	queuedDesc    = desc("queue_kernel_queued_total", "Packets the kernel queued since the queue was bound (id_sequence of /proc/net/netfilter/nfnetlink_queue; wraps at 2^32).", "queue")
+	queuedDesc    = desc("queue_kernel_queued_total", "Packets the kernel queued since the queue was bound (id_sequence of /proc/net/netfilter/nfnetlink_queue, counted on past its 2^32 wrap).", "queue")
 	unseenDesc    = desc("queue_unseen_total", "Packets the kernel queued that tcpchaos never read: with fail-open they passed unseen (id_sequence minus packets received).", "queue")
 	fullDesc      = desc("queue_full_unseen_total", "Packets that found their queue full and passed unseen, without an id (fail-open; the kernel counts them nowhere): the NFQUEUE rules' packet counters, both families, minus the queues' id_sequence.")
 	kDroppedDesc  = desc("queue_kernel_dropped_total", "Packets the kernel dropped because the queue was full (queue_dropped of /proc/net/netfilter/nfnetlink_queue; none with fail-open).", "queue")
@@ -203,7 +203,7 @@ func (collector) collectQueue(q Queue, counter func(*prometheus.Desc, uint64, ..
 		return
 	}
 	k := &s.Kernel
-	counter(queuedDesc, uint64(k.IDSequence), n)
+	counter(queuedDesc, s.Queued(), n)
 	counter(unseenDesc, s.Unreceived(), n)
 	counter(kDroppedDesc, uint64(k.QueueDropped), n)
 	counter(uDroppedDesc, uint64(k.UserDropped), n)
