@@ -254,3 +254,42 @@ func TestReplayPcapng(t *testing.T) {
 		t.Errorf("tshark shows commented packets %q, want one, the final ACK, %q", got, comment)
 	}
 }
+
+// TestReplaySummaryCountsSkippedCopies: the summary says how many copies
+// of duplicated frames were not written because the capture holds the
+// frame in part (cut at its snaplen).
+func TestReplaySummaryCountsSkippedCopies(t *testing.T) {
+	r, err := capture.Open("../../statetrack/testdata/kernel-captures/close-local-close-then-remote-fin.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	in := filepath.Join(t.TempDir(), "cut.pcap")
+	w, err := capture.Create(in, r.LinkType(), capture.MaxSnaplen, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		f.OrigLen++ // every frame held in part: a byte longer on the wire
+		if err := w.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, "dup.yaml", "rules:\n  - name: dup-syn\n    match: {packet: syn}\n    action: {duplicate: 2}\n")
+	out, err := runCLI(t, "replay", "-c", cfg, "--pcap", in)
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, ", 2 copies of duplicated frames skipped (frames cut at the capture's snaplen)") {
+		t.Errorf("summary lacks the skipped copies:\n%s", out)
+	}
+}

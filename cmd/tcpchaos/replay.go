@@ -108,6 +108,9 @@ func runReplay(c *cli.Context) error {
 	if out != nil {
 		fmt.Fprintf(summaryTo, ", %d written to %s", counts.Written, c.String("out"))
 	}
+	if counts.CopiesSkipped > 0 {
+		fmt.Fprintf(summaryTo, ", %d copies of duplicated frames skipped (frames cut at the capture's snaplen)", counts.CopiesSkipped)
+	}
 	fmt.Fprintln(summaryTo)
 	rec.report(summaryTo)
 	writeSummary(summaryTo, p.Summary())
