@@ -28,10 +28,10 @@ func filterChain(ct uint32, fin bool, mark uint32) uint32 {
 	return ct
 }
 
-// TestQuietCloseBurstKernelAgrees: the first FIN, the peer's ACK of it and
-// the peer's data of a half-close, all queued behind the FIN (mangle set E
-// and cleared Q before queueing each), the ACK and the data read in one
-// burst read dry, the FIN's own or the next. The kernel's connection mark
+// TestQuietCloseBurstKernelAgrees: the first FIN and two segments of the
+// peer's stream that crossed it, queued behind the FIN (mangle set E and
+// cleared Q before queueing each), the two read in one burst read dry, the
+// FIN's own or the next. The kernel's connection mark
 // after the verdicts must agree with the tracker: quiet in both or in
 // neither.
 func TestQuietCloseBurstKernelAgrees(t *testing.T) {
@@ -54,9 +54,10 @@ func quietCloseBurstKernelAgrees(t *testing.T, finAlone bool) {
 		{syn: true, seq: 99},
 		{syn: true, ack: true, reply: true, seq: 299, ackNum: 100},
 		{ack: true, seq: 100, ackNum: 300},
-		{fin: true, ack: true, seq: 100, ackNum: 300},                                          // the first FIN
-		{ack: true, reply: true, seq: 300, ackNum: 101},                                        // its ACK
-		{ack: true, psh: true, reply: true, seq: 300, ackNum: 101, payload: make([]byte, 100)}, // half-close data
+		{fin: true, ack: true, seq: 100, ackNum: 300}, // the first FIN
+		// The server's stream, sent before the FIN reached it: crossing it.
+		{ack: true, psh: true, reply: true, seq: 300, ackNum: 100, payload: make([]byte, 100)},
+		{ack: true, psh: true, reply: true, seq: 400, ackNum: 100, payload: make([]byte, 100)},
 	}
 	for i, spec := range specs {
 		id := uint32(i + 1)
@@ -81,5 +82,15 @@ func quietCloseBurstKernelAgrees(t *testing.T, finAlone bool) {
 	p.EachSlot(0, 1<<20, func(ci statetrack.ConnInfo) { trackerQuiet = trackerQuiet || ci.Quiet })
 	if kernelQuiet := ct&QuietMark != 0; kernelQuiet != trackerQuiet {
 		t.Errorf("after the burst the kernel's connection is quiet %t, the tracker's %t", kernelQuiet, trackerQuiet)
+	}
+	// The next segment of the stream is queued if the kernel woke: its
+	// verdict cannot make the close quiet again, nor count as going quiet.
+	quieted := p.Summary().Tracker.Quieted
+	id := uint32(len(specs) + 1)
+	k.enqueue(id)
+	c.messages(packetMessage(id, 0, tcpSpec{ack: true, psh: true, reply: true, seq: 500, ackNum: 100, payload: make([]byte, 100)}.build(t), 0), &m, now)
+	c.endBurst(true)
+	if ct&QuietMark == 0 && p.Summary().Tracker.Quieted != quieted {
+		t.Errorf("a segment queued after the kernel woke the close counts as going quiet: Quieted %d -> %d", quieted, p.Summary().Tracker.Quieted)
 	}
 }
