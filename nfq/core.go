@@ -168,7 +168,7 @@ func (c *core) Accept(p *execute.Packet, v *rules.Verdict, now time.Time) {
 		return
 	}
 	e := c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, v.Quiet, now)
-	e.anchor = e.quiet && v.Obs.Seg.Flags&statetrack.FIN != 0
+	e.anchor = e.quiet && v.Closing
 	c.c.accepted.Add(1)
 	c.add(e)
 }

@@ -22,8 +22,8 @@ type Handler interface {
 	// Quieted reports that connection connID went quiet: a verdict
 	// carrying QuietMark for a packet of it (Verdict.Obs.ConnID) was
 	// written to the kernel. A Verdict.Quiet the queue could not honour
-	// (another packet of the connection was still waiting, or the queue
-	// was opened without Options.Quiet) is not reported. After the
+	// is reported by Declined instead, or not at all when the queue was
+	// opened without Options.Quiet. After the
 	// connection's first FIN the kernel honours QuietMark only on that
 	// FIN's own verdict, and a verdict without it ends a quiet close
 	// (see iptables.go).

@@ -100,9 +100,10 @@ import (
 //   - A verdict without Q after a quiet first FIN ends the quiet close,
 //     as one does the quiet data phase before any FIN: a packet of the
 //     connection queued between the FIN and its verdict (a streaming
-//     peer's; in the FIN's own burst it keeps the FIN's verdict from
-//     carrying Q at all) wakes the connection in the tracker, and in the
-//     kernel too once its verdict comes; and a reload that takes out the
+//     peer's, even in the FIN's own burst) has a verdict with Q
+//     (rules.Verdict.Closing) unless the live path declines it, which
+//     wakes the connection in the tracker, and in the kernel too once its
+//     verdict comes; and a reload that takes out the
 //     bypass (SetBypass) wakes a quiet close as it wakes a quiet data
 //     phase.
 //   - Two CPUs: xt_connmark reads and writes the connection mark without

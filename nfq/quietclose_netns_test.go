@@ -65,8 +65,9 @@ type closeConn struct {
 	segs   []statetrack.Segment // in the order handed
 	// asked counts the verdicts that let it go quiet, quieted the
 	// Quieted calls for it: fewer when the queue could not honour one
-	// (another packet of it in the same burst, or a burst that did not
-	// read the socket dry). quietHandshake: the SYN-ACK's was honoured
+	// (another packet of it in the same burst, unless both are of a
+	// quiet close, or a burst that did not read the socket dry).
+	// quietHandshake: the SYN-ACK's was honoured
 	// (a Quieted call before any FIN was handed).
 	asked, quieted int
 	quietHandshake bool
@@ -143,6 +144,8 @@ func (h *closeHandler) Handle(seg *statetrack.Segment, _ time.Time) rules.Verdic
 	case finAlways:
 		quiet = true
 	}
+	// From the first FIN on, a quiet verdict is one of a quiet close.
+	closing := quiet && (fin || c.fins > 0)
 	if fin {
 		c.fins++
 	}
@@ -150,7 +153,7 @@ func (h *closeHandler) Handle(seg *statetrack.Segment, _ time.Time) rules.Verdic
 		c.asked++
 	}
 	c.segs = append(c.segs, *seg)
-	return rules.Verdict{Quiet: quiet, Obs: statetrack.Observation{ConnID: c.id, Seg: *seg}}
+	return rules.Verdict{Quiet: quiet, Closing: closing, Obs: statetrack.Observation{ConnID: c.id, Seg: *seg}}
 }
 
 func (h *closeHandler) Deliver(*rules.Verdict, time.Time) {}

@@ -20,10 +20,11 @@ type verdictEntry struct {
 	mark    uint32
 	setMark bool
 	quiet   bool
-	// anchor: the entry is quiet and its packet a FIN. After a
-	// connection's first FIN the kernel takes the quiet bit from that
-	// FIN's verdict only (see iptables.go): a later verdict of the
-	// connection cannot carry it in the FIN's stead.
+	// anchor: the entry is quiet and one of a quiet close
+	// (rules.Verdict.Closing). After a connection's first FIN the kernel
+	// takes the quiet bit from that FIN's verdict only, and any later
+	// verdict without it clears it (see iptables.go): a later verdict of
+	// the connection cannot carry it in this one's stead.
 	anchor bool
 	// conn is the packet's connection (0: none known).
 	conn uint64
@@ -59,7 +60,7 @@ type verdictWriter struct {
 	buf     []byte
 	// quieted lists the connections whose QuietMark the last flush wrote,
 	// declined those of the quiet entries it wrote without (the burst
-	// had not read the queue dry).
+	// had not read the queue dry, or the write failed).
 	quieted, declined []uint64
 	// laterMin[i] is the least id of entries[i:] (flush's scratch).
 	laterMin [maxBurst + 1]uint32
@@ -89,12 +90,13 @@ func (w *verdictWriter) full() bool { return len(w.entries) == cap(w.entries) }
 // earlier loses its quiet: only the connection's last packet in a burst
 // may let the rest of its packets bypass the queue, or a packet still
 // waiting in the queue would be overtaken. When e is quiet it carries the
-// connection's quiet in their stead, except for an anchor, which keeps
-// its quiet (no later verdict can carry it): then the packets let bypass
-// between the anchor's verdict and e's, which follows it in the same
-// write, may overtake e's packet, as a packet may overtake any verdict's
-// (see QuietMark). When e is not quiet, the earlier quiet is declined:
-// add reports so. The caller flushes when full.
+// connection's quiet in their stead, except for anchors (a quiet close's
+// entries), which keep their quiet (no later verdict can carry it): then
+// the packets let bypass between the first anchor's verdict and e's,
+// which follows it in the same write, may overtake e's packet, as a
+// packet may overtake any verdict's (see QuietMark). When e is not quiet,
+// the earlier quiet is declined: add reports so. The caller flushes when
+// full.
 func (w *verdictWriter) add(e verdictEntry) (declined bool) {
 	if e.conn != 0 {
 		for i := range w.entries {

@@ -255,25 +255,27 @@ func TestWriterQuietOnlyOnLastOfConnection(t *testing.T) {
 	}
 }
 
-// TestWriterAnchorKeepsQuiet: a quiet FIN's entry (an anchor) keeps its
-// quiet when a later quiet entry of its connection follows in the burst
-// (after a first FIN only the FIN's verdict can make the connection
-// quiet), and loses it, declined, when a later one is not quiet.
+// TestWriterAnchorKeepsQuiet: the quiet entries of a quiet close
+// (anchors) keep their quiet when later quiet entries of their
+// connection follow in the burst (after a first FIN only the FIN's
+// verdict sets the connection's quiet bit, and any verdict without it
+// clears it), and lose it, declined, when a later one is not quiet; an
+// earlier quiet entry of another phase is superseded by a later quiet one.
 func TestWriterAnchorKeepsQuiet(t *testing.T) {
 	q := func(id uint32, conn uint64, anchor bool) verdictEntry {
 		return verdictEntry{id: id, verdict: verdictAccept, mark: VerdictMark, setMark: true, quiet: true, anchor: anchor, conn: conn}
 	}
 	k := newFakeKernel()
-	for id := range uint32(6) {
+	for id := range uint32(7) {
 		k.enqueue(id + 1)
 	}
 	w := newVerdictWriter(100, k)
-	for _, e := range []verdictEntry{q(1, 10, true), q(2, 10, false), q(3, 10, false), q(4, 20, true)} {
+	for _, e := range []verdictEntry{q(1, 10, true), q(2, 10, true), q(3, 10, true), q(4, 20, true), q(5, 30, false), q(6, 30, false)} {
 		if w.add(e) {
 			t.Errorf("packet %d: add declined an earlier quiet verdict", e.id)
 		}
 	}
-	notQuiet := accept(5, VerdictMark)
+	notQuiet := accept(7, VerdictMark)
 	notQuiet.conn = 20
 	if !w.add(notQuiet) {
 		t.Error("a verdict without quiet after connection 20's quiet FIN: add did not report the decline")
@@ -281,13 +283,14 @@ func TestWriterAnchorKeepsQuiet(t *testing.T) {
 	if err := w.flush(true, true); err != nil {
 		t.Fatal(err)
 	}
-	for id, mark := range map[uint32]uint32{1: VerdictMark | QuietMark, 2: VerdictMark, 3: VerdictMark | QuietMark, 4: VerdictMark, 5: VerdictMark} {
+	vq := VerdictMark | QuietMark
+	for id, mark := range map[uint32]uint32{1: vq, 2: vq, 3: vq, 4: VerdictMark, 5: VerdictMark, 6: vq, 7: VerdictMark} {
 		k.verdict(t, id)
 		if k.marks[id] != mark {
 			t.Errorf("packet %d: mark %#x, want %#x", id, k.marks[id], mark)
 		}
 	}
-	if want := []uint64{10, 10}; !slices.Equal(w.quieted, want) || len(w.declined) != 0 {
+	if want := []uint64{10, 10, 10, 30}; !slices.Equal(w.quieted, want) || len(w.declined) != 0 {
 		t.Errorf("quieted %v, declined %v; want %v and none", w.quieted, w.declined, want)
 	}
 }

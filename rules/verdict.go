@@ -18,6 +18,14 @@ type Verdict struct {
 	// without SYN, FIN or RST (after a first FIN: until the second FIN or
 	// an RST); one that does not ignores it.
 	Quiet bool
+	// Closing reports, with Quiet, that the verdict is one of a quiet
+	// close: that of the connection's first FIN, or of a packet queued
+	// behind it (statetrack.Tracker.QuietClosing). After a first FIN the
+	// kernel takes the quiet bit from that FIN's verdict only, and a
+	// later verdict of the connection without the bit wakes the close: a
+	// live path must not leave the bit off this verdict because a later
+	// one of the connection carries it.
+	Closing bool
 	// Obs is the tracker's observation of the packet.
 	Obs statetrack.Observation
 }

@@ -430,18 +430,20 @@ func (t *Tracker) QuietInfo(connID uint64, now time.Time) (info ConnInfo, moved,
 // packets of the connection are observed. Until then those packets count
 // as following a quiet verdict (see QuietClosing). A verdict asking so
 // after the connection's first FIN, which left the sender FIN_WAIT_1 and
-// its peer CLOSE_WAIT, starts a quiet close. Quieting does nothing for a
+// its peer CLOSE_WAIT, starts a quiet close. Quieting reports whether the
+// connection is in a quiet close (QuietClosing); it does nothing for a
 // connection that is gone.
-func (t *Tracker) Quieting(connID uint64) {
+func (t *Tracker) Quieting(connID uint64) (closing bool) {
 	i, ok := t.byID(connID)
 	if !ok {
-		return
+		return false
 	}
 	c := t.at(i)
 	c.flags |= quietPending
 	if cl, sv := c.h[Client].state, c.h[Server].state; cl == FinWait1 && sv == CloseWait || cl == CloseWait && sv == FinWait1 {
 		c.flags |= quietClosing
 	}
+	return c.flags&quietClosing != 0
 }
 
 // QuietDeclined records that the verdict Quieting announced for the

@@ -183,9 +183,7 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	} else {
 		p.track(o.ConnID, states)
 	}
-	if v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 && p.quietAfter(&o, states); v.Quiet {
-		p.tracker.Quieting(o.ConnID)
-	}
+	v.Quiet = p.quietable && !d.Action.Faulty() && o.ConnID != 0 && p.quietAfter(&o, states)
 	p.stats.Packets[o.Kind]++
 	p.stats.Actions[d.Action]++
 	p.stats.KindActions[o.Kind][d.Action]++
@@ -205,6 +203,9 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 	}
 	if d.Action.SendsResets() {
 		p.reset(&v, now)
+	}
+	if v.Quiet { // last: a handler that panics before proposes nothing
+		v.Closing = p.tracker.Quieting(o.ConnID)
 	}
 	return v
 }
