@@ -26,7 +26,7 @@ type column int
 const (
 	direct      column = iota // no queue rules
 	control                   // tcpchaos, rules on control packets only
-	dataRule                  // tcpchaos, a rule on data: every packet queued
+	dataRule                  // tcpchaos, a rule on the 9th data segment: short connections queued whole
 	dataMetrics               // the same with --metrics, scraped every scrapeEvery
 	idleRule                  // tcpchaos, the control rules and an idle rule: every packet queued
 	reference                 // bench/reference: every packet queued, naive

@@ -24,6 +24,10 @@ const (
 // crossingsDrain is what the server sends after a half-close.
 const crossingsDrain = 256 << 10
 
+// closedExpectation, appended to a config, expects every connection to
+// reach TIME_WAIT.
+const closedExpectation = "expect:\n  - name: closed\n    reaches: {state: TIME_WAIT, connections: all}\n"
+
 // passiveLinger is how long the passive closer waits before its own
 // close: longer than Linux's delayed ACK (40 ms at least, 200 ms at most;
 // a FIN puts the receiver in delayed-ACK mode), so that the ACK of the
@@ -51,26 +55,17 @@ func TestQuietCloseCrossings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const expect = "expect:\n  - name: closed\n    reaches: {state: TIME_WAIT, connections: all}\n"
 	const finAck = "  - name: lose-ninth-fin-ack\n    match: {packet: fin-ack, nth: 9, port: 8080}\n    action: drop\n"
 	for _, c := range []struct {
 		name, config string
 		quiet        bool
 	}{
-		{"quiet", string(control) + expect, true},
-		{"fin-ack rule", string(control) + finAck + expect, false},
+		{"quiet", string(control) + closedExpectation, true},
+		{"fin-ack rule", string(control) + finAck + closedExpectation, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "control.yaml")
-			if err := os.WriteFile(path, []byte(c.config), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			s := newScenarioWith(t, path, false, "--metrics", "127.0.0.1:0")
-			m := metricsURL.FindStringSubmatch(s.chaos.stderr.String())
-			if m == nil {
-				t.Fatalf("no metrics address in\n%s", s.chaos.stderr.String())
-			}
+			s, m := newMetricsScenario(t, c.config)
 			if got := strings.Contains(s.chaos.stderr.String(), "(quiet close)"); got != c.quiet {
 				t.Errorf("status line names the quiet close: %v, want %v:\n%s", got, c.quiet, s.chaos.stderr.String())
 			}
@@ -84,14 +79,14 @@ func TestQuietCloseCrossings(t *testing.T) {
 				closeAsked(t, s, o)
 			}
 			conns := len(orders)
-			mfs, _ := scrape(t, m[1])
+			mfs, _ := scrape(t, m)
 			ended := func() float64 {
 				return value(mfs, "tcpchaos_connections", "client_state=TIME_WAIT", "server_state=CLOSED") +
 					value(mfs, "tcpchaos_connections", "client_state=CLOSED", "server_state=TIME_WAIT")
 			}
 			for deadline := time.Now().Add(ioTimeout); ended() != float64(conns) && time.Now().Before(deadline); {
 				time.Sleep(100 * time.Millisecond)
-				mfs, _ = scrape(t, m[1])
+				mfs, _ = scrape(t, m)
 			}
 			queued := value(mfs, "tcpchaos_queue_kernel_queued_total")
 			_, _, evs := s.finish()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,6 +18,29 @@ import (
 
 // metricsURL is the line `run --metrics` prints before it intercepts.
 var metricsURL = regexp.MustCompile(`tcpchaos: metrics at (http://\S+)`)
+
+// metricsAt returns the URL at which tcpchaos (started with --metrics)
+// serves its metrics, as its status line says.
+func (c *tcpchaos) metricsAt(t *testing.T) string {
+	t.Helper()
+	m := metricsURL.FindStringSubmatch(c.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address in\n%s", c.stderr.String())
+	}
+	return m[1]
+}
+
+// newMetricsScenario is newScenarioWith a config file holding config and
+// --metrics; it returns the metrics URL too.
+func newMetricsScenario(t *testing.T, config string) (*scenario, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newScenarioWith(t, path, false, "--metrics", "127.0.0.1:0")
+	return s, s.chaos.metricsAt(t)
+}
 
 // scrape reads the metrics at url (from the test's own namespace: the one
 // tcpchaos was started in); it returns them parsed, and tcpchaos's own
@@ -87,10 +112,7 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 	t.Parallel()
 	const n = 3
 	s := newScenarioWith(t, configPath("lost-first-syn.yaml"), false, "--metrics", "127.0.0.1:0")
-	m := metricsURL.FindStringSubmatch(s.chaos.stderr.String())
-	if m == nil {
-		t.Fatalf("no metrics address in\n%s", s.chaos.stderr.String())
-	}
+	m := s.chaos.metricsAt(t)
 	s.listen(pingPong(0))
 	for range n {
 		c, _ := s.dial()
@@ -100,10 +122,10 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 	// The client closes first: each of its sockets ends in TIME_WAIT, the
 	// server's CLOSED once the final ACK crossed.
 	deadline := time.Now().Add(10 * time.Second)
-	mfs, text := scrape(t, m[1])
+	mfs, text := scrape(t, m)
 	for value(mfs, "tcpchaos_connections", "client_state=TIME_WAIT", "server_state=CLOSED") != n && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		mfs, text = scrape(t, m[1])
+		mfs, text = scrape(t, m)
 	}
 	t.Logf("scraped:\n%s", text)
 	atClient, _, _ := s.finish()

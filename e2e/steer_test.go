@@ -270,11 +270,7 @@ func TestBadReloadRefused(t *testing.T) {
 		t.Errorf("ctl status does not show the refusal:\n%s", out)
 	}
 	s.wantConnect(port, true, "after the refused reloads")
-	url := metricsURL.FindStringSubmatch(s.chaos.stderr.String())
-	if url == nil {
-		t.Fatalf("no metrics address on stderr:\n%s", s.chaos.stderr.String())
-	}
-	if _, m := scrape(t, url[1]); !strings.Contains(m, `tcpchaos_config_reloads_total{result="refused"} 2`) || !strings.Contains(m, `tcpchaos_config_reloads_total{result="ok"} 0`) {
+	if _, m := scrape(t, s.chaos.metricsAt(t)); !strings.Contains(m, `tcpchaos_config_reloads_total{result="refused"} 2`) || !strings.Contains(m, `tcpchaos_config_reloads_total{result="ok"} 0`) {
 		t.Errorf("metrics do not count 2 refused reloads and none done:\n%s", m)
 	}
 	s.chaos.stop()

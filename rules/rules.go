@@ -45,6 +45,11 @@ type Set struct {
 	states uint16
 	// idle reports that some rule that may act selects on Match.Idle.
 	idle bool
+	// dataNth is the highest Match.Nth, per sender and data-phase kind,
+	// of the rules that may act on such packets; dataAnyNth reports that
+	// one of them selects no Nth (see QuietAfter).
+	dataNth    statetrack.DataBounds
+	dataAnyNth bool
 	// darkens reports that some rule that may act is a blackhole.
 	darkens bool
 	// acted counts, per rule, the packets acted on by every Engine of the
@@ -114,6 +119,7 @@ func Compile(rs []Rule) *Set {
 			if c.action.Type.SendsCopies() {
 				s.duplicated |= c.kinds
 			}
+			s.boundData(&c)
 		}
 		s.rules[i] = c
 	}
@@ -181,9 +187,22 @@ func (s *Set) Action(i int) ActionType { return s.rules[i].action.Type }
 // those packets need not be queued for a decision (they are accepted).
 func (s *Set) MayMatch(k statetrack.Kind) bool { return s.faulty&bit(k) != 0 }
 
-// dataPhaseKinds are the kinds of an established connection's data phase,
-// which a quiet connection lets bypass the queue.
-var dataPhaseKinds = [...]statetrack.Kind{statetrack.Data, statetrack.Ack, statetrack.Keepalive, statetrack.KeepaliveAck}
+// boundData adds rule c, which may act, to the data-phase bounds.
+func (s *Set) boundData(c *rule) {
+	for j, k := range statetrack.DataKinds {
+		if c.kinds&bit(k) == 0 {
+			continue
+		}
+		if c.nth == 0 {
+			s.dataAnyNth = true
+		}
+		for side := range s.dataNth {
+			if c.from < 0 || int(c.from) == side {
+				s.dataNth[side][j] = max(s.dataNth[side][j], c.nth)
+			}
+		}
+	}
+}
 
 // Darkens reports whether some rule may blackhole a connection: only
 // then does the live path install what keeps connections dark in the
@@ -197,12 +216,23 @@ func (s *Set) Darkens() bool { return s.darkens }
 // reports, unless QuietHandshake or QuietClose lets part of them bypass
 // too.
 func (s *Set) Quietable() bool {
-	for _, k := range dataPhaseKinds {
-		if s.MayMatch(k) {
-			return false
-		}
+	b, ok := s.QuietAfter()
+	return ok && b == statetrack.DataBounds{}
+}
+
+// QuietAfter reports whether the live path may let the data phase of a
+// connection bypass the queue once each of its senders has sent more
+// packets of each data-phase kind than after holds
+// (statetrack.Tracker.SentPast): every rule that may act on such a packet
+// selects one Match.Nth, the highest of which, per sender and kind, after
+// holds, and none selects on Match.Idle. The rules' other selectors are
+// not considered. ok is false when some rule may act on a data-phase
+// packet at any count; after is all 0 for a Quietable set.
+func (s *Set) QuietAfter() (after statetrack.DataBounds, ok bool) {
+	if s.idle || s.dataAnyNth {
+		return statetrack.DataBounds{}, false
 	}
-	return !s.idle
+	return s.dataNth, true
 }
 
 // QuietHandshake reports whether the live path may also leave a

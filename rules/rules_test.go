@@ -535,3 +535,48 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// TestQuietAfter: the data phase may go quiet past the highest nth, per
+// sender and kind, of the rules that may act on it; a rule on it without
+// nth, or one with Match.Idle, keeps it queued.
+func TestQuietAfter(t *testing.T) {
+	client := statetrack.Client
+	rule := func(nth uint32, from *statetrack.Side, kinds ...statetrack.Kind) Rule {
+		return Rule{Match: Match{Packets: kinds, Nth: nth, From: from}, Action: Action{Type: Delay, Delay: time.Millisecond}, Probability: 1}
+	}
+	var clientData9, both3 statetrack.DataBounds
+	clientData9[client][0] = 9
+	for side := range both3 {
+		for j := range both3[side] {
+			both3[side][j] = 3
+		}
+	}
+	both3[client][0] = 9
+	idle := rule(0, nil, statetrack.Fin)
+	idle.Match.Idle = time.Minute
+	off := rule(0, nil, statetrack.Data)
+	off.Probability = 0
+	for _, c := range []struct {
+		name  string
+		rules []Rule
+		after statetrack.DataBounds
+		ok    bool
+	}{
+		{"none", nil, statetrack.DataBounds{}, true},
+		{"control", []Rule{rule(0, nil, statetrack.Syn)}, statetrack.DataBounds{}, true},
+		{"client data nth 9", []Rule{rule(9, &client, statetrack.Data), rule(2, &client, statetrack.Data)}, clientData9, true},
+		{"any kind nth 3 and client data nth 9", []Rule{rule(3, nil), rule(9, &client, statetrack.Data)}, both3, true},
+		{"data without nth", []Rule{rule(9, &client, statetrack.Data), rule(0, nil, statetrack.Ack)}, statetrack.DataBounds{}, false},
+		{"idle", []Rule{rule(9, &client, statetrack.Data), idle}, statetrack.DataBounds{}, false},
+		{"data rule off", []Rule{off}, statetrack.DataBounds{}, true},
+	} {
+		s := Compile(c.rules)
+		after, ok := s.QuietAfter()
+		if after != c.after || ok != c.ok {
+			t.Errorf("%s: QuietAfter() = %v, %v; want %v, %v", c.name, after, ok, c.after, c.ok)
+		}
+		if got, want := s.Quietable(), c.ok && c.after == (statetrack.DataBounds{}); got != want {
+			t.Errorf("%s: Quietable() = %v, want %v", c.name, got, want)
+		}
+	}
+}

@@ -110,6 +110,16 @@ func (h *half) count(k Kind) uint32 {
 	return uint32(h.ctl[k-1])
 }
 
+// past reports whether the endpoint sent n packets of kind k or more, and
+// none it sends later can be the nth (its count saturates at a ceiling).
+func (h *half) past(k Kind, n uint32) bool {
+	c, ceiling := h.count(k), uint32(^uint8(0))
+	if k == Data || k == Ack {
+		ceiling = ^uint32(0)
+	}
+	return c > n || c == n && c < ceiling
+}
+
 // inc counts one more packet of kind k and returns the new count, its nth.
 func (h *half) inc(k Kind) uint32 {
 	switch k {

@@ -488,6 +488,34 @@ func (t *Tracker) QuietHandshake(connID uint64) bool {
 	return ok && t.at(i).ackAssumable()
 }
 
+// SentPast reports whether each sender of the connection connID is past
+// the number of packets of each data-phase kind that b holds for it: it
+// has sent that many (a bound of 0 always holds), so that no packet it
+// sends later can be the one with that Observation.Nth; false for a
+// connection that is gone. A rule that selects one Match.Nth of a kind
+// can act on no later packet of a sender past it. The counts only grow
+// (a quiet connection's packets go uncounted), and saturate: a count at
+// its ceiling is past only lower bounds.
+func (t *Tracker) SentPast(connID uint64, b *DataBounds) bool {
+	i, ok := t.byID(connID)
+	if !ok {
+		return false
+	}
+	c := t.at(i)
+	for side := range b {
+		h := &c.h[side]
+		if c.flags&selfConn != 0 {
+			h = &c.h[Client]
+		}
+		for j, k := range DataKinds {
+			if n := b[side][j]; n > 0 && !h.past(k, n) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // ackAssumable is QuietHandshake's test of the connection.
 func (c *conn) ackAssumable() bool {
 	cl, sv := &c.h[Client], &c.h[Server]

@@ -261,3 +261,41 @@ func TestStatsAddSumsEveryField(t *testing.T) {
 		}
 	}
 }
+
+// TestSentPast: a connection is past a bound of data segments once its
+// sender has sent that many; the other sender's bound of 0 always holds,
+// and a bound on it makes its own packets count.
+func TestSentPast(t *testing.T) {
+	tr := statetrack.New(statetrack.Config{})
+	k := newConn(tr, "198.18.0.1:40000", "198.19.0.1:80")
+	o := k.handshake(1000, 5000)
+	var b statetrack.DataBounds
+	b[statetrack.Client][0] = 3 // data: statetrack.DataKinds[0]
+	if statetrack.DataKinds[0] != statetrack.Data {
+		t.Fatalf("DataKinds[0] = %s, want data", statetrack.DataKinds[0])
+	}
+	seq := seqnum.Value(1001)
+	for i := 1; i <= 3; i++ {
+		o = k.send(true, ack, seq, 5001, 100)
+		seq += 100
+		if got, want := tr.SentPast(o.ConnID, &b), i == 3; got != want || o.Nth != uint32(i) {
+			t.Errorf("after data segment %d (nth %d): SentPast = %v, want %v", i, o.Nth, got, want)
+		}
+	}
+	b[statetrack.Server][1] = 1 // the server's pure ACKs: DataKinds[1]
+	if tr.SentPast(o.ConnID, &b) {
+		t.Error("past a bound of 1 server ACK before the server sent any")
+	}
+	k.send(false, ack, 5001, seq, 0)
+	if !tr.SentPast(o.ConnID, &b) {
+		t.Error("not past a bound of 1 server ACK after it")
+	}
+	if tr.SentPast(0, &b) {
+		t.Error("a connection that is gone is past its bounds")
+	}
+	lower, higher := b, b
+	lower[statetrack.Client][0], higher[statetrack.Client][0] = 2, 4
+	if !lower.AtMost(&b) || !b.AtMost(&b) || higher.AtMost(&b) {
+		t.Errorf("AtMost: lower %v, same %v, higher %v; want true, true, false", lower.AtMost(&b), b.AtMost(&b), higher.AtMost(&b))
+	}
+}

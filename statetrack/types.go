@@ -108,6 +108,28 @@ const (
 	numKinds
 )
 
+// DataKinds are the kinds of an established connection's data phase,
+// which the live path may let bypass the queue (see Tracker.Quiet), in
+// the order of a row of DataBounds.
+var DataKinds = [...]Kind{Data, Ack, Keepalive, KeepaliveAck}
+
+// DataBounds holds a number of packets per sender (indexed by Side) and
+// data-phase kind (in DataKinds' order): see Tracker.SentPast.
+type DataBounds [2][len(DataKinds)]uint32
+
+// AtMost reports whether every number of b is at most c's: a connection
+// past c (Tracker.SentPast) is past b.
+func (b *DataBounds) AtMost(c *DataBounds) bool {
+	for side := range b {
+		for j := range b[side] {
+			if b[side][j] > c[side][j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 var kindNames = [numKinds]string{
 	Syn:          "syn",
 	SynAck:       "syn-ack",

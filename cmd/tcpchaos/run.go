@@ -249,7 +249,7 @@ func (l live) run(ctx context.Context) error {
 	if ic.Queues > 1 {
 		fmt.Fprintf(l.status, "-%d", ic.Queue+ic.Queues-1)
 	}
-	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(quiet, phases, copyRange))
+	fmt.Fprintf(l.status, " with %d rules (%s); Ctrl-C to stop\n", set.Len(), queueing(set, quiet, phases, copyRange))
 	var reloads func() metrics.Reloads
 	if l.steer != nil {
 		reloads = l.steer.reloadCounts
@@ -313,12 +313,17 @@ func (l live) run(ctx context.Context) error {
 	return errors.Join(runErr, removeErr, pcapErr)
 }
 
-// queueing describes what the queue sees: every packet or the handshake
-// and the close only (less the quiet phases), whole packets or headers.
-func queueing(quiet bool, phases pipeline.QuietPhases, copyRange uint32) string {
+// queueing describes what the queue sees under set: every packet or the
+// handshake and the close only (less the quiet phases; with data-phase
+// rules of one Match.Nth, also the data phase's first packets), whole
+// packets or headers.
+func queueing(set *rules.Set, quiet bool, phases pipeline.QuietPhases, copyRange uint32) string {
 	what := "every packet queued"
 	if quiet {
 		what = "handshake and close queued, data phase bypasses the queue" + quietPhases(phases)
+		if !set.Quietable() {
+			what = "handshake, close and the data phase up to the packets the rules' nth selects queued, the rest of the data phase bypasses the queue"
+		}
 	}
 	if copyRange == 0 {
 		return what + ", whole packets copied"

@@ -26,6 +26,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/trail"
 	"github.com/tcpchaos/tcpchaos/nfq"
 	"github.com/tcpchaos/tcpchaos/rules"
+	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
 // steerHelp is run's help on steering a run.
@@ -64,6 +65,11 @@ type steering struct {
 	full           *nfq.QueueFullCounter // what passed the full queues, for status
 	quietInstalled bool                  // the interception was installed with quiet connections
 	copyRange      uint32                // the queues' copy range (0: whole packets)
+	// quietFloor is, since the run began, the lowest rules.Set.QuietAfter
+	// of the sets under which connections could go quiet (nil: none yet):
+	// a connection may still be quiet in the kernel from any of them.
+	// Only attach and apply (one reload at a time) touch it.
+	quietFloor *statetrack.DataBounds
 
 	mu    sync.Mutex // guards what follows; reloads change it
 	file  string     // the config file in force
@@ -126,6 +132,10 @@ func (s *steering) attach(set *rules.Set, pipes []*pipeline.Pipeline, queues []*
 	s.started = time.Now()
 	s.set, s.pipes, s.queues, s.in, s.full = set, pipes, queues, in, full
 	s.quiet, s.phases, s.quietInstalled, s.copyRange = quiet, phases, quiet, copyRange
+	if quiet {
+		after, _ := set.QuietAfter()
+		s.quietFloor = &after
+	}
 }
 
 // serve answers the control socket and carries out reloads until ctx is
@@ -191,8 +201,27 @@ func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
 	if len(res.Changed) > 0 {
 		changed = fmt.Sprintf("changed %v", res.Changed)
 	}
-	fmt.Fprintf(s.status, "tcpchaos: reloaded %s (%s): %s; %d rules (%s)\n", file, why, changed, s.set.Len(), queueing(s.quiet, s.phases, s.copyRange))
+	fmt.Fprintf(s.status, "tcpchaos: reloaded %s (%s): %s; %d rules (%s)\n", file, why, changed, s.set.Len(), queueing(s.set, s.quiet, s.phases, s.copyRange))
 	return res, nil
+}
+
+// mayQuiet reports whether connections may go quiet under set
+// (rules.Set.QuietAfter) without a connection gone quiet under an earlier
+// set escaping a rule of set: one can still be quiet in the kernel
+// however long ago it went, so set's bounds must be at most those of
+// every earlier set under which connections went quiet (a data rule with
+// a higher Match.Nth keeps the data phase queued until the run restarts,
+// which the status line warns of).
+func (s *steering) mayQuiet(set *rules.Set) bool {
+	after, ok := set.QuietAfter()
+	if !ok {
+		return false
+	}
+	if s.quietFloor != nil && !after.AtMost(s.quietFloor) {
+		fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: the new rules may act on later packets of a connection than the rules under which connections went quiet (Match.Nth), and those may still bypass the queue (restart tcpchaos run to let the data phase bypass it again)\n")
+		return false
+	}
+	return true
 }
 
 // apply loads file and puts it in force: a new interception first when
@@ -233,9 +262,11 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			return ctlclient.Reload{}, err
 		}
 	}
-	newQuiet := s.quietInstalled && set.Quietable()
-	if !change.Rules {
-		set, newQuiet = old, quiet
+	newQuiet := quiet
+	if change.Rules {
+		newQuiet = s.quietInstalled && s.mayQuiet(set)
+	} else {
+		set = old
 	}
 	if quiet && !newQuiet {
 		if err := s.in.SetBypass(false); err != nil {
@@ -277,6 +308,9 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 	}
 	if !newQuiet {
 		phases = pipeline.QuietPhases{}
+	} else {
+		after, _ := set.QuietAfter()
+		s.quietFloor = &after
 	}
 	s.mu.Lock()
 	s.quiet, s.phases, s.loaded = newQuiet, phases, time.Now()

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +94,48 @@ func TestConnListKeepsTheMostRecentlyActive(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("limit %d: got %v, want %v", limit, got, want)
 		}
+	}
+}
+
+// TestMayQuietAfterEarlierSets: a set whose data rules select one nth
+// lets connections go quiet only if its nth are at most those of every
+// earlier set under which connections went quiet (one may still bypass
+// the queue from then); otherwise the status says the data phase stays
+// queued.
+func TestMayQuietAfterEarlierSets(t *testing.T) {
+	client := statetrack.Client
+	nth := func(n uint32) *rules.Set {
+		if n == 0 {
+			return rules.Compile(nil)
+		}
+		return rules.Compile([]rules.Rule{{Name: "d", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}, From: &client, Nth: n}, Action: rules.Action{Type: rules.Drop}, Probability: 1}})
+	}
+	anyData := rules.Compile([]rules.Rule{{Name: "d", Match: rules.Match{Packets: []statetrack.Kind{statetrack.Data}}, Action: rules.Action{Type: rules.Drop}, Probability: 1}})
+	var status bytes.Buffer
+	s := &steering{status: &status}
+	if !s.mayQuiet(nth(9)) {
+		t.Error("the first set of nth 9: not quiet")
+	}
+	floor, _ := nth(9).QuietAfter()
+	s.quietFloor = &floor
+	for _, c := range []struct {
+		name string
+		set  *rules.Set
+		want bool
+	}{
+		{"nth 5", nth(5), true}, {"nth 9", nth(9), true}, {"nth 12", nth(12), false}, {"any data", anyData, false},
+	} {
+		status.Reset()
+		if got := s.mayQuiet(c.set); got != c.want {
+			t.Errorf("after nth 9, %s: mayQuiet %v, want %v", c.name, got, c.want)
+		}
+		if warned := strings.Contains(status.String(), "the data phase stays queued"); warned != (c.name == "nth 12") {
+			t.Errorf("after nth 9, %s: warned %v (%q)", c.name, warned, status.String())
+		}
+	}
+	zero, _ := nth(0).QuietAfter()
+	s.quietFloor = &zero
+	if s.mayQuiet(nth(1)) || !s.mayQuiet(nth(0)) {
+		t.Error("after a set without data rules: nth 1 may go quiet, or no data rule may not")
 	}
 }

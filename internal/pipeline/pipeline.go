@@ -23,8 +23,14 @@ type Pipeline struct {
 	sink    events.Sink
 	stats   Stats
 	// quietable: Handle may set Verdict.Quiet (allowQuiet, and the rules
-	// cannot act on the data phase).
+	// cannot act on the data phase, or only on its first packets:
+	// rules.Set.QuietAfter).
 	quietable, allowQuiet bool
+	// dataAfter is what a connection's senders must have sent before its
+	// data phase may go quiet (rules.Set.QuietAfter); dataBounded: it is
+	// not all 0.
+	dataAfter   statetrack.DataBounds
+	dataBounded bool
 	// phases are the quiet phases Handle may start besides the data
 	// phase: those of allowPhases that the rules permit, when quietable.
 	phases, allowPhases QuietPhases
@@ -84,7 +90,9 @@ func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *P
 
 // AllowQuiet lets Handle set Verdict.Quiet, for a live path that lets quiet
 // connections bypass it. It has effect only when the rule set cannot act
-// on the data phase (rules.Set.Quietable); it reports whether it has, and
+// on the data phase (rules.Set.Quietable), or only on a connection's
+// first packets of it (rules.Set.QuietAfter: a connection goes quiet once
+// it is past them); it reports whether it has, and
 // that answer is the one decision on quiet connections: the live path
 // installs and marks for them only when it is true. The offline replay
 // never calls it: there every packet is seen.
@@ -125,7 +133,9 @@ func (p *Pipeline) QuietPhases() QuietPhases { return p.phases }
 
 // decideQuiet decides what Handle may let go quiet with the current set.
 func (p *Pipeline) decideQuiet() {
-	p.quietable = p.allowQuiet && p.set.Quietable()
+	after, ok := p.set.QuietAfter()
+	p.quietable = p.allowQuiet && ok
+	p.dataAfter, p.dataBounded = after, after != statetrack.DataBounds{}
 	p.phases = QuietPhases{
 		Handshake: p.quietable && p.allowPhases.Handshake && p.set.QuietHandshake(),
 		Close:     p.quietable && p.allowPhases.Close && p.set.QuietClose(),
@@ -212,7 +222,8 @@ func (p *Pipeline) Handle(seg *statetrack.Segment, now time.Time) rules.Verdict 
 
 // quietAfter reports whether the connection of the packet seen in o may
 // go quiet after its accepted verdict, which left the endpoints in states:
-// both ESTABLISHED (the data phase); the client ESTABLISHED and the server
+// both ESTABLISHED (the data phase), once past the first packets a rule
+// may act on (rules.Set.QuietAfter); the client ESTABLISHED and the server
 // SYN_RCVD after the server's SYN-ACK, the client's SYN not retransmitted
 // (a quiet handshake, statetrack.Tracker.QuietHandshake); the sender
 // FIN_WAIT_1 and the receiver CLOSE_WAIT after a first FIN that found both
@@ -223,7 +234,7 @@ func (p *Pipeline) quietAfter(o *statetrack.Observation, states [2]statetrack.St
 	const est = statetrack.Established
 	switch {
 	case states == [2]statetrack.State{est, est}:
-		return true
+		return !p.dataBounded || p.tracker.SentPast(o.ConnID, &p.dataAfter)
 	case o.Kind == statetrack.SynAck:
 		return p.phases.Handshake && o.From == statetrack.Server && states == [2]statetrack.State{est, statetrack.SynRcvd} &&
 			p.tracker.QuietHandshake(o.ConnID)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/rules"
@@ -235,5 +236,54 @@ func TestQuietCloseInOneBurst(t *testing.T) {
 	p.Declined(v.Obs.ConnID)
 	if v := p.Handle(seg(false, ack, 301, 102), t0); v.Quiet {
 		t.Error("the ACK after a declined first FIN's verdict proposes Quiet")
+	}
+}
+
+// TestQuietAfterNth: with a rule that delays the client's 2nd data
+// segment, a connection goes quiet once the client has sent it (no later
+// segment can be its 2nd), not before and not on the delayed one; with
+// the rule on either sender's 2nd, only once both have sent two.
+func TestQuietAfterNth(t *testing.T) {
+	client := statetrack.Client
+	for _, c := range []struct {
+		name string
+		from *statetrack.Side
+		want []bool // per packet after the handshake: client data, server data, ...
+	}{
+		{"client's", &client, []bool{false, false, false, true, true, true}},
+		{"either's", nil, []bool{false, false, false, false, true, true}},
+	} {
+		r := rule(statetrack.Data, rules.Action{Type: rules.Delay, Delay: time.Millisecond})
+		r.Match.Nth, r.Match.From = 2, c.from
+		p, _ := newPipeline(t, r)
+		if !p.AllowQuiet() {
+			t.Fatalf("%s: a data rule of one nth keeps the data phase from going quiet", c.name)
+		}
+		for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
+			if v := p.Handle(s, t0); v.Quiet {
+				t.Errorf("%s: handshake packet %s proposes quiet", c.name, s.Flags)
+			}
+		}
+		cseq, sseq := uint32(101), uint32(301)
+		for i, want := range c.want {
+			fromClient := i%2 == 0
+			s := seg(fromClient, ack|statetrack.PSH, cseq, sseq)
+			if !fromClient {
+				s = seg(false, ack|statetrack.PSH, sseq, cseq)
+			}
+			s.Len = 10
+			v := p.Handle(s, t0)
+			if fromClient {
+				cseq += 10
+			} else {
+				sseq += 10
+			}
+			if v.Quiet != want {
+				t.Errorf("%s: packet %d (%s nth %d, %s): quiet %v, want %v", c.name, i, v.Obs.From, v.Obs.Nth, v.Action, v.Quiet, want)
+			}
+			if v.Quiet {
+				p.Quieted(v.Obs.ConnID, t0)
+			}
+		}
 	}
 }
