@@ -13,7 +13,11 @@ import (
 )
 
 // Client talks to one instance's control socket. Its methods are safe for
-// concurrent use. A request the instance refuses returns an *Error.
+// concurrent use. A request the instance refuses returns an *Error. A
+// request lasts as long as its context lets it, connecting included: give
+// the context a deadline, or an instance that accepts on its socket but
+// never answers holds the request forever (`tcpchaos ctl` bounds each by
+// its --timeout).
 type Client struct {
 	path string
 	http *http.Client

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,30 +22,43 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 )
 
+// defaultCtlTimeout bounds a ctl command unless --timeout says otherwise:
+// a run that accepts on its socket but never answers (hung) fails the
+// command instead of holding it forever.
+const defaultCtlTimeout = 5 * time.Second
+
 // ctlFlags are the flags of `ctl` and of each of its commands, so that
 // they may come before or after the command's name.
 func ctlFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "control", Usage: "the control socket `PATH` of the run to steer", DefaultText: "the one socket in " + ctlclient.DefaultDir},
 		&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON (the protocol's own), for scripts"},
+		&cli.DurationFlag{Name: "timeout", Value: defaultCtlTimeout, Usage: "give up after `D` without the whole answer, connecting included (above zero)"},
 	}
 }
 
 func ctlCommand() *cli.Command {
+	// A flag that does not parse is a usage error in every ctl command
+	// too (the app's OnUsageError covers only its own flags).
+	usage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	leaf := func(cmd *cli.Command) *cli.Command {
 		cmd.Flags = append(cmd.Flags, ctlFlags()...)
+		cmd.OnUsageError = usage
 		return cmd
 	}
 	return &cli.Command{
 		Name:      "ctl",
 		Usage:     "steer a running `tcpchaos run` through its control socket",
-		UsageText: "tcpchaos ctl [--control PATH] [--json] status|conns|rules|reload|set|timeline ...",
+		UsageText: "tcpchaos ctl [--control PATH] [--json] [--timeout D] status|conns|rules|reload|set|timeline ...",
 		Description: "Talks to the control socket of a running `tcpchaos run` (its --control PATH; without\n" +
 			"--control, the one socket in " + ctlclient.DefaultDir + "). Only the user who started the run, and\n" +
-			"root, may connect. Output is for people; --json prints the protocol's JSON instead.\n\n" +
-			"Exit status: 0 done, 1 the request failed (no such run, refused reload, unknown rule\n" +
-			"or connection), 2 bad flags or arguments.",
-		Flags: ctlFlags(),
+			"root, may connect. Output is for people; --json prints the protocol's JSON instead.\n" +
+			"Each command gives up after --timeout (default " + defaultCtlTimeout.String() + ") without the whole answer,\n" +
+			"connecting included (a reload given up on may still be applied: see ctl status).\n\n" +
+			"Exit status: 0 done, 1 the request failed (no such run, no answer within --timeout,\n" +
+			"refused reload, unknown rule or connection), 2 bad flags or arguments.",
+		Flags:        ctlFlags(),
+		OnUsageError: usage,
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{Name: "status", Usage: "uptime, config and reloads, counts, queue and kernel counters", Action: ctlStatus}),
 			leaf(&cli.Command{Name: "conns", Usage: "the tracked connections, the most recently active first", UsageText: "tcpchaos ctl conns [--state S] [--port P] [--limit N]", Action: ctlConns,
@@ -77,16 +91,30 @@ func ctlSetting(c *cli.Context, name string) *cli.Context {
 	return nil
 }
 
+// ctlTimeout returns --timeout, refusing one not above zero.
+func ctlTimeout(c *cli.Context) (time.Duration, error) {
+	d := defaultCtlTimeout
+	if cc := ctlSetting(c, "timeout"); cc != nil {
+		d = cc.Duration("timeout")
+	}
+	if d <= 0 {
+		return 0, usageError{fmt.Errorf("ctl: --timeout %s: want a duration above zero (such as %s)", d, defaultCtlTimeout)}
+	}
+	return d, nil
+}
+
 // ctlClient connects to --control, or to the one socket in DefaultDir
-// that a run answers on (a killed run leaves its socket behind).
-func ctlClient(c *cli.Context) (*ctlclient.Client, error) {
+// that a run answers on (a killed run leaves its socket behind), trying
+// each until ctx is done.
+func ctlClient(ctx context.Context, c *cli.Context) (*ctlclient.Client, error) {
 	if cc := ctlSetting(c, "control"); cc != nil {
 		return ctlclient.New(cc.String("control")), nil
 	}
 	all, err := filepath.Glob(filepath.Join(ctlclient.DefaultDir, "*.sock"))
 	var socks []string
+	d := net.Dialer{Timeout: time.Second}
 	for _, s := range all {
-		conn, err := net.DialTimeout("unix", s, time.Second)
+		conn, err := d.DialContext(ctx, "unix", s)
 		if err == nil {
 			conn.Close()
 		}
@@ -105,15 +133,25 @@ func ctlClient(c *cli.Context) (*ctlclient.Client, error) {
 	return ctlclient.New(socks[0]), nil
 }
 
-// ctlDo runs one request and prints its answer: as JSON with --json,
-// else with human.
-func ctlDo[T any](c *cli.Context, req func(*ctlclient.Client) (T, error), human func(io.Writer, T)) error {
-	cl, err := ctlClient(c)
+// ctlDo runs one request, within --timeout from the search for the
+// socket to the end of the answer (ctl has no streaming request), and
+// prints its answer: as JSON with --json, else with human.
+func ctlDo[T any](c *cli.Context, req func(context.Context, *ctlclient.Client) (T, error), human func(io.Writer, T)) error {
+	timeout, err := ctlTimeout(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	cl, err := ctlClient(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	v, err := req(cl)
+	v, err := req(ctx, cl)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("ctl %s: no answer within --timeout %s (is the run hung?): %w", c.Command.Name, timeout, err)
+	}
 	if err != nil {
 		return fmt.Errorf("ctl %s: %w", c.Command.Name, err)
 	}
@@ -138,7 +176,7 @@ func ctlStatus(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Status, error) { return cl.Status(c.Context) }, writeStatus)
+	return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) (ctlclient.Status, error) { return cl.Status(ctx) }, writeStatus)
 }
 
 func writeStatus(w io.Writer, s ctlclient.Status) {
@@ -207,7 +245,7 @@ func ctlConns(c *cli.Context) error {
 		return usageError{fmt.Errorf("ctl conns: --limit %d: want a number of connections, 0 for all", n)}
 	}
 	f := ctlclient.ConnFilter{State: strings.ToUpper(c.String("state")), Port: uint16(c.Uint("port")), Limit: c.Int("limit")}
-	return ctlDo(c, func(cl *ctlclient.Client) ([]ctlclient.Conn, error) { return cl.Conns(c.Context, f) }, writeConns)
+	return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) ([]ctlclient.Conn, error) { return cl.Conns(ctx, f) }, writeConns)
 }
 
 func writeConns(w io.Writer, cs []ctlclient.Conn) {
@@ -246,7 +284,7 @@ func ctlRules(c *cli.Context) error {
 	if c.Args().Present() {
 		return usageError{fmt.Errorf("ctl rules: unknown command %q (want enable NAME or disable NAME)", c.Args().First())}
 	}
-	return ctlDo(c, func(cl *ctlclient.Client) ([]ctlclient.Rule, error) { return cl.Rules(c.Context) }, writeRules)
+	return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) ([]ctlclient.Rule, error) { return cl.Rules(ctx) }, writeRules)
 }
 
 func writeRules(w io.Writer, rs []ctlclient.Rule) {
@@ -273,7 +311,9 @@ func ctlSetRule(on bool) cli.ActionFunc {
 			return usageError{fmt.Errorf("ctl rules %s: want one rule NAME", c.Command.Name)}
 		}
 		name := c.Args().First()
-		return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Rule, error) { return cl.SetRuleEnabled(c.Context, name, on) },
+		return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) (ctlclient.Rule, error) {
+			return cl.SetRuleEnabled(ctx, name, on)
+		},
 			func(w io.Writer, r ctlclient.Rule) {
 				fmt.Fprintf(w, "rule %s: enabled %s (from the next packet on)\n", r.Name, yesNo(r.Enabled))
 			})
@@ -295,11 +335,11 @@ func ctlReload(c *cli.Context) error {
 			return usageError{fmt.Errorf("ctl set: -f %s: %w", c.String("file"), err)}
 		}
 	}
-	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Reload, error) {
+	return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) (ctlclient.Reload, error) {
 		if file != "" {
-			return cl.SetConfig(c.Context, file)
+			return cl.SetConfig(ctx, file)
 		}
-		return cl.Reload(c.Context)
+		return cl.Reload(ctx)
 	}, func(w io.Writer, r ctlclient.Reload) {
 		changed := "nothing changed"
 		if len(r.Changed) > 0 {
@@ -317,7 +357,9 @@ func ctlTimeline(c *cli.Context) error {
 	if _, err := strconv.ParseUint(conn, 10, 64); err != nil && !strings.Contains(conn, ":") {
 		return usageError{fmt.Errorf("ctl timeline: %q: want a conn id, or the client's ADDR:PORT", conn)}
 	}
-	return ctlDo(c, func(cl *ctlclient.Client) (ctlclient.Timeline, error) { return cl.Timeline(c.Context, conn) },
+	return ctlDo(c, func(ctx context.Context, cl *ctlclient.Client) (ctlclient.Timeline, error) {
+		return cl.Timeline(ctx, conn)
+	},
 		func(w io.Writer, t ctlclient.Timeline) { io.WriteString(w, t.Ladder) })
 }
 

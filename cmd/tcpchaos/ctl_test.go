@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +90,7 @@ func TestCtlExitCodes(t *testing.T) {
 		{[]string{"status", "extra"}, exitUsage, "unexpected arguments"},
 		{[]string{"conns", "--port", "70000"}, exitUsage, "want a port number"},
 		{[]string{"conns", "--limit", "-1"}, exitUsage, "--limit -1: want a number of connections"},
+		{[]string{"conns", "--limit", "many"}, exitUsage, `invalid value "many" for flag -limit`},
 		{[]string{"timeline"}, exitUsage, "want one CONN"},
 		{[]string{"set"}, exitUsage, "want -f FILE"},
 	} {
@@ -99,6 +102,86 @@ func TestCtlExitCodes(t *testing.T) {
 	_, err := runCLI(t, "ctl", "--control", filepath.Join(t.TempDir(), "none.sock"), "status")
 	if err == nil || exitCode(err) != exitFailure {
 		t.Errorf("ctl status without a run: %v, want exit 1", err)
+	}
+}
+
+// startHungRun listens on a control socket that accepts connections and
+// reads their requests but never answers, like a hung run.
+func startHungRun(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hung.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			go io.Copy(io.Discard, c) // read the request, answer nothing
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return path
+}
+
+// TestCtlTimeout: a run that accepts on its socket and never answers fails
+// each ctl command (exit 1, saying so) within --timeout, and within the
+// default without one.
+func TestCtlTimeout(t *testing.T) {
+	sock := startHungRun(t)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		bound time.Duration
+	}{
+		{"status", []string{"ctl", "--control", sock, "--timeout", "200ms", "status"}, 200 * time.Millisecond},
+		{"conns, flag after", []string{"ctl", "conns", "--control", sock, "--timeout", "300ms"}, 300 * time.Millisecond},
+		{"reload, default", []string{"ctl", "--control", sock, "reload"}, defaultCtlTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) { // not parallel: urfave/cli's help flag is shared by every app
+			start := time.Now()
+			out, err := runCLI(t, tc.args...)
+			took := time.Since(start)
+			if err == nil || exitCode(err) != exitFailure || !strings.Contains(err.Error(), "no answer within --timeout "+tc.bound.String()) {
+				t.Errorf("ctl %v: exit %d, %v\n%s; want exit %d saying no answer within --timeout %s", tc.args, exitCode(err), err, out, exitFailure, tc.bound)
+			}
+			if took < tc.bound || took > tc.bound+5*time.Second {
+				t.Errorf("ctl %v returned after %s, want %s (give or take 5s)", tc.args, took, tc.bound)
+			}
+		})
+	}
+}
+
+// TestCtlTimeoutUsage: a --timeout that does not parse or is not above
+// zero, before or after the command, is a usage error naming the flag.
+func TestCtlTimeoutUsage(t *testing.T) {
+	sock := startFakeRun(t)
+	for _, args := range [][]string{
+		{"--timeout", "0", "status"},
+		{"--timeout", "-1s", "status"},
+		{"--timeout", "soon", "status"},
+		{"status", "--timeout", "0s"},
+		{"rules", "disable", "--timeout", "5", "lose-first-syn"},
+	} {
+		out, err := runCLI(t, append([]string{"ctl", "--control", sock}, args...)...)
+		if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("ctl %v: exit %d, %v\n%s; want exit %d naming --timeout", args, exitCode(err), err, out, exitUsage)
+		}
+	}
+	if out, err := runCLI(t, "ctl", "--control", sock, "--timeout", "2s", "status"); err != nil || !strings.Contains(out, "pid 42") {
+		t.Errorf("ctl --timeout 2s status: %v\n%s", err, out)
 	}
 }
 
