@@ -201,7 +201,8 @@
 // bits of a seeded hash of the tuple to a slot, with intrusive int32 links
 // for hash collisions, activity order (LRU) and TIME_WAIT deadlines: about
 // 173 bytes per tracked connection in all. A ConnID packs the slot's
-// generation and index, so Deliver needs no lookup. Nth
+// generation and index (and the tracker's shard, see Config.Shards), so
+// Deliver needs no lookup. Nth
 // saturates at 255 for control kinds and at 2^32-1 for data and ack.
 //
 // A self-connect (source and destination are one socket) has one half:

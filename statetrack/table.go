@@ -3,6 +3,8 @@ package statetrack
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math"
+	"math/bits"
 	"net/netip"
 )
 
@@ -155,13 +157,31 @@ const (
 // at returns the connection in slot i.
 func (t *Tracker) at(i int32) *conn { return &t.pages[uint32(i)>>pageBits][i&pageMask] }
 
-// id returns the connection's ConnID: generation and slab index.
-func (t *Tracker) id(i int32) uint64 { return uint64(t.at(i).gen)<<32 | uint64(uint32(i)) }
+// A ConnID is the slot's generation in its high 32 bits, and in its low
+// 32 bits the tracker's shard (Config.Shard) above the slot index: with S
+// shards the top bits.Len(S-1) bits are the shard's, the others the slot's,
+// which bounds MaxConnections.
 
-// byID returns the slot of a live connection with ConnID id.
+// shardBits returns how many bits of a ConnID's low half name one of
+// shards shards (none for one).
+func shardBits(shards int) int { return bits.Len(uint(max(shards, 1) - 1)) }
+
+// MaxConnectionsFor returns the largest Config.MaxConnections that
+// shards trackers side by side allow (Config.Shards): 2^32 for one,
+// 2^31 for two, 2^30 for three or four, … (at most math.MaxInt).
+func MaxConnectionsFor(shards int) int {
+	return int(min(uint64(1)<<(32-shardBits(shards)), math.MaxInt))
+}
+
+// id returns the connection's ConnID: generation, shard and slab index.
+func (t *Tracker) id(i int32) uint64 { return uint64(t.at(i).gen)<<32 | uint64(t.shard|uint32(i)) }
+
+// byID returns the slot of a live connection with ConnID id (none for
+// the ConnID of another shard's).
 func (t *Tracker) byID(id uint64) (int32, bool) {
-	slot := uint32(id)
-	if id == 0 || slot >= uint32(t.used) {
+	low := uint32(id)
+	slot := low & t.slotMask
+	if id == 0 || low&^t.slotMask != t.shard || slot >= uint32(t.used) {
 		return none, false
 	}
 	i := int32(slot)

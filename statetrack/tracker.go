@@ -1,6 +1,7 @@
 package statetrack
 
 import (
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"time"
@@ -65,7 +66,10 @@ type Tracker struct {
 	cfg                 Config
 	tw, idle, quietIdle int64 // TIME_WAIT length (2×MSL), idle and quiet timeouts, in ns
 	max                 int
-	seed                maphash.Seed
+	// shard is Config.Shard where it sits in a ConnID's low half, slotMask
+	// the bits of that half left to the slot index.
+	shard, slotMask uint32
+	seed            maphash.Seed
 	// index maps a tuple's hash to the head of its chain of slots.
 	index map[uint32]int32
 	pages []*[pageSize]conn
@@ -82,7 +86,9 @@ type Tracker struct {
 }
 
 // New returns an empty tracker. Zero fields of cfg select the defaults:
-// MSL 30s, MaxConnections 1,000,000, IdleTimeout 10m, QuietTimeout 5 days.
+// MSL 30s, MaxConnections 1,000,000, IdleTimeout 10m, QuietTimeout 5 days,
+// Shard 0 of 1. It panics when cfg.Shard is not below cfg.Shards or
+// cfg.MaxConnections is above MaxConnectionsFor(cfg.Shards).
 func New(cfg Config) *Tracker {
 	if cfg.MSL <= 0 {
 		cfg.MSL = DefaultMSL
@@ -96,12 +102,22 @@ func New(cfg Config) *Tracker {
 	if cfg.QuietTimeout <= 0 {
 		cfg.QuietTimeout = DefaultQuietTimeout
 	}
+	cfg.Shards = max(cfg.Shards, 1)
+	if cfg.Shard < 0 || cfg.Shard >= cfg.Shards {
+		panic(fmt.Sprintf("statetrack: shard %d of %d", cfg.Shard, cfg.Shards))
+	}
+	if m := MaxConnectionsFor(cfg.Shards); cfg.MaxConnections > m {
+		panic(fmt.Sprintf("statetrack: %d connections with %d shards, at most %d", cfg.MaxConnections, cfg.Shards, m))
+	}
+	slotBits := 32 - shardBits(cfg.Shards)
 	return &Tracker{
 		cfg:       cfg,
 		tw:        int64(2 * cfg.MSL),
 		idle:      int64(cfg.IdleTimeout),
 		quietIdle: int64(cfg.QuietTimeout),
 		max:       cfg.MaxConnections,
+		shard:     uint32(uint64(cfg.Shard) << slotBits),
+		slotMask:  uint32(uint64(1)<<slotBits - 1),
 		seed:      maphash.MakeSeed(),
 		index:     make(map[uint32]int32),
 		free:      none,

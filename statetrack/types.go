@@ -355,7 +355,8 @@ type Observation struct {
 	// Client and Server are the connection's endpoints, as the client sees them.
 	Client, Server netip.AddrPort
 	// ConnID identifies this incarnation of the connection for the life of
-	// the tracker; a new SYN on a tuple in TIME_WAIT gets a new ConnID.
+	// the tracker (and among the trackers of Config.Shards); a new SYN on
+	// a tuple in TIME_WAIT gets a new ConnID.
 	ConnID uint64
 	// Idle is how long the connection had no packet (observed, or
 	// delivered later) before this one; 0 for the packet that created the
@@ -467,4 +468,13 @@ type Config struct {
 	// OnGone, when set, is called synchronously for every connection that
 	// leaves the table.
 	OnGone func(Gone)
+	// Shard and Shards keep the ConnIDs of trackers that serve one run
+	// side by side (one per queue) apart: this tracker is number Shard of
+	// Shards (0 of 1 when Shards is zero). Its ConnIDs carry Shard in the
+	// high bits of their low 32 bits, above the slot index, so that no two
+	// of the trackers hand out the same ConnID and each takes the others'
+	// for unknown. Shard 0's ConnIDs are those of a tracker alone.
+	// MaxConnections must be at most MaxConnectionsFor(Shards), and Shard
+	// below Shards: New panics otherwise.
+	Shard, Shards int
 }

@@ -206,15 +206,12 @@ func (l live) run(ctx context.Context) error {
 		sink = l.steer.sink(sink)
 	}
 	evs := events.NewAsync(sink, events.Buffer)
-	pipes := make([]*pipeline.Pipeline, ic.Queues)
+	pipes := pipeline.NewQueues(int(ic.Queues), l.cfg.Tracker, set, l.cfg.Seed, evs, rec.onGone)
 	quiet, dark := false, set.Darkens()
 	var phases pipeline.QuietPhases
-	for i := range pipes {
-		tc := l.cfg.Tracker
-		tc.OnGone = rec.onGone(i)
-		pipes[i] = pipeline.New(tc, set, l.cfg.Seed+uint64(i), evs)
-		quiet = pipes[i].AllowQuiet() // the same answers for every pipeline of set
-		phases = pipes[i].AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
+	for _, p := range pipes {
+		quiet = p.AllowQuiet() // the same answers for every pipeline of set
+		phases = p.AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once

@@ -109,6 +109,12 @@ func (d *decoder) config(tree map[string]any) Config {
 	if v, ok := root.get("tracker"); ok {
 		d.tracker("tracker", v, &c.Tracker)
 	}
+	// Each queue's tracker is a shard of the run's conn_ids (see
+	// statetrack.Config.Shards): the more queues, the fewer slots each.
+	if most := statetrack.MaxConnectionsFor(int(c.Intercept.Queues)); c.Tracker.MaxConnections > most && !d.failed("intercept.queues") && !d.failed("tracker.max-connections") {
+		d.fail("tracker.max-connections", "%d is above %d, the most connections per queue that conn_ids leave each of %d queues (intercept.queues)",
+			c.Tracker.MaxConnections, most, c.Intercept.Queues)
+	}
 	if v, ok := root.get("seed"); ok {
 		c.Seed, _ = d.uint("seed", v, 0, math.MaxUint64)
 	}

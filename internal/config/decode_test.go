@@ -311,6 +311,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"queue-length too long", `intercept: {queue-length: 2000000}`, []string{`intercept.queue-length: 2000000 is out of range 1-1048576`}},
 		{"queues past 16 bits", `intercept: {queue: 65535, queues: 2}`, []string{`intercept.queues: queues 65535 to 65536 go past 65535`}},
 		{"intercept not map", `intercept: forward`, []string{`intercept: want a map, got "forward"`}},
+		{"queues leave no conn_ids for the default max-connections", `intercept: {queues: 5000}`,
+			[]string{`tracker.max-connections: 1000000 is above 524288, the most connections per queue that conn_ids leave each of 5000 queues (intercept.queues)`}},
+		{"max-connections too many for 3 queues", `{intercept: {queues: 3}, tracker: {max-connections: 2147483647}}`,
+			[]string{`tracker.max-connections: 2147483647 is above 1073741824, the most connections per queue that conn_ids leave each of 3 queues (intercept.queues)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(tree(t, tc.yaml))

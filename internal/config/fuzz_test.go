@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,8 @@ func insane(c Config) string {
 		return "queue length out of range"
 	case c.Tracker.MSL <= 0 || c.Tracker.IdleTimeout <= 0 || c.Tracker.MaxConnections <= 0:
 		return "tracker limit not positive"
+	case uint64(c.Tracker.MaxConnections)<<bits.Len(uint(in.Queues-1)) > 1<<32:
+		return "more connections than the queues' trackers have conn_ids for"
 	case len(c.Tracker.ServerPorts) != len(in.Ports):
 		return "tracker server ports differ from intercepted ports"
 	}

@@ -88,6 +88,23 @@ func New(tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink) *P
 	return p
 }
 
+// NewQueues returns the pipelines of n queues side by side (a live run's
+// intercept.queues), pipeline i as New makes it with seed+i and tc, its
+// tracker shard i of n (tc.Shard, tc.Shards: no ConnID of one pipeline is
+// another's, so the events, trails and expectations of the run tell their
+// connections apart) with onGone(i) for tc.OnGone (onGone nil: none).
+func NewQueues(n int, tc statetrack.Config, set *rules.Set, seed uint64, sink events.Sink, onGone func(i int) func(statetrack.Gone)) []*Pipeline {
+	pipes := make([]*Pipeline, n)
+	for i := range pipes {
+		tc.Shard, tc.Shards, tc.OnGone = i, n, nil
+		if onGone != nil {
+			tc.OnGone = onGone(i)
+		}
+		pipes[i] = New(tc, set, seed+uint64(i), sink)
+	}
+	return pipes
+}
+
 // AllowQuiet lets Handle set Verdict.Quiet, for a live path that lets quiet
 // connections bypass it. It has effect only when the rule set cannot act
 // on the data phase (rules.Set.Quietable), or only on a connection's

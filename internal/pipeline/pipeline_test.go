@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 
 	"github.com/tcpchaos/tcpchaos/internal/decode"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
+	"github.com/tcpchaos/tcpchaos/internal/trail"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -171,4 +174,58 @@ func BenchmarkPipelineWithEvents(b *testing.B) {
 	b.StopTimer()
 	a.Close()
 	b.ReportMetric(float64(a.Stats().Dropped)/float64(b.N), "dropped/op")
+}
+
+// TestQueuesConnIDs: the pipelines of two queues, each with its own
+// tracker, give their connections distinct conn_ids (the first connection
+// of each takes slot 0 of its table), so that what the run keys by conn_id
+// over all queues (the control socket's trails, the expectations, a
+// lookup by id in every queue's table) keeps the connections apart; and a
+// queue's pipeline ignores the other's conn_ids.
+func TestQueuesConnIDs(t *testing.T) {
+	trails := trail.New(0, 0)
+	ev := expect.New([]expect.Expectation{{Name: "all-established", Check: &expect.Reaches{State: statetrack.Established}}})
+	pipes := pipeline.NewQueues(2, statetrack.Config{ServerPorts: []uint16{8080}}, rules.Compile(nil), 1, events.Tee{trails, ev}, nil)
+	server := netip.MustParseAddrPort("198.19.0.1:8080")
+	clients := []netip.AddrPort{netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:40000")}
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	ids := make([]uint64, len(pipes))
+	for i, p := range pipes {
+		c := clients[i]
+		p.Handle(&statetrack.Segment{Src: c, Dst: server, Flags: statetrack.SYN, Seq: 100}, t0)
+		p.Handle(&statetrack.Segment{Src: server, Dst: c, Flags: statetrack.SYN | statetrack.ACK, Seq: 300, Ack: 101}, t0)
+		ids[i] = p.Handle(&statetrack.Segment{Src: c, Dst: server, Flags: statetrack.ACK, Seq: 101, Ack: 301}, t0).Obs.ConnID
+	}
+	if ids[0] == ids[1] || ids[0] == 0 || ids[1] == 0 {
+		t.Fatalf("conn_ids %d and %d of two queues' connections, want two distinct ones", ids[0], ids[1])
+	}
+	for i, id := range ids {
+		// Looked up by id over every queue's table, as ctl timeline does.
+		var found []statetrack.ConnInfo
+		for _, p := range pipes {
+			p.EachSlot(0, 100, func(ci statetrack.ConnInfo) {
+				if ci.ConnID == id {
+					found = append(found, ci)
+				}
+			})
+		}
+		if len(found) != 1 || found[0].Client != clients[i] {
+			t.Errorf("conn_id %d (queue %d): found %+v, want the one connection of %s", id, i, found, clients[i])
+		}
+		if sum, ok := trails.Summary(id); !ok || sum.Client != clients[i] || sum.Packets[statetrack.Syn] != 1 {
+			t.Errorf("conn_id %d (queue %d): trail %+v (%v), want its own 1 syn", id, i, sum, ok)
+		}
+		// The other queue's pipeline does not take it for one of its own.
+		other := pipes[1-i]
+		other.Quieted(id, t0)
+		var quiet bool
+		other.EachSlot(0, 100, func(ci statetrack.ConnInfo) { quiet = quiet || ci.Quiet })
+		if quiet {
+			t.Errorf("queue %d's pipeline took queue %d's conn_id %d for its own connection", 1-i, i, id)
+		}
+	}
+	out := ev.End(t0, nil)
+	if len(out) != 1 || !out[0].Holds || out[0].Measured.Connections != 2 || out[0].Measured.Reached != 2 {
+		t.Errorf("expectation over both queues: %+v, want 2 connections, both ESTABLISHED", out)
+	}
 }
