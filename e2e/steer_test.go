@@ -470,3 +470,85 @@ func TestReloadCarriesLimits(t *testing.T) {
 	}
 	s.chaos.stop()
 }
+
+// TestTwoQueuesConnIDs: on two queues (each with its own tracker, the
+// kernel balancing the connections by address) every connection has a
+// conn_id of its own, in ctl conns, in ctl timeline ID and in the events,
+// and ctl timeline ID finds the connection it names, on either queue.
+func TestTwoQueuesConnIDs(t *testing.T) {
+	t.Parallel()
+	s := newSteered(t, plainConfig(t, strings.Replace(config([]int{port}, noRules), "  mode: forward\n", "  mode: forward\n  queues: 2\n", 1)))
+	// Sources enough that both queues get connections (all on one:
+	// 2^-15).
+	const sources = 16
+	var script []string
+	src := netip.MustParseAddr("198.18.1.100")
+	srcs := make([]netip.Addr, sources)
+	for i := range srcs {
+		srcs[i] = src
+		script = append(script, fmt.Sprintf("addr add %s/24 dev %s", src, s.tp.HostIf))
+		src = src.Next()
+	}
+	s.tp.Client.IP(t, strings.Join(script, "\n"))
+	dst := netip.AddrPortFrom(s.tp.Server4, port).String()
+	clients := map[string]bool{}
+	for _, a := range srcs {
+		var c net.Conn
+		err := s.tp.Client.Do(func() (err error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: a.AsSlice()}, Timeout: ioTimeout}
+			c, err = d.Dial("tcp", dst)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("dial %s from %s: %v", dst, a, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+			t.Fatal(err)
+		}
+		request(t, c)
+		clients[c.LocalAddr().String()] = true
+	}
+	var st ctlclient.Status
+	if err := json.Unmarshal([]byte(s.wantCtl("status", "--json")), &st); err != nil || len(st.Queues) != 2 || st.Queues[0].Received == 0 || st.Queues[1].Received == 0 {
+		t.Fatalf("ctl status --json: %+v, %v; want packets on both queues", st.Queues, err)
+	}
+	var conns []ctlclient.Conn
+	if err := json.Unmarshal([]byte(s.wantCtl("conns", "--json")), &conns); err != nil {
+		t.Fatalf("ctl conns --json: %v", err)
+	}
+	ids := map[uint64]string{}
+	for _, c := range conns {
+		if other, ok := ids[c.ID]; ok {
+			t.Errorf("ctl conns: conn_id %d for %s and %s", c.ID, other, c.Client)
+		}
+		ids[c.ID] = c.Client
+	}
+	if len(ids) != sources {
+		t.Errorf("ctl conns: %d conn_ids for %d connections, want %d", len(ids), len(conns), sources)
+	}
+	for id, client := range ids {
+		if !clients[client] {
+			t.Errorf("ctl conns: conn_id %d of an unknown client %s", id, client)
+		}
+		var tl ctlclient.Timeline
+		if err := json.Unmarshal([]byte(s.wantCtl("timeline", "--json", fmt.Sprint(id))), &tl); err != nil || tl.Conn.ID != id || tl.Conn.Client != client || tl.Conn.Packets["syn"] != 1 {
+			t.Errorf("ctl timeline %d: %+v, %v; want the connection of %s, its one SYN", id, tl.Conn, err, client)
+		}
+	}
+	tuples := map[uint64]map[string]bool{}
+	for _, e := range s.chaos.stop() {
+		if e.ConnID == 0 {
+			continue
+		}
+		if tuples[e.ConnID] == nil {
+			tuples[e.ConnID] = map[string]bool{}
+		}
+		tuples[e.ConnID][e.Conn()] = true
+	}
+	for id, ts := range tuples {
+		if len(ts) != 1 {
+			t.Errorf("events: conn_id %d for %d connections: %v", id, len(ts), ts)
+		}
+	}
+}
