@@ -24,8 +24,11 @@ import (
 
 // defaultCtlTimeout bounds a ctl command unless --timeout says otherwise:
 // a run that accepts on its socket but never answers (hung) fails the
-// command instead of holding it forever.
-const defaultCtlTimeout = 5 * time.Second
+// command instead of holding it forever. It is longer than a reload that
+// changes the interception may take while another program holds the
+// xtables lock (each iptables command waits up to 10 s for it), so that
+// such a reload is not given up on while it is being applied.
+const defaultCtlTimeout = 30 * time.Second
 
 // ctlFlags are the flags of `ctl` and of each of its commands, so that
 // they may come before or after the command's name.
