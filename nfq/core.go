@@ -247,19 +247,16 @@ func (c *core) Drop(p *execute.Packet, v *rules.Verdict, now time.Time) {
 }
 
 // Release accepts a held packet (execute.Output); c.mu is held. Its
-// verdict carries no VerdictMark, so the filter chain leaves the
-// connection mark alone: the packet's fate was decided when it was read,
-// and whether its connection is quiet is for the verdicts given since
-// (a release without QuietMark would wake one gone quiet since, unknown
-// to the tracker). Nor does it take the quiet of a verdict of the
-// connection waiting in the writer.
-func (c *core) Release(p *execute.Packet, _ *rules.Verdict, _ time.Time) {
+// verdict carries VerdictMark without QuietMark, so it wakes its
+// connection in the kernel should it have gone quiet since (the tracker
+// hears of it from the connection's next packet, queued again): a
+// connection whose packets are all held would otherwise keep a stale
+// quiet bit while the bypass is out, and bypass unseen once it is back.
+func (c *core) Release(p *execute.Packet, v *rules.Verdict, _ time.Time) {
 	if c.w.full() {
 		c.flush(false)
 	}
-	e := c.acceptEntry(p.ID, p.Mark, 0, false, time.Time{})
-	e.mark &^= VerdictMark
-	c.w.add(e)
+	c.add(c.acceptEntry(p.ID, p.Mark, v.Obs.ConnID, false, time.Time{}))
 }
 
 // SendCopy sends one copy through the raw socket (execute.Output).

@@ -349,27 +349,6 @@ func TestDelayHoldsOnlyThatPacket(t *testing.T) {
 	}
 }
 
-// TestReleaseLeavesTheConnectionMark: with quiet connections, a held
-// packet's release carries no VerdictMark (the filter chain leaves the
-// connection mark as the verdicts since set it), and a quiet verdict of
-// its connection given meanwhile keeps its QuietMark.
-func TestReleaseLeavesTheConnectionMark(t *testing.T) {
-	held := obs(1)
-	held.ConnID = 7
-	quiet := rulespkg.Verdict{Quiet: true, Obs: held}
-	f := newFixture(t, rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: 100 * time.Millisecond}, Obs: held}, quiet)
-	f.c.quiet = true
-	f.send(1, f.pkt, 0)
-	f.send(2, f.pkt, 1)
-	if f.k.verdict(t, 2); f.k.marks[2] != VerdictMark|QuietMark {
-		t.Fatalf("the quiet verdict behind the held packet: mark %#x, want %#x", f.k.marks[2], VerdictMark|QuietMark)
-	}
-	f.c.fire(f.at(100))
-	if f.k.verdict(t, 1); f.k.marks[1]&(VerdictMark|QuietMark) != 0 {
-		t.Errorf("the release: mark %#x, want neither VerdictMark nor QuietMark", f.k.marks[1])
-	}
-}
-
 func TestHeldReleasedByDeadlineThenArrival(t *testing.T) {
 	d := func(ms int, nth uint32) rulespkg.Verdict {
 		return rulespkg.Verdict{Decision: rulespkg.Decision{Action: rulespkg.Delay, Hold: time.Duration(ms) * time.Millisecond}, Obs: obs(nth)}

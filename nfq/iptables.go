@@ -56,10 +56,8 @@ import (
 // packets after it in its direction are queued behind it and cannot
 // overtake it. A SYN starts afresh (a new incarnation of the tuple); the
 // first FIN sets E; a FIN when E is set (the peer's, or a retransmission)
-// and an RST set F, which only a SYN clears. Every accept verdict of a
-// packet as it is read carries V, with Q when the pipeline let the
-// connection go quiet (a held packet's release carries no V: it leaves
-// the connection mark to the verdicts given since), and the filter
+// and an RST set F, which only a SYN clears. Every accept verdict carries
+// V, with Q when the pipeline let the connection go quiet, and the filter
 // table (which runs after mangle, on the same hook, when the verdict
 // re-injects the packet) copies the decision into the connection mark and
 // clears tcpchaos's bits from the packet mark:

@@ -11,17 +11,18 @@ import (
 // SetBypass takes out (on false) or puts back (on true) the rule that
 // lets the data phase of quiet connections bypass the queue, in every
 // address family: for a reload that changes whether the rules allow
-// quiet connections (rules.Set.Quietable). Only an Interception installed
+// quiet connections (rules.Set.QuietAfter). Only an Interception installed
 // with InstallOptions.Quiet has that rule; for another, SetBypass(true)
 // is an error and SetBypass(false) does nothing.
 //
 // Taking it out wakes the connections that are quiet in the kernel, in
 // their data phase or in a quiet close: their next packets are queued
 // again, so the tracker takes each up where it left it
-// (statetrack.Tracker.Quiet), and the verdicts on them, which no longer
-// let the connection go quiet, clear its QuietMark (the filter table's
-// chain copies the verdict's bit into the connection mark, or after the
-// first FIN clears it).
+// (statetrack.Tracker.Quiet), and the verdicts on them, which must no
+// longer let the connection go quiet (the caller forbids it: the
+// pipelines' SetQuiet), clear its QuietMark (the filter table's chain
+// copies the verdict's bit into the connection mark, or after the first
+// FIN clears it; a held packet's release does too).
 func (in *Interception) SetBypass(on bool) error {
 	if !in.quiet {
 		if on {

@@ -211,17 +211,16 @@ func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
 // however long ago it went, so set's bounds must be at most those of
 // every earlier set under which connections went quiet (a data rule with
 // a higher Match.Nth keeps the data phase queued until the run restarts,
-// which the status line warns of).
-func (s *steering) mayQuiet(set *rules.Set) bool {
+// which warning says for the status line).
+func (s *steering) mayQuiet(set *rules.Set) (ok bool, warning string) {
 	after, ok := set.QuietAfter()
-	if !ok {
-		return false
+	if !ok || !s.quietInstalled {
+		return false, ""
 	}
 	if s.quietFloor != nil && !after.AtMost(s.quietFloor) {
-		fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: the new rules may act on later packets of a connection than the rules under which connections went quiet (Match.Nth), and those may still bypass the queue (restart tcpchaos run to let the data phase bypass it again)\n")
-		return false
+		return false, "the data phase stays queued: the new rules may act on later packets of a connection than the rules under which connections went quiet (match.nth), and those may still bypass the queue (restart tcpchaos run to let the data phase bypass it again)"
 	}
-	return true
+	return true, ""
 }
 
 // apply loads file and puts it in force: a new interception first when
@@ -262,19 +261,25 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			return ctlclient.Reload{}, err
 		}
 	}
-	newQuiet := quiet
+	newQuiet, warning := quiet, ""
 	if change.Rules {
-		newQuiet = s.quietInstalled && s.mayQuiet(set)
+		newQuiet, warning = s.mayQuiet(set)
 	} else {
 		set = old
 	}
-	if quiet && !newQuiet {
+	if !newQuiet && s.quietInstalled { // in every family, after a partial failure too
 		if err := s.in.SetBypass(false); err != nil {
 			if change.Intercept { // back to the selection in force
 				err = errors.Join(err, s.in.Update(cur.Intercept))
 			}
 			return ctlclient.Reload{}, err
 		}
+	}
+	if newQuiet && change.Rules {
+		// Connections may go quiet under set from the swap on, even if
+		// putting the bypass back fails below.
+		after, _ := set.QuietAfter()
+		s.quietFloor = &after
 	}
 	// s.mu is held from the carry to the swap: a rule enabled or disabled
 	// meanwhile (SetRuleEnabled) is so in the old set before its flags are
@@ -288,6 +293,7 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 			for _, p := range s.pipes {
 				if change.Rules {
 					p.Switch(set)
+					p.SetQuiet(newQuiet)
 					phases = p.QuietPhases() // the same for every pipeline
 				}
 				if change.Intercept { // for the connections picked up mid-stream
@@ -303,14 +309,19 @@ func (s *steering) apply(file string) (ctlclient.Reload, error) {
 		// bypass the queue again only costs speed.
 		if err := s.in.SetBypass(true); err != nil {
 			newQuiet = false
-			fmt.Fprintf(s.status, "tcpchaos: warning: the data phase stays queued: %v\n", err)
+			warning = fmt.Sprintf("the data phase stays queued: %v", err)
+			doAll(s.queues, func() {
+				for _, p := range s.pipes {
+					p.SetQuiet(false)
+				}
+			})
 		}
+	}
+	if warning != "" {
+		fmt.Fprintf(s.status, "tcpchaos: warning: %s\n", warning)
 	}
 	if !newQuiet {
 		phases = pipeline.QuietPhases{}
-	} else {
-		after, _ := set.QuietAfter()
-		s.quietFloor = &after
 	}
 	s.mu.Lock()
 	s.quiet, s.phases, s.loaded = newQuiet, phases, time.Now()

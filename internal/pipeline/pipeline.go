@@ -113,8 +113,13 @@ func NewQueues(n int, tc statetrack.Config, set *rules.Set, seed uint64, sink ev
 // that answer is the one decision on quiet connections: the live path
 // installs and marks for them only when it is true. The offline replay
 // never calls it: there every packet is seen.
-func (p *Pipeline) AllowQuiet() bool {
-	p.allowQuiet = true
+func (p *Pipeline) AllowQuiet() bool { return p.SetQuiet(true) }
+
+// SetQuiet lets Handle set Verdict.Quiet from the next packet on (as
+// AllowQuiet), or forbids it (on false: for a live path whose bypass of
+// the queue is out), and reports what AllowQuiet reports.
+func (p *Pipeline) SetQuiet(on bool) bool {
+	p.allowQuiet = on
 	p.decideQuiet()
 	return p.quietable
 }
