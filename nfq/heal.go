@@ -154,6 +154,7 @@ const (
 	ipctnlMsgCtGet      = 1
 	ctaTupleOrig        = 1
 	ctaMark             = 8
+	ctaZone             = 18
 	ctaMarkMask         = 21
 	ctaTupleIP          = 1
 	ctaTupleProto       = 2
@@ -189,29 +190,40 @@ func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
 // updateMark clears bits of the mark of the conntrack entry with the
 // tuple src→dst (clearMark).
 func (ct *ctnetlink) updateMark(src, dst netip.AddrPort, bits uint32) error {
+	_, err := ct.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtNew), Flags: netlink.Request | netlink.Acknowledge},
+		Data:   markUpdate(src, dst, 0, bits),
+	})
+	return err
+}
+
+// markUpdate is the body (nfgenmsg, attributes) of the ctnetlink update
+// (IPCTNL_MSG_CT_NEW) that clears bits of the mark of the entry with the
+// tuple src→dst in conntrack zone zone. The kernel applies the mask to
+// the mark as it stands when the update arrives, so the other bits keep
+// whatever they hold then; like xt_connmark, it reads and writes the
+// mark without an atomic operation, so a CONNMARK rule changing the same
+// connection's mark on another CPU in that instant can lose its change
+// or this one.
+func markUpdate(src, dst netip.AddrPort, zone uint16, bits uint32) []byte {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
 		encodeTuple(t, src, dst)
 		return nil
 	})
+	if zone != 0 {
+		ae.Uint16(ctaZone, zone)
+	}
 	ae.Uint32(ctaMark, 0)
 	ae.Uint32(ctaMarkMask, bits)
-	attrs, err := ae.Encode()
-	if err != nil {
-		return fmt.Errorf("encode: %w", err)
-	}
+	attrs, _ := ae.Encode() // fixed-size attributes of valid addresses always encode
 	family := uint8(unix.AF_INET6)
 	if src.Addr().Is4() {
 		family = unix.AF_INET
 	}
 	// nfgenmsg: family, version, resource id (big-endian).
-	data := append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...)
-	_, err = ct.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtNew), Flags: netlink.Request | netlink.Acknowledge},
-		Data:   data,
-	})
-	return err
+	return append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...)
 }
 
 // encodeTuple writes the tuple (CTA_TUPLE_IP, CTA_TUPLE_PROTO) of a TCP
@@ -232,117 +244,6 @@ func encodeTuple(t *netlink.AttributeEncoder, src, dst netip.AddrPort) {
 		p.Uint16(ctaProtoDstPort, dst.Port())
 		return nil
 	})
-}
-
-// clearAllDark clears the dark bits of every TCP connection conntrack
-// holds, both families: a run's blackholes go with its rules, or the
-// next run's DROP rules would drop the connections this one darkened
-// (forever, or healing after it stopped), none of its own rules having
-// matched. It reads the whole table (one dump), then updates the dark
-// entries one by one; an entry gone in between is no error.
-func (ct *ctnetlink) clearAllDark() error {
-	msgs, err := ct.c.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Dump},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
-	if err != nil {
-		return fmt.Errorf("clear the blackholes' conntrack marks: list connections: %w", err)
-	}
-	var errs []error
-	for _, m := range msgs {
-		e, err := parseEntry(m.Data)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("clear the blackholes' conntrack marks: %w", err))
-			continue
-		}
-		if e.tcp && e.mark&(DarkOriginalMark|DarkReplyMark) != 0 {
-			errs = append(errs, ct.clearMark(e.src, e.dst, DarkOriginalMark|DarkReplyMark))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ctEntry is what clearAllDark reads of a conntrack entry: its original
-// tuple, whether it is TCP, and its mark.
-type ctEntry struct {
-	src, dst netip.AddrPort
-	tcp      bool
-	mark     uint32
-}
-
-// parseEntry reads a conntrack entry from a message of a dump (nfgenmsg,
-// then attributes).
-func parseEntry(data []byte) (ctEntry, error) {
-	var e ctEntry
-	if len(data) < 4 {
-		return e, fmt.Errorf("conntrack message of %d bytes", len(data))
-	}
-	ad, err := netlink.NewAttributeDecoder(data[4:])
-	if err != nil {
-		return e, fmt.Errorf("conntrack message: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		switch ad.Type() {
-		case ctaTupleOrig:
-			ad.Nested(e.decodeTuple)
-		case ctaMark:
-			e.mark = ad.Uint32()
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return e, fmt.Errorf("conntrack message: %w", err)
-	}
-	return e, nil
-}
-
-// decodeTuple reads a tuple as encodeTuple writes it.
-func (e *ctEntry) decodeTuple(t *netlink.AttributeDecoder) error {
-	var src, dst netip.Addr
-	var sport, dport uint16
-	for t.Next() {
-		switch t.Type() {
-		case ctaTupleIP:
-			t.Nested(func(ip *netlink.AttributeDecoder) error {
-				for ip.Next() {
-					a, _ := netip.AddrFromSlice(ip.Bytes())
-					switch ip.Type() {
-					case ctaIPv4Src, ctaIPv6Src:
-						src = a
-					case ctaIPv4Dst, ctaIPv6Dst:
-						dst = a
-					}
-				}
-				return nil
-			})
-		case ctaTupleProto:
-			t.Nested(func(p *netlink.AttributeDecoder) error {
-				for p.Next() {
-					switch p.Type() {
-					case ctaProtoNum:
-						e.tcp = p.Uint8() == unix.IPPROTO_TCP
-					case ctaProtoSrcPort:
-						sport = p.Uint16()
-					case ctaProtoDstPort:
-						dport = p.Uint16()
-					}
-				}
-				return nil
-			})
-		}
-	}
-	e.src, e.dst = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
-	return nil
-}
-
-// clearDarkMarks clears the dark bits of every conntrack entry of the
-// calling thread's network namespace (clearAllDark).
-func clearDarkMarks() error {
-	ct, err := openCtnetlink()
-	if err != nil {
-		return fmt.Errorf("clear the blackholes' conntrack marks: %w", err)
-	}
-	return errors.Join(ct.clearAllDark(), ct.close())
 }
 
 // isNoEntry reports whether conntrack has no such connection (any more).

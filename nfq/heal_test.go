@@ -3,14 +3,12 @@
 package nfq
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
 
 	rulespkg "github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -87,32 +85,6 @@ func TestHealFailuresCounted(t *testing.T) {
 	}
 	if healed, errs := hs.fire(t0); healed != 0 || len(errs) != maxHeals {
 		t.Errorf("fire: %d healed, %d errors, want 0 and %d", healed, len(errs), maxHeals)
-	}
-}
-
-// TestParseEntry: a conntrack entry's original tuple and mark read back
-// as encodeTuple and the kernel write them, IPv4 and IPv6.
-func TestParseEntry(t *testing.T) {
-	for _, c := range [][2]string{{"198.18.1.2:40000", "198.19.2.2:8080"}, {"[fd00:1::2]:40000", "[fd00:2::2]:8080"}} {
-		src, dst := netip.MustParseAddrPort(c[0]), netip.MustParseAddrPort(c[1])
-		ae := netlink.NewAttributeEncoder()
-		ae.ByteOrder = binary.BigEndian
-		ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
-			encodeTuple(t, src, dst)
-			return nil
-		})
-		ae.Uint32(ctaMark, DarkReplyMark|1)
-		attrs, err := ae.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := parseEntry(append([]byte{0, 0, 0, 0}, attrs...))
-		if err != nil || e.src != src || e.dst != dst || !e.tcp || e.mark != DarkReplyMark|1 {
-			t.Errorf("%s->%s: parsed %+v, %v", src, dst, e, err)
-		}
-	}
-	if _, err := parseEntry([]byte{2}); err == nil {
-		t.Error("a short message parsed")
 	}
 }
 

@@ -296,6 +296,14 @@ type familyPlan struct {
 //
 // When cfg.Hosts has prefixes of one family only, the other family is left
 // untouched: none of its packets is intercepted.
+//
+// With InstallOptions.Quiet or InstallOptions.Blackhole, before the rules
+// go in it clears tcpchaos's bits from the mark of every conntrack entry
+// of the namespace, as Remove does: those a killed run left, which the
+// new rules would take for their own. When only that failed, Install
+// returns the Interception, in force, together with an error matching
+// ErrMarksLeft (a warning): the caller removes it in the end as after a
+// nil error.
 func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 	plans, err := plan(cfg, opts)
 	if err != nil {
@@ -321,6 +329,10 @@ func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 		in.families = append(in.families, &family{plan: p, ipt: ipt, bypass: opts.Quiet,
 			hosts: hostRules(p.hosts, chainPorts), ports: chainPorts})
 	}
+	var marks error
+	if opts.Quiet || opts.Blackhole {
+		marks = clearConnMarks()
+	}
 	for _, f := range in.families {
 		if err := f.install(); err != nil {
 			if rerr := in.Remove(); rerr != nil {
@@ -328,6 +340,9 @@ func Install(cfg Intercept, opts InstallOptions) (*Interception, error) {
 			}
 			return nil, fmt.Errorf("install interception: %w", err)
 		}
+	}
+	if marks != nil {
+		return in, fmt.Errorf("install interception: %w", withMarks(nil, marks))
 	}
 	return in, nil
 }
@@ -361,19 +376,26 @@ func (f *family) install() error {
 
 // Remove deletes every rule and chain Install added, in the calling
 // thread's network namespace, and, when installed with
-// InstallOptions.Blackhole, then clears the dark bits of conntrack's
-// entries there (dark.go). It goes on past failures and returns them
-// all; a second call does nothing.
+// InstallOptions.Quiet or InstallOptions.Blackhole, then clears
+// tcpchaos's bits (QuietMark, EndingMark, FinalMark, DarkOriginalMark,
+// DarkReplyMark) from the mark of every conntrack entry there, IPv4 and
+// IPv6, keeping the other bits (ctmarks.go). It goes on past failures and
+// returns them all; when clearing the bits was the only one, the error
+// matches ErrMarksLeft, a warning. A second call does nothing.
 func (in *Interception) Remove() error {
+	if in.families == nil {
+		return nil
+	}
 	var errs []error
 	for _, f := range slices.Backward(in.families) {
 		errs = append(errs, f.remove())
 	}
-	if in.dark && in.families != nil {
-		errs = append(errs, clearDarkMarks())
-	}
 	in.families = nil
-	return errors.Join(errs...)
+	var marks error
+	if in.quiet || in.dark {
+		marks = clearConnMarks()
+	}
+	return withMarks(errors.Join(errs...), marks)
 }
 
 // remove undoes what install recorded: jumps first, so that nothing enters
@@ -392,17 +414,18 @@ func (f *family) remove() error {
 
 // Cleanup removes every tcpchaos chain, and every rule jumping to one, from
 // the calling thread's network namespace, in IPv4 and IPv6: what a killed
-// run left behind, and when those held the dark drops of a run with
-// blackholes the dark bits of conntrack's entries too, as Remove does.
-// Nothing there is no error, so it is safe to run twice; a family whose
-// binary is missing is skipped (nothing can have been installed through
-// it).
+// run left behind. Then it clears tcpchaos's bits from the mark of every
+// conntrack entry there, as Remove does, whether or not rules were left
+// (a run killed after removing its rules leaves the bits alone). Nothing
+// there is no error, so it is safe to run twice; a family whose binary
+// is missing is skipped (nothing can have been installed through it).
+// When clearing the bits was the only failure, the error matches
+// ErrMarksLeft, a warning.
 func Cleanup() error {
 	if err := netlab.CheckNetAdmin(); err != nil {
 		return fmt.Errorf("clean up interception: %w", err)
 	}
 	var errs []error
-	dark := false // a run with blackholes left its rules: clear the dark bits
 	for _, p := range []struct {
 		proto  iptables.Protocol
 		binary string
@@ -415,32 +438,13 @@ func Cleanup() error {
 			errs = append(errs, fmt.Errorf("clean up interception: %w", err))
 			continue
 		}
-		dark = dark || darkLeft(ipt)
 		for _, table := range tables {
 			if err := cleanupTable(ipt, p.binary, table); err != nil {
 				errs = append(errs, fmt.Errorf("clean up interception: %w", err))
 			}
 		}
 	}
-	if dark {
-		errs = append(errs, clearDarkMarks())
-	}
-	return errors.Join(errs...)
-}
-
-// darkLeft reports whether Chain holds the dark drops of a run with
-// blackholes (the only DROP rules there).
-func darkLeft(ipt *iptables.IPTables) bool {
-	rs, err := ipt.List(Table, Chain)
-	if err != nil { // no such chain: nothing left
-		return false
-	}
-	for _, r := range rs {
-		if strings.HasSuffix(r, " -j DROP") {
-			return true
-		}
-	}
-	return false
+	return withMarks(errors.Join(errs...), clearConnMarks())
 }
 
 // cleanupTable deletes the jumps into own chains from every other chain of
