@@ -129,16 +129,17 @@ func TestClearConnMarksTiming(t *testing.T) {
 		for i := range 2 * n {
 			fam, src, dst := uint8(unix.AF_INET), net.IPv4(198, 18, byte(i>>8), byte(i)).To4(), net.IPv4(198, 19, 0, 1).To4()
 			if i%2 == 1 {
-				fam, src, dst = unix.AF_INET6, net.ParseIP(fmt.Sprintf("fd00:1::%x", i)), net.ParseIP("fd00:2::1")
+				fam, src, dst = unix.AF_INET6, net.ParseIP(fmt.Sprintf("fd00:1::%x", i&0xffff)), net.ParseIP("fd00:2::1")
 			}
+			sport := uint16(40000 + i>>16)
 			mark := uint32(other)
 			if i < n {
 				mark |= ConnMarks
 			}
 			f := &vnl.ConntrackFlow{
 				FamilyType: fam,
-				Forward:    vnl.IPTuple{SrcIP: src, DstIP: dst, SrcPort: 40000, DstPort: 8080, Protocol: unix.IPPROTO_TCP},
-				Reverse:    vnl.IPTuple{SrcIP: dst, DstIP: src, SrcPort: 8080, DstPort: 40000, Protocol: unix.IPPROTO_TCP},
+				Forward:    vnl.IPTuple{SrcIP: src, DstIP: dst, SrcPort: sport, DstPort: 8080, Protocol: unix.IPPROTO_TCP},
+				Reverse:    vnl.IPTuple{SrcIP: dst, DstIP: src, SrcPort: 8080, DstPort: sport, Protocol: unix.IPPROTO_TCP},
 				Mark:       mark, TimeOut: 600,
 				ProtoInfo: &vnl.ProtoInfoTCP{State: 3}, // ESTABLISHED
 			}

@@ -42,8 +42,9 @@ import (
 // A blackhole with a duration heals when the Queue clears both bits from
 // the connection's mark through conntrack's netlink interface (heal.go).
 // Interception.Remove (and Cleanup) clear them from every conntrack entry
-// once the rules are gone: a connection dark when the run stopped (for
-// ever, or not healed yet) must not be dark to the next run's rules.
+// once the rules are gone, with the quiet bits (ctmarks.go): a connection
+// dark when the run stopped (for ever, or not healed yet) must not be
+// dark to the next run's rules.
 //
 // The kernel's drops are counted per rule, not per connection: DarkDrops
 // sums the two DROP rules' counters over both families.

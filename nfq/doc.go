@@ -34,4 +34,6 @@
 //	inject.go                   raw-socket copies
 //	dark.go, heal.go            blackholes: the kernel rules that keep a connection
 //	                            dark, their counters, and heals through ctnetlink
+//	ctmarks.go                  tcpchaos's connection mark bits cleared from conntrack
+//	                            when the rules go and before they come
 package nfq

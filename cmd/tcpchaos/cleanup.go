@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -14,10 +15,13 @@ import (
 func cleanupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "cleanup",
-		Usage:     "remove iptables rules and chains left behind by a killed run",
+		Usage:     "remove iptables rules and chains left behind by a killed run, and tcpchaos's bits in conntrack's connection marks",
 		UsageText: "tcpchaos cleanup [--netns NAME|PATH]",
 		Description: "Safe to run twice and when nothing is installed. While the rules of a killed run\n" +
-			"remain, its traffic passes untouched (the queue is bypassed when nobody listens).",
+			"remain, its traffic passes untouched (the queue is bypassed when nobody listens).\n" +
+			"tcpchaos's bits are cleared from every conntrack entry's mark (quiet and dark\n" +
+			"connections; the other bits are kept), whether or not rules were left; a failure\n" +
+			"there is a warning.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "clean up inside the network namespace `NAME` or PATH"},
 		},
@@ -29,7 +33,9 @@ func cleanupCommand() *cli.Command {
 				}
 				defer exit()
 			}
-			if err := nfq.Cleanup(); err != nil {
+			if err := nfq.Cleanup(); errors.Is(err, nfq.ErrMarksLeft) {
+				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %v\n", err)
+			} else if err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, "tcpchaos: no tcpchaos rules are installed")

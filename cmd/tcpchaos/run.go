@@ -231,6 +231,7 @@ func (l live) run(ctx context.Context) error {
 		queues = append(queues, q)
 	}
 	interception, err := nfq.Install(ic, nfq.InstallOptions{Quiet: quiet, Blackhole: dark})
+	err = l.warnMarks(err)
 	if err != nil {
 		closeAll()
 		return err
@@ -238,7 +239,7 @@ func (l live) run(ctx context.Context) error {
 	full, err := interception.QueueFullCounter(queues)
 	if err != nil {
 		closeAll()
-		return errors.Join(err, interception.Remove())
+		return errors.Join(err, l.warnMarks(interception.Remove()))
 	}
 	defer full.Close()
 	fmt.Fprintf(l.status, "tcpchaos: intercepting TCP (%s mode, ports %s, hosts %s) on queue %d",
@@ -278,7 +279,7 @@ func (l live) run(ctx context.Context) error {
 	stopWatch()
 	kernelDark, kernelDarkErr := interception.DarkDrops() // before the rules and their counters go
 	queueFull, queueFullErr := full.Read()
-	removeErr := interception.Remove()
+	removeErr := l.warnMarks(interception.Remove())
 	stopQueues()
 	runErr := g.Wait()
 	evs.Close() // every event emitted is written
@@ -308,6 +309,17 @@ func (l live) run(ctx context.Context) error {
 		l.ended(total, es.Dropped)
 	}
 	return errors.Join(runErr, removeErr, pcapErr)
+}
+
+// warnMarks prints an error of nfq's that is only a warning
+// (nfq.ErrMarksLeft: the rules are fine, tcpchaos's bits are left in some
+// connection marks) and returns nil for it; it returns any other error.
+func (l *live) warnMarks(err error) error {
+	if !errors.Is(err, nfq.ErrMarksLeft) {
+		return err
+	}
+	fmt.Fprintf(l.status, "tcpchaos: warning: %v\n", err)
+	return nil
 }
 
 // queueing describes what the queue sees under set: every packet or the
