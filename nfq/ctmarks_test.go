@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -23,15 +22,7 @@ import (
 // them in a dump: the original tuple, the zone (when not 0) and the mark.
 func entryAttrs(t *testing.T, src, dst netip.AddrPort, zone uint16, mark uint32) []byte {
 	t.Helper()
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
-		encodeTuple(t, src, dst)
-		return nil
-	})
-	if zone != 0 {
-		ae.Uint16(ctaZone, zone)
-	}
+	ae := entryEncoder(src, dst, zone)
 	ae.Uint32(ctaMark, mark)
 	attrs, err := ae.Encode()
 	if err != nil {

@@ -206,15 +206,7 @@ func (ct *ctnetlink) updateMark(src, dst netip.AddrPort, bits uint32) error {
 // connection's mark on another CPU in that instant can lose its change
 // or this one.
 func markUpdate(src, dst netip.AddrPort, zone uint16, bits uint32) []byte {
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
-		encodeTuple(t, src, dst)
-		return nil
-	})
-	if zone != 0 {
-		ae.Uint16(ctaZone, zone)
-	}
+	ae := entryEncoder(src, dst, zone)
 	ae.Uint32(ctaMark, 0)
 	ae.Uint32(ctaMarkMask, bits)
 	attrs, _ := ae.Encode() // fixed-size attributes of valid addresses always encode
@@ -224,6 +216,21 @@ func markUpdate(src, dst netip.AddrPort, zone uint16, bits uint32) []byte {
 	}
 	// nfgenmsg: family, version, resource id (big-endian).
 	return append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...)
+}
+
+// entryEncoder starts the attributes that name a conntrack entry: its
+// original tuple src→dst and, when not 0, its zone.
+func entryEncoder(src, dst netip.AddrPort, zone uint16) *netlink.AttributeEncoder {
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
+		encodeTuple(t, src, dst)
+		return nil
+	})
+	if zone != 0 {
+		ae.Uint16(ctaZone, zone)
+	}
+	return ae
 }
 
 // encodeTuple writes the tuple (CTA_TUPLE_IP, CTA_TUPLE_PROTO) of a TCP
