@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -33,9 +32,7 @@ func cleanupCommand() *cli.Command {
 				}
 				defer exit()
 			}
-			if err := nfq.Cleanup(); errors.Is(err, nfq.ErrMarksLeft) {
-				fmt.Fprintf(c.App.ErrWriter, "tcpchaos: warning: %v\n", err)
-			} else if err != nil {
+			if err := warnMarks(c.App.ErrWriter, nfq.Cleanup()); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, "tcpchaos: no tcpchaos rules are installed")

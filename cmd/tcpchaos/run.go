@@ -231,7 +231,7 @@ func (l live) run(ctx context.Context) error {
 		queues = append(queues, q)
 	}
 	interception, err := nfq.Install(ic, nfq.InstallOptions{Quiet: quiet, Blackhole: dark})
-	err = l.warnMarks(err)
+	err = warnMarks(l.status, err)
 	if err != nil {
 		closeAll()
 		return err
@@ -239,7 +239,7 @@ func (l live) run(ctx context.Context) error {
 	full, err := interception.QueueFullCounter(queues)
 	if err != nil {
 		closeAll()
-		return errors.Join(err, l.warnMarks(interception.Remove()))
+		return errors.Join(err, warnMarks(l.status, interception.Remove()))
 	}
 	defer full.Close()
 	fmt.Fprintf(l.status, "tcpchaos: intercepting TCP (%s mode, ports %s, hosts %s) on queue %d",
@@ -279,7 +279,7 @@ func (l live) run(ctx context.Context) error {
 	stopWatch()
 	kernelDark, kernelDarkErr := interception.DarkDrops() // before the rules and their counters go
 	queueFull, queueFullErr := full.Read()
-	removeErr := l.warnMarks(interception.Remove())
+	removeErr := warnMarks(l.status, interception.Remove())
 	stopQueues()
 	runErr := g.Wait()
 	evs.Close() // every event emitted is written
@@ -311,14 +311,14 @@ func (l live) run(ctx context.Context) error {
 	return errors.Join(runErr, removeErr, pcapErr)
 }
 
-// warnMarks prints an error of nfq's that is only a warning
+// warnMarks prints to w an error of nfq's that is only a warning
 // (nfq.ErrMarksLeft: the rules are fine, tcpchaos's bits are left in some
 // connection marks) and returns nil for it; it returns any other error.
-func (l *live) warnMarks(err error) error {
+func warnMarks(w io.Writer, err error) error {
 	if !errors.Is(err, nfq.ErrMarksLeft) {
 		return err
 	}
-	fmt.Fprintf(l.status, "tcpchaos: warning: %v\n", err)
+	fmt.Fprintf(w, "tcpchaos: warning: %v\n", err)
 	return nil
 }
 
