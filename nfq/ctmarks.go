@@ -317,7 +317,7 @@ func nlError(body []byte) error {
 type ctEntry struct {
 	src, dst netip.AddrPort
 	tcp      bool
-	zone     uint16
+	zone     ctZone
 	mark     uint32
 }
 
@@ -338,7 +338,9 @@ func parseEntry(data []byte) (ctEntry, error) {
 		case ctaTupleOrig:
 			ad.Nested(e.decodeTuple)
 		case ctaZone:
-			e.zone = ad.Uint16()
+			if !e.zone.origOnly {
+				e.zone = ctZone{id: ad.Uint16()}
+			}
 		case ctaMark:
 			e.mark = ad.Uint32()
 		}
@@ -368,6 +370,8 @@ func (e *ctEntry) decodeTuple(t *netlink.AttributeDecoder) error {
 				}
 				return nil
 			})
+		case ctaTupleZone:
+			e.zone = ctZone{id: t.Uint16(), origOnly: true}
 		case ctaTupleProto:
 			t.Nested(func(p *netlink.AttributeDecoder) error {
 				for p.Next() {

@@ -19,8 +19,9 @@ import (
 )
 
 // entryAttrs encodes a conntrack entry's attributes as the kernel sends
-// them in a dump: the original tuple, the zone (when not 0) and the mark.
-func entryAttrs(t *testing.T, src, dst netip.AddrPort, zone uint16, mark uint32) []byte {
+// them in a dump: the original tuple, the zone (when not 0, in the tuple
+// when it is the original direction's only) and the mark.
+func entryAttrs(t *testing.T, src, dst netip.AddrPort, zone ctZone, mark uint32) []byte {
 	t.Helper()
 	ae := entryEncoder(src, dst, zone)
 	ae.Uint32(ctaMark, mark)
@@ -36,9 +37,11 @@ func entryAttrs(t *testing.T, src, dst netip.AddrPort, zone uint16, mark uint32)
 func TestParseEntry(t *testing.T) {
 	for _, c := range [][2]string{{"198.18.1.2:40000", "198.19.2.2:8080"}, {"[fd00:1::2]:40000", "[fd00:2::2]:8080"}} {
 		src, dst := netip.MustParseAddrPort(c[0]), netip.MustParseAddrPort(c[1])
-		e, err := parseEntry(entryAttrs(t, src, dst, 7, DarkReplyMark|1))
-		if err != nil || e.src != src || e.dst != dst || !e.tcp || e.zone != 7 || e.mark != DarkReplyMark|1 {
-			t.Errorf("%s->%s: parsed %+v, %v", src, dst, e, err)
+		for _, zone := range []ctZone{{}, {id: 7}, {id: 5, origOnly: true}} {
+			e, err := parseEntry(entryAttrs(t, src, dst, zone, DarkReplyMark|1))
+			if err != nil || e.src != src || e.dst != dst || !e.tcp || e.zone != zone || e.mark != DarkReplyMark|1 {
+				t.Errorf("%s->%s in zone %+v: parsed %+v, %v", src, dst, zone, e, err)
+			}
 		}
 	}
 	if _, err := parseEntry([]byte{2}); err == nil {
@@ -64,7 +67,7 @@ func nlmsg(typ uint16, seq uint32, body []byte) []byte {
 func TestEachMessage(t *testing.T) {
 	a := netip.MustParseAddrPort("198.18.1.2:40000")
 	b := netip.MustParseAddrPort("198.19.2.2:8080")
-	entry := nlmsg(nfnlSubsysCtnetlink<<8|ipctnlMsgCtNew, 7, entryAttrs(t, a, b, 0, QuietMark))
+	entry := nlmsg(nfnlSubsysCtnetlink<<8|ipctnlMsgCtNew, 7, entryAttrs(t, a, b, ctZone{}, QuietMark))
 	errno := -int32(unix.EOPNOTSUPP)
 	refused := nlmsg(unix.NLMSG_ERROR, 8, binary.NativeEndian.AppendUint32(nil, uint32(errno)))
 	ack := nlmsg(unix.NLMSG_ERROR, 9, make([]byte, 4))

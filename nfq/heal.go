@@ -158,6 +158,7 @@ const (
 	ctaMarkMask         = 21
 	ctaTupleIP          = 1
 	ctaTupleProto       = 2
+	ctaTupleZone        = 3
 	ctaIPv4Src          = 1
 	ctaIPv4Dst          = 2
 	ctaIPv6Src          = 3
@@ -192,7 +193,7 @@ func (ct *ctnetlink) clearMark(src, dst netip.AddrPort, bits uint32) error {
 func (ct *ctnetlink) updateMark(src, dst netip.AddrPort, bits uint32) error {
 	_, err := ct.c.Execute(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtNew), Flags: netlink.Request | netlink.Acknowledge},
-		Data:   markUpdate(src, dst, 0, bits),
+		Data:   markUpdate(src, dst, ctZone{}, bits),
 	})
 	return err
 }
@@ -205,7 +206,7 @@ func (ct *ctnetlink) updateMark(src, dst netip.AddrPort, bits uint32) error {
 // mark without an atomic operation, so a CONNMARK rule changing the same
 // connection's mark on another CPU in that instant can lose its change
 // or this one.
-func markUpdate(src, dst netip.AddrPort, zone uint16, bits uint32) []byte {
+func markUpdate(src, dst netip.AddrPort, zone ctZone, bits uint32) []byte {
 	ae := entryEncoder(src, dst, zone)
 	ae.Uint32(ctaMark, 0)
 	ae.Uint32(ctaMarkMask, bits)
@@ -218,17 +219,30 @@ func markUpdate(src, dst netip.AddrPort, zone uint16, bits uint32) []byte {
 	return append([]byte{family, unix.NFNETLINK_V0, 0, 0}, attrs...)
 }
 
+// ctZone is a conntrack entry's zone: its id, and whether it is the
+// zone of the original direction only (CT --zone-orig), which the kernel
+// names inside the original tuple (CTA_TUPLE_ZONE) instead of as CTA_ZONE.
+// The zero value is zone 0.
+type ctZone struct {
+	id       uint16
+	origOnly bool
+}
+
 // entryEncoder starts the attributes that name a conntrack entry: its
-// original tuple src→dst and, when not 0, its zone.
-func entryEncoder(src, dst netip.AddrPort, zone uint16) *netlink.AttributeEncoder {
+// original tuple src→dst and, when not 0, its zone, where the kernel
+// looks for it (an entry named in another zone is not found).
+func entryEncoder(src, dst netip.AddrPort, zone ctZone) *netlink.AttributeEncoder {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
 		encodeTuple(t, src, dst)
+		if zone.origOnly {
+			t.Uint16(ctaTupleZone, zone.id)
+		}
 		return nil
 	})
-	if zone != 0 {
-		ae.Uint16(ctaZone, zone)
+	if zone.id != 0 && !zone.origOnly {
+		ae.Uint16(ctaZone, zone.id)
 	}
 	return ae
 }
