@@ -210,8 +210,8 @@ func (l live) run(ctx context.Context) error {
 	quiet, dark := false, set.Darkens()
 	var phases pipeline.QuietPhases
 	for _, p := range pipes {
-		quiet = p.AllowQuiet() // the same answers for every pipeline of set
 		phases = p.AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
+		quiet = p.AllowQuiet() // the same answers for every pipeline of set
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once

@@ -21,6 +21,7 @@ import (
 	"github.com/tcpchaos/tcpchaos/internal/config"
 	"github.com/tcpchaos/tcpchaos/internal/control"
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/expect"
 	"github.com/tcpchaos/tcpchaos/internal/pipeline"
 	"github.com/tcpchaos/tcpchaos/internal/reload"
 	"github.com/tcpchaos/tcpchaos/internal/trail"
@@ -213,10 +214,10 @@ func (s *steering) reload(file, why string) (ctlclient.Reload, error) {
 // a higher Match.Nth keeps the data phase queued until the run restarts,
 // which warning says for the status line).
 func (s *steering) mayQuiet(set *rules.Set) (ok bool, warning string) {
-	after, ok := set.QuietAfter()
-	if !ok || !s.quietInstalled {
+	if !s.quietInstalled || !pipeline.QuietData(set, expect.QuietPhases(s.cfg.Expect)) {
 		return false, ""
 	}
+	after, _ := set.QuietAfter()
 	if s.quietFloor != nil && !after.AtMost(s.quietFloor) {
 		return false, "the data phase stays queued: the new rules may act on later packets of a connection than the rules under which connections went quiet (match.nth), and those may still bypass the queue (restart tcpchaos run to let the data phase bypass it again)"
 	}

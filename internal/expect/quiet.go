@@ -26,13 +26,18 @@ var (
 // handshake-ack (follows) or the state SYN_RCVD (follows, never,
 // reaches); the quiet close unless one names fin-ack, data, ack,
 // keepalive or keepalive-ack (follows) or FIN_WAIT_1, FIN_WAIT_2 or
-// CLOSE_WAIT (follows, never, reaches).
+// CLOSE_WAIT (follows, never, reaches); the data phase past the rules'
+// match.nth unless one names data, ack, keepalive or keepalive-ack
+// (follows: such rules are there to provoke those packets).
 func QuietPhases(exps []Expectation) pipeline.QuietPhases {
-	q := pipeline.QuietPhases{Handshake: true, Close: true}
+	q := pipeline.QuietPhases{Handshake: true, Close: true, PastNth: true}
 	for _, x := range exps {
 		k, st, ok := names(x.Check)
 		if !ok {
 			continue
+		}
+		if slices.Contains(statetrack.DataKinds[:], k) {
+			q.PastNth = false
 		}
 		if slices.Contains(handshakeKinds, k) || slices.Contains(handshakeStates, st) {
 			q.Handshake = false

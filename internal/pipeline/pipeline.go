@@ -136,6 +136,19 @@ type QuietPhases struct {
 	// of the first FIN, a half-close's data and ACKs), after the verdict
 	// of the first FIN (rules.Set.QuietClose).
 	Close bool
+	// PastNth: the data phase of a connection past the match.nth of the
+	// rules that may act on it (rules.Set.QuietAfter), when such rules
+	// keep it queued until then.
+	PastNth bool
+}
+
+// QuietData reports whether, under set, the data phase may go quiet with
+// the phases allowed: always when the rules cannot act on it
+// (rules.Set.Quietable), past their match.nth when they can act only on
+// its first packets and allowed.PastNth.
+func QuietData(set *rules.Set, allowed QuietPhases) bool {
+	after, ok := set.QuietAfter()
+	return ok && (after == statetrack.DataBounds{} || allowed.PastNth)
 }
 
 // AllowQuietPhases lets Handle also start the quiet phases of allowed
@@ -155,12 +168,13 @@ func (p *Pipeline) QuietPhases() QuietPhases { return p.phases }
 
 // decideQuiet decides what Handle may let go quiet with the current set.
 func (p *Pipeline) decideQuiet() {
-	after, ok := p.set.QuietAfter()
-	p.quietable = p.allowQuiet && ok
-	p.dataAfter, p.dataBounded = after, after != statetrack.DataBounds{}
+	p.quietable = p.allowQuiet && QuietData(p.set, p.allowPhases)
+	p.dataAfter, _ = p.set.QuietAfter()
+	p.dataBounded = p.dataAfter != statetrack.DataBounds{}
 	p.phases = QuietPhases{
 		Handshake: p.quietable && p.allowPhases.Handshake && p.set.QuietHandshake(),
 		Close:     p.quietable && p.allowPhases.Close && p.set.QuietClose(),
+		PastNth:   p.quietable && p.dataBounded,
 	}
 }
 

@@ -256,8 +256,11 @@ func TestQuietAfterNth(t *testing.T) {
 		r := rule(statetrack.Data, rules.Action{Type: rules.Delay, Delay: time.Millisecond})
 		r.Match.Nth, r.Match.From = 2, c.from
 		p, _ := newPipeline(t, r)
-		if !p.AllowQuiet() {
-			t.Fatalf("%s: a data rule of one nth keeps the data phase from going quiet", c.name)
+		if p.AllowQuiet() {
+			t.Fatalf("%s: the data phase past a rule's nth goes quiet without AllowQuietPhases' PastNth", c.name)
+		}
+		if got := p.AllowQuietPhases(QuietPhases{PastNth: true}); !got.PastNth || !p.AllowQuiet() {
+			t.Fatalf("%s: a data rule of one nth keeps the data phase from going quiet (phases %+v)", c.name, got)
 		}
 		for _, s := range []*statetrack.Segment{seg(true, syn, 100, 0), seg(false, synAck, 300, 101), seg(true, ack, 101, 301)} {
 			if v := p.Handle(s, t0); v.Quiet {
