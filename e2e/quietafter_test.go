@@ -84,12 +84,13 @@ func TestQuietAfterNth(t *testing.T) {
 						late++
 					}
 				}
-				// The 10th's verdict lets the connection go quiet (the
-				// release of the 9th, held 1 ms, leaves it so); a few
-				// may be queued before it, or after a verdict the queue
+				// The 10th's verdict lets the connection go quiet; the
+				// release of the 9th, held 1 ms, wakes it, and the next
+				// one seen lets it go quiet again; a few more may be
+				// queued meanwhile, or after a verdict the queue
 				// declined (a busy burst).
-				if late > 5 {
-					t.Errorf("%d client data segments seen after the 9th, want at most 5", late)
+				if late > 20 {
+					t.Errorf("%d client data segments seen after the 9th, want at most 20", late)
 				}
 			}
 			t.Logf("%s: %v packets queued for a %d MiB upload", c.name, queued, quietAfterUpload>>20)

@@ -210,8 +210,9 @@ func (l live) run(ctx context.Context) error {
 	quiet, dark := false, set.Darkens()
 	var phases pipeline.QuietPhases
 	for _, p := range pipes {
-		phases = p.AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
+		p.AllowQuietPhases(expect.QuietPhases(l.cfg.Expect))
 		quiet = p.AllowQuiet() // the same answers for every pipeline of set
+		phases = p.QuietPhases()
 	}
 	queues := make([]*nfq.Queue, 0, ic.Queues)
 	closeAll := func() { // Run with a done context closes a queue at once
