@@ -235,23 +235,36 @@ func suite(ctx context.Context, o options) (int, error) {
 		}
 	}
 	r := report{opts: o, machine: describeMachine(), date: time.Now().UTC()}
+	err = r.measure(ctx, o)
+	text, missed := r.render()
+	if err != nil {
+		// What was measured before the failure is kept: the report says
+		// where the suite stopped.
+		text += fmt.Sprintf("\nThe suite stopped early: %v\n", err)
+	}
+	return missed, errors.Join(err, publish(text, o.out))
+}
+
+// measure runs the workloads o asks for into r, in order; it stops at the
+// first that fails.
+func (r *report) measure(ctx context.Context, o options) (err error) {
 	if o.live {
 		fmt.Fprintf(os.Stderr, "bench: live, rounds: %d, columns: %s\n", o.rounds, joinNames(o.columns))
 		if r.live, err = runLive(ctx, o); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if o.live && o.twoQueues {
 		fmt.Fprintf(os.Stderr, "bench: short connections from %d client addresses, 1 and 2 queues\n", o.sources)
 		if r.spread, err = runSpread(ctx, o); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if o.live && o.flood {
 		fmt.Fprintf(os.Stderr, "bench: SYN flood, %d SYNs\n", o.floodSYNs)
 		fr, err := runFlood(ctx, o)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		r.flood = &fr
 	}
@@ -259,31 +272,29 @@ func suite(ctx context.Context, o options) (int, error) {
 		fmt.Fprintln(os.Stderr, "bench: a blackholed bulk transfer")
 		d, err := runBlackhole(ctx, o)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		r.dark = &d
 	}
 	if o.offline {
 		fmt.Fprintln(os.Stderr, "bench: offline Go benchmarks (one core)")
-		count := o.rounds
-		if r.benches, err = runGoBenches(ctx, root, count, o.benchtime); err != nil {
-			return 0, err
+		if r.benches, err = runGoBenches(ctx, o.root, o.rounds, o.benchtime); err != nil {
+			return err
 		}
 		fmt.Fprintf(os.Stderr, "bench: replay of %d synthetic packets\n", o.replayPackets)
 		if r.replay, err = runReplay(ctx, o); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if o.oracle {
 		fmt.Fprintf(os.Stderr, "bench: conntrack oracle, %d connections\n", o.oracleConns)
 		or, err := runOracle(ctx, o)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		r.oracle = &or
 	}
-	text, missed := r.render()
-	return missed, publish(text, o.out)
+	return nil
 }
 
 // publish prints the report text and writes it to out ("": nowhere else).

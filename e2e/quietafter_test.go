@@ -12,25 +12,25 @@ import (
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
 
-// quietAfterUpload is what a TestQuietAfterNth client sends.
-const quietAfterUpload = 16 << 20
+// quietAfterDownload is what a TestQuietAfterNth server sends.
+const quietAfterDownload = 16 << 20
 
 // TestQuietAfterNth: `run` with bench/data.yaml, whose data rule delays
-// the client's 9th data segment: a connection is queued until that
+// the server's 9th data segment: a connection is queued until that
 // segment has been (its rule can act on no later packet of it), then its
-// data phase bypasses the queue (rules.Set.QuietAfter). A 16 MiB upload
-// is queued a few dozen times: the handshake, nine data segments and the
-// server's ACKs of them, the close. The same rule without nth, which may
-// act on any data segment, keeps every packet queued: hundreds. Either
-// way the 9th segment is delayed as the rule says, and the upload
-// arrives whole.
+// data phase bypasses the queue (rules.Set.QuietAfter). A 16 MiB download,
+// the bench's bulk, is queued a few dozen times: the handshake, nine data
+// segments and the client's ACKs of them, the close. The same rule
+// without nth, which may act on any data segment, keeps every packet
+// queued: hundreds. Either way the 9th segment is delayed as the rule
+// says, and the download arrives whole.
 func TestQuietAfterNth(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile(filepath.Join("..", "bench", "data.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const nth = "match: {packet: data, from: client, nth: 9, port: 8080}"
+	const nth = "match: {packet: data, from: server, nth: 9, port: 8080}"
 	if !strings.Contains(string(data), nth) {
 		t.Fatalf("bench/data.yaml has no %q", nth)
 	}
@@ -39,7 +39,7 @@ func TestQuietAfterNth(t *testing.T) {
 		quiet        bool
 	}{
 		{"nth", string(data) + closedExpectation, true},
-		{"any data segment", strings.Replace(string(data), nth, "match: {packet: data, from: client, port: 8080}\n    probability: 0.000001", 1) + closedExpectation, false},
+		{"any data segment", strings.Replace(string(data), nth, "match: {packet: data, from: server, port: 8080}\n    probability: 0.000001", 1) + closedExpectation, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -48,38 +48,37 @@ func TestQuietAfterNth(t *testing.T) {
 			if got := strings.Contains(s.chaos.stderr.String(), status); got != c.quiet {
 				t.Errorf("status line says %q: %v, want %v:\n%s", status, got, c.quiet, s.chaos.stderr.String())
 			}
-			got := make(chan int64, 1)
+			// The server sends and closes first; it waits for the
+			// client's close, so the server ends in TIME_WAIT.
 			s.listen(func(conn net.Conn) error {
-				n, err := io.Copy(io.Discard, conn)
-				got <- n
-				if err != nil {
+				if _, err := conn.Write(make([]byte, quietAfterDownload)); err != nil {
+					return err
+				}
+				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+					return err
+				}
+				if _, err := io.Copy(io.Discard, conn); err != nil {
 					return err
 				}
 				return conn.Close()
 			})
 			conn, _ := s.dial()
-			tc := conn.(*net.TCPConn)
-			if _, err := tc.Write(make([]byte, quietAfterUpload)); err != nil {
-				t.Fatalf("upload: %v", err)
+			n, err := io.Copy(io.Discard, conn)
+			if err != nil {
+				t.Fatalf("download: %v after %d bytes", err, n)
 			}
-			if err := tc.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
-			if n, err := io.Copy(io.Discard, tc); n != 0 || err != nil {
-				t.Fatalf("wait for the server's close: %d bytes, %v", n, err)
-			}
-			tc.Close()
-			if n := <-got; n != quietAfterUpload {
-				t.Errorf("the server read %d bytes, want %d", n, quietAfterUpload)
+			conn.Close()
+			if n != quietAfterDownload {
+				t.Errorf("the client read %d bytes, want %d", n, quietAfterDownload)
 			}
 			s.waitClosed()
 			mfs, _ := scrape(t, m)
 			queued := value(mfs, "tcpchaos_queue_kernel_queued_total")
 			_, _, evs := s.finish()
 			if c.quiet {
-				wantFault(t, evs, "slow-ninth-client-data", rules.Delay, statetrack.Data, statetrack.Client, 9)
-				late := 0 // client data seen after the 9th
-				for _, e := range packetEvents(evs, statetrack.Data, statetrack.Client) {
+				wantFault(t, evs, "slow-ninth-server-data", rules.Delay, statetrack.Data, statetrack.Server, 9)
+				late := 0 // server data seen after the 9th
+				for _, e := range packetEvents(evs, statetrack.Data, statetrack.Server) {
 					if e.Nth > 9 {
 						late++
 					}
@@ -90,10 +89,10 @@ func TestQuietAfterNth(t *testing.T) {
 				// queued meanwhile, or after a verdict the queue
 				// declined (a busy burst).
 				if late > 20 {
-					t.Errorf("%d client data segments seen after the 9th, want at most 20", late)
+					t.Errorf("%d server data segments seen after the 9th, want at most 20", late)
 				}
 			}
-			t.Logf("%s: %v packets queued for a %d MiB upload", c.name, queued, quietAfterUpload>>20)
+			t.Logf("%s: %v packets queued for a %d MiB download", c.name, queued, quietAfterDownload>>20)
 			if c.quiet && queued > 80 {
 				t.Errorf("%v packets queued, want at most 80: the data phase after the 9th data segment bypasses the queue", queued)
 			}

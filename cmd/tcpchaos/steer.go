@@ -66,6 +66,7 @@ type steering struct {
 	full           *nfq.QueueFullCounter // what passed the full queues, for status
 	quietInstalled bool                  // the interception was installed with quiet connections
 	copyRange      uint32                // the queues' copy range (0: whole packets)
+
 	// quietFloor is, since the run began, the lowest rules.Set.QuietAfter
 	// of the sets under which connections could go quiet (nil: none yet):
 	// a connection may still be quiet in the kernel from any of them.
