@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -211,6 +213,23 @@ func TestRenderCountsMissedTargets(t *testing.T) {
 		"| short connections: CPU per crossing, µs | — | 10.0 | — | — | — | — | — | — |",
 		"| short connections: CPU per connection, µs | — | 70 | — | — | — | — | — | 300 |",
 	)
+}
+
+// TestFinishKeepsWhatWasMeasured: a suite that failed part way reports
+// what it measured before (a live round) and where it stopped; one that
+// did not fail says nothing of stopping.
+func TestFinishKeepsWhatWasMeasured(t *testing.T) {
+	r := &report{opts: options{columns: []column{direct, control}}, live: make([][numColumns]liveRun, 1)}
+	text, _ := r.finish(fmt.Errorf("SYN flood: %w", errors.New("raw socket: operation not permitted")))
+	if !strings.Contains(text, "| median (min–max) over 1 rounds | direct | control config |") {
+		t.Errorf("the live round measured before the failure is not reported:\n%s", text)
+	}
+	if !strings.HasSuffix(text, "\nThe suite stopped early: SYN flood: raw socket: operation not permitted\n") {
+		t.Errorf("the report does not end saying where the suite stopped:\n%s", text)
+	}
+	if text, _ := r.finish(nil); strings.Contains(text, "stopped early") {
+		t.Errorf("a complete suite's report says it stopped early:\n%s", text)
+	}
 }
 
 // TestRenderLeavesOutColumns renders a report without the toxiproxy

@@ -236,63 +236,80 @@ func suite(ctx context.Context, o options) (int, error) {
 	}
 	r := report{opts: o, machine: describeMachine(), date: time.Now().UTC()}
 	err = r.measure(ctx, o)
-	text, missed := r.render()
-	if err != nil {
-		// What was measured before the failure is kept: the report says
-		// where the suite stopped.
-		text += fmt.Sprintf("\nThe suite stopped early: %v\n", err)
-	}
+	text, missed := r.finish(err)
 	return missed, errors.Join(err, publish(text, o.out))
 }
 
+// finish renders the report (see render) of a suite that ended with err:
+// when it failed part way, what was measured before is kept, and a last
+// line says where it stopped.
+func (r *report) finish(err error) (string, int) {
+	text, missed := r.render()
+	if err != nil {
+		text += fmt.Sprintf("\nThe suite stopped early: %v\n", err)
+	}
+	return text, missed
+}
+
 // measure runs the workloads o asks for into r, in order; it stops at the
-// first that fails.
-func (r *report) measure(ctx context.Context, o options) (err error) {
-	if o.live {
-		fmt.Fprintf(os.Stderr, "bench: live, rounds: %d, columns: %s\n", o.rounds, joinNames(o.columns))
-		if r.live, err = runLive(ctx, o); err != nil {
+// first that fails, with an error that names it, and keeps only what
+// completed.
+func (r *report) measure(ctx context.Context, o options) error {
+	phases := []struct {
+		on       bool
+		name     string // for the error
+		progress string // for the line on standard error
+		run      func() error
+	}{
+		{o.live, "live columns", fmt.Sprintf("live, rounds: %d, columns: %s", o.rounds, joinNames(o.columns)), func() (err error) {
+			r.live, err = runLive(ctx, o)
 			return err
-		}
+		}},
+		{o.live && o.twoQueues, "two queues", fmt.Sprintf("short connections from %d client addresses, 1 and 2 queues", o.sources), func() (err error) {
+			r.spread, err = runSpread(ctx, o)
+			return err
+		}},
+		{o.live && o.flood, "SYN flood", fmt.Sprintf("SYN flood, %d SYNs", o.floodSYNs), func() error {
+			fr, err := runFlood(ctx, o)
+			if err == nil {
+				r.flood = &fr
+			}
+			return err
+		}},
+		{o.live, "blackhole", "a blackholed bulk transfer", func() error {
+			d, err := runBlackhole(ctx, o)
+			if err == nil {
+				r.dark = &d
+			}
+			return err
+		}},
+		{o.offline, "offline Go benchmarks", "offline Go benchmarks (one core)", func() (err error) {
+			r.benches, err = runGoBenches(ctx, o.root, o.rounds, o.benchtime)
+			return err
+		}},
+		{o.offline, "replay", fmt.Sprintf("replay of %d synthetic packets", o.replayPackets), func() error {
+			rp, err := runReplay(ctx, o)
+			if err == nil {
+				r.replay = rp
+			}
+			return err
+		}},
+		{o.oracle, "conntrack oracle", fmt.Sprintf("conntrack oracle, %d connections", o.oracleConns), func() error {
+			or, err := runOracle(ctx, o)
+			if err == nil {
+				r.oracle = &or
+			}
+			return err
+		}},
 	}
-	if o.live && o.twoQueues {
-		fmt.Fprintf(os.Stderr, "bench: short connections from %d client addresses, 1 and 2 queues\n", o.sources)
-		if r.spread, err = runSpread(ctx, o); err != nil {
-			return err
+	for _, p := range phases {
+		if !p.on {
+			continue
 		}
-	}
-	if o.live && o.flood {
-		fmt.Fprintf(os.Stderr, "bench: SYN flood, %d SYNs\n", o.floodSYNs)
-		fr, err := runFlood(ctx, o)
-		if err != nil {
-			return err
+		fmt.Fprintf(os.Stderr, "bench: %s\n", p.progress)
+		if err := p.run(); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		r.flood = &fr
-	}
-	if o.live {
-		fmt.Fprintln(os.Stderr, "bench: a blackholed bulk transfer")
-		d, err := runBlackhole(ctx, o)
-		if err != nil {
-			return err
-		}
-		r.dark = &d
-	}
-	if o.offline {
-		fmt.Fprintln(os.Stderr, "bench: offline Go benchmarks (one core)")
-		if r.benches, err = runGoBenches(ctx, o.root, o.rounds, o.benchtime); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "bench: replay of %d synthetic packets\n", o.replayPackets)
-		if r.replay, err = runReplay(ctx, o); err != nil {
-			return err
-		}
-	}
-	if o.oracle {
-		fmt.Fprintf(os.Stderr, "bench: conntrack oracle, %d connections\n", o.oracleConns)
-		or, err := runOracle(ctx, o)
-		if err != nil {
-			return err
-		}
-		r.oracle = &or
 	}
 	return nil
 }

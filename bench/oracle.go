@@ -75,7 +75,7 @@ func oracleClient(addr string, n, workers int) error {
 // oracleAttempts bounds the runs of the workload: another when conntrack
 // -E lost events (oracle.ErrLostEvents), which leaves the comparison blind
 // (on 2026-12-02 the full-size run lost some in both of two attempts
-// once, in the first of two another time).
+// once, and in the first of two twice).
 const oracleAttempts = 3
 
 // runOracle runs the workload, again in a fresh lab when conntrack lost

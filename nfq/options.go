@@ -78,6 +78,6 @@ type Options struct {
 // connect() time added by the queue at p50, without polling 106-133 µs,
 // 100 µs of polling 79-86 µs, 200 µs 68-98 µs with short connections/s
 // down by a tenth (the poller takes CPU from the peers); on another such
-// VM, 1 ms against 100 µs took nothing more off connect() and a quarter
-// off short connections/s (README "Benchmarks").
+// VM, 1 ms against 100 µs made no clear difference to connect() and took
+// a quarter off short connections/s (README "Benchmarks").
 const DefaultPoll = 100 * time.Microsecond
