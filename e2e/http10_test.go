@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpchaos/tcpchaos/internal/events"
 	"github.com/tcpchaos/tcpchaos/internal/netlab"
 	"github.com/tcpchaos/tcpchaos/internal/netlab/netlabtest"
 	"github.com/tcpchaos/tcpchaos/internal/oracle"
@@ -51,8 +52,8 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 			t.Errorf("%d of %d requests answered 200", ok, http10Requests)
 		}
 		settle(t, tp.Client, tp.Server)
-		kernelClient := tp.Client.SocketStates(t, port)[statetrack.TimeWait]
-		kernelServer := tp.Server.SocketStates(t, port)[statetrack.TimeWait]
+		clientSocks, serverSocks := tp.Client.Sockets(t, port), tp.Server.Sockets(t, port)
+		kernelClient, kernelServer := countState(clientSocks, statetrack.TimeWait), countState(serverSocks, statetrack.TimeWait)
 		evs := chaos.stop()
 
 		finals := oracle.Finals(evs)
@@ -64,14 +65,65 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 			t.Errorf("the events show %d connections, want %d", len(finals), http10Requests)
 		}
 		if trackerClient != kernelClient || trackerServer != kernelServer {
-			t.Errorf("TIME_WAIT: client side tracker %d, kernel %d; server side tracker %d, kernel %d",
-				trackerClient, kernelClient, trackerServer, kernelServer)
+			t.Errorf("TIME_WAIT: client side tracker %d, kernel %d; server side tracker %d, kernel %d; the connections that differ:\n%s",
+				trackerClient, kernelClient, trackerServer, kernelServer, timeWaitDifferences(evs, clientSocks, serverSocks))
 		}
 		if len(bad) > 0 {
 			t.Errorf("%d events show a pair of states no two endpoints can be in, the first ones:\n%s",
 				len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
 		}
 	})
+}
+
+// countState counts the sockets in state st.
+func countState(socks []netlabtest.Socket, st statetrack.State) int {
+	n := 0
+	for _, s := range socks {
+		if s.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+// timeWaitDifferences lists, with their events, the connections whose
+// client or server is in TIME_WAIT in the kernel (the sockets of ss in the
+// client and the server namespace) but not in the tracker's final states,
+// or the other way round.
+func timeWaitDifferences(evs []events.Event, clientSocks, serverSocks []netlabtest.Socket) string {
+	kernel := make(map[netip.AddrPort][2]bool) // by client endpoint: client, server in TIME_WAIT
+	for _, s := range clientSocks {
+		if s.State == statetrack.TimeWait {
+			k := kernel[s.Local]
+			k[0] = true
+			kernel[s.Local] = k
+		}
+	}
+	for _, s := range serverSocks {
+		if s.State == statetrack.TimeWait {
+			k := kernel[s.Peer]
+			k[1] = true
+			kernel[s.Peer] = k
+		}
+	}
+	finals := oracle.Finals(evs)
+	var b strings.Builder
+	for id, p := range finals {
+		var conn []events.Event
+		for _, e := range evs {
+			if e.ConnID == id {
+				conn = append(conn, e)
+			}
+		}
+		if len(conn) == 0 {
+			continue
+		}
+		k := kernel[conn[0].Client]
+		if k[0] != (p.Client == statetrack.TimeWait) || k[1] != (p.Server == statetrack.TimeWait) {
+			fmt.Fprintf(&b, "%v: kernel TIME_WAIT client %v server %v, tracker %s/%s:\n%s", conn[0].Client, k[0], k[1], p.Client, p.Server, dumpEvents(conn))
+		}
+	}
+	return b.String()
 }
 
 // requireTools skips or fails the test as netlabtest.RequirePrivileged

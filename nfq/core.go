@@ -343,6 +343,11 @@ func (c *core) handle(now time.Time) (ok bool) {
 func (c *core) expire(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.expireLocked(now)
+}
+
+// expireLocked is expire with c.mu held.
+func (c *core) expireLocked(now time.Time) {
 	var ok bool
 	defer c.recoverHandler(&ok)
 	c.h.Expire(now)
@@ -379,6 +384,12 @@ func (c *core) fire(now time.Time) (next time.Time, ok bool) {
 		if n := c.c.healsFailed.Add(1); execute.LogWorthy(n) {
 			c.log.Error("heal blackhole", "failures", n, "err", err)
 		}
+	}
+	if healed+len(errs) > 0 {
+		// The handler heals its blackholes too (its healed events) when
+		// the kernel does, not at its next expiry: a healed connection
+		// that is quiet sends it nothing, and a run may end before then.
+		c.expireLocked(now)
 	}
 	if h, hok := c.heals.next(); hok && (!ok || h.Before(next)) {
 		next, ok = h, true

@@ -181,17 +181,28 @@ func (s *nlSocket) send(typ, flags, ack uint16, bodies ...[]byte) (uint32, error
 // errGaveUp: clearTimeout passed.
 var errGaveUp = fmt.Errorf("gave up after %s", clearTimeout)
 
-// recv reads one datagram, waiting until deadline at most.
+// recv reads one datagram, waiting until deadline at most. A signal
+// interrupts a read with a receive timeout whatever SA_RESTART says
+// (signal(7)): the read is made again, until deadline.
 func (s *nlSocket) recv(deadline time.Time) ([]byte, error) {
-	left := time.Until(deadline)
-	if left <= 0 {
-		return nil, errGaveUp
+	var (
+		n     int
+		flags int
+		err   error
+	)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, errGaveUp
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return nil, fmt.Errorf("set receive timeout: %w", err)
+		}
+		if n, _, flags, _, err = unix.Recvmsg(s.fd, s.buf, nil, 0); !errors.Is(err, unix.EINTR) {
+			break
+		}
 	}
-	tv := unix.NsecToTimeval(left.Nanoseconds())
-	if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return nil, fmt.Errorf("set receive timeout: %w", err)
-	}
-	n, _, flags, _, err := unix.Recvmsg(s.fd, s.buf, nil, 0)
 	if errors.Is(err, unix.EAGAIN) {
 		return nil, errGaveUp
 	}

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -168,5 +171,39 @@ func TestClearConnMarksTiming(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRecvRetriesInterruptedReads: signals delivered to the thread that
+// waits for the kernel's answer interrupt its read (a read with a receive
+// timeout is never restarted); recv reads again and waits out its deadline
+// instead of failing with EINTR.
+func TestRecvRetriesInterruptedReads(t *testing.T) {
+	s, err := openNetfilter()
+	if err != nil {
+		t.Skipf("no netfilter netlink socket here: %v", err)
+	}
+	defer s.close()
+	sig := make(chan os.Signal, 16)
+	signal.Notify(sig, unix.SIGUSR1) // delivered to the handler, not fatal
+	defer signal.Stop(sig)
+	tid := make(chan int)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid <- unix.Gettid()
+		_, err := s.recv(time.Now().Add(500 * time.Millisecond))
+		done <- err
+	}()
+	id := <-tid
+	for range 5 {
+		time.Sleep(50 * time.Millisecond)
+		if err := unix.Tgkill(unix.Getpid(), id, unix.SIGUSR1); err != nil {
+			t.Fatalf("signal the reading thread: %v", err)
+		}
+	}
+	if err := <-done; !errors.Is(err, errGaveUp) {
+		t.Errorf("recv with nothing to read, interrupted 5 times: %v, want %v", err, errGaveUp)
 	}
 }

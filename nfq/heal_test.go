@@ -34,7 +34,8 @@ func (m *fakeMarker) clearMark(src, dst netip.AddrPort, bits uint32) error {
 // drop it, and counted dropped; one that starts it in the other direction
 // carries DarkOppositeMark only and is counted accepted. The connection,
 // darkened twice, heals when the last blackhole does (1 s): its heal
-// waits for its time, then clears both connection mark bits.
+// waits for its time, then clears both connection mark bits, and runs the
+// handler's expiry, which heals the handler's blackholes (its events).
 func TestBlackholeVerdictMarks(t *testing.T) {
 	c, s := netip.MustParseAddrPort("198.18.1.2:40000"), netip.MustParseAddrPort("198.19.2.2:8080")
 	fromClient := statetrack.Observation{From: statetrack.Client, ConnID: 1, Seg: statetrack.Segment{Src: c, Dst: s}}
@@ -61,11 +62,14 @@ func TestBlackholeVerdictMarks(t *testing.T) {
 	if d, a := f.c.c.dropped.Load(), f.c.c.accepted.Load(); d != 2 || a != 1 {
 		t.Errorf("dropped %d accepted %d, want 2 and 1", d, a)
 	}
-	if next, ok := f.c.fire(f.at(999)); !ok || !next.Equal(f.at(1000)) || len(m.cleared) != 0 {
-		t.Errorf("before the first heal: next %v %v, cleared %v; want %v and none", next, ok, m.cleared, f.at(1000))
+	if next, ok := f.c.fire(f.at(999)); !ok || !next.Equal(f.at(1000)) || len(m.cleared) != 0 || len(f.h.expired) != 0 {
+		t.Errorf("before the first heal: next %v %v, cleared %v, expired %v; want %v and none", next, ok, m.cleared, f.h.expired, f.at(1000))
 	}
 	if _, ok := f.c.fire(f.at(2000)); ok {
 		t.Error("a deadline is left after both heals")
+	}
+	if len(f.h.expired) != 1 || !f.h.expired[0].Equal(f.at(2000)) {
+		t.Errorf("the handler's expiry ran at %v, want once at the heal, %v", f.h.expired, f.at(2000))
 	}
 	want := "198.18.1.2:40000->198.19.2.2:8080 " + hex(DarkOriginalMark|DarkReplyMark)
 	if len(m.cleared) != 1 || m.cleared[0] != want || f.c.c.healed.Load() != 1 {

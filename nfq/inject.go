@@ -113,11 +113,22 @@ func (in *Injector) Send(pkt []byte) (int, error) {
 		sa = &unix.SockaddrInet4{Addr: dst.As4()}
 	}
 	for i, seg := range segs {
-		if err := unix.Sendto(fd, seg, 0, sa); err != nil {
+		if err := sendto(fd, seg, sa); err != nil {
 			return i, fmt.Errorf("send copy to %s (%d bytes): %w", dst, len(seg), err)
 		}
 	}
 	return len(segs), nil
+}
+
+// sendto sends b to sa, again when a signal interrupts the send: a send
+// with a timeout (SO_SNDTIMEO) that waits for buffer space is never
+// restarted (signal(7)).
+func sendto(fd int, b []byte, sa unix.Sockaddr) error {
+	for {
+		if err := unix.Sendto(fd, b, 0, sa); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // route returns the MTU of the route toward dst (the route's own MTU if

@@ -167,10 +167,11 @@ func (t *Tracker) at(i int32) *conn { return &t.pages[uint32(i)>>pageBits][i&pag
 func shardBits(shards int) int { return bits.Len(uint(max(shards, 1) - 1)) }
 
 // MaxConnectionsFor returns the largest Config.MaxConnections that
-// shards trackers side by side allow (Config.Shards): 2^32 for one,
-// 2^31 for two, 2^30 for three or four, … (at most math.MaxInt).
+// shards trackers side by side allow (Config.Shards): 2^31 − 1 for one
+// (a slot's index is an int32), 2^31 − 1 for two, 2^30 for three or four,
+// 2^29 for five to eight, ….
 func MaxConnectionsFor(shards int) int {
-	return int(min(uint64(1)<<(32-shardBits(shards)), math.MaxInt))
+	return int(min(uint64(1)<<(32-shardBits(shards)), math.MaxInt32))
 }
 
 // id returns the connection's ConnID: generation, shard and slab index.

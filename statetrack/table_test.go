@@ -2,6 +2,7 @@ package statetrack_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/tcpchaos/tcpchaos/statetrack"
@@ -57,7 +58,7 @@ func TestShardConnIDs(t *testing.T) {
 // slot index, which bounds MaxConnections.
 func TestShardBits(t *testing.T) {
 	for _, c := range []struct{ shards, max int }{
-		{0, 1 << 32}, {1, 1 << 32}, {2, 1 << 31}, {3, 1 << 30}, {4, 1 << 30}, {5, 1 << 29}, {4096, 1 << 20}, {65535, 1 << 16},
+		{0, math.MaxInt32}, {1, math.MaxInt32}, {2, math.MaxInt32}, {3, 1 << 30}, {4, 1 << 30}, {5, 1 << 29}, {4096, 1 << 20}, {65535, 1 << 16},
 	} {
 		if got := statetrack.MaxConnectionsFor(c.shards); got != c.max {
 			t.Errorf("MaxConnectionsFor(%d) = %d, want %d", c.shards, got, c.max)

@@ -128,6 +128,8 @@ func ctlClient(ctx context.Context, c *cli.Context) (*ctlclient.Client, error) {
 	switch {
 	case err != nil:
 		return nil, err
+	case len(socks) == 0 && ctx.Err() != nil: // the dials gave up, not the runs
+		return nil, fmt.Errorf("ctl: looking for a control socket in %s: %w", ctlclient.DefaultDir, ctx.Err())
 	case len(socks) == 0:
 		return nil, fmt.Errorf("ctl: no control socket in %s: is a tcpchaos run running? (else give --control PATH)", ctlclient.DefaultDir)
 	case len(socks) > 1:
@@ -146,14 +148,20 @@ func ctlDo[T any](c *cli.Context, req func(context.Context, *ctlclient.Client) (
 	}
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
+	timedOut := func(err error) error {
+		return fmt.Errorf("ctl %s: no answer within --timeout %s (is the run hung?): %w", c.Command.Name, timeout, err)
+	}
 	cl, err := ctlClient(ctx, c)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return timedOut(err)
+	}
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	v, err := req(ctx, cl)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("ctl %s: no answer within --timeout %s (is the run hung?): %w", c.Command.Name, timeout, err)
+		return timedOut(err)
 	}
 	if err != nil {
 		return fmt.Errorf("ctl %s: %w", c.Command.Name, err)
