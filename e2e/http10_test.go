@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,44 +87,49 @@ func countState(socks []netlabtest.Socket, st statetrack.State) int {
 	return n
 }
 
-// timeWaitDifferences lists, with their events, the connections whose
-// client or server is in TIME_WAIT in the kernel (the sockets of ss in the
-// client and the server namespace) but not in the tracker's final states,
-// or the other way round.
+// timeWaitDifferences lists, sorted, the connections whose client or
+// server is in TIME_WAIT in the kernel (the sockets of ss in the client and
+// the server namespace) but not in the tracker's final states, or the
+// other way round, with their events; and the kernel's TIME_WAITs of no
+// connection in the events.
 func timeWaitDifferences(evs []events.Event, clientSocks, serverSocks []netlabtest.Socket) string {
 	kernel := make(map[netip.AddrPort][2]bool) // by client endpoint: client, server in TIME_WAIT
+	mark := func(ap netip.AddrPort, side int) {
+		k := kernel[ap]
+		k[side] = true
+		kernel[ap] = k
+	}
 	for _, s := range clientSocks {
 		if s.State == statetrack.TimeWait {
-			k := kernel[s.Local]
-			k[0] = true
-			kernel[s.Local] = k
+			mark(s.Local, 0)
 		}
 	}
 	for _, s := range serverSocks {
 		if s.State == statetrack.TimeWait {
-			k := kernel[s.Peer]
-			k[1] = true
-			kernel[s.Peer] = k
+			mark(s.Peer, 1)
 		}
 	}
-	finals := oracle.Finals(evs)
-	var b strings.Builder
-	for id, p := range finals {
-		var conn []events.Event
-		for _, e := range evs {
-			if e.ConnID == id {
-				conn = append(conn, e)
-			}
-		}
-		if len(conn) == 0 {
-			continue
-		}
-		k := kernel[conn[0].Client]
-		if k[0] != (p.Client == statetrack.TimeWait) || k[1] != (p.Server == statetrack.TimeWait) {
-			fmt.Fprintf(&b, "%v: kernel TIME_WAIT client %v server %v, tracker %s/%s:\n%s", conn[0].Client, k[0], k[1], p.Client, p.Server, dumpEvents(conn))
+	byConn := make(map[uint64][]events.Event)
+	for _, e := range evs {
+		byConn[e.ConnID] = append(byConn[e.ConnID], e)
+	}
+	var lines []string
+	seen := make(map[netip.AddrPort]bool)
+	for id, p := range oracle.Finals(evs) {
+		conn := byConn[id]
+		ap := conn[0].Client
+		seen[ap] = true
+		if k := kernel[ap]; k[0] != (p.Client == statetrack.TimeWait) || k[1] != (p.Server == statetrack.TimeWait) {
+			lines = append(lines, fmt.Sprintf("%v: kernel TIME_WAIT client %v server %v, tracker %s/%s:\n%s", ap, k[0], k[1], p.Client, p.Server, dumpEvents(conn)))
 		}
 	}
-	return b.String()
+	for ap, k := range kernel {
+		if !seen[ap] {
+			lines = append(lines, fmt.Sprintf("%v: kernel TIME_WAIT client %v server %v, no connection of the events\n", ap, k[0], k[1]))
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "")
 }
 
 // requireTools skips or fails the test as netlabtest.RequirePrivileged

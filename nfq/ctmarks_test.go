@@ -197,6 +197,7 @@ func TestRecvRetriesInterruptedReads(t *testing.T) {
 		done <- err
 	}()
 	id := <-tid
+	began := time.Now()
 	for range 5 {
 		time.Sleep(50 * time.Millisecond)
 		if err := unix.Tgkill(unix.Getpid(), id, unix.SIGUSR1); err != nil {
@@ -205,5 +206,11 @@ func TestRecvRetriesInterruptedReads(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, errGaveUp) {
 		t.Errorf("recv with nothing to read, interrupted 5 times: %v, want %v", err, errGaveUp)
+	}
+	if took := time.Since(began); took < 450*time.Millisecond {
+		t.Errorf("recv gave up after %v, before its deadline (500 ms)", took)
+	}
+	if len(sig) == 0 {
+		t.Error("no signal was delivered")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -74,7 +75,7 @@ func rawSocket(family int, mark uint32) (int, error) {
 		return -1, fmt.Errorf("set SO_MARK: %w", err)
 	}
 	// A full send buffer must not hold the queue's timer goroutine for long.
-	tv := unix.Timeval{Sec: 1}
+	tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("set SO_SNDTIMEO: %w", err)
@@ -120,12 +121,16 @@ func (in *Injector) Send(pkt []byte) (int, error) {
 	return len(segs), nil
 }
 
-// sendto sends b to sa, again when a signal interrupts the send: a send
-// with a timeout (SO_SNDTIMEO) that waits for buffer space is never
-// restarted (signal(7)).
+// sendTimeout bounds a copy's send into a full socket buffer.
+const sendTimeout = time.Second
+
+// sendto sends b to sa, again when a signal interrupts the send (a send
+// with a timeout, SO_SNDTIMEO, that waits for buffer space is never
+// restarted: signal(7)), within sendTimeout in all.
 func sendto(fd int, b []byte, sa unix.Sockaddr) error {
+	deadline := time.Now().Add(sendTimeout)
 	for {
-		if err := unix.Sendto(fd, b, 0, sa); !errors.Is(err, unix.EINTR) {
+		if err := unix.Sendto(fd, b, 0, sa); !errors.Is(err, unix.EINTR) || time.Now().After(deadline) {
 			return err
 		}
 	}

@@ -121,7 +121,9 @@ func ctlClient(ctx context.Context, c *cli.Context) (*ctlclient.Client, error) {
 		if err == nil {
 			conn.Close()
 		}
-		if err == nil || errors.Is(err, syscall.EACCES) { // live, maybe not ours
+		// Live, maybe not ours (EACCES), or too busy to accept (EAGAIN:
+		// its backlog is full; the request will say whether it answers).
+		if err == nil || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EAGAIN) {
 			socks = append(socks, s)
 		}
 	}

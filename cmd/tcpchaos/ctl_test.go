@@ -164,6 +164,16 @@ func TestCtlTimeout(t *testing.T) {
 	}
 }
 
+// TestCtlTimeoutDuringSocketSearch: a --timeout that runs out while ctl
+// looks for a run's socket (no --control) says so, not that no run is
+// there.
+func TestCtlTimeoutDuringSocketSearch(t *testing.T) {
+	out, err := runCLI(t, "ctl", "--timeout", "1ns", "status")
+	if err == nil || exitCode(err) != exitFailure || !strings.Contains(err.Error(), "no answer within --timeout 1ns") {
+		t.Errorf("ctl --timeout 1ns status: exit %d, %v\n%s; want exit %d saying no answer within --timeout 1ns", exitCode(err), err, out, exitFailure)
+	}
+}
+
 // TestCtlTimeoutUsage: a --timeout that does not parse or is not above
 // zero, before or after the command, is a usage error naming the flag.
 func TestCtlTimeoutUsage(t *testing.T) {

@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"cmp"
+	"container/heap"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
@@ -28,6 +28,36 @@ type darkConn struct {
 	// for the healed event.
 	client, server netip.AddrPort
 	states         [2]statetrack.State
+	// seq names the connection's entry in the heal queue (healAt.seq),
+	// queued is that entry's time; seq zero: none.
+	seq    uint64
+	queued time.Time
+}
+
+// healAt is an entry of the heal queue: connection id, whose darkConn has
+// seq, heals at at, or later if it was darkened again since. An entry
+// whose connection healed, left or was darkened anew (another seq) is
+// stale and dropped when it comes up.
+type healAt struct {
+	at  time.Time
+	id  uint64
+	seq uint64
+}
+
+// healQueue orders the heal queue by time, then ConnID (container/heap).
+type healQueue []healAt
+
+func (q healQueue) Len() int { return len(q) }
+func (q healQueue) Less(i, j int) bool {
+	return cmp.Or(q[i].at.Compare(q[j].at), cmp.Compare(q[i].id, q[j].id)) < 0
+}
+func (q healQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *healQueue) Push(x any)   { *q = append(*q, x.(healAt)) }
+func (q *healQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
 }
 
 // darkened reports whether the packet seen in o travels in a dark
@@ -63,6 +93,13 @@ func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time
 	dc.until = time.Time{}
 	if d.For > 0 {
 		dc.until = now.Add(d.For)
+		// One entry a connection: healDue puts it back when it comes up
+		// early; one for an earlier time replaces it.
+		if dc.seq == 0 || dc.until.Before(dc.queued) {
+			p.healSeq++
+			dc.seq, dc.queued = p.healSeq, dc.until
+			heap.Push(&p.heals, healAt{dc.until, o.ConnID, dc.seq})
+		}
 	}
 	p.dark[o.ConnID] = dc
 }
@@ -80,23 +117,23 @@ func (p *Pipeline) track(id uint64, states [2]statetrack.State) {
 }
 
 // healDue heals every blackhole whose time ran out by now, earliest
-// first.
+// first (then by ConnID), taking from the heal queue only what is due.
 func (p *Pipeline) healDue(now time.Time) {
-	type due struct {
-		id uint64
-		dc darkConn
-	}
-	var ds []due
-	for id, dc := range p.dark {
-		if !dc.until.IsZero() && !now.Before(dc.until) {
-			ds = append(ds, due{id, dc})
+	for len(p.heals) > 0 && !now.Before(p.heals[0].at) {
+		e := heap.Pop(&p.heals).(healAt)
+		dc, ok := p.dark[e.id]
+		switch {
+		case !ok || dc.seq != e.seq: // stale
+		case dc.until.IsZero(): // darkened again for ever
+			dc.seq = 0
+			p.dark[e.id] = dc
+		case now.Before(dc.until): // darkened again since: later
+			dc.queued = dc.until
+			p.dark[e.id] = dc
+			heap.Push(&p.heals, healAt{dc.until, e.id, e.seq})
+		default:
+			p.heal(e.id, dc)
 		}
-	}
-	slices.SortFunc(ds, func(a, b due) int {
-		return cmp.Or(a.dc.until.Compare(b.dc.until), cmp.Compare(a.id, b.id))
-	})
-	for _, d := range ds {
-		p.heal(d.id, d.dc)
 	}
 }
 

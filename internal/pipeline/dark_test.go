@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -102,5 +104,61 @@ func TestBlackholeHealedStatesAsDelivered(t *testing.T) {
 	h := rec.last()
 	if h.Reason != events.Healed || h.ClientState != fin.ClientState || h.ServerState != fin.ServerState {
 		t.Errorf("healed event %+v: want the states after the FIN (client %s, server %s)", h, fin.ClientState, fin.ServerState)
+	}
+}
+
+// TestHealQueue: blackholes heal at their connection's last darkening's
+// time, earliest first, whether that darkening moved the heal later or
+// earlier, and never after one for ever; healDue takes from the queue
+// only what is due, and nothing is left in it once every heal is past.
+func TestHealQueue(t *testing.T) {
+	p, rec := newPipeline(t, rule(statetrack.Data, rules.Action{Type: rules.Accept}))
+	darken := func(id uint64, at, d time.Duration) {
+		p.darken(&statetrack.Observation{ConnID: id}, &rules.Decision{Action: rules.Blackhole, Dark: rules.Both, For: d, RuleName: "r"}, t0.Add(at), [2]statetrack.State{})
+	}
+	darken(1, 0, 3*time.Second)
+	darken(2, 0, time.Second)
+	darken(2, 500*time.Millisecond, 2*time.Second) // later: 2.5 s
+	darken(3, 0, 10*time.Second)
+	darken(3, time.Second, time.Second) // earlier: 2 s
+	darken(4, 0, time.Second)
+	darken(4, 500*time.Millisecond, 0) // for ever
+	healed := func() (got []string) {
+		for _, e := range *rec {
+			if e.Reason == events.Healed {
+				got = append(got, fmt.Sprintf("%d@%v", e.ConnID, e.Time.Sub(t0)))
+			}
+		}
+		*rec = (*rec)[:0]
+		return got
+	}
+	p.healDue(t0.Add(1999 * time.Millisecond))
+	if got := healed(); len(got) != 0 {
+		t.Errorf("healed before 2 s: %v", got)
+	}
+	p.healDue(t0.Add(2500 * time.Millisecond))
+	if got, want := healed(), []string{"3@2s", "2@2.5s"}; !slices.Equal(got, want) {
+		t.Errorf("healed by 2.5 s: %v, want %v", got, want)
+	}
+	p.healDue(t0.Add(time.Minute))
+	if got, want := healed(), []string{"1@3s"}; !slices.Equal(got, want) {
+		t.Errorf("healed by a minute: %v, want %v", got, want)
+	}
+	if _, dark := p.dark[4]; !dark || len(p.dark) != 1 || len(p.heals) != 0 {
+		t.Errorf("after every heal: dark %v, %d heals queued; want connection 4 only, none queued", p.dark, len(p.heals))
+	}
+}
+
+// BenchmarkHealDue: the heal check a queue makes at every kernel heal and
+// every second, with 65,536 connections dark (nfq's most heals) and
+// nothing due: it looks at the queue's head only.
+func BenchmarkHealDue(b *testing.B) {
+	p, _ := newPipeline(b, rule(statetrack.Data, rules.Action{Type: rules.Accept}))
+	for id := range uint64(1 << 16) {
+		p.darken(&statetrack.Observation{ConnID: id + 1}, &rules.Decision{Action: rules.Blackhole, Dark: rules.Both, For: time.Hour}, t0.Add(time.Duration(id)), [2]statetrack.State{})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.healDue(t0.Add(time.Minute))
 	}
 }

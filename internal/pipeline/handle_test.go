@@ -32,7 +32,7 @@ func seg(fromClient bool, flags statetrack.Flags, seq, ack uint32) *statetrack.S
 	return s
 }
 
-func newPipeline(t *testing.T, rs ...rules.Rule) (*Pipeline, *recorder) {
+func newPipeline(t testing.TB, rs ...rules.Rule) (*Pipeline, *recorder) {
 	t.Helper()
 	for i := range rs {
 		rs[i].Name = "r"

@@ -38,8 +38,11 @@ type Pipeline struct {
 	// onGone is the tracker config's own OnGone (nil: none).
 	onGone func(statetrack.Gone)
 	// dark holds the connections blackholes darkened, by ConnID, until
-	// they heal or leave the tracker (see dark.go).
-	dark map[uint64]darkConn
+	// they heal or leave the tracker (see dark.go); heals is the queue of
+	// their heals, healSeq the last healAt.seq given.
+	dark    map[uint64]darkConn
+	heals   healQueue
+	healSeq uint64
 }
 
 // Stats counts what a pipeline saw and did.
