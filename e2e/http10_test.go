@@ -105,9 +105,10 @@ func countState(socks []netlabtest.Socket, st statetrack.State) int {
 // ACK after its own FIN, which clears the bypass in the router's mangle
 // table, but the two leave the peer on two CPUs (the FIN from its
 // program, the ACK from the softirq that delivered the first FIN) and the
-// ACK may pass the router's mangle first: unseen, the tracker keeps the
-// first closer in CLOSING (README "Quiet handshake and quiet close"). On
-// a loaded machine: 1 in 400 to 1 in 2,400 connections here.
+// ACK, presumably passing the router's mangle first, goes unseen: the
+// tracker keeps the first closer in CLOSING (README "Quiet handshake and
+// quiet close"). On a loaded machine: 1 in 400 to 1 in 2,400 connections
+// here.
 const maxUnseenCrossingAcks = 2
 
 // timeWaitDifference is a connection whose TIME_WAITs differ between the
