@@ -60,7 +60,7 @@ func TestScenarios(t *testing.T) {
 //	config msl=1s max=2 idle=5m quiet=1h serverport=8080,443   new tracker (first line only)
 //	tuple c=198.18.0.1:40000 s=198.18.1.1:8080          current tuple ("tuple self=ADDR:PORT" for a self-connect)
 //	[drop|hold|dup|quiet] c>s FLAGS [seq=N] [ack=N] [len=N]   a packet (s>c the other way); FLAGS as tcpdump: S S. . P. F. FP. R R. none
-//	                                                    (quiet: delivered, then Tracker.QuietInfo: what follows goes unseen)
+//	                                                    (quiet: delivered, then Tracker.Quieting and QuietInfo: what follows goes unseen)
 //	forge [outside] s>c R seq=N                          an RST the middle sends in s's name (Tracker.Forge; outside: not exact)
 //	retract                                             take back the last packet's sequence space (Tracker.Retract)
 //	release N                                           deliver the Nth held packet
@@ -283,6 +283,7 @@ func (r *scriptRunner) packet(line string, f []string) error {
 		dl = r.deliver(&o) + ", again " + r.deliver(&o)
 	case "quiet":
 		dl = r.deliver(&o)
+		r.tracker().Quieting(o.ConnID)
 		if info, moved, ok := r.tracker().QuietInfo(o.ConnID, r.now); ok {
 			dl += ", quiet"
 			if moved {
