@@ -105,10 +105,6 @@ const (
 	// asks to let it go quiet (Tracker.Quieting) and has been neither
 	// written (Tracker.Quiet) nor declined (Tracker.QuietDeclined).
 	quietPending
-	// quietCrossed: the peer's FIN crossed the first FIN of a quiet close,
-	// and nothing of the connection has been observed since (see
-	// conn.crossedClose).
-	quietCrossed
 )
 
 // ends returns the sender's and the receiver's halves for a packet from

@@ -268,7 +268,6 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 			resync(s, r, seg)
 		}
 	}
-	unseenFinAck := c.crossedClose(s, r, seg)
 	if !woke && c.flags&quietPending == 0 || seg.Flags&(SYN|FIN|RST) != 0 {
 		// A quiet close ends at its next FIN, RST or SYN, and when the
 		// connection's previous packet left it awake: that verdict was
@@ -290,9 +289,6 @@ func (t *Tracker) observe(o *Observation, seg *Segment, now time.Time, forged bo
 		*s = sender
 	} else {
 		res = send(s, r, seg)
-	}
-	if unseenFinAck {
-		tw = assumeFinAck(s, r) || tw
 	}
 	o.Kind, o.Nth, o.Retransmission, o.Closer = res.kind, res.nth, res.retx, res.closer
 	o.After = c.states()
@@ -590,44 +586,6 @@ func (c *conn) unassume(from Side, seg *Segment) bool {
 	sv.state = SynRcvd
 	sv.bits = sv.bits&^(ackSeen|acked) | synUnacked
 	return true
-}
-
-// crossedClose follows a crossing close whose first FIN began a quiet
-// close, for the ACK of that FIN, which may pass unseen: the peer sends it
-// after its own FIN, which ends the quiet close in the router, but the two
-// leave the peer on two CPUs (its FIN from its program, the ACK from the
-// softirq that delivered the first FIN) and the ACK may reach the
-// router's mangle table first, and bypass the queue (README "Quiet
-// handshake and quiet close"). Both wait in the queue otherwise, the ACK
-// behind the peer's FIN and ahead of the first closer's ACK of that FIN,
-// which its delivery draws: so the first closer's ACK of the peer's FIN
-// observed while it waits in CLOSING, with nothing of the peer observed
-// since the peer's FIN, follows an unseen ACK of its own FIN.
-// crossedClose marks the peer's crossing FIN seg (sent by s to r) and
-// reports whether seg is that ACK of the first closer s.
-func (c *conn) crossedClose(s, r *half, seg *Segment) (unseenFinAck bool) {
-	f := seg.Flags
-	if c.flags&quietCrossed != 0 {
-		c.flags &^= quietCrossed
-		return s.state == Closing && s.has(finUnacked) && f&(SYN|FIN|RST) == 0 && f&ACK != 0 && r.acksFin(seg.Ack)
-	}
-	if c.flags&(quietClosing|selfConn) == quietClosing && f&(SYN|RST|FIN|ACK) == FIN|ACK &&
-		!s.has(finSent) && r.has(finUnacked) && !r.acksFin(seg.Ack) {
-		c.flags |= quietCrossed
-	}
-	return false
-}
-
-// assumeFinAck takes as delivered the ACK of its FIN that the first closer
-// s of a crossing quiet close was sent by its peer r and that passed
-// unseen (see crossedClose), uncounted, and reports whether s entered
-// TIME_WAIT.
-func assumeFinAck(s, r *half) bool {
-	seg := Segment{Flags: ACK, Seq: r.nxt, Ack: s.finSeq.Add(1)}
-	n := r.ctl[FinalAck-1]
-	send(r, s, &seg)
-	r.ctl[FinalAck-1] = n
-	return receive(s, r, &seg)
 }
 
 // resync forgets the sequence numbers that a quiet connection's unseen
