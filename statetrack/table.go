@@ -168,7 +168,7 @@ func shardBits(shards int) int { return bits.Len(uint(max(shards, 1) - 1)) }
 
 // MaxConnectionsFor returns the largest Config.MaxConnections that
 // shards trackers side by side allow (Config.Shards): 2^31 − 1 for one
-// (a slot's index is an int32), 2^31 − 1 for two, 2^30 for three or four,
+// or two (the count of slots in use is an int32), 2^30 for three or four,
 // 2^29 for five to eight, ….
 func MaxConnectionsFor(shards int) int {
 	return int(min(uint64(1)<<(32-shardBits(shards)), math.MaxInt32))
