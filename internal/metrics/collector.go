@@ -8,8 +8,11 @@
 package metrics
 
 import (
+	"errors"
 	"runtime"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -45,10 +48,54 @@ type Source struct {
 	// Reloads returns the reload counts (nil: none, both 0).
 	Reloads func() Reloads
 	// QueueFull reads what passed the queues unseen because they were
-	// full (nil: not exposed; an error leaves it out of the scrape).
+	// full (nil: not exposed; an error leaves it out of the scrape). A
+	// scrape waits for it at most queueFullWait (see Bounded).
 	QueueFull func() (nfq.QueueFull, error)
 	// Version is tcpchaos's version, for tcpchaos_build_info.
 	Version string
+}
+
+// queueFullWait bounds a scrape's wait for Source.QueueFull, whose
+// iptables commands may wait up to 10 s each for the xtables lock that
+// another program holds: well within Prometheus's default scrape timeout
+// (10 s).
+const queueFullWait = 2 * time.Second
+
+// Bounded returns read waiting at most d for each call: a read that takes
+// longer goes on in the background and the call returns the last result
+// read (an error before the first), and no call starts another read while
+// one is in flight. For counters, a late figure is a lower one, never a
+// wrong one.
+func Bounded[T any](read func() (T, error), d time.Duration) func() (T, error) {
+	var (
+		mu       sync.Mutex
+		last     T
+		lastErr  = errors.New("not read yet")
+		inFlight chan struct{} // closed when the read in flight ends; nil: none
+	)
+	return func() (T, error) {
+		mu.Lock()
+		done := inFlight
+		if done == nil {
+			done = make(chan struct{})
+			inFlight = done
+			go func() {
+				v, err := read()
+				mu.Lock()
+				defer mu.Unlock()
+				last, lastErr, inFlight = v, err, nil
+				close(done)
+			}()
+		}
+		mu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(d):
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return last, lastErr
+	}
 }
 
 // stateSlots is how many slots of a connection table one call of
@@ -108,7 +155,12 @@ type collector struct{ src Source }
 
 // NewCollector returns a collector of the metrics of src, read at each
 // scrape.
-func NewCollector(src Source) prometheus.Collector { return collector{src} }
+func NewCollector(src Source) prometheus.Collector {
+	if src.QueueFull != nil {
+		src.QueueFull = Bounded(src.QueueFull, queueFullWait)
+	}
+	return collector{src}
+}
 
 // Describe sends every metric's description.
 func (collector) Describe(ch chan<- *prometheus.Desc) {

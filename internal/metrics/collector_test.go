@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +300,49 @@ func TestServerBoundsScrapesAndIdleClients(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Errorf("an idle client after a scrape: read %v, want EOF (closed by the server)", err)
+	}
+}
+
+// TestBounded: a read slower than the bound goes on in the background
+// while calls return the last result (an error before the first), one
+// read at a time; once it ends, calls return its result.
+func TestBounded(t *testing.T) {
+	release := make(chan struct{})
+	var reads atomic.Int32
+	read := Bounded(func() (int, error) {
+		n := reads.Add(1)
+		if n == 2 {
+			<-release // the second read hangs (the xtables lock held)
+		}
+		return int(n), nil
+	}, 50*time.Millisecond)
+	if v, err := read(); v != 1 || err != nil {
+		t.Fatalf("first read: %d, %v; want 1", v, err)
+	}
+	for range 3 {
+		start := time.Now()
+		if v, err := read(); v != 1 || err != nil {
+			t.Errorf("while the second read hangs: %d, %v; want the last, 1", v, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("a call took %v, want about the bound (50ms)", took)
+		}
+	}
+	if n := reads.Load(); n != 2 {
+		t.Errorf("%d reads started, want 2: one at a time", n)
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if v, _ := read(); v == 2 || v == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hung read's result never came")
+		}
+	}
+	hung := Bounded(func() (int, error) { select {} }, 10*time.Millisecond)
+	if _, err := hung(); err == nil {
+		t.Error("a read that never returned: no error, want one (nothing read yet)")
 	}
 }
