@@ -31,10 +31,12 @@ const (
 // ends end in TIME_WAIT) and pass the router one after the other in the
 // rest (the client closes passively and only the server keeps a
 // TIME_WAIT). Once every connection has closed, the tracker's final states
-// (each connection's last event before any expiry) must put as many
-// clients and as many servers in TIME_WAIT as the kernels' own sockets
-// (ss in the client and the server namespace), and no event may show a
-// pair of states two real endpoints cannot be in (oracle.Possible).
+// (each connection's last event before any expiry) must put each
+// connection's client and server in TIME_WAIT where the kernels' own
+// sockets are (ss in the client and the server namespace), but for
+// connections a new incarnation replaced and up to maxUnseenCrossingAcks
+// crossing closes of a known miss; and no event may show a pair of states
+// two real endpoints cannot be in (oracle.Possible).
 func TestHTTP10CloseMatchesKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "python3", "curl")
@@ -124,8 +126,8 @@ func countState(socks []netlabtest.Socket, st statetrack.State) int {
 // ACK, presumably passing the router's mangle first, goes unseen: the
 // tracker keeps the first closer in CLOSING (README "Quiet handshake and
 // quiet close"). On a loaded machine: 1 in 400 to 1 in 2,400 connections
-// here.
-const maxUnseenCrossingAcks = 2
+// here, so that 3 or more in 200 come in about 1.4 % of runs.
+const maxUnseenCrossingAcks = 4
 
 // timeWaitDifference is a connection whose TIME_WAITs differ between the
 // kernel and the tracker; unseenAck: it is a crossing close whose first
@@ -133,6 +135,41 @@ const maxUnseenCrossingAcks = 2
 type timeWaitDifference struct {
 	text      string
 	unseenAck bool
+}
+
+// unseenCrossingAck reports whether a connection's events and final
+// states p are the known miss (see maxUnseenCrossingAcks): a first FIN,
+// the peer's FIN not acknowledging it, no ACK of the first FIN from the
+// peer, and the first closer left in CLOSING with the peer in TIME_WAIT.
+func unseenCrossingAck(conn []events.Event, p oracle.Pair) bool {
+	var first, second *events.Event
+	for i := range conn {
+		e := &conn[i]
+		switch {
+		case e.Kind != statetrack.Fin:
+		case first == nil:
+			first = e
+		case second == nil && e.From != first.From:
+			second = e
+		}
+	}
+	if first == nil || second == nil {
+		return false
+	}
+	finAck := first.Seq + first.Len + 1 // uint32: wraps as sequence numbers do
+	if second.Ack == finAck {
+		return false // not a crossing: the peer's FIN acknowledges the first
+	}
+	for _, e := range conn {
+		if e.From == second.From && e.Ack == finAck {
+			return false // the peer's ACK of the first FIN was seen
+		}
+	}
+	closer, peer := p.Client, p.Server
+	if first.From == statetrack.Server {
+		closer, peer = peer, closer
+	}
+	return closer == statetrack.Closing && peer == statetrack.TimeWait
 }
 
 // timeWaitDifferences lists, sorted, the connections whose client or
@@ -169,9 +206,8 @@ func timeWaitDifferences(evs []events.Event, clientSocks, serverSocks []netlabte
 		seen[ap] = true
 		if k := kernel[ap]; k[0] != (p.Client == statetrack.TimeWait) || k[1] != (p.Server == statetrack.TimeWait) {
 			ds = append(ds, timeWaitDifference{
-				text: fmt.Sprintf("%v: kernel TIME_WAIT client %v server %v, tracker %s/%s:\n%s", ap, k[0], k[1], p.Client, p.Server, dumpEvents(conn)),
-				unseenAck: k[0] && k[1] && (p == oracle.Pair{Client: statetrack.TimeWait, Server: statetrack.Closing} ||
-					p == oracle.Pair{Client: statetrack.Closing, Server: statetrack.TimeWait}),
+				text:      fmt.Sprintf("%v: kernel TIME_WAIT client %v server %v, tracker %s/%s:\n%s", ap, k[0], k[1], p.Client, p.Server, dumpEvents(conn)),
+				unseenAck: k[0] && k[1] && unseenCrossingAck(conn, p),
 			})
 		}
 	}
@@ -260,6 +296,33 @@ func settle(t *testing.T, hosts ...*netlabtest.NS) {
 				t.Fatalf("%s: sockets still closing after %v:\n%s", ns.Name, ioTimeout, ns.SS(t))
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestUnseenCrossingAck: the known miss of TestHTTP10CloseMatchesKernel
+// (events of one seen under load) is told from a crossing close whose ACK
+// of the first FIN was seen, and from one whose peer's FIN acknowledged
+// the first FIN.
+func TestUnseenCrossingAck(t *testing.T) {
+	fin := func(from statetrack.Side, seq, ack uint32) events.Event {
+		return events.Event{From: from, Kind: statetrack.Fin, Seq: seq, Ack: ack}
+	}
+	ack := func(from statetrack.Side, seq, ack uint32) events.Event {
+		return events.Event{From: from, Kind: statetrack.FinalAck, Seq: seq, Ack: ack}
+	}
+	missed := oracle.Pair{Client: statetrack.TimeWait, Server: statetrack.Closing}
+	for _, c := range []struct {
+		name string
+		evs  []events.Event
+		want bool
+	}{
+		{"miss", []events.Event{fin(statetrack.Server, 500, 100), fin(statetrack.Client, 100, 500), ack(statetrack.Server, 501, 101)}, true},
+		{"peer's ACK seen", []events.Event{fin(statetrack.Server, 500, 100), fin(statetrack.Client, 100, 500), ack(statetrack.Client, 101, 501), ack(statetrack.Server, 501, 101)}, false},
+		{"not crossing", []events.Event{fin(statetrack.Server, 500, 100), fin(statetrack.Client, 100, 501), ack(statetrack.Server, 501, 101)}, false},
+	} {
+		if got := unseenCrossingAck(c.evs, missed); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 }
