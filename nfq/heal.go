@@ -3,7 +3,6 @@
 package nfq
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpchaos/tcpchaos/internal/minheap"
 )
 
 // marker clears bits of a connection's conntrack mark: the seam between
@@ -33,25 +34,14 @@ type heal struct {
 	src, dst netip.AddrPort
 }
 
-// healHeap orders heals by time (container/heap).
-type healHeap []heal
-
-func (h healHeap) Len() int           { return len(h) }
-func (h healHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h healHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *healHeap) Push(x any)        { *h = append(*h, x.(heal)) }
-func (h *healHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
+// Before orders heals by time (minheap.Ordered).
+func (h heal) Before(o heal) bool { return h.at.Before(o.at) }
 
 // heals are a Queue's blackholes with a duration, earliest first; the
 // core's mutex guards them.
 type heals struct {
 	ct marker
-	h  healHeap
+	h  minheap.Heap[heal]
 	// last holds, for each connection with a heal waiting, when its last
 	// blackhole heals (zero: never) and how many of its heals wait: a
 	// connection darkened again heals when the last blackhole does, as
@@ -95,7 +85,7 @@ func (hs *heals) add(at time.Time, src, dst netip.AddrPort) bool {
 		hs.last = make(map[connKey]lastHeal)
 	}
 	hs.last[k] = lastHeal{at: at, waiting: l.waiting + 1}
-	heap.Push(&hs.h, heal{at: at, src: src, dst: dst})
+	hs.h.Push(heal{at: at, src: src, dst: dst})
 	return true
 }
 
@@ -113,7 +103,7 @@ func (hs *heals) next() (time.Time, bool) {
 // replaced is skipped.
 func (hs *heals) fire(now time.Time) (healed int, errs []error) {
 	for len(hs.h) > 0 && !hs.h[0].at.After(now) {
-		h := heap.Pop(&hs.h).(heal)
+		h := hs.h.Pop()
 		k := keyOf(h.src, h.dst)
 		l := hs.last[k]
 		if l.waiting--; l.waiting == 0 {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"cmp"
-	"container/heap"
 	"net/netip"
 	"time"
 
@@ -44,20 +43,9 @@ type healAt struct {
 	seq uint64
 }
 
-// healQueue orders the heal queue by time, then ConnID (container/heap).
-type healQueue []healAt
-
-func (q healQueue) Len() int { return len(q) }
-func (q healQueue) Less(i, j int) bool {
-	return cmp.Or(q[i].at.Compare(q[j].at), cmp.Compare(q[i].id, q[j].id)) < 0
-}
-func (q healQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *healQueue) Push(x any)   { *q = append(*q, x.(healAt)) }
-func (q *healQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return e
+// Before orders the heal queue by time, then ConnID (minheap.Ordered).
+func (e healAt) Before(o healAt) bool {
+	return cmp.Or(e.at.Compare(o.at), cmp.Compare(e.id, o.id)) < 0
 }
 
 // darkened reports whether the packet seen in o travels in a dark
@@ -98,7 +86,7 @@ func (p *Pipeline) darken(o *statetrack.Observation, d *rules.Decision, now time
 		if dc.seq == 0 || dc.until.Before(dc.queued) {
 			p.healSeq++
 			dc.seq, dc.queued = p.healSeq, dc.until
-			heap.Push(&p.heals, healAt{dc.until, o.ConnID, dc.seq})
+			p.heals.Push(healAt{dc.until, o.ConnID, dc.seq})
 		}
 	}
 	p.dark[o.ConnID] = dc
@@ -120,7 +108,7 @@ func (p *Pipeline) track(id uint64, states [2]statetrack.State) {
 // first (then by ConnID), taking from the heal queue only what is due.
 func (p *Pipeline) healDue(now time.Time) {
 	for len(p.heals) > 0 && !now.Before(p.heals[0].at) {
-		e := heap.Pop(&p.heals).(healAt)
+		e := p.heals.Pop()
 		dc, ok := p.dark[e.id]
 		switch {
 		case !ok || dc.seq != e.seq: // stale
@@ -130,7 +118,7 @@ func (p *Pipeline) healDue(now time.Time) {
 		case now.Before(dc.until): // darkened again since: later
 			dc.queued = dc.until
 			p.dark[e.id] = dc
-			heap.Push(&p.heals, healAt{dc.until, e.id, e.seq})
+			p.heals.Push(healAt{dc.until, e.id, e.seq})
 		default:
 			p.heal(e.id, dc)
 		}

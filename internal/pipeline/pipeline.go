@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpchaos/tcpchaos/internal/events"
+	"github.com/tcpchaos/tcpchaos/internal/minheap"
 	"github.com/tcpchaos/tcpchaos/rules"
 	"github.com/tcpchaos/tcpchaos/statetrack"
 )
@@ -41,7 +42,7 @@ type Pipeline struct {
 	// they heal or leave the tracker (see dark.go); heals is the queue of
 	// their heals, healSeq the last healAt.seq given.
 	dark    map[uint64]darkConn
-	heals   healQueue
+	heals   minheap.Heap[healAt]
 	healSeq uint64
 }
 
