@@ -56,7 +56,7 @@ func TestHTTP10CloseMatchesKernel(t *testing.T) {
 		}
 		settle(t, tp.Client, tp.Server)
 		clientSocks, serverSocks := tp.Client.Sockets(t, port), tp.Server.Sockets(t, port)
-		kernelClient, kernelServer := countState(clientSocks, statetrack.TimeWait), countState(serverSocks, statetrack.TimeWait)
+		kernelClient, kernelServer := netlabtest.StateCounts(clientSocks)[statetrack.TimeWait], netlabtest.StateCounts(serverSocks)[statetrack.TimeWait]
 		evs := chaos.stop()
 
 		finals := currentFinals(evs)
@@ -103,17 +103,6 @@ func currentFinals(evs []events.Event) map[uint64]oracle.Pair {
 		}
 	}
 	return finals
-}
-
-// countState counts the sockets in state st.
-func countState(socks []netlabtest.Socket, st statetrack.State) int {
-	n := 0
-	for _, s := range socks {
-		if s.State == st {
-			n++
-		}
-	}
-	return n
 }
 
 // maxUnseenCrossingAcks bounds, per 200 connections, the crossing closes

@@ -48,8 +48,13 @@ func (n *NS) Sockets(t testing.TB, port uint16) []Socket {
 // 0 for all) by state, e.g. states[statetrack.TimeWait].
 func (n *NS) SocketStates(t testing.TB, port uint16) map[statetrack.State]int {
 	t.Helper()
+	return StateCounts(n.Sockets(t, port))
+}
+
+// StateCounts counts socks by state, e.g. states[statetrack.TimeWait].
+func StateCounts(socks []Socket) map[statetrack.State]int {
 	states := make(map[statetrack.State]int)
-	for _, s := range n.Sockets(t, port) {
+	for _, s := range socks {
 		states[s.State]++
 	}
 	return states
